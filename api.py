@@ -1,0 +1,270 @@
+"""The library entry points: load a spec (with its imports and the standard library), pick a
+model, override its parameters, and get its verified IR."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from .compiler.diagnostics import (
+    E_IMPORT_CYCLE,
+    E_IMPORT_ESCAPE,
+    E_IMPORT_MISSING,
+    E_NO_MODEL,
+    E_OPTION,
+    E_TYPE,
+    Diagnostic,
+    Note,
+    Span,
+    SsnError,
+    collect,
+    did_you_mean,
+    error,
+)
+from .compiler.elaborate import Elaborator, Limits, builtin_env, run_guarded
+from .compiler.ir import Graph
+from .compiler.pipeline import run_passes
+from .compiler.printer import format_graph
+from .compiler.resolve import check_program
+from .compiler.stats import ScopeRow, info_json, summarize
+from .compiler.values import Env, Rule, Value
+from .grammar import ast
+from .grammar.parser import parse, parse_expr, shift
+
+STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn")
+
+
+@dataclass
+class _Loaded:
+    program: ast.Program
+    env: Env
+    exports: dict[str, Value]
+
+
+@cache
+def _prelude() -> tuple[Env, tuple[tuple[str, str], ...]]:
+    """The standard library, written in .ssn, visible (and shadowable) in every spec."""
+    builtins = builtin_env()
+    env = Env({}, builtins)
+    texts = []
+    programs = []
+    for name in STDLIB_FILES:
+        display = f"<stdlib>/{name}"
+        text = resources.files("ssnc.compiler.stdlib").joinpath(name).read_text("utf-8")
+        texts.append((display, text))
+        programs.append(parse(text, display))
+    for program in programs:
+        for item in program.items:
+            if isinstance(item, ast.Def):
+                env.names[item.name] = Rule(item, env)
+    diags = []
+    for program in programs:
+        diags += check_program(program, env.visible())
+    if diags:
+        raise collect(diags).with_sources(dict(texts))
+    return env, tuple(texts)
+
+
+class Program:
+    """A loaded spec: its models, rules and source texts."""
+
+    def __init__(self, main: _Loaded, sources: dict[str, str]):
+        self._main = main
+        self.sources = sources
+        self.file = main.program.file
+        self.models: dict[str, ast.Model] = {
+            i.name: i for i in main.program.items if isinstance(i, ast.Model)}
+
+    def model(self, name: str | None = None, *, limits: Limits | None = None,
+              spans: Mapping[str, Span] | None = None, **params: Any) -> Model:
+        """Elaborate model ``name`` (the only one if omitted) with parameter overrides."""
+        try:
+            decl = self._pick(name)
+            values = {k: _from_python(k, v, (spans or {}).get(k)) for k, v in params.items()}
+            elab = Elaborator(self._main.env, limits)
+            graph = run_guarded(lambda: elab.elaborate_model(decl, values, spans))
+            return Model(run_passes(graph), self)
+        except SsnError as exc:
+            raise exc.with_sources(self.sources) from None
+
+    def _pick(self, name: str | None) -> ast.Model:
+        if name is None:
+            if len(self.models) == 1:
+                return next(iter(self.models.values()))
+            span = Span(file=self.file, line=1, col=1, end_line=1, end_col=2)
+            if not self.models:
+                raise error(E_NO_MODEL, "this spec defines no model", span,
+                            hint="add `model NAME : tensor[C, H, W] = ...`")
+            raise error(E_NO_MODEL, "this spec defines several models; choose one", span,
+                        hint="models: " + ", ".join(self.models) + " (--model NAME)")
+        if name not in self.models:
+            self.sources["<--model>"] = name
+            span = Span(file="<--model>", line=1, col=1, end_line=1, end_col=len(name) + 1)
+            raise error(E_NO_MODEL, f"no model named `{name}` in {self.file}", span,
+                        hint=did_you_mean(name, self.models)
+                        or "models: " + (", ".join(self.models) or "none"))
+        return self.models[name]
+
+    def check(self, limits: Limits | None = None) -> list[Model]:
+        """Elaborate and verify every model with its default parameters."""
+        return [self.model(n, limits=limits) for n in self.models]
+
+
+@dataclass
+class Model:
+    """One elaborated model: its verified IR and what can be computed from it."""
+
+    ir: Graph
+    program: Program = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.ir.model
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The IR as a networkx graph: nodes keyed by scope path, attribute ``node``."""
+        return self.ir.nx
+
+    @property
+    def total_params(self) -> int:
+        """Trainable parameters, shared ones counted once."""
+        return self.ir.total_params
+
+    @property
+    def total_macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return self.ir.total_macs
+
+    def summary(self, max_depth: int | None = None) -> list[ScopeRow]:
+        """Per-scope rows: output shape, parameters, MACs."""
+        return summarize(self.ir, max_depth)
+
+    def info(self, max_depth: int | None = None) -> dict[str, Any]:
+        """The data of `ssnc info --json`."""
+        return info_json(self.ir, max_depth)
+
+    def format_ir(self) -> str:
+        """The printed IR."""
+        return format_graph(self.ir)
+
+    def __str__(self) -> str:
+        return self.format_ir()
+
+
+def _from_python(key: str, value: Any, span: Span | None) -> Value:
+    if isinstance(value, list | tuple):
+        return tuple(_from_python(key, v, span) for v in value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise error(E_OPTION, f"parameter `{key}` cannot be {type(value).__name__}",
+                span or Span.unknown("<params>"), hint="use numbers, booleans, strings or lists")
+
+
+def parse_value(text: str, where: str, offset: int = 0) -> Value:
+    """A literal given on the command line (`--set widths=[16,32]`), evaluated safely:
+    only literals, lists and arithmetic, never names. ``offset`` shifts reported columns."""
+    expr = shift(parse_expr(text, where), -offset)
+    try:
+        return Elaborator(Env({})).eval(expr, Env({"true": True, "false": False}))
+    except SsnError as exc:
+        raise error(E_TYPE, f"`{text}` is not a value", exc.diagnostics[0].span,
+                    hint="write a number, true/false, a \"string\" or a [list]") from None
+
+
+class _Loader:
+    def __init__(self, root: Path, root_display: str):
+        self.root = root.resolve()
+        self.root_display = root_display or "."
+        self.sources: dict[str, str] = all_sources()
+        self.loaded: dict[Path, _Loaded] = {}
+        self.stack: list[Path] = []
+
+    def load(self, text: str, display: str, path: Path | None) -> _Loaded:
+        self.sources[display] = text
+        program = parse(text, display)
+        prelude, _ = _prelude()
+        imported = Env({}, prelude)
+        diags: list[Diagnostic] = []
+        for item in program.items:
+            if isinstance(item, ast.Import):
+                try:
+                    imported.names.update(self._import(item, display, path).exports)
+                except SsnError as exc:
+                    diags.extend(exc.diagnostics)
+        env = Env({}, imported)
+        exports = dict(imported.names)
+        for item in program.items:
+            if isinstance(item, ast.Def):
+                env.names[item.name] = exports[item.name] = Rule(item, env)
+        diags += check_program(program, imported.visible())
+        if diags:
+            raise collect(diags).with_sources(self.sources)
+        return _Loaded(program, env, exports)
+
+    def _import(self, item: ast.Import, display: str, path: Path | None) -> _Loaded:
+        base = path.parent if path is not None else self.root
+        target = (base / item.path).resolve()
+        if not target.is_relative_to(self.root):
+            raise error(E_IMPORT_ESCAPE, f"`{item.path}` is outside the spec's folder tree",
+                        item.span,
+                        notes=[Note(f"imports are confined to the folder `{self.root_display}`")],
+                        hint="copy the file into the spec's folder")
+        if target in self.stack:
+            raise error(E_IMPORT_CYCLE, f"`{item.path}` imports this file back", item.span,
+                        notes=[Note(" -> ".join(p.name for p in [*self.stack, target]))])
+        if target in self.loaded:
+            return self.loaded[target]
+        sub_display = os.path.normpath(os.path.join(os.path.dirname(display), item.path))
+        if not target.is_file():
+            raise error(E_IMPORT_MISSING, f"cannot find `{item.path}`", item.span,
+                        notes=[Note(f"looked for `{sub_display}`")],
+                        hint=did_you_mean(Path(item.path).name,
+                                          [p.name for p in target.parent.glob("*.ssn")])
+                        if target.parent.is_dir() else None)
+        self.stack.append(target)
+        try:
+            loaded = self.load(target.read_text(encoding="utf-8"), sub_display, target)
+        finally:
+            self.stack.pop()
+        self.loaded[target] = loaded
+        return loaded
+
+
+def load(path: str | os.PathLike[str]) -> Program:
+    """Load a spec file; imports are resolved inside the file's folder tree."""
+    p = Path(path)
+    display = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(E_IMPORT_MISSING, f"cannot read {display}: "
+                    f"{getattr(exc, 'strerror', None) or exc}", Span.unknown(display)) from None
+    loader = _Loader(p.parent, os.path.dirname(display))
+    loader.stack.append(p.resolve())
+    try:
+        return Program(loader.load(text, display, p.resolve()), loader.sources)
+    except SsnError as exc:
+        raise exc.with_sources(loader.sources) from None
+
+
+def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".") -> Program:
+    """Load a spec from text; imports are resolved inside ``root``."""
+    loader = _Loader(Path(root), str(root))
+    try:
+        return Program(loader.load(text, file, None), loader.sources)
+    except SsnError as exc:
+        raise exc.with_sources(loader.sources) from None
+
+
+def all_sources() -> dict[str, str]:
+    """The standard library's texts, for rendering diagnostics that point into it."""
+    return dict(_prelude()[1])

@@ -1,0 +1,160 @@
+"""The `ssnc` command: a thin shell over the library API. Every failure is a diagnostic on
+stderr with exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .api import Model, Program, load, parse_value
+from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
+from .compiler.elaborate import Limits
+from .compiler.ops import fmt_shape
+
+DEFAULT_MAX_NODES = Limits().max_nodes
+
+app = typer.Typer(
+    name="ssnc",
+    help="Compile self-similar neural-network specs (.ssn) to PyTorch and ONNX.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="The .ssn spec file.", show_default=False)]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m",
+                                               help="Model to use (default: the only one).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Override a model parameter: KEY=VALUE (repeatable).")]
+MaxNodesOpt = Annotated[int, typer.Option("--max-nodes", help="Expansion limit in IR nodes.")]
+
+
+def _fail(exc: SsnError) -> None:
+    sys.stderr.write(exc.render() + "\n")
+    raise typer.Exit(1)
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except SsnError as exc:
+        _fail(exc)
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug: still reported as a diagnostic, never a traceback
+        _fail(error(E_INTERNAL, f"internal compiler error: {type(exc).__name__}: {exc}",
+                    Span.unknown("ssnc"),
+                    notes=[Note("please report this with the spec and command that caused it")]))
+
+
+def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span], dict[str, str]]:
+    """`--set KEY=VALUE` options as values, the spans of their keys and their source texts."""
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    sources: dict[str, str] = {}
+    for item in sets or []:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        where = f"<--set {key or item}>"
+        sources[where] = item
+        if not eq or not key.isidentifier():
+            raise error(E_OPTION, f"`--set {item}` is not KEY=VALUE", Span(
+                file=where, line=1, col=1, end_line=1, end_col=len(item) + 1),
+                hint="for example --set C=4 --set widths=[16,32]").with_sources(sources)
+        try:
+            values[key] = parse_value(text, where, offset=len(item) - len(text))
+        except SsnError as exc:
+            raise exc.with_sources(sources) from None
+        spans[key] = Span(file=where, line=1, col=1, end_line=1, end_col=len(key) + 1)
+    return values, spans, sources
+
+
+def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int) -> Model:
+    """The CLI's common path: load the spec, pick the model, apply --set overrides."""
+    values, spans, sources = parse_sets(sets)
+    program: Program = load(spec)
+    program.sources.update(sources)
+    return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans, **values)
+
+
+@app.command()
+def check(spec: SpecArg, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
+    """Parse, elaborate and verify every model in SPEC."""
+    def run() -> None:
+        program = load(spec)
+        models = program.check(Limits(max_nodes=max_nodes))
+        for m in models:
+            typer.echo(f"{spec}: model `{m.name}` ok: {len(m.ir)} nodes, "
+                       f"{m.total_params:,} parameters")
+        if not models:
+            typer.echo(f"{spec}: ok (no models)")
+    _guard(run)
+
+
+@app.command()
+def info(
+    spec: SpecArg,
+    model: ModelOpt = None,
+    set_: SetOpt = None,
+    depth: Annotated[int, typer.Option("--depth", "-d", help="Deepest scope level listed.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+) -> None:
+    """Shapes, parameters and multiply-accumulates per scope, with totals."""
+    def run() -> None:
+        m = load_model(spec, model, set_, max_nodes)
+        if as_json:
+            typer.echo(json.dumps(m.info(depth), indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{m.name} : {m.ir.input_type}", title_justify="left")
+        table.add_column("scope", no_wrap=True)
+        table.add_column("op")
+        table.add_column("output", no_wrap=True)
+        table.add_column("params", justify="right")
+        table.add_column("MACs", justify="right")
+        for row in m.summary(depth):
+            leaf = row.path.rsplit(".", 1)[-1]
+            table.add_row("  " * (row.depth - 1) + leaf, row.op or "", fmt_shape(row.shape),
+                          f"{row.params:,}", f"{row.macs:,}")
+        table.add_section()
+        table.add_row("total", "", "", f"{m.total_params:,}", f"{m.total_macs:,}")
+        Console(highlight=False, markup=False).print(table)
+    _guard(run)
+
+
+@app.command()
+def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
+       max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
+    """Print the model's IR, one node per line."""
+    def run() -> None:
+        typer.echo(load_model(spec, model, set_, max_nodes).format_ir(), nl=False)
+    _guard(run)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")]
+          = False) -> None:
+    if version:
+        from . import __version__
+        typer.echo(f"ssnc {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

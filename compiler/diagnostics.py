@@ -1,0 +1,269 @@
+"""Source spans, diagnostics and the one exception tree every user-facing error goes through.
+
+A diagnostic renders like rustc's: ``file:line:col: error[CODE]: message``, the source
+line with a caret span, notes pointing at related spans, and a hint where one helps.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """A half-open region of one source file; lines and columns are 1-based."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    @staticmethod
+    def unknown(file: str = "<unknown>") -> Span:
+        """A span for things with no source text (command-line values, built-ins)."""
+        return Span(file=file, line=0, col=0, end_line=0, end_col=0)
+
+
+class Kind(Enum):
+    """The families of error; each code belongs to one, and each has an exception class."""
+
+    SYNTAX = "syntax"
+    NAME = "name"
+    TYPE = "type"
+    SHAPE = "shape"
+    LIMIT = "limit"
+    IMPORT = "import"
+    USAGE = "usage"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class Code:
+    """An error code: a stable identifier, its family and a one-line summary for the docs."""
+
+    id: str
+    kind: Kind
+    summary: str
+
+
+# The registry of codes. docs/language.md lists them and tests/golden/diagnostics holds
+# one rendered example per code.
+E_SYNTAX = Code("E0001", Kind.SYNTAX, "the text is not valid .ssn")
+E_UNKNOWN_NAME = Code("E0101", Kind.NAME, "a name that is not defined")
+E_DUPLICATE = Code("E0102", Kind.NAME, "a name defined twice in one file")
+E_NO_MODEL = Code("E0103", Kind.NAME, "the requested model does not exist")
+E_ARGUMENT = Code("E0201", Kind.TYPE, "a call's arguments do not fit its parameters")
+E_TYPE = Code("E0202", Kind.TYPE, "a value of the wrong kind")
+E_NOT_LOWERED = Code("E0203", Kind.TYPE, "an op that is declared but cannot be compiled yet")
+E_FAIL = Code("E0204", Kind.TYPE, "a rule's own check (`fail`) rejected its arguments")
+E_SHAPE = Code("E0301", Kind.SHAPE, "tensor shapes that do not fit together")
+E_NO_BASE_CASE = Code("E0401", Kind.LIMIT, "recursion without a reachable base case")
+E_RECURSION_DEPTH = Code("E0402", Kind.LIMIT, "recursion deeper than the limit")
+E_EXPANSION = Code("E0403", Kind.LIMIT, "a model that expands beyond the node limit")
+E_IMPORT_MISSING = Code("E0501", Kind.IMPORT, "an imported file that does not exist")
+E_IMPORT_ESCAPE = Code("E0502", Kind.IMPORT, "an import that leaves the spec's folder tree")
+E_IMPORT_CYCLE = Code("E0503", Kind.IMPORT, "files that import each other")
+E_OPTION = Code("E0601", Kind.USAGE, "a command-line option or library argument that is wrong")
+E_INTERNAL = Code("E9001", Kind.INTERNAL, "a bug in ssnc")
+
+ALL_CODES: tuple[Code, ...] = (
+    E_SYNTAX,
+    E_UNKNOWN_NAME,
+    E_DUPLICATE,
+    E_NO_MODEL,
+    E_ARGUMENT,
+    E_TYPE,
+    E_NOT_LOWERED,
+    E_FAIL,
+    E_SHAPE,
+    E_NO_BASE_CASE,
+    E_RECURSION_DEPTH,
+    E_EXPANSION,
+    E_IMPORT_MISSING,
+    E_IMPORT_ESCAPE,
+    E_IMPORT_CYCLE,
+    E_OPTION,
+    E_INTERNAL,
+)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A secondary message, optionally pointing at a related span."""
+
+    message: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error: its code, message, primary span, related notes and an optional hint."""
+
+    code: Code
+    message: str
+    span: Span
+    notes: tuple[Note, ...] = ()
+    hint: str | None = None
+
+    def render(self, sources: Mapping[str, str]) -> str:
+        """Render as text: the header line, the source excerpt with carets, notes, hint."""
+        out = [f"{self.span}: error[{self.code.id}]: {self.message}"]
+        out.extend(_excerpt(self.span, sources))
+        for note in self.notes:
+            if note.span is not None and note.span.line > 0:
+                out.append(f"  = note: {note.message} ({note.span})")
+                out.extend(_excerpt(note.span, sources))
+            else:
+                out.append(f"  = note: {note.message}")
+        if self.hint:
+            out.append(f"  = hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
+    text = sources.get(span.file)
+    if text is None or span.line <= 0:
+        return []
+    lines = text.splitlines()
+    if span.line > len(lines):
+        return []
+    line = lines[span.line - 1].rstrip().expandtabs(1)
+    width = len(str(span.line))
+    start = max(span.col, 1)
+    end = span.end_col if span.end_line == span.line and span.end_col > start else start + 1
+    end = min(max(end, start + 1), max(len(line) + 2, start + 1))
+    gutter = " " * width
+    return [
+        f"{gutter} |",
+        f"{span.line} | {line}",
+        f"{gutter} | {' ' * (start - 1)}{'^' * (end - start)}",
+    ]
+
+
+class SsnError(Exception):
+    """Raised with one or more diagnostics; the CLI renders them and exits with status 1."""
+
+    kind: Kind = Kind.INTERNAL
+
+    def __init__(self, diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None = None):
+        self.diagnostics = tuple(diagnostics)
+        self.sources: dict[str, str] = dict(sources or {})
+        super().__init__("\n".join(d.message for d in self.diagnostics))
+
+    @property
+    def code(self) -> str:
+        """The code of the first diagnostic, which tests and callers usually match on."""
+        return self.diagnostics[0].code.id
+
+    def render(self) -> str:
+        """All diagnostics rendered, separated by blank lines, with a closing count."""
+        parts = [d.render(self.sources) for d in self.diagnostics]
+        n = len(self.diagnostics)
+        parts.append(f"error: could not compile ({n} error{'s' if n != 1 else ''})")
+        return "\n\n".join(parts[:-1]) + "\n\n" + parts[-1]
+
+    def with_note(self, note: Note) -> SsnError:
+        """Add a note to the first diagnostic (e.g. the user's call site of a library rule)."""
+        first = self.diagnostics[0]
+        self.diagnostics = (replace(first, notes=(*first.notes, note)), *self.diagnostics[1:])
+        return self
+
+    def with_sources(self, sources: Mapping[str, str]) -> SsnError:
+        """Attach the texts the spans point into (added where missing) and return self."""
+        for name, text in sources.items():
+            self.sources.setdefault(name, text)
+        return self
+
+
+class SsnSyntaxError(SsnError):
+    """The text does not parse."""
+
+    kind = Kind.SYNTAX
+
+
+class SsnNameError(SsnError):
+    """A name is unknown or defined twice."""
+
+    kind = Kind.NAME
+
+
+class SsnTypeError(SsnError):
+    """A value of the wrong kind, or a call whose arguments do not fit."""
+
+    kind = Kind.TYPE
+
+
+class SsnShapeError(SsnError):
+    """Tensor shapes that do not fit together."""
+
+    kind = Kind.SHAPE
+
+
+class SsnLimitError(SsnError):
+    """A recursion or expansion limit exceeded."""
+
+    kind = Kind.LIMIT
+
+
+class SsnImportError(SsnError):
+    """An import that is missing, cyclic, or outside the spec's folder tree."""
+
+    kind = Kind.IMPORT
+
+
+class SsnUsageError(SsnError):
+    """A wrong option given on the command line or to a library call."""
+
+    kind = Kind.USAGE
+
+
+class SsnInternalError(SsnError):
+    """A bug in ssnc, reported as a diagnostic instead of a traceback."""
+
+    kind = Kind.INTERNAL
+
+
+_CLASSES: dict[Kind, type[SsnError]] = {
+    Kind.SYNTAX: SsnSyntaxError,
+    Kind.NAME: SsnNameError,
+    Kind.TYPE: SsnTypeError,
+    Kind.SHAPE: SsnShapeError,
+    Kind.LIMIT: SsnLimitError,
+    Kind.IMPORT: SsnImportError,
+    Kind.USAGE: SsnUsageError,
+    Kind.INTERNAL: SsnInternalError,
+}
+
+
+def error(
+    code: Code,
+    message: str,
+    span: Span,
+    *,
+    notes: Iterable[Note] = (),
+    hint: str | None = None,
+) -> SsnError:
+    """Build the exception of the code's family holding one diagnostic."""
+    diag = Diagnostic(code, message, span, tuple(notes), hint)
+    return _CLASSES[code.kind]([diag])
+
+
+def collect(diagnostics: Sequence[Diagnostic]) -> SsnError:
+    """One exception for several diagnostics, typed by the first one's family."""
+    return _CLASSES[diagnostics[0].code.kind](diagnostics)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the closest candidate, if one is close enough."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{matches[0]}`?" if matches else None

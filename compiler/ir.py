@@ -1,0 +1,219 @@
+"""The graph IR: one frozen record per op instance, a scope tree of rule instances, and a
+networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import networkx as nx
+
+from .diagnostics import E_INTERNAL, Note, Span, error
+from .ops import OPS, AttrValue, ParamSpec, Shape
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One rule instance: which rule, with which arguments, inside which parent scope.
+
+    The root scope (id 0) is the model itself."""
+
+    id: int
+    parent: int | None
+    rule: str
+    args: tuple[tuple[str, str], ...]
+    span: Span
+
+    @property
+    def signature(self) -> str:
+        """`rule(arg=value, ...)`: identical for instances that compute the same function."""
+        inner = ", ".join(f"{k}={v}" for k, v in self.args)
+        return f"{self.rule}({inner})"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op instance. ``name`` is its readable scope path; ``inputs`` are node names in
+    port order; ``param_owner`` names the node whose parameters a ``shared`` instance uses.
+
+    Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based along the
+    column) locate the node; a fractal join has no column, its ``position`` is its depth
+    along the deepest column and ``input_columns`` gives the column of each input."""
+
+    name: str
+    op: str
+    attrs: Mapping[str, AttrValue]
+    inputs: tuple[str, ...]
+    scope: int
+    span: Span
+    index: int
+    segment: str
+    shape: Shape | None = None
+    dtype: str = "f32"
+    params: tuple[ParamSpec, ...] = ()
+    param_owner: str | None = None
+    fractal: int | None = None
+    column: int | None = None
+    position: int | None = None
+    input_columns: tuple[int | None, ...] = ()
+
+    def evolve(self, **changes: Any) -> Node:
+        """A copy with some fields changed (records are immutable)."""
+        if "attrs" in changes:
+            changes["attrs"] = MappingProxyType(dict(changes["attrs"]))
+        return replace(self, **changes)
+
+    @property
+    def param_count(self) -> int:
+        """Trainable parameters this node owns (0 for a shared instance that is not the owner)."""
+        if self.param_owner is not None:
+            return 0
+        return sum(p.numel for p in self.params if p.trainable)
+
+
+def make_node(**fields: Any) -> Node:
+    """Build a node, freezing its attribute mapping."""
+    fields["attrs"] = MappingProxyType(dict(fields.get("attrs", {})))
+    return Node(**fields)
+
+
+@dataclass
+class Graph:
+    """A model's IR. Read-only by convention: passes return new graphs.
+
+    ``nx`` is the networkx view: nodes keyed by name with attribute ``node`` (the record),
+    edges ``(src, dst, key=port)`` with attribute ``column`` where one is known."""
+
+    model: str
+    nodes_by_name: dict[str, Node]
+    scopes: dict[int, Scope]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    params: Mapping[str, AttrValue] = field(default_factory=dict)
+    input_type: str = ""
+    nx: nx.MultiDiGraph = field(init=False, repr=False)
+    _order: list[Node] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        g = nx.MultiDiGraph(model=self.model)
+        for node in self.nodes_by_name.values():
+            g.add_node(node.name, node=node, op=node.op, shape=node.shape)
+        for node in self.nodes_by_name.values():
+            for port, src in enumerate(node.inputs):
+                column = node.input_columns[port] if node.input_columns else None
+                g.add_edge(src, node.name, key=port, column=column)
+        self.nx = g
+
+    @staticmethod
+    def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
+              inputs: Iterable[str], outputs: Iterable[str],
+              params: Mapping[str, AttrValue] | None = None, input_type: str = "") -> Graph:
+        """Construct from node records (in creation order)."""
+        return Graph(model, {n.name: n for n in nodes}, dict(scopes), tuple(inputs),
+                     tuple(outputs), dict(params or {}), input_type)
+
+    def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
+        """A new graph with these nodes, same scopes and inputs."""
+        return Graph.build(self.model, nodes, self.scopes, self.inputs,
+                           self.outputs if outputs is None else outputs, self.params,
+                           self.input_type)
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes_by_name[name]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.order())
+
+    def __len__(self) -> int:
+        return len(self.nodes_by_name)
+
+    def order(self) -> list[Node]:
+        """Deterministic topological order: ties broken by creation index."""
+        if self._order is None:
+            index = {n.name: n.index for n in self.nodes_by_name.values()}
+            names = nx.lexicographical_topological_sort(self.nx, key=lambda n: index[n])
+            self._order = [self.nodes_by_name[n] for n in names]
+        return self._order
+
+    def consumers(self, name: str) -> list[tuple[str, int]]:
+        """(consumer, port) pairs reading node ``name``, in a stable order."""
+        return sorted(((dst, key) for _, dst, key in self.nx.out_edges(name, keys=True)),
+                      key=lambda e: (self.nodes_by_name[e[0]].index, e[1]))
+
+    def scope_path(self, scope_id: int) -> list[Scope]:
+        """Scopes from the root down to ``scope_id``."""
+        chain = []
+        current: int | None = scope_id
+        while current is not None:
+            chain.append(self.scopes[current])
+            current = self.scopes[current].parent
+        return chain[::-1]
+
+    @property
+    def total_params(self) -> int:
+        """Trainable parameters, shared ones counted once."""
+        return sum(n.param_count for n in self.nodes_by_name.values())
+
+    def verify(self) -> None:
+        """Check the invariants every pass must keep (torch.fx's ``Graph.lint``):
+        known ops with the right arity, inputs that exist, acyclicity, unique names,
+        shapes where set, and ``shared`` owners that exist with equal parameter shapes."""
+        problems: list[str] = []
+        for node in self.nodes_by_name.values():
+            op = OPS.get(node.op)
+            if op is None:
+                problems.append(f"{node.name}: unknown op `{node.op}`")
+                continue
+            if op.arity is not None and len(node.inputs) != op.arity:
+                problems.append(f"{node.name}: {node.op} takes {op.arity} inputs, "
+                                f"has {len(node.inputs)}")
+            if op.arity is None and not node.inputs:
+                problems.append(f"{node.name}: {node.op} has no inputs")
+            for src in node.inputs:
+                if src not in self.nodes_by_name:
+                    problems.append(f"{node.name}: input `{src}` does not exist")
+            if node.input_columns and len(node.input_columns) != len(node.inputs):
+                problems.append(f"{node.name}: input_columns does not match inputs")
+            if node.param_owner is not None:
+                owner = self.nodes_by_name.get(node.param_owner)
+                if owner is None or owner.op != node.op:
+                    problems.append(f"{node.name}: shares parameters with a missing or "
+                                    f"different op `{node.param_owner}`")
+                elif node.shape is not None and [p.shape for p in owner.params] != [
+                        p.shape for p in node.params]:
+                    problems.append(f"{node.name}: shared parameter shapes differ from "
+                                    f"`{owner.name}`")
+            if node.shape is not None and any(isinstance(d, int) and d <= 0
+                                              for d in node.shape):
+                problems.append(f"{node.name}: empty shape {node.shape}")
+        for name in (*self.inputs, *self.outputs):
+            if name not in self.nodes_by_name:
+                problems.append(f"graph input/output `{name}` does not exist")
+        if not nx.is_directed_acyclic_graph(self.nx):
+            problems.append("the graph has a cycle: " + " -> ".join(
+                str(e[0]) for e in nx.find_cycle(self.nx)))
+        if problems:
+            first = next(iter(self.nodes_by_name.values()), None)
+            span = first.span if first else Span.unknown()
+            raise error(E_INTERNAL, f"IR verification failed in model `{self.model}`", span,
+                        notes=[Note(p) for p in problems[:20]])
+
+    def macs(self, node: Node) -> int:
+        """Multiply-accumulates per sample of one node."""
+        assert node.shape is not None
+        op = OPS[node.op]
+        shapes = [self.nodes_by_name[i].shape for i in node.inputs]
+        return op.macs([s for s in shapes if s is not None], node.shape, node.attrs)
+
+    @property
+    def total_macs(self) -> int:
+        """Multiply-accumulates per sample of the whole model."""
+        return sum(self.macs(n) for n in self.nodes_by_name.values())
+
+
+def numel(shape: Shape) -> int:
+    """Elements per sample (symbolic dims count as 1)."""
+    return math.prod(d for d in shape[1:] if isinstance(d, int))

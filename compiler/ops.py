@@ -1,0 +1,465 @@
+"""Every op, declared once: typed attributes, arity, shape rule, parameter shapes with their
+initializers, and multiply-accumulate count. Backends register one lowering per op."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+AttrValue = int | float | bool | str | None
+Attrs = Mapping[str, AttrValue]
+
+REQUIRED = object()
+"""Marks an attribute with no default."""
+
+
+class ShapeMismatch(Exception):  # noqa: N818 (a signal to the shape pass, not an error)
+    """Raised by a shape rule; the shape pass turns it into a positioned diagnostic.
+
+    ``inputs`` names the input positions at fault so the diagnostic can point at their
+    producers ("the join's other input comes from here")."""
+
+    def __init__(self, message: str, inputs: Sequence[int] = (), hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.inputs = tuple(inputs)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Attr:
+    """An op attribute: name, accepted Python types, default (or REQUIRED), meaning."""
+
+    name: str
+    types: tuple[type, ...]
+    default: object
+    doc: str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tensor an op instance owns: a trainable parameter or a buffer (BN statistics).
+
+    ``init`` names an initializer in ``compiler.initializers``; ``fan_in`` feeds it."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str
+    fan_in: int = 1
+    trainable: bool = True
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+
+ShapeRule = Callable[[Sequence[Shape], Attrs], Shape]
+ParamRule = Callable[[Sequence[Shape], Attrs], tuple[ParamSpec, ...]]
+MacRule = Callable[[Sequence[Shape], Shape, Attrs], int]
+
+
+def _no_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    return ()
+
+
+def _no_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class OpDecl:
+    """An op's declaration. ``arity`` None means one or more inputs (joins)."""
+
+    name: str
+    doc: str
+    attrs: tuple[Attr, ...]
+    shape: ShapeRule
+    arity: int | None = 1
+    params: ParamRule = _no_params
+    macs: MacRule = _no_macs
+    has_params: bool = False
+    is_join: bool = False
+    lowered: bool = True
+    stateful_in_training: bool = False
+
+    def attr(self, name: str) -> Attr:
+        """The attribute declaration called ``name``."""
+        return next(a for a in self.attrs if a.name == name)
+
+    @property
+    def attr_names(self) -> tuple[str, ...]:
+        """Attribute names in declaration (= positional) order."""
+        return tuple(a.name for a in self.attrs)
+
+    def defaults(self) -> dict[str, AttrValue]:
+        """Attributes that have defaults, with their values."""
+        return {a.name: a.default for a in self.attrs if a.default is not REQUIRED}  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- shape helpers
+
+def fmt_shape(shape: Shape) -> str:
+    """`[N,64,32,32]`."""
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _rank(shape: Shape, want: int, what: str, layout: str) -> None:
+    if len(shape) != want:
+        raise ShapeMismatch(
+            f"{what} expects a {layout} input, got {fmt_shape(shape)}",
+            inputs=(0,),
+            hint="insert `flatten` before a linear layer" if want == 2 and len(shape) > 2 else None,
+        )
+
+
+def _spatial(size: Dim, k: int, stride: int, pad: int, dilation: int, ceil: bool,
+             what: str) -> Dim:
+    if isinstance(size, str):
+        return size
+    eff = dilation * (k - 1) + 1
+    span = size + 2 * pad - eff
+    if span < 0:
+        raise ShapeMismatch(
+            f"{what} window {k} (padding {pad}) does not fit in a spatial size of {size}",
+            inputs=(0,),
+        )
+    out = (math.ceil(span / stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1  # PyTorch drops a last window that would start in the right padding
+    return out
+
+
+def broadcast(shapes: Sequence[Shape], what: str) -> Shape:
+    """NumPy broadcasting over all inputs; symbolic dims must match exactly."""
+    rank = max(len(s) for s in shapes)
+    out: list[Dim] = []
+    for axis in range(rank):
+        dims = [(i, s[axis - rank + len(s)]) for i, s in enumerate(shapes)
+                if axis - rank + len(s) >= 0]
+        sizes = {d for _, d in dims if d != 1}
+        if len(sizes) > 1:
+            bad = [i for i, d in dims if d != 1]
+            listing = " vs ".join(fmt_shape(shapes[i]) for i in bad[:2])
+            raise ShapeMismatch(f"{what} inputs do not match: {listing}", inputs=bad[:2])
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _int(attrs: Attrs, name: str) -> int:
+    value = attrs[name]
+    assert isinstance(value, int)
+    return value
+
+
+def _opt_int(attrs: Attrs, name: str, default: int) -> int:
+    value = attrs.get(name)
+    return default if value is None else int(value)
+
+
+def _per_sample(shape: Shape) -> int:
+    """Elements per sample: leading batch and symbolic (time) dims count once."""
+    return math.prod(d for d in shape[1:] if isinstance(d, int))
+
+
+# ---------------------------------------------------------------- the ops
+
+def _input_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    raise AssertionError("input shapes are set by the elaborator")
+
+
+def _conv_pad(attrs: Attrs) -> int:
+    return _opt_int(attrs, "pad", (_int(attrs, "k") - 1) // 2 * _opt_int(attrs, "dilation", 1))
+
+
+def _conv_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    _rank(x, 4, "conv", "[N, C, H, W]")
+    groups = _int(attrs, "groups")
+    out = _opt_int(attrs, "out", x[1] if isinstance(x[1], int) else 0)
+    if isinstance(x[1], int) and (x[1] % groups or out % groups):
+        raise ShapeMismatch(
+            f"conv with groups={groups} needs channels divisible by it: in {x[1]}, out {out}",
+            inputs=(0,))
+    k, s, d = _int(attrs, "k"), _int(attrs, "stride"), _int(attrs, "dilation")
+    pad = _conv_pad(attrs)
+    h = _spatial(x[2], k, s, pad, d, False, "conv")
+    w = _spatial(x[3], k, s, pad, d, False, "conv")
+    return (x[0], out, h, w)
+
+
+def _conv_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    x = inputs[0]
+    cin = int(x[1])
+    k, groups = _int(attrs, "k"), _int(attrs, "groups")
+    out = _opt_int(attrs, "out", cin)
+    fan_in = cin // groups * k * k
+    specs = [ParamSpec("weight", (out, cin // groups, k, k), "kaiming_uniform", fan_in)]
+    if attrs["bias"]:
+        specs.append(ParamSpec("bias", (out,), "fan_in_uniform", fan_in))
+    return tuple(specs)
+
+
+def _conv_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
+    cin = int(inputs[0][1])
+    k = _int(attrs, "k")
+    return _per_sample(out) * cin // _int(attrs, "groups") * k * k
+
+
+def _bn_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    if len(x) < 2 or not isinstance(x[1], int):
+        raise ShapeMismatch(f"bn expects [N, C, ...] with a known C, got {fmt_shape(x)}",
+                            inputs=(0,))
+    return x
+
+
+def _bn_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    c = int(inputs[0][1])
+    specs = []
+    if attrs["affine"]:
+        specs += [ParamSpec("weight", (c,), "ones"), ParamSpec("bias", (c,), "zeros")]
+    specs += [ParamSpec("running_mean", (c,), "zeros", trainable=False),
+              ParamSpec("running_var", (c,), "ones", trainable=False)]
+    return tuple(specs)
+
+
+def _same(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    return inputs[0]
+
+
+def _pool_shape(what: str) -> ShapeRule:
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+        (x,) = inputs
+        _rank(x, 4, what, "[N, C, H, W]")
+        k = _int(attrs, "k")
+        s = _opt_int(attrs, "stride", k)
+        p, ceil = _int(attrs, "pad"), bool(attrs["ceil"])
+        if p * 2 > k:
+            raise ShapeMismatch(f"{what} padding {p} is more than half its window {k}",
+                                inputs=(0,))
+        return (x[0], x[1], _spatial(x[2], k, s, p, 1, ceil, what),
+                _spatial(x[3], k, s, p, 1, ceil, what))
+    return rule
+
+
+def _gap_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    _rank(x, 4, "gap", "[N, C, H, W]")
+    return (x[0], x[1])
+
+
+def _flatten_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    if len(x) < 2 or any(isinstance(d, str) for d in x[1:]):
+        raise ShapeMismatch(f"flatten needs known non-batch dims, got {fmt_shape(x)}",
+                            inputs=(0,))
+    return (x[0], math.prod(int(d) for d in x[1:]))
+
+
+def _linear_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    if len(x) < 2 or not isinstance(x[-1], int):
+        raise ShapeMismatch(f"linear expects [N, ..., features], got {fmt_shape(x)}",
+                            inputs=(0,))
+    if len(x) == 4:
+        raise ShapeMismatch(f"linear expects [N, features], got the image {fmt_shape(x)}",
+                            inputs=(0,), hint="insert `flatten` (or `gap`) before `linear`")
+    return (*x[:-1], _int(attrs, "out"))
+
+
+def _linear_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    fan_in = int(inputs[0][-1])
+    out = _int(attrs, "out")
+    specs = [ParamSpec("weight", (out, fan_in), "kaiming_uniform", fan_in)]
+    if attrs["bias"]:
+        specs.append(ParamSpec("bias", (out,), "fan_in_uniform", fan_in))
+    return tuple(specs)
+
+
+def _linear_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
+    return _per_sample(out) * int(inputs[0][-1])
+
+
+def _join_shape(what: str) -> ShapeRule:
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+        return broadcast(inputs, what)
+    return rule
+
+
+def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    axis = _int(attrs, "axis")
+    rank = len(inputs[0])
+    if not -rank < axis < rank or axis in (0, -rank):
+        raise ShapeMismatch(f"concat axis {axis} is not a feature axis of a rank-{rank} tensor",
+                            inputs=(0,))
+    axis %= rank
+    total = 0
+    for i, s in enumerate(inputs):
+        others = [d for j, d in enumerate(s) if j != axis]
+        first = [d for j, d in enumerate(inputs[0]) if j != axis]
+        if len(s) != rank or others != first:
+            raise ShapeMismatch(
+                f"concat inputs differ outside axis {axis}: "
+                f"{fmt_shape(inputs[0])} vs {fmt_shape(s)}", inputs=(0, i))
+        size = s[axis]
+        if not isinstance(size, int):
+            raise ShapeMismatch(f"concat axis {axis} must have a known size", inputs=(i,))
+        total += size
+    return (*inputs[0][:axis], total, *inputs[0][axis + 1:])
+
+
+def _embedding_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    return (*x, _int(attrs, "dim"))
+
+
+def _embedding_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    return (ParamSpec("weight", (_int(attrs, "vocab"), _int(attrs, "dim")), "normal"),)
+
+
+def _hmrnn_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    return (*x[:-1], _int(attrs, "dim"))
+
+
+_INT, _FLOAT, _BOOL = (int,), (int, float), (bool,)
+_OPT_INT = (int, type(None))
+
+_DROP_PATH = Attr("drop_path", _FLOAT, 0.0,
+                  "local drop-path rate: each input is dropped with this probability "
+                  "while training (at least one kept)")
+_MERGE = Attr("merge", _BOOL, True,
+              "merge with a join of the same kind that feeds it (FractalNet's joins)")
+
+
+def _join(name: str, doc: str, extra: tuple[Attr, ...] = ()) -> OpDecl:
+    return OpDecl(name, doc, (_DROP_PATH, _MERGE, *extra), _join_shape(name), arity=None,
+                  is_join=True, stateful_in_training=True)
+
+
+_ELEMENTWISE = "Element-wise; shape unchanged."
+_POOL_ATTRS = (
+    Attr("k", _INT, 2, "window"),
+    Attr("stride", _OPT_INT, None, "stride"),
+    Attr("pad", _INT, 0, "implicit padding"),
+    Attr("ceil", _BOOL, False, "ceil mode"),
+)
+
+OPS: dict[str, OpDecl] = {
+    op.name: op
+    for op in (
+        OpDecl("input", "The model's input tensor.", (), _input_shape, arity=0),
+        OpDecl(
+            "conv",
+            "2-D convolution; `out` none keeps the channel count, `pad` none pads to keep "
+            "the spatial size for odd `k` ('same').",
+            (
+                Attr("out", _OPT_INT, None, "output channels"),
+                Attr("k", _INT, 3, "kernel size"),
+                Attr("stride", _INT, 1, "stride"),
+                Attr("pad", _OPT_INT, None, "zero padding on each side"),
+                Attr("bias", _BOOL, True, "add a learned bias"),
+                Attr("groups", _INT, 1, "channel groups"),
+                Attr("dilation", _INT, 1, "kernel dilation"),
+            ),
+            _conv_shape, params=_conv_params, macs=_conv_macs, has_params=True,
+        ),
+        OpDecl(
+            "bn",
+            "Batch normalisation over the channel axis (1).",
+            (
+                Attr("affine", _BOOL, True, "learned scale and shift"),
+                Attr("eps", _FLOAT, 1e-5, "added to the variance"),
+                Attr("momentum", _FLOAT, 0.1, "running-statistics update rate"),
+            ),
+            _bn_shape, params=_bn_params, has_params=True, stateful_in_training=True,
+        ),
+        OpDecl("relu", _ELEMENTWISE, (), _same),
+        OpDecl("sigmoid", _ELEMENTWISE, (), _same),
+        OpDecl("tanh", _ELEMENTWISE, (), _same),
+        OpDecl("identity", "Passes its input through; creates no node.", (), _same),
+        OpDecl("softmax", "Softmax over the last axis.", (), _same),
+        OpDecl("dropout", "Dropout while training; identity in eval.",
+               (Attr("p", _FLOAT, 0.5, "drop probability"),), _same,
+               stateful_in_training=True),
+        OpDecl(
+            "maxpool",
+            "2-D max pooling; `stride` none means `k`; `ceil` lets windows overhang the edge.",
+            _POOL_ATTRS,
+            _pool_shape("maxpool"),
+        ),
+        OpDecl(
+            "avgpool",
+            "2-D average pooling (padding not counted); arguments as `maxpool`.",
+            _POOL_ATTRS,
+            _pool_shape("avgpool"),
+        ),
+        OpDecl("gap", "Global average pooling: [N, C, H, W] -> [N, C].", (), _gap_shape),
+        OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape),
+        OpDecl(
+            "linear",
+            "Fully connected layer over the last axis.",
+            (Attr("out", _INT, REQUIRED, "output features"),
+             Attr("bias", _BOOL, True, "add a learned bias")),
+            _linear_shape, params=_linear_params, macs=_linear_macs, has_params=True,
+        ),
+        OpDecl(
+            "embedding",
+            "Token ids [N, T] -> vectors [N, T, dim].",
+            (Attr("vocab", _INT, REQUIRED, "vocabulary size"),
+             Attr("dim", _INT, REQUIRED, "vector size")),
+            _embedding_shape, params=_embedding_params, has_params=True,
+        ),
+        _join("mean", "Element-wise mean of its inputs (FractalNet's join)."),
+        _join("sum", "Element-wise sum of its inputs (`a + b` on wires)."),
+        _join("max", "Element-wise maximum of its inputs."),
+        OpDecl("concat", "Concatenation along `axis` (channels by default).",
+               (_MERGE, Attr("axis", _INT, 1, "axis to join along")), _concat_shape,
+               arity=None, is_join=True),
+        OpDecl("mul", "Element-wise product (`a * b` on wires), with broadcasting.", (),
+               _join_shape("mul"), arity=2),
+        OpDecl(
+            "hmrnn",
+            "Hierarchical multiscale RNN (Chung et al. 2016): declared, not yet lowered.",
+            (Attr("layers", _INT, 3, "stacked layers"),
+             Attr("dim", _INT, 512, "units per layer"),
+             Attr("slope", _FLOAT, 1.0, "hard-sigmoid slope of the boundary detector")),
+            _hmrnn_shape, has_params=True, lowered=False,
+        ),
+    )
+}
+
+JOINS = tuple(name for name, op in OPS.items() if op.is_join)
+
+
+@dataclass(frozen=True)
+class InputType:
+    """A model's declared input: shape with symbolic batch (and time) dims, and dtype."""
+
+    shape: Shape
+    dtype: str
+    attrs: Mapping[str, AttrValue] = field(default_factory=dict)
+
+
+INPUT_TYPES: dict[str, tuple[str, str]] = {
+    "tensor": ("tensor[C, H, W] or tensor[D, ...]: float images or feature maps", "f32"),
+    "tokens": ("tokens[vocab]: int64 token ids of shape [N, T]", "i64"),
+    "sequence": ("sequence[D]: float vectors of shape [N, T, D]", "f32"),
+}
+
+
+def input_type(name: str, args: Sequence[int]) -> InputType:
+    """The input type `name[args]`; the caller has checked name and argument kinds."""
+    if name == "tensor":
+        return InputType(("N", *args), "f32")
+    if name == "tokens":
+        if len(args) != 1:
+            raise ValueError("tokens takes one argument: the vocabulary size")
+        return InputType(("N", "T"), "i64", {"vocab": args[0]})
+    if len(args) != 1:
+        raise ValueError("sequence takes one argument: the vector size")
+    return InputType(("N", "T", args[0]), "f32")

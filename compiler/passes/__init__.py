@@ -1,0 +1,1 @@
+"""IR passes, one job each, named by verbs."""

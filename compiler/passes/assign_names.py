@@ -1,0 +1,107 @@
+"""assign_names: give every node its readable, stable scope path.
+
+Needs: columns tagged. Guarantees: unique dotted names built from rule and op names
+(`stage2.fractal.col3.unit2.conv`), identical from run to run. A segment gets a 1-based
+number when siblings share its name (`mlpconv1`, `mlpconv2`); inside a fractal block the
+recursion levels are replaced by `col{c}` and base instances are numbered by their position
+along the column (always, so `col1.unit1` lines up with `col3.unit1`); a fractal's joins are
+`join1`, `join2`, ... in order of depth. No name is a prefix path of another."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..ir import Graph, Node
+from .tag_columns import base_key, structural_scopes
+
+# A raw segment: (text, identity, numbered). Identities tell apart siblings with one text.
+_Segment = tuple[str, object, bool]
+
+
+def assign_names(graph: Graph) -> Graph:
+    """Return the graph with final names (inputs, outputs and edges renamed to match)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for scope in graph.scopes.values():
+        if scope.parent is not None:
+            children[scope.parent].append(scope.id)
+    structural: dict[int, set[int]] = {}
+    order = graph.order()
+    join_rank: dict[str, int] = {}
+    for f in sorted({n.fractal for n in order if n.fractal is not None}):
+        structural[f] = structural_scopes(graph, f, children)
+        fjoins = [n for n in order if n.fractal == f and n.input_columns]
+        for rank, j in enumerate(sorted(fjoins, key=lambda j: (j.position or 0, j.index)), 1):
+            join_rank[j.name] = rank
+
+    raw = {n.name: _raw_path(graph, n, structural, join_rank) for n in order}
+    final: dict[str, list[str]] = {n.name: [] for n in order}
+    depth = max(len(p) for p in raw.values())
+    for level in range(depth):
+        groups: dict[tuple[tuple[str, ...], str], list[object]] = defaultdict(list)
+        for n in order:
+            path = raw[n.name]
+            if level < len(path):
+                text, ident, numbered = path[level]
+                key = (tuple(final[n.name]), text)
+                if numbered and ident not in groups[key]:
+                    groups[key].append(ident)
+        for n in order:
+            path = raw[n.name]
+            if level < len(path):
+                text, ident, numbered = path[level]
+                idents = groups[(tuple(final[n.name]), text)]
+                if numbered and len(idents) > 1:
+                    text = f"{text}{idents.index(ident) + 1}"
+                final[n.name].append(text)
+
+    names = {old: ".".join(p) for old, p in final.items()}
+    taken = set(names.values())
+    prefixes = {".".join(p[:i]) for p in final.values() for i in range(1, len(p))}
+    for old, new in names.items():
+        if new in prefixes:  # a node named like a scope: keep both addressable
+            candidate = new + "_out"
+            while candidate in taken or candidate in prefixes:
+                candidate += "_"
+            names[old] = candidate
+            taken.add(candidate)
+    nodes = [n.evolve(name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
+                      param_owner=names[n.param_owner] if n.param_owner else None)
+             for n in graph.nodes_by_name.values()]
+    return Graph.build(graph.model, nodes, graph.scopes, [names[i] for i in graph.inputs],
+                       [names[o] for o in graph.outputs], graph.params, graph.input_type)
+
+
+def _raw_path(graph: Graph, node: Node, structural: dict[int, set[int]],
+              join_rank: dict[str, int]) -> list[_Segment]:
+    chain = graph.scope_path(node.scope)[1:]  # the root is the model itself
+    path: list[_Segment] = []
+    f = node.fractal
+    for scope in chain:
+        path.append((scope.rule, ("scope", scope.id), True))
+        if scope.id == f:
+            return [*path, *_fractal_tail(graph, node, structural[f], join_rank)]
+    segment = "input" if node.op == "input" else node.segment
+    return [*path, (segment, ("node", node.name), True)]
+
+
+def _fractal_tail(graph: Graph, node: Node, structural: set[int],
+                  join_rank: dict[str, int]) -> list[_Segment]:
+    if node.name in join_rank:
+        return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
+    if node.column is None or node.position is None:
+        return [(node.segment, ("node", node.name), True)]
+    path: list[_Segment] = [(f"col{node.column}", ("col", node.column), False)]
+    key = base_key(graph, node, node.fractal or 0, structural)
+    if key[0] == "node":
+        return [*path, (f"{node.segment}{node.position}", ("node", node.name), False)]
+    base = graph.scopes[int(key[1])]
+    path.append((f"{base.rule}{node.position}", ("base", node.column, node.position), False))
+    rest = [s for s in graph.scope_path(node.scope) if s.id in _after(graph, node, base.id)]
+    path += [(s.rule, ("scope", s.id), True) for s in rest]
+    return [*path, (node.segment, ("node", node.name), True)]
+
+
+def _after(graph: Graph, node: Node, base: int) -> set[int]:
+    ids = [s.id for s in graph.scope_path(node.scope)]
+    return set(ids[ids.index(base) + 1:])
+

@@ -1,0 +1,42 @@
+"""flatten_joins: merge joins that meet into one join.
+
+Needs: a graph whose joins carry the ``merge`` attribute. Guarantees: no mergeable join reads
+another join of the same kind and attributes that has no other reader; inputs keep their order
+(the inner join's inputs take its place). For ``sum``, ``max`` and ``concat`` this is an exact
+rewrite; for ``mean`` it is FractalNet's semantics: the joins of a fractal that meet are one
+element-wise mean over all the columns that arrive there, not a mean of means."""
+
+from __future__ import annotations
+
+from ..ir import Graph, Node
+from ..ops import OPS
+
+
+def flatten_joins(graph: Graph) -> Graph:
+    """Return the graph with every chain of meeting joins merged into its outermost join."""
+    current: dict[str, Node] = {}
+    merged: set[str] = set()
+    for node in graph.order():
+        if OPS[node.op].is_join and node.attrs.get("merge", False):
+            inputs: list[str] = []
+            for src in node.inputs:
+                inner = current[src]
+                if _mergeable(graph, node, inner):
+                    inputs.extend(inner.inputs)
+                    merged.add(src)
+                else:
+                    inputs.append(src)
+            node = node.evolve(inputs=tuple(inputs)) if len(inputs) != len(node.inputs) else node
+        current[node.name] = node
+    if not merged:
+        return graph
+    return graph.with_nodes(n for n in current.values() if n.name not in merged)
+
+
+def _mergeable(graph: Graph, outer: Node, inner: Node) -> bool:
+    return (
+        inner.op == outer.op
+        and dict(inner.attrs) == dict(outer.attrs)
+        and len(graph.consumers(inner.name)) == 1
+        and inner.name not in graph.outputs
+    )

@@ -1,0 +1,64 @@
+"""infer_shapes: compute every node's output shape, dtype and parameter shapes.
+
+Needs: named nodes in a DAG. Guarantees: every node has ``shape``, ``dtype`` and ``params``;
+``shared`` instances have exactly their owner's parameter shapes. A mismatch is a diagnostic
+at the op's span with notes pointing at the producers of the inputs at fault."""
+
+from __future__ import annotations
+
+from ..diagnostics import E_SHAPE, Note, error
+from ..ir import Graph, Node
+from ..ops import OPS, ShapeMismatch, fmt_shape
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Return the graph with shapes, dtypes and parameter specs filled in."""
+    done: dict[str, Node] = {}
+    for node in graph.order():
+        if node.op == "input":
+            done[node.name] = node
+            continue
+        op = OPS[node.op]
+        inputs = [done[i] for i in node.inputs]
+        shapes = [i.shape for i in inputs]
+        assert all(s is not None for s in shapes)
+        dtypes = {i.dtype for i in inputs}
+        if node.op == "embedding":
+            if dtypes != {"i64"}:
+                raise error(E_SHAPE, "`embedding` reads token ids (a `tokens[...]` input)",
+                            node.span, notes=_producers(inputs, range(len(inputs))))
+            dtype = "f32"
+        elif "i64" in dtypes:
+            raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
+                        node.span, notes=_producers(inputs, range(len(inputs))),
+                        hint="turn token ids into vectors with `embedding(vocab, dim)` first")
+        else:
+            dtype = "f32"
+        try:
+            shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
+            params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
+        except ShapeMismatch as exc:
+            raise error(E_SHAPE, exc.message, node.span,
+                        notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
+        if node.param_owner is not None:
+            owner = done[node.param_owner]
+            first_shape = done[owner.inputs[0]].shape or ()
+            if [p.shape for p in owner.params] != [p.shape for p in params]:
+                raise error(E_SHAPE, f"a shared `{node.op}` is applied to an input of shape "
+                            f"{fmt_shape(shapes[0] or ())}, which needs parameters of other shapes "
+                            "than its first use", node.span,
+                            notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
+                                        owner.span)],
+                            hint="a shared block must see the same input shape at every use")
+        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params)
+    return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
+
+
+def _producers(inputs: list[Node], which: range | tuple[int, ...]) -> list[Note]:
+    notes = []
+    for i in which:
+        src = inputs[i]
+        what = "the model's input" if src.op == "input" else f"`{src.name}`"
+        notes.append(Note(f"input {i + 1} is {fmt_shape(src.shape or ())}, from {what}",
+                          src.span))
+    return notes

@@ -1,0 +1,160 @@
+"""tag_columns: find fractal blocks and give each node its column and position.
+
+Needs: joins flattened. Guarantees: every node inside a fractal block has ``fractal`` (the
+block's scope id); its other nodes have ``column`` (1 = shallowest) and ``position`` (1-based
+index of its base instance along that column); each fractal join has ``input_columns`` and, as
+``position``, its depth along the deepest column.
+
+A fractal block is the outermost instance of a rule that recurses (a scope with a descendant
+scope of the same rule) and contains a join made by such recursive scopes. The columns are
+read off the structure, not the rule's text: a fractal join over k inputs takes the deepest k
+of the block's C columns (C = the widest join), and its inputs are ranked by the longest path
+from the block's entry (deeper column, longer path). A node's column is the column of the join
+input its output flows into."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..ir import Graph, Node, Scope
+from ..ops import OPS
+
+
+def tag_columns(graph: Graph) -> Graph:
+    """Return the graph with fractal, column, position and input_columns filled in."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for scope in graph.scopes.values():
+        if scope.parent is not None:
+            children[scope.parent].append(scope.id)
+    nodes_in: dict[int, list[Node]] = defaultdict(list)
+    for node in graph.order():
+        nodes_in[node.scope].append(node)
+
+    updates: dict[str, Node] = {}
+    for block in _fractal_blocks(graph, children, nodes_in):
+        updates.update(_tag_block(graph, block, children, nodes_in))
+    if not updates:
+        return graph
+    return graph.with_nodes(updates.get(n.name, n) for n in graph.nodes_by_name.values())
+
+
+def _subtree(sid: int, children: dict[int, list[int]]) -> list[int]:
+    out, stack = [], [sid]
+    while stack:
+        s = stack.pop()
+        out.append(s)
+        stack.extend(reversed(children[s]))
+    return out
+
+
+def structural_scopes(graph: Graph, block: int, children: dict[int, list[int]]) -> set[int]:
+    """Scopes of rules that recurse inside ``block``: the fractal's own levels."""
+    sub = _subtree(block, children)
+    recursive: set[str] = set()
+    for sid in sub:
+        s = graph.scopes[sid]
+        parent = s.parent
+        while parent is not None and parent != graph.scopes[block].parent:
+            if graph.scopes[parent].rule == s.rule:
+                recursive.add(s.rule)
+                break
+            parent = graph.scopes[parent].parent
+    return {sid for sid in sub if graph.scopes[sid].rule in recursive}
+
+
+def _fractal_blocks(graph: Graph, children: dict[int, list[int]],
+                    nodes_in: dict[int, list[Node]]) -> list[int]:
+    blocks: list[int] = []
+
+    def visit(sid: int) -> None:
+        scope = graph.scopes[sid]
+        if sid != 0 and _recurses(graph, scope, children):
+            structural = structural_scopes(graph, sid, children)
+            if any(OPS[n.op].is_join for s in structural for n in nodes_in[s]):
+                blocks.append(sid)
+                return
+        for child in children[sid]:
+            visit(child)
+
+    visit(0)
+    return blocks
+
+
+def _recurses(graph: Graph, scope: Scope, children: dict[int, list[int]]) -> bool:
+    return any(graph.scopes[s].rule == scope.rule for s in _subtree(scope.id, children)[1:])
+
+
+def _tag_block(graph: Graph, block: int, children: dict[int, list[int]],
+               nodes_in: dict[int, list[Node]]) -> dict[str, Node]:
+    sub = set(_subtree(block, children))
+    structural = structural_scopes(graph, block, children)
+    members = [n for n in graph.order() if n.scope in sub]
+    inside = {n.name for n in members}
+    joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
+    width = max(len(j.inputs) for j in joins)
+
+    longest: dict[str, int] = {}
+    for n in members:
+        longest[n.name] = 1 + max((longest[i] for i in n.inputs if i in inside), default=0)
+
+    slot_columns: dict[str, tuple[int, ...]] = {}
+    for j in joins:
+        ranked = sorted(range(len(j.inputs)), key=lambda p: (-longest[j.inputs[p]], p))
+        ports = [0] * len(j.inputs)
+        for rank, port in enumerate(ranked):
+            ports[port] = width - rank
+        slot_columns[j.name] = tuple(ports)
+
+    join_names = set(slot_columns)
+    column: dict[str, int | None] = {}
+    for n in reversed(members):
+        if n.name in join_names:
+            continue
+        found: int | None = None
+        for consumer, port in graph.consumers(n.name):
+            if consumer in join_names:
+                found = slot_columns[consumer][port]
+            elif consumer in inside:
+                found = column.get(consumer)
+            if found is not None:
+                break
+        column[n.name] = found
+
+    positions: dict[tuple[int, tuple[str, int | str]], int] = {}
+    position: dict[str, int] = {}
+    for n in members:
+        c = column.get(n.name)
+        if c is None:
+            continue
+        key = (c, base_key(graph, n, block, structural))
+        if key not in positions:
+            positions[key] = 1 + sum(1 for k in positions if k[0] == c)
+        position[n.name] = positions[key]
+
+    out: dict[str, Node] = {}
+    for n in members:
+        if n.name in join_names:
+            cols = slot_columns[n.name]
+            deepest = n.inputs[cols.index(width)]
+            out[n.name] = n.evolve(fractal=block, input_columns=cols,
+                                   position=position.get(deepest))
+        else:
+            out[n.name] = n.evolve(fractal=block, column=column.get(n.name),
+                                   position=position.get(n.name))
+    # a join fed by the deepest column's join (nested, unmerged) takes that join's depth
+    for n in members:
+        if n.name in join_names and out[n.name].position is None:
+            deepest = n.inputs[slot_columns[n.name].index(width)]
+            if deepest in out:
+                out[n.name] = out[n.name].evolve(position=out[deepest].position)
+    return out
+
+
+def base_key(graph: Graph, node: Node, block: int,
+             structural: set[int]) -> tuple[str, int | str]:
+    """The base instance a node belongs to: the first non-structural scope below the last
+    structural one on its path, or the node itself when a structural scope made it."""
+    chain = [s.id for s in graph.scope_path(node.scope)]
+    chain = chain[chain.index(block):]
+    last = max(i for i, s in enumerate(chain) if s in structural or s == block)
+    return ("scope", chain[last + 1]) if last + 1 < len(chain) else ("node", node.name)

@@ -1,0 +1,35 @@
+"""The pass pipeline: elaborated graph in, verified IR out. Each pass has one job; a failure
+that is not a diagnostic is reported as an internal error naming the pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .diagnostics import E_INTERNAL, Note, Span, SsnError, error
+from .ir import Graph
+from .passes.assign_names import assign_names
+from .passes.flatten_joins import flatten_joins
+from .passes.infer_shapes import infer_shapes
+from .passes.tag_columns import tag_columns
+
+Pass = Callable[[Graph], Graph]
+
+PASSES: tuple[Pass, ...] = (flatten_joins, tag_columns, assign_names, infer_shapes)
+
+
+def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,
+               verify_each: bool = False) -> Graph:
+    """Run ``passes`` in order and verify the result (after each pass if asked)."""
+    for p in passes:
+        try:
+            graph = p(graph)
+            if verify_each:
+                graph.verify()
+        except SsnError:
+            raise
+        except Exception as exc:  # a bug: still a diagnostic, never a traceback
+            raise error(E_INTERNAL, f"internal error in pass `{p.__name__}`: "
+                        f"{type(exc).__name__}: {exc}", Span.unknown(),
+                        notes=[Note("please report this with the spec that caused it")]) from exc
+    graph.verify()
+    return graph

@@ -1,0 +1,69 @@
+"""Prints the IR in torch.fx's style, one line per node, for goldens and bug reports."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from .ir import Graph, Node
+from .ops import OPS, AttrValue
+
+
+def _value(v: AttrValue) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _attrs(node: Node) -> str:
+    op = OPS[node.op]
+    shown = [(k, v) for k, v in node.attrs.items()
+             if not (k in op.attr_names and op.attr(k).default == v and k != "out")]
+    if not shown:
+        return ""
+    return "[" + ", ".join(f"{k}={_value(v)}" for k, v in shown) + "]"
+
+
+def _shape(node: Node) -> str:
+    dims = "?" if node.shape is None else ",".join(str(d) for d in node.shape)
+    return f"{node.dtype}[{dims}]"
+
+
+def format_node(node: Node) -> str:
+    """`%name : f32[N,64,32,32] = conv[out=64](%x)  {col=1, pos=1}  # file:line:col`."""
+    if node.op == "input":
+        rhs = "input()"
+    else:
+        args = []
+        for port, src in enumerate(node.inputs):
+            col = node.input_columns[port] if node.input_columns else None
+            args.append(f"%{src}" + (f"@c{col}" if col is not None else ""))
+        rhs = f"{node.op}{_attrs(node)}({', '.join(args)})"
+    tags = []
+    if node.column is not None:
+        tags.append(f"col={node.column}")
+    if node.position is not None:
+        tags.append(f"{'depth' if node.column is None else 'pos'}={node.position}")
+    if node.param_owner is not None:
+        tags.append(f"shares=%{node.param_owner}")
+    extra = f"  {{{', '.join(tags)}}}" if tags else ""
+    where = f"{PurePath(node.span.file).name}:{node.span.line}:{node.span.col}"
+    return f"%{node.name} : {_shape(node)} = {rhs}{extra}  # {where}"
+
+
+def format_graph(graph: Graph) -> str:
+    """The whole model: a header with its parameters, one line per node, the outputs."""
+    params = ", ".join(f"{k}={_value(v) if not isinstance(v, tuple) else _list(v)}"
+                       for k, v in graph.params.items())
+    lines = [f"model {graph.model}({params}) : {graph.input_type}"]
+    lines += ["  " + format_node(n) for n in graph.order()]
+    lines.append("  return " + ", ".join(f"%{o}" for o in graph.outputs))
+    lines.append(f"  # {len(graph)} nodes, {graph.total_params:,} parameters, "
+                 f"{graph.total_macs:,} MACs per sample")
+    return "\n".join(lines) + "\n"
+
+
+def _list(v: tuple[object, ...]) -> str:
+    return "[" + ", ".join(_list(x) if isinstance(x, tuple) else _value(x)  # type: ignore[arg-type]
+                           for x in v) + "]"

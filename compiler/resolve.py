@@ -1,0 +1,115 @@
+"""Static checks over a parsed file, before anything is evaluated: every name refers to
+something, no name is defined twice, and every recursive rule has a path to a base case.
+All problems in the file are collected and reported together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from ..grammar import ast
+from .diagnostics import (
+    E_DUPLICATE,
+    E_NO_BASE_CASE,
+    E_UNKNOWN_NAME,
+    Diagnostic,
+    Note,
+    did_you_mean,
+)
+
+
+def check_program(program: ast.Program, outer: Iterable[str]) -> list[Diagnostic]:
+    """Diagnostics for one file; ``outer`` are names visible from imports, prelude, built-ins."""
+    diags: list[Diagnostic] = []
+    defined: dict[str, ast.Def | ast.Model] = {}
+    for item in program.items:
+        if isinstance(item, ast.Def | ast.Model):
+            if item.name in defined:
+                first = defined[item.name]
+                diags.append(Diagnostic(E_DUPLICATE, f"`{item.name}` is defined twice",
+                                        item.name_span,
+                                        (Note("first defined here", first.name_span),)))
+            else:
+                defined[item.name] = item
+    rule_names = {n for n, d in defined.items() if isinstance(d, ast.Def)}
+    visible = set(outer) | rule_names
+    for item in program.items:
+        if isinstance(item, ast.Def | ast.Model):
+            params = {p.name for p in item.params}
+            for p in item.params:
+                if p.default is not None:
+                    diags += _names(p.default, visible | params)
+            diags += _names(item.body, visible | params)
+            if isinstance(item, ast.Model):
+                for a in item.input_type.args:
+                    diags += _names(a, visible | params)
+        if isinstance(item, ast.Def):
+            diags += _base_case(item)
+    return diags
+
+
+def _names(expr: ast.Expr, scope: set[str]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    if isinstance(expr, ast.Name):
+        if expr.id not in scope:
+            out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.id}`", expr.span,
+                                  hint=did_you_mean(expr.id, scope)))
+        return out
+    if isinstance(expr, ast.Let):
+        return _names(expr.value, scope) + _names(expr.body, scope | {expr.name})
+    if isinstance(expr, ast.Lambda):
+        return _names(expr.body, scope | set(expr.params))
+    if isinstance(expr, ast.ListComp):
+        inner = scope | set(expr.targets)
+        out = _names(expr.iter, scope) + _names(expr.elt, inner)
+        return out + (_names(expr.cond, inner) if expr.cond is not None else [])
+    for child in _children(expr):
+        out += _names(child, scope)
+    return out
+
+
+def _children(expr: ast.Expr) -> Iterator[ast.Expr]:
+    for field in type(expr).model_fields:
+        value = getattr(expr, field)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, ast.Keyword):
+                yield v.value
+            elif isinstance(v, ast.Node) and not isinstance(v, ast.Param):
+                yield v  # type: ignore[misc]
+
+
+def _calls(expr: ast.Expr, name: str) -> list[ast.Expr]:
+    if isinstance(expr, ast.Name) and expr.id == name:
+        return [expr]
+    if isinstance(expr, ast.Lambda):
+        return []  # a lambda's body runs when applied, not when the rule is evaluated
+    found: list[ast.Expr] = []
+    for child in _children(expr):
+        found += _calls(child, name)
+    return found
+
+
+def _can_stop(expr: ast.Expr, name: str) -> bool:
+    """Whether some evaluation of ``expr`` avoids referring to rule ``name`` again."""
+    if isinstance(expr, ast.If):
+        return _can_stop(expr.cond, name) and (_can_stop(expr.then, name)
+                                               or _can_stop(expr.orelse, name))
+    if isinstance(expr, ast.Name):
+        return expr.id != name
+    if isinstance(expr, ast.Lambda):
+        return True
+    if isinstance(expr, ast.Let) and expr.name == name:
+        return _can_stop(expr.value, name)
+    return all(_can_stop(c, name) for c in _children(expr))
+
+
+def _base_case(rule: ast.Def) -> list[Diagnostic]:
+    shadowed = any(p.name == rule.name for p in rule.params)
+    if shadowed or _can_stop(rule.body, rule.name):
+        return []
+    calls = _calls(rule.body, rule.name)
+    notes = tuple(Note("it calls itself here", c.span) for c in calls[:3])
+    return [Diagnostic(E_NO_BASE_CASE,
+                       f"`{rule.name}` never reaches a base case: every path through its "
+                       "body uses it again", rule.name_span, notes,
+                       "add a branch that stops, e.g. `if n == 1 then base else ...`")]

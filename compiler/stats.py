@@ -1,0 +1,76 @@
+"""Per-scope statistics for `ssnc info`: output shape, parameters and multiply-accumulates,
+summed over every prefix of the nodes' scope paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .ir import Graph
+from .ops import Shape
+
+
+@dataclass(frozen=True)
+class ScopeRow:
+    """One scope (or node) of the table; ``shape`` is the output of its last node."""
+
+    path: str
+    depth: int
+    shape: Shape
+    params: int
+    macs: int
+    nodes: int
+    op: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as JSON-ready data."""
+        return {"path": self.path, "depth": self.depth, "shape": list(self.shape),
+                "params": self.params, "macs": self.macs, "nodes": self.nodes, "op": self.op}
+
+
+def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
+    """Rows in first-appearance order; scopes and nodes deeper than ``max_depth`` are summed
+    into their ancestors but not listed."""
+    params: dict[str, int] = {}
+    macs: dict[str, int] = {}
+    count: dict[str, int] = {}
+    last: dict[str, Shape] = {}
+    ops: dict[str, str] = {}
+    order: list[str] = []
+    for node in graph.order():
+        if node.op == "input":
+            continue
+        parts = node.name.split(".")
+        node_macs = graph.macs(node)
+        for i in range(1, len(parts) + 1):
+            key = ".".join(parts[:i])
+            if key not in count:
+                order.append(key)
+                count[key] = params[key] = macs[key] = 0
+            params[key] += node.param_count
+            macs[key] += node_macs
+            count[key] += 1
+            last[key] = node.shape or ()
+        ops[node.name] = node.op
+    rows = []
+    for key in order:
+        depth = key.count(".") + 1
+        if max_depth is not None and depth > max_depth:
+            continue
+        rows.append(ScopeRow(key, depth, last[key], params[key], macs[key], count[key],
+                             ops.get(key)))
+    return rows
+
+
+def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
+    """The `ssnc info --json` object."""
+    return {
+        "model": graph.model,
+        "input": graph.input_type,
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in graph.params.items()},
+        "total_params": graph.total_params,
+        "total_macs": graph.total_macs,
+        "nodes": len(graph),
+        "outputs": [{"name": o, "shape": list(graph[o].shape or ())} for o in graph.outputs],
+        "scopes": [r.as_json() for r in summarize(graph, max_depth)],
+    }

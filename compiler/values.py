@@ -1,0 +1,199 @@
+"""The values the elaborator computes with: numbers, lists, rules, op constructors, wires, and
+blocks (descriptions of structure; each place a block is used makes a fresh instance)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..grammar import ast
+from .diagnostics import Span
+from .ops import OpDecl
+
+Value = Any
+"""int | float | bool | str | None | tuple[Value, ...] | Rule | OpCtor | Builtin | Wire | Block"""
+
+
+class Env:
+    """A chain of name -> value frames, innermost first."""
+
+    def __init__(self, names: dict[str, Value], parent: Env | None = None):
+        self.names = names
+        self.parent = parent
+
+    def lookup(self, name: str) -> Value:
+        """The innermost binding of ``name``; raises KeyError if there is none."""
+        env: Env | None = self
+        while env is not None:
+            if name in env.names:
+                return env.names[name]
+            env = env.parent
+        raise KeyError(name)
+
+    def visible(self) -> set[str]:
+        """Every bound name (for did-you-mean hints)."""
+        out: set[str] = set()
+        env: Env | None = self
+        while env is not None:
+            out |= env.names.keys()
+            env = env.parent
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """A `def`: called to configure; a rule whose parameters all have defaults is also a block."""
+
+    decl: ast.Def
+    globals: Env
+
+    @property
+    def name(self) -> str:
+        """The rule's name."""
+        return self.decl.name
+
+
+@dataclass(frozen=True, eq=False)
+class OpCtor:
+    """A primitive op by name, before its attributes are given (`conv`, `relu`, `mean`)."""
+
+    op: OpDecl
+
+
+@dataclass(frozen=True, eq=False)
+class Builtin:
+    """A built-in function of values (`zip`, `range`, `seq`, `shared`, ...)."""
+
+    name: str
+    fn: Callable[..., Value]
+    doc: str
+
+
+@dataclass(frozen=True, eq=False)
+class Wire:
+    """A tensor inside a named-wire block: the output of node ``node``."""
+
+    node: str
+    span: Span
+
+
+class Block:
+    """A description of structure with one or more input streams and output streams."""
+
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class PrimBlock(Block):
+    """One primitive op with its attributes fixed."""
+
+    op: OpDecl
+    attrs: tuple[tuple[str, Value], ...]
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class SeqBlock(Block):
+    """`a >> b >> c`."""
+
+    parts: tuple[Block, ...]
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class ParBlock(Block):
+    """`join(a, b, ...)`: every branch reads the same inputs; a join node combines them."""
+
+    op: OpDecl
+    branches: tuple[Block, ...]
+    attrs: tuple[tuple[str, Value], ...]
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class LambdaBlock(Block):
+    """`(x, y) => body`: evaluated when applied, with the parameters bound to wires."""
+
+    params: tuple[str, ...]
+    body: ast.Expr
+    env: Env
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class ScopeBlock(Block):
+    """The block a rule call returned; instantiating it opens a scope for that rule instance."""
+
+    rule: str
+    args: tuple[tuple[str, str], ...]
+    inner: Block
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
+class SharedBlock(Block):
+    """`shared(b)`: every use applies one set of weights."""
+
+    inner: Block
+    span: Span
+
+
+def kind_of(value: Value) -> str:
+    """A user-facing name for a value's kind, for type errors."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "`none`"
+    if isinstance(value, tuple):
+        return "a list"
+    if isinstance(value, Wire):
+        return "a wire"
+    if isinstance(value, Rule):
+        return f"the rule `{value.name}`"
+    if isinstance(value, OpCtor):
+        return f"the op `{value.op.name}`"
+    if isinstance(value, Builtin):
+        return f"the built-in `{value.name}`"
+    if isinstance(value, Block):
+        return "a block"
+    return type(value).__name__
+
+
+def show(value: Value) -> str:
+    """A short, deterministic rendering of a value for scope signatures and messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int | str):
+        return str(value) if isinstance(value, int) else f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, ScopeBlock):
+        return f"{value.rule}({', '.join(f'{k}={v}' for k, v in value.args)})"
+    if isinstance(value, PrimBlock):
+        inner = ", ".join(f"{k}={show(v)}" for k, v in value.attrs
+                          if value.op.defaults().get(k, object()) != v)
+        return f"{value.op.name}({inner})" if inner else value.op.name
+    if isinstance(value, SharedBlock):
+        return f"shared({show(value.inner)})"
+    if isinstance(value, SeqBlock):
+        return " >> ".join(show(p) for p in value.parts)
+    if isinstance(value, ParBlock):
+        return f"{value.op.name}({', '.join(show(b) for b in value.branches)})"
+    if isinstance(value, Rule):
+        return value.name
+    if isinstance(value, OpCtor):
+        return value.op.name
+    if isinstance(value, Builtin):
+        return value.name
+    if isinstance(value, LambdaBlock):
+        return f"({', '.join(value.params)}) => ...@{value.span.line}:{value.span.col}"
+    return "?"

@@ -1,0 +1,1 @@
+"""The .ssn front end: grammar, parser and typed AST."""

@@ -1,0 +1,79 @@
+"""The `ssnc` command, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from ssnc.cli import app
+from tests.conftest import ROOT, SPECS
+
+runner = CliRunner()
+FRACTAL = str(SPECS / "fractalnet.ssn")
+
+
+def test_check_every_shipped_spec() -> None:
+    for spec in sorted(SPECS.glob("*.ssn")):
+        result = runner.invoke(app, ["check", str(spec)])
+        assert result.exit_code == 0, result.output
+        assert "ok" in result.stdout
+
+
+def test_info_json_totals_and_rows() -> None:
+    result = runner.invoke(app, ["info", FRACTAL, "--set", "classes=10", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total_params"] == 33_724_618
+    assert data["total_macs"] > 0
+    rows = {r["path"]: r for r in data["scopes"]}
+    assert rows["stage1"]["shape"] == ["N", 64, 16, 16]
+    assert sum(rows[f"stage{i}"]["params"] for i in range(1, 6)) + rows["linear"]["params"] \
+        == data["total_params"]
+    assert rows["stage1.fractal.col3"]["params"] > rows["stage1.fractal.col1"]["params"]
+
+
+def test_info_table_and_set_lists() -> None:
+    result = runner.invoke(app, ["info", FRACTAL, "--set", "C=2", "--set", "widths=[8,8,8,8,8]",
+                                 "--set", "classes=10", "--depth", "1"])
+    assert result.exit_code == 0, result.output
+    assert "stage5" in result.stdout and "total" in result.stdout
+    assert "[N,10]" in result.stdout
+
+
+def test_ir_command() -> None:
+    result = runner.invoke(app, ["ir", str(SPECS / "nin_cifar10.ssn")])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("model nin(classes=10) : tensor[3, 32, 32]")
+    assert "%nin.stage1.mlpconv.conv1 : f32[N,192,32,32] = conv[out=192, k=5]" in result.stdout
+
+
+def test_bad_set_values_are_diagnostics() -> None:
+    for args, code in [(["--set", "C"], "E0601"), (["--set", "C=four"], "E0202"),
+                       (["--set", "C=[1,"], "E0001"), (["--set", "C=0"], "E0204"),
+                       (["--set", "widths=[8]"], "E0202"),
+                       (["--model", "nope"], "E0103")]:
+        result = runner.invoke(app, ["info", FRACTAL, *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"error[{code}]" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+
+
+def test_missing_file_is_a_diagnostic() -> None:
+    result = runner.invoke(app, ["check", "no/such.ssn"])
+    assert result.exit_code == 1
+    assert "no/such.ssn" in result.stderr and "error[E0501]" in result.stderr
+
+
+def test_installed_console_script() -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "ssnc")
+    proc = subprocess.run([exe, "info", FRACTAL, "--json", "--set", "classes=100"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total_params"] == 33_770_788
+    case = ROOT / "tests/golden/diagnostics/E0101_unknown_name.ssn"
+    bad = subprocess.run([exe, "check", str(case)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "did you mean `conv`?" in bad.stderr

@@ -1,0 +1,240 @@
+"""Elaboration: the language's meaning, the published configurations, limits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ssnc
+from ssnc.compiler.diagnostics import SsnError
+from tests.conftest import SPECS
+
+
+def model(text: str, **params: object) -> ssnc.Model:
+    return ssnc.loads(text, "t.ssn").model(**params)  # type: ignore[arg-type]
+
+
+def ops(m: ssnc.Model) -> list[str]:
+    return [n.op for n in m.ir if n.op != "input"]
+
+
+# ------------------------------------------------------------ published figures
+
+@pytest.mark.parametrize("spec,params,expected", [
+    ("fractalnet.ssn", {"classes": 10, "C": 3}, 33_724_618),
+    ("fractalnet.ssn", {"classes": 100, "C": 3}, 33_770_788),
+    ("fractalnet_caffe.ssn", {"classes": 10, "C": 3}, 33_714_314),
+    ("nin_cifar10.ssn", {}, 966_986),
+    ("nin_cifar10.ssn", {"classes": 100}, 984_356),
+])
+def test_published_parameter_counts(spec: str, params: dict[str, int], expected: int) -> None:
+    assert ssnc.load(SPECS / spec).model(**params).total_params == expected
+
+
+def test_fractalnet_c4_is_about_76m() -> None:
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(C=4, classes=10)
+    assert 76_000_000 < m.total_params < 76_200_000
+
+
+def test_fractal_c4_structure() -> None:
+    m = model("model f : tensor[16, 8, 8] = fractal(C=4, base=conv3x3)")
+    convs = [n for n in m.ir if n.op == "conv"]
+    assert len(convs) == 15
+    joins = [n for n in m.ir if n.op == "mean"]
+    assert [(len(j.inputs), j.position) for j in joins] == [(2, 2), (3, 4), (2, 6), (4, 8)]
+    # each join takes the deepest k columns
+    assert [j.input_columns for j in joins] == [(4, 3), (4, 3, 2), (4, 3), (4, 3, 2, 1)]
+    per_column = {c: sum(1 for n in convs if n.column == c) for c in range(1, 5)}
+    assert per_column == {1: 1, 2: 2, 3: 4, 4: 8}
+    deepest = sorted(n.position for n in convs if n.column == 4)
+    assert deepest == list(range(1, 9))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(1, 6))
+def test_fractal_counts_for_any_c(c: int) -> None:
+    m = model(f"model f : tensor[4, 4, 4] = fractal({c}, conv(4))")
+    convs = [n for n in m.ir if n.op == "conv"]
+    assert len(convs) == 2**c - 1
+    depth = max(n.position for n in convs if n.column == c) if c > 1 else 1
+    assert depth == 2 ** (c - 1)
+    for col in range(1, c + 1):
+        assert sum(1 for n in convs if (n.column or 1) == col) == 2 ** (col - 1)
+
+
+def test_merged_join_is_one_mean_of_three() -> None:
+    m = model("model f : tensor[4, 4, 4] = fractal(3, conv(4))")
+    joins = [n for n in m.ir if n.op == "mean"]
+    assert [len(j.inputs) for j in joins] == [2, 3]
+    assert all(m.ir[i].op == "conv" for j in joins for i in j.inputs)
+
+
+def test_caffe_layout_pools_each_column_before_final_join() -> None:
+    m = ssnc.load(SPECS / "fractalnet_caffe.ssn").model(widths=[8], drops=[0.0])
+    joins = [n for n in m.ir if n.op == "mean"]
+    assert [len(j.inputs) for j in joins] == [2, 3]
+    assert all(m.ir[i].op == "maxpool" for i in joins[1].inputs)
+    assert all(m.ir[i].op != "maxpool" for i in joins[0].inputs)
+    assert [c for c in joins[1].input_columns] == [3, 2, 1]
+
+
+def test_state_names_are_stable_scope_paths() -> None:
+    names1 = [n.name for n in ssnc.load(SPECS / "fractalnet.ssn").model().ir]
+    names2 = [n.name for n in ssnc.load(SPECS / "fractalnet.ssn").model().ir]
+    assert names1 == names2
+    assert "stage2.fractal.col3.unit2.conv" in names1
+    assert "stage5.fractal.join2" in names1
+    assert len(set(names1)) == len(names1)
+
+
+# ------------------------------------------------------------ the language
+
+def test_repetition_forms_agree() -> None:
+    forms = ["mlpconv×3", "mlpconv x3", "mlpconv*3", "mlpconv × 3", "3 * mlpconv",
+             "repeat(mlpconv, 3)"]
+    counts = {model(f"model m : tensor[3, 32, 32] = nin({f})").total_params for f in forms}
+    assert len(counts) == 1
+    m = model("model m : tensor[3, 32, 32] = nin(mlpconv×3)")
+    assert {"nin.mlpconv1.conv1", "nin.mlpconv3.conv3"} <= {n.name for n in m.ir}
+
+
+def test_each_use_is_a_fresh_instance_unless_shared() -> None:
+    fresh = model("model m : tensor[8, 4, 4] = let b = conv(8, 3) in b >> b >> b")
+    tied = model("model m : tensor[8, 4, 4] = let b = shared(conv(8, 3)) in b >> b >> b")
+    one = 8 * 8 * 9 + 8
+    assert fresh.total_params == 3 * one
+    assert tied.total_params == one
+    owners = [n.param_owner for n in tied.ir if n.op == "conv"]
+    assert owners[0] is None and owners[1] == owners[2] is not None
+
+
+def test_unrolled_residual_shares_weights() -> None:
+    m = model("model m : tensor[8, 4, 4] = unrolled(conv(8) >> bn >> relu >> conv(8), 4)")
+    one_step = 2 * (8 * 8 * 9 + 8) + 2 * 8
+    assert m.total_params == one_step
+    assert sum(1 for n in m.ir if n.op == "sum") == 4
+
+
+def test_shared_block_on_a_different_shape_is_refused() -> None:
+    with pytest.raises(SsnError) as info:
+        model("model m : tensor[3, 8, 8] = let b = shared(conv(8)) in b >> b")
+    assert info.value.code == "E0301"
+
+
+def test_named_wires_and_two_streams() -> None:
+    res = model("model m : tensor[8, 4, 4] = (x) => relu(x + conv(8)(bn(x)))")
+    assert ops(res) == ["bn", "conv", "sum", "relu"]
+    rir = model("model m : tensor[8, 4, 4] = (x) => let s = rir_layer(8)(x, x) in "
+                "concat(s[0], s[1])")
+    assert rir.ir[rir.ir.outputs[0]].shape == ("N", 16, 4, 4)
+    assert sum(1 for n in rir.ir if n.op == "conv") == 4
+
+
+def test_wire_pipe_and_joins_on_wires() -> None:
+    m = model("model m : tensor[4, 4, 4] = (x) => mean(x >> conv(4), x >> relu, x)")
+    join = next(n for n in m.ir if n.op == "mean")
+    assert len(join.inputs) == 3 and m.ir[join.inputs[2]].op == "input"
+
+
+def test_sum_of_sums_merges_but_merge_false_keeps_nesting() -> None:
+    merged = model("model m : tensor[4] = (x) => x + relu(x) + sigmoid(x)")
+    assert [len(n.inputs) for n in merged.ir if n.op == "sum"] == [3]
+    nested = model("model m : tensor[4] = (x) => mean(mean(relu(x), tanh(x), merge=false), x)")
+    assert [len(n.inputs) for n in nested.ir if n.op == "mean"] == [2, 2]
+
+
+def test_parameters_defaults_and_arithmetic() -> None:
+    text = ("def widen(w, k = 2) = conv(w * k, 1)\n"
+            "model m(base = 4, n = 3) : tensor[3, 8, 8] = "
+            "seq([widen(base * 2 ** i) for i in range(n)]) >> gap >> linear(10)")
+    m = model(text)
+    assert [n.shape[1] for n in m.ir if n.op == "conv"] == [8, 16, 32]  # type: ignore[index]
+    m2 = model(text, n=2, base=1)
+    assert [n.shape[1] for n in m2.ir if n.op == "conv"] == [2, 4]  # type: ignore[index]
+
+
+def test_shapes_follow_pytorch_rules() -> None:
+    m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
+    pools = [n.shape for n in m.ir if n.op == "maxpool"]
+    assert pools == [("N", 96, 16, 16), ("N", 192, 8, 8)]
+    assert m.ir[m.ir.outputs[0]].shape == ("N", 10)
+
+
+def test_token_input_and_embedding() -> None:
+    m = model("model lm(v = 50) : tokens[v] = embedding(v, 16) >> linear(v)")
+    assert m.ir[m.ir.outputs[0]].shape == ("N", "T", 50)
+    with pytest.raises(SsnError) as info:
+        model("model lm : tokens[50] = linear(10)")
+    assert info.value.code == "E0301"
+
+
+def test_hmrnn_parses_and_is_refused_clearly() -> None:
+    with pytest.raises(SsnError) as info:
+        model("model lm : tokens[256] = embedding(256, 128) >> hmrnn(layers=3)")
+    assert info.value.code == "E0203"
+    assert "not yet lowered" in info.value.render()
+
+
+def test_card_forms_elaborate() -> None:
+    m = model("model card : tensor[3, 32, 32] = conv(64) >> fractal(C=4, base=conv3x3) "
+              ">> nin(mlpconv×3)")
+    assert sum(1 for n in m.ir if n.op == "mean") == 4
+
+
+def test_user_rules_shadow_the_standard_library() -> None:
+    m = model("def fractal(C, base) = base × C\nmodel m : tensor[4, 4, 4] = fractal(3, relu)")
+    assert ops(m) == ["relu"] * 3
+
+
+def test_imports_inside_the_tree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "units.ssn").write_text("def unit(w) = conv(w, 3) >> relu\n")
+    (tmp_path / "main.ssn").write_text('import "lib/units.ssn"\n'
+                                       "model m : tensor[3, 8, 8] = unit(4) x2\n")
+    m = ssnc.load(tmp_path / "main.ssn").model()
+    assert ops(m) == ["conv", "relu", "conv", "relu"]
+
+
+def test_import_through_a_symlink_out_of_the_tree_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    outside = tmp_path / "outside.ssn"
+    outside.write_text("def unit = relu\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "link.ssn").symlink_to(outside)
+    (tree / "main.ssn").write_text('import "link.ssn"\nmodel m : tensor[3] = unit\n')
+    with pytest.raises(SsnError) as info:
+        ssnc.load(tree / "main.ssn")
+    assert info.value.code == "E0502"
+
+
+# ------------------------------------------------------------ limits
+
+def test_huge_fractal_refused_before_allocating() -> None:
+    with pytest.raises(SsnError) as info:
+        model("model m : tensor[3, 32, 32] = fractal(C=30, base=conv3x3(16))")
+    assert info.value.code == "E0403"
+    # size(f_1) = 3 (conv, bn, relu); size(f_C) = 2 size(f_{C-1}) + 3 + 1 = 7 * 2^(C-1) - 4
+    assert f"would expand to {7 * 2**29 - 4:,} nodes" in info.value.render()
+
+
+def test_limits_are_configurable() -> None:
+    text = "model m : tensor[4, 4, 4] = fractal(5, conv(4))"
+    assert len(ssnc.loads(text).model().ir) > 31
+    with pytest.raises(SsnError) as info:
+        ssnc.loads(text).model(limits=ssnc.Limits(max_nodes=20))
+    assert info.value.code == "E0403"
+
+
+def test_unbounded_recursion_hits_the_depth_limit() -> None:
+    with pytest.raises(SsnError) as info:
+        model("def f(n) = if n == 0 then relu else f(n + 1) >> relu\n"
+              "model m : tensor[4] = f(1)")
+    assert info.value.code == "E0402"
+
+
+def test_overrides_are_checked() -> None:
+    with pytest.raises(SsnError) as info:
+        ssnc.load(SPECS / "fractalnet.ssn").model(clases=10)
+    assert info.value.code == "E0601"
+    assert "did you mean `classes`" in info.value.render()

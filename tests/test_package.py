@@ -1,0 +1,52 @@
+"""The project's promises about itself: README and CI agree, docs match the grammar and the
+codes, and a non-editable wheel carries the grammar and the standard library."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from ssnc.compiler.diagnostics import ALL_CODES
+from ssnc.compiler.ops import OPS
+from tests.conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```sh\n(.+?)\n```", text)
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    install_and_run, install_and_test = readme_commands()[:2]
+    assert "pip install torch==2.13.0" in install_and_run
+    assert install_and_test.endswith("-m pytest")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install_and_test in ci
+
+
+def test_torch_is_pinned() -> None:
+    assert '"torch==2.13.*"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_docs_carry_the_grammar_and_every_code_and_op() -> None:
+    doc = (ROOT / "docs" / "language.md").read_text()
+    assert (ROOT / "grammar" / "ssn.lark").read_text() in doc
+    for code in ALL_CODES:
+        assert f"| {code.id} |" in doc
+    for name in OPS:
+        if name != "input":
+            assert f"`{name}`" in doc, name
+
+
+def test_wheel_includes_package_data(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, timeout=300)
+    (wheel,) = tmp_path.glob("ssnc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ssnc/grammar/ssn.lark" in names
+    assert {"ssnc/compiler/stdlib/fractal.ssn", "ssnc/compiler/stdlib/nin.ssn"} <= names
+    assert "ssnc/cli.py" in names and "ssnc/compiler/passes/tag_columns.py" in names
+    assert not any(n.startswith("ssnc/tests/") or n.startswith("ssnc/specs") for n in names)

@@ -1,0 +1,120 @@
+"""One test group per pass, on small graphs, with verify() after each pass."""
+
+from __future__ import annotations
+
+import pytest
+
+import ssnc
+from ssnc.compiler.diagnostics import SsnError
+from ssnc.compiler.elaborate import Elaborator, run_guarded
+from ssnc.compiler.ir import Graph
+from ssnc.compiler.passes.assign_names import assign_names
+from ssnc.compiler.passes.flatten_joins import flatten_joins
+from ssnc.compiler.passes.infer_shapes import infer_shapes
+from ssnc.compiler.passes.tag_columns import tag_columns
+from ssnc.compiler.pipeline import PASSES, run_passes
+
+
+def elaborated(text: str) -> Graph:
+    """The graph straight out of elaboration, before any pass."""
+    program = ssnc.loads(text, "t.ssn")
+    decl = next(iter(program.models.values()))
+    elab = Elaborator(program._main.env)
+    return run_guarded(lambda: elab.elaborate_model(decl, {}))
+
+
+def test_every_pass_keeps_the_graph_valid() -> None:
+    graph = elaborated("model m : tensor[8, 8, 8] = fractal(3, conv3x3) >> gap >> linear(4)")
+    graph.verify()
+    out = run_passes(graph, PASSES, verify_each=True)
+    assert all(n.shape is not None for n in out)
+
+
+def test_flatten_joins_merges_chains_only_when_sole_reader() -> None:
+    g = flatten_joins(elaborated("model m : tensor[4] = (x) => sum(sum(relu(x), tanh(x)), x)"))
+    assert [len(n.inputs) for n in g if n.op == "sum"] == [3]
+    # the inner join also feeds something else: merging would change that reader
+    g = flatten_joins(elaborated(
+        "model m : tensor[4] = (x) => let s = sum(relu(x), tanh(x)) in mul(sum(s, x), s)"))
+    assert sorted(len(n.inputs) for n in g if n.op == "sum") == [2, 2]
+    # different kinds or attributes never merge
+    g = flatten_joins(elaborated("model m : tensor[4] = (x) => mean(sum(relu(x), x), x)"))
+    assert sorted((n.op, len(n.inputs)) for n in g if n.op in ("sum", "mean")) == [
+        ("mean", 2), ("sum", 2)]
+    g = flatten_joins(elaborated(
+        "model m : tensor[4] = (x) => mean(mean(relu(x), x, drop_path=0.1), x)"))
+    assert sorted(len(n.inputs) for n in g if n.op == "mean") == [2, 2]
+
+
+def test_flatten_joins_keeps_concat_order() -> None:
+    g = flatten_joins(elaborated(
+        "model m : tensor[4, 2, 2] = (x) => concat(concat(relu(x), tanh(x)), sigmoid(x))"))
+    (cat,) = [n for n in g if n.op == "concat"]
+    assert [g[i].op for i in cat.inputs] == ["relu", "tanh", "sigmoid"]
+
+
+def test_tag_columns_ignores_recursion_without_joins() -> None:
+    text = ("def tower(n) = if n == 0 then identity else relu >> tower(n - 1)\n"
+            "model m : tensor[4] = tower(3)")
+    g = tag_columns(flatten_joins(elaborated(text)))
+    assert all(n.column is None and n.fractal is None for n in g)
+
+
+def test_tag_columns_ranks_inputs_by_depth_not_argument_order() -> None:
+    # the shallow branch written first: columns still follow path length
+    text = ("def frac(C, b) = if C == 1 then b else mean(b, frac(C - 1, b) >> frac(C - 1, b))\n"
+            "model m : tensor[4, 4, 4] = frac(3, conv(4))")
+    g = tag_columns(flatten_joins(elaborated(text)))
+    joins = [n for n in g if n.op == "mean"]
+    assert [j.input_columns for j in joins] == [(2, 3), (1, 2, 3)]
+
+
+def test_non_fractal_joins_inside_a_fractal_base() -> None:
+    text = "model m : tensor[4, 4, 4] = fractal(2, residual(conv(4)))"
+    g = run_passes(elaborated(text))
+    means = [n for n in g if n.op == "mean"]
+    sums = [n for n in g if n.op == "sum"]
+    assert len(means) == 1 and means[0].input_columns == (2, 1)
+    assert not any(s.input_columns for s in sums)
+    assert sorted(s.column for s in sums) == [1, 2, 2]  # type: ignore[type-var]
+    assert {s.name for s in sums} == {"fractal.col1.residual1.sum",
+                                      "fractal.col2.residual1.sum",
+                                      "fractal.col2.residual2.sum"}
+
+
+def test_assign_names_numbers_only_repeated_siblings() -> None:
+    g = assign_names(elaborated("model m : tensor[3, 8, 8] = conv(4) >> relu >> conv(4)"))
+    assert [n.name for n in g] == ["input", "conv1", "relu", "conv2"]
+
+
+def test_infer_shapes_reports_both_ends() -> None:
+    with pytest.raises(SsnError) as info:
+        infer_shapes(assign_names(elaborated(
+            "model m : tensor[3, 8, 8] = sum(conv(4), conv(4, 3, stride=2))")))
+    rendered = info.value.render()
+    assert "[N,4,8,8] vs [N,4,4,4]" in rendered
+    assert rendered.count("= note: input") == 2
+
+
+def test_verify_catches_broken_graphs() -> None:
+    g = run_passes(elaborated("model m : tensor[4] = relu >> tanh"))
+    tanh = next(n for n in g if n.op == "tanh")
+    broken = g.with_nodes([n.evolve(inputs=("nowhere",)) if n is tanh else n for n in g])
+    with pytest.raises(SsnError) as info:
+        broken.verify()
+    assert info.value.code == "E9001"
+    assert "input `nowhere` does not exist" in info.value.render()
+    relu = next(n for n in g if n.op == "relu")
+    cyclic = g.with_nodes([n.evolve(inputs=(tanh.name,)) if n is relu else n for n in g])
+    with pytest.raises(SsnError):
+        cyclic.verify()
+
+
+def test_order_is_deterministic_and_topological() -> None:
+    g = run_passes(elaborated("model m : tensor[4, 4, 4] = fractal(3, conv(4))"))
+    names = [n.name for n in g]
+    assert names == [n.name for n in g.order()]
+    seen: set[str] = set()
+    for n in g:
+        assert set(n.inputs) <= seen
+        seen.add(n.name)
