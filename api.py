@@ -29,7 +29,9 @@ from .compiler.diagnostics import (
     error,
 )
 from .compiler.elaborate import Elaborator, Limits, builtin_env, run_guarded
+from .compiler.initializers import initial_state
 from .compiler.ir import Graph
+from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
 from .compiler.printer import format_graph
 from .compiler.resolve import check_program
@@ -155,6 +157,52 @@ class Model:
     def format_ir(self) -> str:
         """The printed IR."""
         return format_graph(self.ir)
+
+    def column(self, k: int) -> Model:
+        """The single-column subnetwork: every fractal reduced to its column ``k``
+        (1 = shallowest). Names are unchanged, so trained weights load into it."""
+        try:
+            return Model(run_passes(extract_column(self.ir, k), ()), self.program)
+        except SsnError as exc:
+            raise exc.with_sources({"<--column>": str(k)}) from None
+
+    def weights(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Tensors read from a weights file and checked against this model (by key)."""
+        from .backends.weights import check_weights, read_weights
+
+        return check_weights(self.ir, read_weights(path), str(path))
+
+    def initial_weights(self, seed: int = 0) -> dict[str, Any]:
+        """The compiler's deterministic initial tensors at ``seed``, by state_dict key."""
+        return initial_state(self.ir, seed)
+
+    def torch_source(self) -> str:
+        """Standalone PyTorch source for this model (imports torch only)."""
+        from . import __version__
+        from .backends.torch import generate_source
+
+        return generate_source(self.ir, origin=self.program.file, version=__version__)
+
+    def to_torch(self, seed: int = 0, *, column: int | None = None,
+                 weights: str | os.PathLike[str] | None = None, drop_path: str = "batch",
+                 global_ratio: float = 0.5, drop_seed: int | None = None) -> Any:
+        """An ``nn.Module`` with the compiler's initial weights at ``seed`` (or ``weights``).
+
+        ``column``: compile the single-column subnetwork. ``drop_path``: "batch" (one
+        local/global draw per mini-batch; dropped columns are skipped), "sample" (per-sample
+        masks) or "off"; ``global_ratio`` is the share of global draws; ``drop_seed``
+        (default: ``seed``) seeds the draws, identically on every rank."""
+        from . import __version__
+        from .backends.torch import to_torch
+
+        model = self.column(column) if column is not None else self
+        tensors = model.weights(weights) if weights is not None else None
+        if drop_path not in ("batch", "sample", "off"):
+            raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
+                        Span.unknown("<drop_path>"))
+        return to_torch(model.ir, seed=seed, tensors=tensors, origin=self.program.file,
+                        version=__version__, drop_path=drop_path, global_ratio=global_ratio,
+                        drop_seed=drop_seed)
 
     def __str__(self) -> str:
         return self.format_ir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .compiler.ops import fmt_shape
+from .output import write_atomic
 
 DEFAULT_MAX_NODES = Limits().max_nodes
 
@@ -75,6 +77,10 @@ def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span],
             raise exc.with_sources(sources) from None
         spans[key] = Span(file=where, line=1, col=1, end_line=1, end_col=len(key) + 1)
     return values, spans, sources
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int) -> Model:
@@ -139,6 +145,55 @@ def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
     """Print the model's IR, one node per line."""
     def run() -> None:
         typer.echo(load_model(spec, model, set_, max_nodes).format_ir(), nl=False)
+    _guard(run)
+
+
+class Target(StrEnum):
+    """What `ssnc compile` produces."""
+
+    torch = "torch"
+    python = "python"
+
+
+_SUFFIX = {Target.torch: ".pt2", Target.python: ".py"}
+
+
+@app.command()
+def compile(
+    spec: SpecArg,
+    to: Annotated[Target, typer.Option("--to", help="torch: a torch.export program (.pt2); "
+                                                     "python: standalone PyTorch source.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                 help="Output file (default: MODEL + suffix).")]
+    = None,
+    model: ModelOpt = None,
+    set_: SetOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights.")] = 0,
+    column: Annotated[int | None, typer.Option(
+        "--column", help="Compile only column K of every fractal (1 = shallowest).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="Trained weights: a torch state_dict, .npz or .safetensors.")] = None,
+    max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+) -> None:
+    """Compile a model to a file, written whole or not at all."""
+    def run() -> None:
+        m = load_model(spec, model, set_, max_nodes)
+        if column is not None:
+            m = m.column(column)
+        tensors = m.weights(weights) if weights is not None else None
+        out = output or Path(m.name + _SUFFIX[to])
+        if to is Target.python:
+            source = m.torch_source()
+            write_atomic(out, lambda tmp: _write_text(tmp, source))
+        else:
+            from .backends.torch import export_program
+
+            module = m.to_torch(seed=seed) if tensors is None else None
+            program = export_program(m.ir, module, tensors, seed)
+            import torch
+
+            write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
+        typer.echo(f"wrote {out} ({m.name}: {m.total_params:,} parameters)", err=True)
     _guard(run)
 
 

@@ -74,6 +74,8 @@ E_IMPORT_MISSING = Code("E0501", Kind.IMPORT, "an imported file that does not ex
 E_IMPORT_ESCAPE = Code("E0502", Kind.IMPORT, "an import that leaves the spec's folder tree")
 E_IMPORT_CYCLE = Code("E0503", Kind.IMPORT, "files that import each other")
 E_OPTION = Code("E0601", Kind.USAGE, "a command-line option or library argument that is wrong")
+E_WEIGHTS = Code("E0602", Kind.USAGE, "a weights file that cannot be read or does not fit")
+E_OUTPUT = Code("E0603", Kind.USAGE, "an output file that cannot be written")
 E_INTERNAL = Code("E9001", Kind.INTERNAL, "a bug in ssnc")
 
 ALL_CODES: tuple[Code, ...] = (
@@ -93,6 +95,8 @@ ALL_CODES: tuple[Code, ...] = (
     E_IMPORT_ESCAPE,
     E_IMPORT_CYCLE,
     E_OPTION,
+    E_WEIGHTS,
+    E_OUTPUT,
     E_INTERNAL,
 )
 
@@ -117,7 +121,8 @@ class Diagnostic:
 
     def render(self, sources: Mapping[str, str]) -> str:
         """Render as text: the header line, the source excerpt with carets, notes, hint."""
-        out = [f"{self.span}: error[{self.code.id}]: {self.message}"]
+        where = str(self.span) if self.span.line > 0 else self.span.file
+        out = [f"{where}: error[{self.code.id}]: {self.message}"]
         out.extend(_excerpt(self.span, sources))
         for note in self.notes:
             if note.span is not None and note.span.line > 0:

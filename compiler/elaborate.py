@@ -37,6 +37,7 @@ from .values import (
     Block,
     Builtin,
     Env,
+    GroupBlock,
     LambdaBlock,
     OpCtor,
     ParBlock,
@@ -82,9 +83,11 @@ class _Builder:
     # stack of (shared block id, owners being recorded or replayed, cursor)
     sharing: list[tuple[int, list[str], list[int]]] = field(default_factory=list)
 
-    def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span) -> int:
+    def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
+                   transparent: bool = False) -> int:
         sid = len(self.scopes)
-        self.scopes[sid] = Scope(sid, self.current if sid else None, rule, args, span)
+        self.scopes[sid] = Scope(sid, self.current if sid else None, rule, args, span,
+                                 transparent)
         return sid
 
     def add(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
@@ -374,6 +377,9 @@ class Elaborator:
                                Note(f"the deepest call was {rule.name}({shown})")],
                         hint="check that every recursive call moves towards the base case")
         display = tuple((n, show(v)) for n, v in zip(names, values, strict=True))
+        for name, value in frame.names.items():
+            if isinstance(value, Block) and not isinstance(value, ScopeBlock | GroupBlock):
+                frame.names[name] = GroupBlock(name, value, value.span)
         before = self.effects.count
         self.depth += 1
         try:
@@ -448,10 +454,11 @@ class Elaborator:
         raise error(E_TYPE, f"expected a block, got {kind_of(value)}", span)
 
     @contextmanager
-    def _scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span) -> Iterator[None]:
+    def _scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
+               transparent: bool = False) -> Iterator[None]:
         b = self.builder
         parent = b.current
-        b.current = b.open_scope(rule, args, span)
+        b.current = b.open_scope(rule, args, span, transparent)
         try:
             yield
         finally:
@@ -490,6 +497,9 @@ class Elaborator:
             return (self.join_wires(block.op, outs, dict(block.attrs), block.span),)
         if isinstance(block, ScopeBlock):
             with self._scope(block.rule, block.args, block.span):
+                return self.instantiate(block.inner, wires)
+        if isinstance(block, GroupBlock):
+            with self._scope(block.label, (), block.span, transparent=True):
                 return self.instantiate(block.inner, wires)
         if isinstance(block, SharedBlock):
             return self._instantiate_shared(block, wires)
@@ -536,7 +546,7 @@ class Elaborator:
                 n = sum(size(p) for p in b.parts)
             elif isinstance(b, ParBlock):
                 n = 1 + sum(size(p) for p in b.branches)
-            elif isinstance(b, ScopeBlock | SharedBlock):
+            elif isinstance(b, ScopeBlock | SharedBlock | GroupBlock):
                 n = size(b.inner)
             else:
                 n = 1

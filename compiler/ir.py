@@ -19,13 +19,15 @@ from .ops import OPS, AttrValue, ParamSpec, Shape
 class Scope:
     """One rule instance: which rule, with which arguments, inside which parent scope.
 
-    The root scope (id 0) is the model itself."""
+    The root scope (id 0) is the model itself. A transparent scope (one instance of a block
+    passed as a rule argument, labelled by the parameter) adds no segment to names."""
 
     id: int
     parent: int | None
     rule: str
     args: tuple[tuple[str, str], ...]
     span: Span
+    transparent: bool = False
 
     @property
     def signature(self) -> str:

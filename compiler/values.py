@@ -132,6 +132,17 @@ class ScopeBlock(Block):
 
 
 @dataclass(frozen=True, eq=False)
+class GroupBlock(Block):
+    """A block passed to a rule as argument ``label``: each instance opens a transparent scope,
+    which adds nothing to names but marks where one instance of the argument begins and ends
+    (a fractal's base instances are told apart this way)."""
+
+    label: str
+    inner: Block
+    span: Span
+
+
+@dataclass(frozen=True, eq=False)
 class SharedBlock(Block):
     """`shared(b)`: every use applies one set of weights."""
 
@@ -184,6 +195,8 @@ def show(value: Value) -> str:
         return f"{value.op.name}({inner})" if inner else value.op.name
     if isinstance(value, SharedBlock):
         return f"shared({show(value.inner)})"
+    if isinstance(value, GroupBlock):
+        return show(value.inner)
     if isinstance(value, SeqBlock):
         return " >> ".join(show(p) for p in value.parts)
     if isinstance(value, ParBlock):

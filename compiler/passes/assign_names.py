@@ -5,7 +5,9 @@ Needs: columns tagged. Guarantees: unique dotted names built from rule and op na
 number when siblings share its name (`mlpconv1`, `mlpconv2`); inside a fractal block the
 recursion levels are replaced by `col{c}` and base instances are numbered by their position
 along the column (always, so `col1.unit1` lines up with `col3.unit1`); a fractal's joins are
-`join1`, `join2`, ... in order of depth. No name is a prefix path of another."""
+`join1`, `join2`, ... in order of depth. No name is a prefix path of another. A transparent
+scope (one instance of a block argument) adds no segment, except as a fractal's base instance,
+where it is named by its parameter (`fractal.col3.base2.conv` for `fractal(3, conv >> relu)`)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def assign_names(graph: Graph) -> Graph:
         for rank, j in enumerate(sorted(fjoins, key=lambda j: (j.position or 0, j.index)), 1):
             join_rank[j.name] = rank
 
-    raw = {n.name: _raw_path(graph, n, structural, join_rank) for n in order}
+    base_rank = _base_ranks(graph, order, structural)
+    raw = {n.name: _raw_path(graph, n, structural, join_rank, base_rank) for n in order}
     final: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
     for level in range(depth):
@@ -71,33 +74,53 @@ def assign_names(graph: Graph) -> Graph:
                        [names[o] for o in graph.outputs], graph.params, graph.input_type)
 
 
+def _base_ranks(graph: Graph, order: list[Node],
+                structural: dict[int, set[int]]) -> dict[str, tuple[str, int]]:
+    """For each node in a fractal column: its base instance's label and 1-based index among
+    the instances with that label along the column (`unit4`, `pool1`)."""
+    seen: dict[tuple[int, int, str], list[object]] = {}
+    out: dict[str, tuple[str, int]] = {}
+    for node in order:
+        if node.fractal is None or node.column is None:
+            continue
+        key = base_key(graph, node, node.fractal, structural[node.fractal])
+        label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.segment
+        keys = seen.setdefault((node.fractal, node.column, label), [])
+        if key not in keys:
+            keys.append(key)
+        out[node.name] = (label, keys.index(key) + 1)
+    return out
+
+
 def _raw_path(graph: Graph, node: Node, structural: dict[int, set[int]],
-              join_rank: dict[str, int]) -> list[_Segment]:
+              join_rank: dict[str, int], base_rank: dict[str, tuple[str, int]]) -> list[_Segment]:
     chain = graph.scope_path(node.scope)[1:]  # the root is the model itself
     path: list[_Segment] = []
     f = node.fractal
     for scope in chain:
-        path.append((scope.rule, ("scope", scope.id), True))
+        if not scope.transparent:
+            path.append((scope.rule, ("scope", scope.id), True))
         if scope.id == f:
-            return [*path, *_fractal_tail(graph, node, structural[f], join_rank)]
+            return [*path, *_fractal_tail(graph, node, structural[f], join_rank, base_rank)]
     segment = "input" if node.op == "input" else node.segment
     return [*path, (segment, ("node", node.name), True)]
 
 
-def _fractal_tail(graph: Graph, node: Node, structural: set[int],
-                  join_rank: dict[str, int]) -> list[_Segment]:
+def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dict[str, int],
+                  base_rank: dict[str, tuple[str, int]]) -> list[_Segment]:
     if node.name in join_rank:
         return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
     if node.column is None or node.position is None:
         return [(node.segment, ("node", node.name), True)]
     path: list[_Segment] = [(f"col{node.column}", ("col", node.column), False)]
     key = base_key(graph, node, node.fractal or 0, structural)
+    label, rank = base_rank[node.name]
     if key[0] == "node":
-        return [*path, (f"{node.segment}{node.position}", ("node", node.name), False)]
+        return [*path, (f"{label}{rank}", ("node", node.name), False)]
     base = graph.scopes[int(key[1])]
-    path.append((f"{base.rule}{node.position}", ("base", node.column, node.position), False))
+    path.append((f"{label}{rank}", ("base", node.column, label, rank), False))
     rest = [s for s in graph.scope_path(node.scope) if s.id in _after(graph, node, base.id)]
-    path += [(s.rule, ("scope", s.id), True) for s in rest]
+    path += [(s.rule, ("scope", s.id), True) for s in rest if not s.transparent]
     return [*path, (node.segment, ("node", node.name), True)]
 
 

@@ -1,0 +1,477 @@
+"""PyTorch backend: the IR becomes readable Python source for an ``nn.Module`` — the module
+`to_torch()` returns is that very source, executed — one lowering per op.
+
+The generated ``forward`` is straight-line code in eval mode (no graph walking at run time,
+no graph breaks under ``torch.compile``). In training, droppable joins follow FractalNet's
+drop-path: in batch mode the paths a mini-batch drops are not computed at all; in sample mode
+every path is computed and masked per sample. Submodules sit at the IR's scope paths, so
+state_dict keys are names like ``stage2.fractal.col3.unit2.conv.weight``."""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import re
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..compiler.initializers import expected_tensors, initial_state
+from ..compiler.ir import Graph, Node
+
+RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """An op instance in PyTorch: the constructor of the module that owns its parameters
+    (None for stateless ops) and the expression computing its output."""
+
+    module: str | None
+    expr: str
+
+
+Lowering = Callable[[Node, Sequence[Node], Sequence[str], str], Lowered]
+"""(node, input nodes, input expressions, module reference) -> Lowered."""
+
+
+def _channels(node: Node) -> int:
+    assert node.shape is not None
+    return int(node.shape[1])
+
+
+def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    a = node.attrs
+    weight = node.params[0].shape
+    out, cin = weight[0], _channels(ins[0])
+    k, dilation = int(a["k"]), int(a["dilation"])  # type: ignore[arg-type]
+    pad = a["pad"] if a["pad"] is not None else (k - 1) // 2 * dilation
+    return Lowered(f"nn.Conv2d({cin}, {out}, {k}, stride={a['stride']}, padding={pad}, "
+                   f"dilation={dilation}, groups={a['groups']}, bias={a['bias']})",
+                   f"{m}({args[0]})")
+
+
+def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    a = node.attrs
+    kind = "BatchNorm2d" if len(node.shape or ()) == 4 else "BatchNorm1d"
+    return Lowered(f"nn.{kind}({_channels(node)}, eps={a['eps']}, momentum={a['momentum']}, "
+                   f"affine={a['affine']})", f"{m}({args[0]})")
+
+
+def lower_linear(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    out, fan_in = node.params[0].shape
+    return Lowered(f"nn.Linear({fan_in}, {out}, bias={node.attrs['bias']})", f"{m}({args[0]})")
+
+
+def lower_embedding(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    return Lowered(f"nn.Embedding({node.attrs['vocab']}, {node.attrs['dim']})", f"{m}({args[0]})")
+
+
+def lower_dropout(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    p = node.attrs["p"]
+    if p == 0:
+        return Lowered(None, args[0])  # a dropout of rate 0 is not worth a call
+    return Lowered(f"nn.Dropout({p})", f"{m}({args[0]})")
+
+
+def _function(template: str) -> Lowering:
+    def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+        return Lowered(None, template.format(*args, **node.attrs))
+    return lower
+
+
+def _pool(fn: str, extra: str = "") -> Lowering:
+    def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+        a = node.attrs
+        stride = a["stride"] if a["stride"] is not None else a["k"]
+        return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {a['k']}, {stride}, "
+                             f"{a['pad']}, ceil_mode={a['ceil']}{extra})")
+    return lower
+
+
+def lower_mean(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    total = " + ".join(args)
+    return Lowered(None, f"({total}) / {len(args)}" if len(args) > 1 else args[0])
+
+
+def lower_sum(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    return Lowered(None, " + ".join(args))
+
+
+def lower_max(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    expr = args[0]
+    for a in args[1:]:
+        expr = f"torch.maximum({expr}, {a})"
+    return Lowered(None, expr)
+
+
+def lower_concat(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    return Lowered(None, f"torch.cat(({', '.join(args)},), {node.attrs['axis']})")
+
+
+LOWERINGS: dict[str, Lowering] = {
+    "conv": lower_conv,
+    "bn": lower_bn,
+    "relu": _function("torch.relu({0})"),
+    "sigmoid": _function("torch.sigmoid({0})"),
+    "tanh": _function("torch.tanh({0})"),
+    "softmax": _function("torch.softmax({0}, -1)"),
+    "identity": _function("{0}"),
+    "dropout": lower_dropout,
+    "maxpool": _pool("max_pool2d"),
+    "avgpool": _pool("avg_pool2d", ", count_include_pad=False"),
+    "gap": _function("{0}.mean((2, 3))"),
+    "flatten": _function("torch.flatten({0}, 1)"),
+    "linear": lower_linear,
+    "embedding": lower_embedding,
+    "mean": lower_mean,
+    "sum": lower_sum,
+    "max": lower_max,
+    "concat": lower_concat,
+    "mul": _function("{0} * {1}"),
+}
+
+_DROP_JOIN_FN = {"mean": "_join_mean", "sum": "_join_sum", "max": "_join_max"}
+
+
+def _rate(node: Node) -> float:
+    value = node.attrs.get("drop_path")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def droppable(node: Node) -> bool:
+    """A join that drop-path acts on while training."""
+    return node.op in _DROP_JOIN_FN and _rate(node) > 0.0
+
+
+# ---------------------------------------------------------------- code generation
+
+_RESERVED = {"self", "x", "keep", "masks", "plan", "torch", "nn", "np"}
+
+
+def _identifiers(graph: Graph) -> dict[str, str]:
+    out: dict[str, str] = {}
+    taken: set[str] = set(_RESERVED)
+    for node in graph.order():
+        if node.op == "input":
+            out[node.name] = "x"
+            continue
+        base = re.sub(r"\W", "_", node.name)
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = "v_" + base
+        name = base
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        out[node.name] = name
+    return out
+
+
+def _module_ref(path: str) -> str:
+    ref = "self"
+    for part in path.split("."):
+        ref = f"getattr({ref}, {part!r})" if keyword.iskeyword(part) else f"{ref}.{part}"
+    return ref
+
+
+@dataclass(frozen=True)
+class _Stmt:
+    target: str
+    expr: str
+    reads: tuple[str, ...]
+    guard: str | None = None
+
+
+class _Codegen:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.var = _identifiers(graph)
+        self.order = [n for n in graph.order() if n.op != "input"]
+        self.lowered: dict[str, Lowered] = {}
+        for node in self.order:
+            ins = [graph[i] for i in node.inputs]
+            owner = node.param_owner or node.name
+            self.lowered[node.name] = LOWERINGS[node.op](
+                node, ins, [self.var[i] for i in node.inputs], _module_ref(owner))
+        self.drop = [n for n in self.order if droppable(n)]
+        self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
+        blocks = sorted({n.fractal for n in self.drop if n.fractal is not None and
+                         n.input_columns},
+                        key=lambda b: min(n.index for n in self.drop if n.fractal == b))
+        self.block_index = {b: i for i, b in enumerate(blocks)}
+        self.widths = [max(max(c for c in n.input_columns if c is not None)
+                           for n in self.drop if n.fractal == b) for b in blocks]
+        self.segment = self._segments()
+
+    def _is_column_join(self, node: Node) -> bool:
+        return node.name in self.drop_index and bool(node.input_columns)
+
+    def _segments(self) -> dict[str, tuple[int, int]]:
+        """For nodes inside fractals: the droppable join input (join, port) they feed."""
+        seg: dict[str, tuple[int, int]] = {}
+        for node in reversed(self.order):
+            if node.fractal is None or self._is_column_join(node):
+                continue
+            for consumer, port in self.graph.consumers(node.name):
+                c = self.graph[consumer]
+                if self._is_column_join(c):
+                    seg[node.name] = (self.drop_index[consumer], port)
+                    break
+                if consumer in seg:
+                    seg[node.name] = seg[consumer]
+                    break
+        return seg
+
+    def joins_table(self) -> str:
+        rows = []
+        for n in self.drop:
+            fractal = n.fractal if n.input_columns else None
+            block = self.block_index[fractal] if fractal is not None else -1
+            cols = n.input_columns if n.input_columns else (0,) * len(n.inputs)
+            rows.append(f"        ({block}, {tuple(c or 0 for c in cols)!r}, "
+                        f"{_rate(n)!r}),  # {n.name}")
+        return "(\n" + "\n".join(rows) + "\n    )" if rows else "()"
+
+    def init_lines(self) -> list[str]:
+        lines = []
+        for node in self.order:
+            ctor = self.lowered[node.name].module
+            if ctor is not None and node.param_owner is None:
+                lines.append(f"        _put(self, {node.name!r}, {ctor})")
+        return lines
+
+    def body(self, mode: str) -> list[str]:
+        """The statements of one forward variant: "eval", "dropping" or "masked"."""
+        stmts: list[_Stmt] = []
+        if mode == "dropping":
+            stmts += self._need_flags()
+        for node in self.order:
+            target = self.var[node.name]
+            args = [self.var[i] for i in node.inputs]
+            expr = self.lowered[node.name].expr
+            guard = None
+            if node.name in self.drop_index and mode != "eval":
+                j = self.drop_index[node.name]
+                fn = _DROP_JOIN_FN[node.op]
+                if mode == "masked":
+                    expr = f"{fn}_masked(({', '.join(args)},), masks[{j}])"
+                else:
+                    expr = f"{fn}((" + ", ".join(
+                        f"{a} if keep[{j}][{i}] else None" for i, a in enumerate(args)) + ",))"
+                    if self._is_column_join(node):
+                        guard = f"need{j}"
+            elif mode == "dropping" and node.name in self.segment:
+                j, port = self.segment[node.name]
+                guard = f"need{j} and keep[{j}][{port}]"
+            stmts.append(_Stmt(target, expr, tuple(args), guard))
+        return self._render(stmts)
+
+    def _need_flags(self) -> list[_Stmt]:
+        """needJ: whether column join J's output is used, given this batch's keep flags."""
+        flags: list[_Stmt] = []
+        for node in reversed(self.drop):
+            if not self._is_column_join(node):
+                continue
+            terms: list[str] = []
+            for consumer, port in self.graph.consumers(node.name):
+                c = self.graph[consumer]
+                if self._is_column_join(c):
+                    jc = self.drop_index[consumer]
+                    term = f"(need{jc} and keep[{jc}][{port}])"
+                elif consumer in self.segment:
+                    jc, p = self.segment[consumer]
+                    term = f"(need{jc} and keep[{jc}][{p}])"
+                else:
+                    term = "True"
+                if term not in terms:
+                    terms.append(term)
+            if node.name in self.graph.outputs:
+                terms.append("True")
+            expr = "True" if "True" in terms or not terms else " or ".join(terms)
+            flags.append(_Stmt(f"need{self.drop_index[node.name]}", expr, ()))
+        return flags  # later joins first: a flag reads only later joins' flags
+
+    def _render(self, stmts: list[_Stmt]) -> list[str]:
+        last_use: dict[str, int] = {}
+        for i, s in enumerate(stmts):
+            for r in s.reads:
+                last_use[r] = i
+        outputs = {self.var[o] for o in self.graph.outputs}
+        lines: list[str] = []
+        current: str | None = None
+        for i, s in enumerate(stmts):
+            if s.guard != current:
+                current = s.guard
+                if current is not None:
+                    lines.append(f"        if {current}:")
+            indent = "            " if current is not None else "        "
+            line = f"{indent}{s.target} = {s.expr}"
+            dead = sorted({r for r in s.reads if last_use[r] == i and r not in outputs
+                           and r != s.target})
+            if dead:
+                line += "; " + " = ".join(dead) + " = None"
+            lines.append(line)
+        outs = [self.var[o] for o in self.graph.outputs]
+        result = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"
+        lines.append(f"        return {result}")
+        return lines
+
+
+def runtime_source() -> str:
+    """The helpers every generated module carries (from torch_runtime.py)."""
+    text = resources.files("ssnc.backends").joinpath("torch_runtime.py").read_text("utf-8")
+    return text[text.index(RUNTIME_MARKER):]
+
+
+def class_name_for(model: str) -> str:
+    """`fractalnet_caffe` -> `FractalnetCaffe`."""
+    name = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", model) if p)
+    return name if name and not name[0].isdigit() else "Model" + name
+
+
+def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str:
+    """Standalone Python source (imports torch only) defining the model's nn.Module class."""
+    gen = _Codegen(graph)
+    cls = class_name_for(graph.model)
+    inp = graph[graph.inputs[0]]
+    outs = ", ".join(f"{graph[o].dtype}{list(graph[o].shape or ())}" for o in graph.outputs)
+    params = ", ".join(f"{k}={v!r}" for k, v in graph.params.items())
+    has_drop = bool(gen.drop)
+    lines = [
+        f'"""{graph.model}, compiled by ssnc {version} from {origin or "a spec"}.',
+        "",
+        f"Parameters: {params or 'none'}. Input {inp.dtype}{list(inp.shape or ())}; "
+        f"output {outs}.",
+        "Load weights with `model.load_state_dict(torch.load(path))`. Generated code: edit the",
+        'spec, not this file."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        runtime_source().rstrip(),
+        "",
+        "",
+        f"class {cls}(nn.Module):",
+        f'    """{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.',
+        "",
+        "    drop_path: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
+        "    share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."
+        '"""',
+        "",
+        f"    DROP_JOINS: tuple[tuple[int, tuple[int, ...], float], ...] = {gen.joins_table()}",
+        f"    FRACTAL_WIDTHS: tuple[int, ...] = {tuple(gen.widths)!r}",
+        "",
+        "    def __init__(self, drop_path: str = \"batch\", global_ratio: float = 0.5,",
+        "                 drop_seed: int = 0) -> None:",
+        "        super().__init__()",
+        *gen.init_lines(),
+        "        self.ssnc_drop_path = DropPath(self.DROP_JOINS, self.FRACTAL_WIDTHS, drop_path,",
+        "                                       global_ratio, drop_seed)",
+        "",
+        "    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]",
+    ]
+    if has_drop:
+        lines += [
+            "        if self.training and self.ssnc_drop_path.active:",
+            "            plan = self.ssnc_drop_path.draw(x.shape[0])",
+            "            if plan.per_sample:",
+            "                return self.forward_masked(x, plan.masks)",
+            "            return self.forward_dropping(x, plan.keep)",
+        ]
+    lines += gen.body("eval")
+    if has_drop:
+        lines += ["",
+                  "    def forward_dropping(self, x: torch.Tensor, "
+                  "keep: tuple[tuple[bool, ...], ...]):  # type: ignore[no-untyped-def]",
+                  '        """Training with one drop-path draw for the batch: dropped paths are '
+                  'not computed."""',
+                  *gen.body("dropping"),
+                  "",
+                  "    def forward_masked(self, x: torch.Tensor, "
+                  "masks: tuple[torch.Tensor, ...]):  # type: ignore[no-untyped-def]",
+                  '        """Training with per-sample drop-path masks."""',
+                  *gen.body("masked")]
+    lines += ["", "", f"MODEL = {cls}", ""]
+    return "\n".join(lines)
+
+
+_counter = [0]
+
+
+def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_path: str = "batch",
+                 global_ratio: float = 0.5, drop_seed: int = 0) -> nn.Module:
+    """Execute the generated source and instantiate its class (weights as torch makes them)."""
+    source = generate_source(graph, origin=origin, version=version)
+    _counter[0] += 1
+    filename = f"<ssnc:{graph.model}:{_counter[0]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"ssnc_generated_{_counter[0]}")
+    module.__dict__["__file__"] = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code
+    cls = module.__dict__["MODEL"]
+    instance: nn.Module = cls(drop_path=drop_path, global_ratio=global_ratio,
+                              drop_seed=drop_seed)
+    return instance
+
+
+def load_tensors(module: nn.Module, tensors: dict[str, np.ndarray]) -> None:
+    """Copy ``tensors`` (by state_dict key) into ``module``; every key must exist with its shape."""
+    state = module.state_dict()
+    with torch.no_grad():
+        for key, value in tensors.items():
+            target = state[key]
+            if tuple(target.shape) != value.shape:
+                raise ValueError(f"{key}: expected {tuple(target.shape)}, got {value.shape}")
+            target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | None = None,
+             origin: str = "", version: str = "", drop_path: str = "batch",
+             global_ratio: float = 0.5, drop_seed: int | None = None) -> nn.Module:
+    """The model as an nn.Module holding the compiler's initial weights at ``seed`` (or
+    ``tensors``, checked by the caller)."""
+    module = build_module(graph, origin=origin, version=version, drop_path=drop_path,
+                          global_ratio=global_ratio,
+                          drop_seed=seed if drop_seed is None else drop_seed)
+    values = tensors if tensors is not None else initial_state(graph, seed)
+    expected = set(expected_tensors(graph))
+    present = {k for k in module.state_dict() if not k.endswith("num_batches_tracked")}
+    assert present == expected, sorted(present ^ expected)[:5]
+    load_tensors(module, values)
+    return module
+
+
+def lowered_ops() -> set[str]:
+    """Ops this backend lowers (a test checks it covers every lowered op)."""
+    return set(LOWERINGS) | {"input"}
+
+
+def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
+    """A deterministic input of the model's type (token ids for `tokens`)."""
+    node = graph[graph.inputs[0]]
+    shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
+             for d in node.shape or ()]
+    gen = torch.Generator().manual_seed(0)
+    if node.dtype == "i64":
+        vocab = min((n.params[0].shape[0] for n in graph.order() if n.op == "embedding"),
+                    default=2)
+        return torch.randint(0, vocab, shape, generator=gen)
+    return torch.randn(shape, generator=gen)
+
+
+def export_program(graph: Graph, module: nn.Module | None, tensors: dict[str, np.ndarray] | None,
+                   seed: int) -> torch.export.ExportedProgram:
+    """A ``torch.export`` program of the model in eval mode, batch (and time) dynamic."""
+    if module is None:
+        module = to_torch(graph, seed=seed, tensors=tensors)
+    module.eval()
+    x = example_input(graph)
+    dims: dict[int, torch.export.Dim] = {0: torch.export.Dim("batch", min=1, max=1 << 20)}
+    node = graph[graph.inputs[0]]
+    if node.shape and len(node.shape) > 1 and node.shape[1] == "T":
+        dims[1] = torch.export.Dim("time", min=1, max=1 << 20)
+    return torch.export.export(module, (x,), dynamic_shapes=(dims,))

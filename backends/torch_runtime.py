@@ -1,0 +1,170 @@
+"""Helpers that compiled PyTorch modules use. The code generator pastes everything below the
+marker into each generated file, so `--to python` output needs nothing but torch."""
+
+from __future__ import annotations
+
+# --- ssnc runtime (pasted into generated modules) ---
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+def _put(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Register ``module`` at the dotted ``path``, creating containers on the way."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        child = getattr(root, name, None)
+        if not isinstance(child, nn.Module):
+            child = nn.Module()
+            root.add_module(name, child)
+        root = child
+    root.add_module(leaf, module)
+
+
+class DropPlan(NamedTuple):
+    """One mini-batch's drop-path decisions.
+
+    ``keep[j][i]``: whether input i of droppable join j is kept (one draw for the batch);
+    ``masks[j]``: a float [N, inputs] tensor of per-sample keep flags (per-sample mode)."""
+
+    per_sample: bool
+    keep: tuple[tuple[bool, ...], ...]
+    masks: tuple[torch.Tensor, ...]
+
+
+class DropPath:
+    """FractalNet's drop-path (Larsson et al. 2016), drawn from its own seeded generator so
+    every data-parallel rank draws the same paths.
+
+    ``joins[j] = (block, input_columns, rate)``: block is the fractal block's index (or -1 for
+    a join outside fractals), input_columns the column of each input, rate the local rate.
+    Each mini-batch is global with probability ``global_ratio`` — one column for the whole
+    network, every join keeping only that column's input (a block with fewer columns uses its
+    deepest) — and local otherwise: each input dropped with the join's rate, at least one
+    kept. ``mode``: "batch" (one draw per mini-batch, the default; dropped columns are not
+    computed), "sample" (the first ``global_ratio`` of the batch global with one column per
+    sample, the rest local per sample; inputs are masked) or "off"."""
+
+    def __init__(self, joins: tuple[tuple[int, tuple[int, ...], float], ...],
+                 widths: tuple[int, ...], mode: str = "batch", global_ratio: float = 0.5,
+                 seed: int = 0):
+        if mode not in ("batch", "sample", "off"):
+            raise ValueError(f"drop-path mode must be batch, sample or off, not {mode!r}")
+        self.joins = joins
+        self.widths = widths
+        self.mode = mode
+        self.global_ratio = global_ratio
+        self.generator = torch.Generator().manual_seed(seed)
+        self.active = mode != "off" and any(rate > 0 for _, _, rate in joins)
+
+    def _uniform(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator)
+
+    def _column(self) -> int:
+        return int(torch.randint(1, max(self.widths) + 1, (), generator=self.generator))
+
+    def _global_keep(self, column: int) -> tuple[tuple[bool, ...], ...]:
+        keep = []
+        for block, cols, _ in self.joins:
+            if block < 0:
+                keep.append((True,) * len(cols))
+            else:
+                c = min(column, self.widths[block])
+                keep.append(tuple(col == c for col in cols))
+        return tuple(keep)
+
+    def _local_keep(self) -> tuple[tuple[bool, ...], ...]:
+        keep = []
+        for _, cols, rate in self.joins:
+            flags = (self._uniform(len(cols)) >= rate).tolist()
+            if not any(flags):
+                flags[int(torch.randint(len(cols), (), generator=self.generator))] = True
+            keep.append(tuple(bool(f) for f in flags))
+        return tuple(keep)
+
+    def draw(self, batch: int) -> DropPlan:
+        """The decisions for one mini-batch of ``batch`` samples."""
+        if self.mode == "batch":
+            is_global = bool(self._uniform(1)[0] < self.global_ratio) and bool(self.widths)
+            keep = self._global_keep(self._column()) if is_global else self._local_keep()
+            return DropPlan(False, keep, ())
+        n_global = int(batch * self.global_ratio) if self.widths else 0
+        columns = [self._column() for _ in range(n_global)]
+        masks = []
+        for block, cols, rate in self.joins:
+            m = (self._uniform(batch, len(cols)) >= rate).float()
+            empty = m.sum(1) == 0
+            if bool(empty.any()):
+                pick = torch.randint(len(cols), (batch,), generator=self.generator)
+                m[empty, pick[empty]] = 1.0
+            for s, column in enumerate(columns):
+                if block < 0:
+                    m[s] = 1.0
+                else:
+                    c = min(column, self.widths[block])
+                    m[s] = torch.tensor([float(col == c) for col in cols])
+            masks.append(m)
+        return DropPlan(True, (), tuple(masks))
+
+
+def _kept(xs: tuple[torch.Tensor | None, ...]) -> list[torch.Tensor]:
+    kept = [x for x in xs if x is not None]
+    assert kept, "drop-path kept no input of a join"
+    return kept
+
+
+def _join_mean(xs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """Mean over the inputs that were kept (None = dropped)."""
+    kept = _kept(xs)
+    out = kept[0]
+    for x in kept[1:]:
+        out = out + x
+    return out / len(kept) if len(kept) > 1 else out
+
+
+def _join_sum(xs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """Sum over the inputs that were kept."""
+    kept = _kept(xs)
+    out = kept[0]
+    for x in kept[1:]:
+        out = out + x
+    return out
+
+
+def _join_max(xs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """Element-wise maximum over the inputs that were kept."""
+    kept = _kept(xs)
+    out = kept[0]
+    for x in kept[1:]:
+        out = torch.maximum(out, x)
+    return out
+
+
+def _per_sample(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return m.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def _join_mean_masked(xs: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean over kept inputs: sum(m_i x_i) / max(sum(m_i), 1)."""
+    out = xs[0] * _per_sample(mask[:, 0], xs[0])
+    for i, x in enumerate(xs[1:], 1):
+        out = out + x * _per_sample(mask[:, i], x)
+    return out / _per_sample(mask.sum(1).clamp(min=1.0), out)
+
+
+def _join_sum_masked(xs: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample sum over kept inputs."""
+    out = xs[0] * _per_sample(mask[:, 0], xs[0])
+    for i, x in enumerate(xs[1:], 1):
+        out = out + x * _per_sample(mask[:, i], x)
+    return out
+
+
+def _join_max_masked(xs: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample maximum over kept inputs (dropped inputs count as -inf)."""
+    low = torch.finfo(xs[0].dtype).min
+    out = torch.where(_per_sample(mask[:, 0], xs[0]) > 0, xs[0], low)
+    for i, x in enumerate(xs[1:], 1):
+        out = torch.maximum(out, torch.where(_per_sample(mask[:, i], x) > 0, x, low))
+    return out

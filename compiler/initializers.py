@@ -1,0 +1,54 @@
+"""The compiler's own, deterministic parameter initialisation (NumPy only).
+
+Each tensor's values depend only on the seed and its state_dict key, never on the order in
+which a backend builds modules, so the PyTorch and ONNX backends hold bit-identical weights.
+
+Initializers (PyTorch's defaults, so training behaves as users expect):
+- ``kaiming_uniform``: U(-b, b), b = 1/sqrt(fan_in) — conv and linear weights
+  (torch's kaiming_uniform_ with a = sqrt(5));
+- ``fan_in_uniform``: U(-b, b), b = 1/sqrt(fan_in) — conv and linear biases;
+- ``normal``: N(0, 1) — embeddings;
+- ``ones`` / ``zeros`` — BatchNorm scale / shift and running statistics."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .ir import Graph
+from .ops import ParamSpec
+
+
+def _generator(seed: int, key: str) -> np.random.Generator:
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed & 0xFFFFFFFF,
+                                                                       *words])))
+
+
+def initial_value(spec: ParamSpec, key: str, seed: int) -> np.ndarray:
+    """The float32 initial value of one parameter or buffer."""
+    if spec.init == "ones":
+        return np.ones(spec.shape, dtype=np.float32)
+    if spec.init == "zeros":
+        return np.zeros(spec.shape, dtype=np.float32)
+    rng = _generator(seed, key)
+    if spec.init in ("kaiming_uniform", "fan_in_uniform"):
+        bound = 1.0 / np.sqrt(max(spec.fan_in, 1))
+        return rng.uniform(-bound, bound, spec.shape).astype(np.float32)
+    if spec.init == "normal":
+        return rng.standard_normal(spec.shape).astype(np.float32)
+    raise ValueError(f"unknown initializer {spec.init!r}")
+
+
+def expected_tensors(graph: Graph) -> dict[str, ParamSpec]:
+    """Every tensor the model owns (parameters and buffers), by state_dict key; instances of
+    a ``shared`` block own none (they use their owner's)."""
+    return {f"{node.name}.{p.name}": p for node in graph.order()
+            if node.param_owner is None for p in node.params}
+
+
+def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """All initial values, by state_dict key."""
+    return {key: initial_value(spec, key, seed) for key, spec in expected_tensors(graph).items()}

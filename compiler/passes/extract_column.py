@@ -1,0 +1,57 @@
+"""extract_column: the single-column subnetwork of every fractal block.
+
+Needs: columns tagged and names assigned. Guarantees: every fractal join is replaced by its
+input from column ``k`` and every node that no longer reaches an output is removed; names
+(and so state_dict keys) are unchanged, so a trained full model's weights load into it.
+Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep net, the fast
+"anytime" answer the paper describes."""
+
+from __future__ import annotations
+
+from ..diagnostics import E_OPTION, Span, error
+from ..ir import Graph
+
+
+def fractal_widths(graph: Graph) -> dict[int, int]:
+    """Columns per fractal block, by block scope id."""
+    widths: dict[int, int] = {}
+    for node in graph.order():
+        if node.input_columns and node.fractal is not None:
+            widths[node.fractal] = max(widths.get(node.fractal, 0), max(
+                c for c in node.input_columns if c is not None))
+    return widths
+
+
+def extract_column(graph: Graph, k: int) -> Graph:
+    """Return the graph with every fractal reduced to its column ``k``."""
+    widths = fractal_widths(graph)
+    where = Span(file="<--column>", line=1, col=1, end_line=1, end_col=len(str(k)) + 1)
+    if not widths:
+        raise error(E_OPTION, f"model `{graph.model}` has no fractal blocks, so no column {k}",
+                    where, hint="--column applies to models built from fractals")
+    narrowest = min(widths.values())
+    if not 1 <= k <= narrowest:
+        raise error(E_OPTION, f"column {k} does not exist: the fractal blocks of "
+                    f"`{graph.model}` have {narrowest} column{'s' if narrowest != 1 else ''}"
+                    + ("" if len(set(widths.values())) == 1 else " or more"), where,
+                    hint=f"choose a column from 1 (shallowest) to {narrowest} (deepest)")
+    replaced: dict[str, str] = {}
+    for node in graph.order():
+        if node.input_columns and node.fractal is not None and k in node.input_columns:
+            src = node.inputs[node.input_columns.index(k)]
+            replaced[node.name] = replaced.get(src, src)
+
+    def resolve(name: str) -> str:
+        return replaced.get(name, name)
+
+    rewired = {n.name: n.evolve(inputs=tuple(resolve(i) for i in n.inputs))
+               for n in graph.nodes_by_name.values() if n.name not in replaced}
+    outputs = [resolve(o) for o in graph.outputs]
+    live: set[str] = set(graph.inputs)
+    stack = list(outputs)
+    while stack:
+        name = stack.pop()
+        if name not in live:
+            live.add(name)
+            stack.extend(rewired[name].inputs)
+    return graph.with_nodes([n for n in rewired.values() if n.name in live], outputs)
