@@ -1,0 +1,55 @@
+"""Shared helpers for benchmarks: paired timing and writing a section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paired(a: Callable[[], object], b: Callable[[], object], reps: int,
+           warmup: int = 1) -> dict[str, float]:
+    """Time ``a`` and ``b`` in alternating order, ``reps`` pairs; report medians and the
+    median of the per-pair ratios a/b (robust to drift on a noisy machine)."""
+    for _ in range(warmup):
+        a(), b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        order = (a, b) if r % 2 == 0 else (b, a)
+        times = {}
+        for fn in order:
+            start = time.perf_counter()
+            fn()
+            times[fn] = time.perf_counter() - start
+        ta.append(times[a])
+        tb.append(times[b])
+        ratios.append(times[a] / times[b])
+    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb),
+            "ratio": statistics.median(ratios)}
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    import torch
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def write_section(name: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Replace (or add) the section between `<!-- name -->` markers, keeping the rest."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    text = path.read_text() if path.exists() else (
+        "# Benchmarks\n\nFigures are ratios against a baseline measured in the same run, "
+        "with paired, alternating repetitions. Regenerate with the commands shown.\n")
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

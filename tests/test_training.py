@@ -1,0 +1,34 @@
+"""Learning and distribution: the digits example reaches its accuracy, and DDP on two CPU
+processes keeps ranks identical with agreeing drop-path draws."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_fractalnet_learns_digits_and_its_deepest_column_is_reported() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits.py"), "--json"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    print("digits:", result)  # shown with pytest -s: the figures a user would see
+    assert result["test_accuracy"] >= 0.95
+    assert result["deepest_column_accuracy"] >= 0.90
+    assert set(result["column_accuracy"]) == {"1", "2", "3"}
+
+
+def test_ddp_two_processes_keep_identical_parameters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "ddp.json"
+    env_cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(ROOT / "tests" / "ddp_worker.py"), str(out)]
+    proc = subprocess.run(env_cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["draws"] == 6
+    assert result["draws_equal"], result
+    assert result["params_equal"], result
+    assert result["changed"], result
