@@ -176,6 +176,28 @@ class Model:
         """The compiler's deterministic initial tensors at ``seed``, by state_dict key."""
         return initial_state(self.ir, seed)
 
+    def to_onnx(self, seed: int = 0, *, column: int | None = None,
+                weights: str | os.PathLike[str] | None = None, flat: bool = False,
+                opset: int | None = None, progress: Any = None) -> Any:
+        """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
+        imported unless ``weights`` is a torch checkpoint). Rule instances become model-local
+        functions unless ``flat``; batch (and time) dimensions are dynamic."""
+        from . import __version__
+        from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model
+
+        chosen = DEFAULT_OPSET if opset is None else opset
+        if chosen not in OPSETS:
+            self.program.sources["<--opset>"] = str(opset)
+            raise error(E_OPTION, f"opset {opset} is not supported", Span(
+                file="<--opset>", line=1, col=1, end_line=1, end_col=len(str(opset)) + 1),
+                hint=f"choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})"
+            ).with_sources(self.program.sources)
+        model = self.column(column) if column is not None else self
+        tensors = model.weights(weights) if weights is not None else None
+        return build_model(model.ir, tensors, seed=seed, flat=flat, opset=chosen,
+                           spec_text=self.program.sources.get(self.program.file, ""),
+                           version=__version__, progress=progress)
+
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""
         from . import __version__

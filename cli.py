@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -151,18 +152,20 @@ def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
 class Target(StrEnum):
     """What `ssnc compile` produces."""
 
+    onnx = "onnx"
     torch = "torch"
     python = "python"
 
 
-_SUFFIX = {Target.torch: ".pt2", Target.python: ".py"}
+_SUFFIX = {Target.onnx: ".onnx", Target.torch: ".pt2", Target.python: ".py"}
 
 
 @app.command()
 def compile(
     spec: SpecArg,
-    to: Annotated[Target, typer.Option("--to", help="torch: a torch.export program (.pt2); "
-                                                     "python: standalone PyTorch source.")],
+    to: Annotated[Target, typer.Option("--to", help="onnx: an ONNX model; torch: a "
+                                                     "torch.export program (.pt2); python: "
+                                                     "standalone PyTorch source.")],
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                  help="Output file (default: MODEL + suffix).")]
     = None,
@@ -173,28 +176,58 @@ def compile(
         "--column", help="Compile only column K of every fractal (1 = shallowest).")] = None,
     weights: Annotated[Path | None, typer.Option(
         "--weights", help="Trained weights: a torch state_dict, .npz or .safetensors.")] = None,
+    flat: Annotated[bool, typer.Option(
+        "--flat", help="ONNX: inline everything instead of one function per rule instance.")]
+    = False,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
+    = None,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
     def run() -> None:
-        m = load_model(spec, model, set_, max_nodes)
-        if column is not None:
-            m = m.column(column)
-        tensors = m.weights(weights) if weights is not None else None
-        out = output or Path(m.name + _SUFFIX[to])
-        if to is Target.python:
-            source = m.torch_source()
-            write_atomic(out, lambda tmp: _write_text(tmp, source))
-        else:
-            from .backends.torch import export_program
+        with progress_display() as step:
+            step("elaborating")
+            m = load_model(spec, model, set_, max_nodes)
+            if column is not None:
+                m = m.column(column)
+            out = output or Path(m.name + _SUFFIX[to])
+            if to is Target.onnx:
+                proto = m.to_onnx(seed, weights=weights, flat=flat, opset=opset, progress=step)
+                step("writing")
+                from .backends.onnx import save_model
 
-            module = m.to_torch(seed=seed) if tensors is None else None
-            program = export_program(m.ir, module, tensors, seed)
-            import torch
-
-            write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
+                write_atomic(out, lambda tmp: save_model(proto, tmp, out))
+            else:
+                _compile_torch(m, to, out, seed, weights)
         typer.echo(f"wrote {out} ({m.name}: {m.total_params:,} parameters)", err=True)
     _guard(run)
+
+
+@contextmanager
+def progress_display() -> Iterator[Callable[[str], None]]:
+    """A spinner naming the current step on a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    from rich.console import Console
+    from rich.status import Status
+
+    with Status("compiling", console=Console(stderr=True)) as status:
+        yield lambda what: status.update(f"{what}...")
+
+
+def _compile_torch(m: Model, to: Target, out: Path, seed: int, weights: Path | None) -> None:
+    tensors = m.weights(weights) if weights is not None else None
+    if to is Target.python:
+        source = m.torch_source()
+        write_atomic(out, lambda tmp: _write_text(tmp, source))
+        return
+    import torch
+
+    from .backends.torch import export_program
+
+    program = export_program(m.ir, None, tensors, seed)
+    write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
 
 
 @app.callback()

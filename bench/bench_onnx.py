@@ -1,0 +1,101 @@
+"""ssnc's ONNX backend against torch.onnx.export (dynamo) of the same torch module with the
+same weights: ONNX Runtime latency of the two models, and compile time of
+`ssnc compile --to onnx` against the export. Writes the ratios to BENCHMARKS.md.
+
+    python bench/bench_onnx.py [--reps 20] [--quick] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, machine, paired, write_section
+
+import ssnc
+
+
+def session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    # two sessions timed back to back: spinning worker threads of one would steal the cores
+    # of the other, so neither spins
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="narrow widths, for a smoke run")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    spec = ROOT / "specs" / "fractalnet.ssn"
+    sets = ["classes=10"] + (["widths=[8,16,16,32,32]"] if args.quick else [])
+    params = {"classes": 10, **({"widths": [8, 16, 16, 32, 32]} if args.quick else {})}
+    model = ssnc.load(spec).model(**params)
+    work = Path(tempfile.mkdtemp())
+    ours, theirs = work / "ssnc.onnx", work / "dynamo.onnx"
+
+    def compile_ssnc() -> None:  # the whole CLI, as a user runs it (process start included)
+        subprocess.run([str(Path(sys.executable).with_name("ssnc")), "compile", str(spec),
+                        "--to", "onnx", "-o", str(ours), *[a for s in sets for a in ("--set", s)]],
+                       check=True, capture_output=True)
+
+    net = model.to_torch(seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+
+    def export_dynamo() -> None:  # only the export call, torch already imported and built
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.onnx.export(net, (x,), str(theirs), dynamo=True, external_data=False,
+                          dynamic_shapes=({0: batch},), input_names=["input"])
+
+    compile_times = paired(compile_ssnc, export_dynamo, reps=3 if not args.quick else 1)
+
+    rows = []
+    for batch in (1, 16):
+        inp = {"input": np.random.default_rng(0).standard_normal(
+            (batch, 3, 32, 32)).astype(np.float32)}
+        a, b = session(ours), session(theirs)
+        name_b = b.get_inputs()[0].name
+        got_a = a.run(None, inp)[0]
+        got_b = b.run(None, {name_b: inp["input"]})[0]
+        np.testing.assert_allclose(got_a, got_b, rtol=1e-4, atol=1e-4 * np.abs(got_b).max())
+        rows.append((f"ONNX Runtime latency, batch {batch}",
+                     paired(lambda a=a, inp=inp: a.run(None, inp),
+                            lambda b=b, inp=inp, n=name_b: b.run(None, {n: inp["input"]}),
+                            args.reps, warmup=3)))
+    rows.append(("compile time (ssnc compile --to onnx, whole command, vs the export call)",
+                 compile_times))
+    lines = [
+        "## ONNX backend: ssnc vs torch.onnx.export (dynamo)",
+        "",
+        f"`python bench/bench_onnx.py{' --quick' if args.quick else ''}` — FractalNet "
+        f"(PyTorch-port layout, C=3, {'narrow widths' if args.quick else 'full widths'}, "
+        f"10 classes), same weights on both sides (outputs checked equal first); {machine()}; "
+        f"onnxruntime {ort.__version__} (2 intra-op threads, no spinning, for both); "
+        f"paired repetitions ({args.reps} for latency, "
+        f"{3 if not args.quick else 1} for compile time). ssnc's compile time is the whole "
+        "`ssnc compile` process (start-up, parsing, elaboration, writing); the export's is the "
+        "`torch.onnx.export(dynamo=True)` call alone, with torch imported and the module built.",
+        "",
+        "| measurement | ssnc (s) | torch.onnx.export dynamo (s) | ratio ssnc/dynamo |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, r in rows:
+        lines.append(f"| {label} | {r['a_s']:.4f} | {r['b_s']:.4f} | **{r['ratio']:.2f}** |")
+    write_section("onnx" + ("-quick" if args.quick else ""), "\n".join(lines), args.out)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

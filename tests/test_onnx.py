@@ -1,0 +1,251 @@
+"""ONNX backend: checker, shape inference, parity with PyTorch through ONNX Runtime at batch
+sizes other than the example's, determinism, weights and metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ssnc
+from ssnc.backends.onnx import LOWERINGS
+from ssnc.backends.torch import example_input
+from ssnc.cli import app
+from ssnc.compiler.ops import OPS
+from tests.conftest import ROOT, SPECS
+
+runner = CliRunner()
+
+
+def session(proto: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def torch_eval(m: ssnc.Model, x: torch.Tensor, seed: int = 0) -> np.ndarray:
+    net = m.to_torch(seed=seed).eval()
+    with torch.no_grad():
+        out = net(x)
+    return out.numpy()
+
+
+def assert_parity(m: ssnc.Model, proto: onnx.ModelProto, batches: tuple[int, ...] = (1, 3),
+                  seed: int = 0) -> None:
+    sess = session(proto)
+    name = sess.get_inputs()[0].name
+    for batch in batches:
+        x = example_input(m.ir, batch=batch, steps=4 + batch)
+        ref = torch_eval(m, x, seed)
+        (got,) = sess.run(None, {name: x.numpy()})
+        assert got.shape == ref.shape
+        assert got.dtype == ref.dtype
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(np.abs(ref).max(), 1e-6))
+
+
+def test_every_lowered_op_has_an_onnx_lowering() -> None:
+    wanted = {name for name, op in OPS.items() if op.lowered and name != "input"}
+    assert wanted <= set(LOWERINGS), sorted(wanted - set(LOWERINGS))
+
+
+OP_CASES = {
+    "conv": "model m : tensor[4, 9, 9] = conv(6, 3, 2, bias=false) >> conv(6, 5, groups=2, "
+            "dilation=2) >> conv(none, 1, pad=1)",
+    "bn": "model m : tensor[4, 5, 5] = bn >> bn(affine=false, eps=0.001) >> gap >> linear(6) "
+          ">> bn",
+    "elementwise": "model m : tensor[3, 4, 4] = (x) => concat(relu(x), sigmoid(x), tanh(x))",
+    "softmax": "model m : tensor[7] = linear(5) >> softmax",
+    "dropout": "model m : tensor[3, 4, 4] = dropout(0.5) >> relu",
+    "maxpool": "model m : tensor[2, 9, 9] = maxpool(3, 2, ceil=true) >> maxpool(2, 1, 1)",
+    "avgpool": "model m : tensor[2, 9, 9] = avgpool(3, 2, 1) >> avgpool(2, ceil=true)",
+    "gap_flatten_linear": "model m : tensor[3, 4, 4] = conv(5) >> gap >> linear(3) >> "
+                          "linear(2, bias=false)",
+    "flatten": "model m : tensor[3, 4, 4] = flatten >> linear(4)",
+    "sequence_linear": "model m : sequence[6] = linear(4) >> relu >> linear(3, bias=false)",
+    "embedding": "model m : tokens[11] = embedding(11, 5) >> linear(3)",
+    "joins": "model m : tensor[3, 4, 4] = (x) => let a = relu(x) in "
+             "mean(sum(a, x, x), max(a, tanh(x)), mul(a, x))",
+    "concat": "model m : tensor[3, 4, 4] = concat(conv(2), conv(3), identity) >> conv(4)",
+    "broadcast": "model m : tensor[3, 4, 4] = (x) => mul(x, maxpool(4)(x)) >> flatten",
+    "shared": "model m : tensor[4, 3, 3] = unrolled(conv(4) >> bn >> relu >> conv(4), 3)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+@pytest.mark.parametrize("flat", [False, True], ids=["functions", "flat"])
+def test_op_parity(case: str, flat: bool) -> None:
+    m = ssnc.loads(OP_CASES[case], "op.ssn").model()
+    proto = m.to_onnx(seed=1, flat=flat)
+    onnx.checker.check_model(proto, full_check=True)
+    assert_parity(m, proto, seed=1)
+
+
+SHIPPED = [(spec, name) for spec in sorted(SPECS.glob("*.ssn"))
+           for name in ssnc.load(spec).models]
+
+
+@pytest.mark.parametrize("spec,name", SHIPPED, ids=[f"{s.stem}" for s, _ in SHIPPED])
+def test_shipped_spec_in_both_forms(spec: Path, name: str) -> None:
+    m = ssnc.load(spec).model(name)
+    outs = {}
+    for flat in (False, True):
+        proto = m.to_onnx(flat=flat)
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                  for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        checked = 0
+        for node in m.ir:
+            if node.name in shapes:
+                assert shapes[node.name] == list(node.shape or ()), node.name
+                checked += 1
+        assert checked >= (len(m.ir) - 1 if flat else len(m.ir.outputs))
+        assert_parity(m, proto)
+        x = example_input(m.ir, batch=3).numpy()
+        outs[flat] = session(proto).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(outs[False], outs[True])
+
+
+def test_hierarchy_one_function_per_depth_and_node_metadata() -> None:
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10, C=4)
+    proto = m.to_onnx()
+    names = [f.name for f in proto.functions]
+    assert "stage" in names and "unit" in names
+    fractal_docs = " ".join(f.doc_string for f in proto.functions if f.name.startswith("fractal"))
+    for c in (1, 2, 3, 4):
+        assert f"fractal(C={c}," in fractal_docs
+    assert [n.op_type for n in proto.graph.node][:5] == ["stage"] * 5
+    assert [n.name for n in proto.graph.node][:2] == ["stage1", "stage2"]
+    flat = m.to_onnx(flat=True)
+    assert not flat.functions
+    conv = next(n for n in flat.graph.node if n.name == "stage2.fractal.col3.unit2.conv")
+    (source,) = [p.value for p in conv.metadata_props if p.key == "ssnc.source"]
+    assert source.endswith("fractalnet.ssn:7:18")
+    props = {p.key: p.value for p in proto.metadata_props}
+    spec_hash = hashlib.sha256((SPECS / "fractalnet.ssn").read_bytes()).hexdigest()
+    assert props["ssnc.spec_sha256"] == spec_hash
+    assert props["ssnc.version"] == ssnc.__version__ and props["ssnc.model"] == "fractalnet"
+
+
+def test_initializers_are_bit_identical_to_torch() -> None:
+    m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
+    proto = m.to_onnx(seed=5)
+    state = m.to_torch(seed=5).state_dict()
+    for init in proto.graph.initializer:
+        assert np.array_equal(onnx.numpy_helper.to_array(init), state[init.name].numpy())
+    assert len(proto.graph.initializer) == sum(
+        1 for k in state if not k.endswith("num_batches_tracked"))
+
+
+def test_dynamic_sequence_length() -> None:
+    m = ssnc.loads("model lm : tokens[20] = embedding(20, 8) >> linear(8) >> relu >> "
+                   "linear(20)").model()
+    sess = session(m.to_onnx())
+    for steps in (3, 9):
+        x = torch.randint(0, 20, (2, steps))
+        np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0],
+                                   torch_eval(m, x), rtol=1e-4, atol=1e-5)
+
+
+def test_column_matches_torch_column() -> None:
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10, widths=[8, 8], drops=[0.0, 0.1])
+    for k in (1, 3):
+        col = m.column(k)
+        assert_parity(col, m.to_onnx(column=k), batches=(2,))
+
+
+def _compile(args: list[str],
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "ssnc")
+    return subprocess.run([exe, "compile", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, cwd=ROOT)
+
+
+def test_byte_identical_across_runs_and_hash_seeds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    outs = []
+    for i, hashseed in enumerate(("0", "12345")):
+        out = tmp_path / f"m{i}.onnx"
+        proc = _compile([str(SPECS / "fractalnet_digits.ssn"), "--to", "onnx", "-o", str(out)],
+                        {"PYTHONHASHSEED": hashseed})
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_onnx_path_does_not_import_torch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m.onnx"
+    code = ("import sys; from ssnc.cli import app; sys.argv = ['ssnc', 'compile', "
+            f"{str(SPECS / 'nin_cifar10.ssn')!r}, '--to', 'onnx', '-o', {str(out)!r}]\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 3_000_000
+
+
+def test_weights_round_trip_after_training(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = SPECS / "fractalnet_digits.ssn"
+    m = ssnc.load(spec).model()
+    net = m.to_torch(seed=0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(16, 1, 8, 8, generator=gen)
+        loss = torch.nn.functional.cross_entropy(net(x), torch.randint(0, 10, (16,),
+                                                                         generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for path in (tmp_path / "w.pt", tmp_path / "w.npz"):
+        if path.suffix == ".pt":
+            torch.save(net.state_dict(), path)
+        else:
+            np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
+        out = tmp_path / "trained.onnx"
+        result = runner.invoke(app, ["compile", str(spec), "--to", "onnx", "--weights",
+                                     str(path), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        x = torch.randn(3, 1, 8, 8)
+        net.eval()
+        with torch.no_grad():
+            ref = net(x).numpy()
+        got = session(onnx.load(str(out))).run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+        net.train()
+
+
+def test_bad_weights_write_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{"linear.weight": np.zeros((3, 3), np.float32)})
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "--to", "onnx",
+                                 "--weights", str(bad), "-o", str(out)])
+    assert result.exit_code == 1 and "error[E0602]" in result.stderr
+    assert "missing: nin.stage1.mlpconv.conv1.weight" in result.stderr
+    assert "unexpected: linear.weight" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_large_models_use_external_data(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ssnc.backends.onnx as backend
+
+    monkeypatch.setattr(backend, "EXTERNAL_DATA_THRESHOLD", 0)
+    out = tmp_path / "nin.onnx"
+    result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "--to", "onnx",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = tmp_path / "nin.onnx.data"
+    assert data.exists() and data.stat().st_size > out.stat().st_size
+    m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 32, 32)
+    np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], torch_eval(m, x),
+                               rtol=1e-4, atol=1e-5)
