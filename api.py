@@ -29,6 +29,7 @@ from .compiler.diagnostics import (
     error,
 )
 from .compiler.elaborate import Elaborator, Limits, builtin_env, run_guarded
+from .compiler.initializers import expected_tensors as initial_state_keys
 from .compiler.initializers import initial_state
 from .compiler.ir import Graph
 from .compiler.passes.extract_column import extract_column
@@ -172,6 +173,19 @@ class Model:
 
         return check_weights(self.ir, read_weights(path), str(path))
 
+    def _select(self, column: int | None, weights: str | os.PathLike[str] | None
+                ) -> tuple[Model, dict[str, Any] | None]:
+        """The model to compile and its tensors: weights are checked against the whole model
+        (a trained full model's file), then narrowed to the column's subset."""
+        tensors = self.weights(weights) if weights is not None else None
+        if column is None:
+            return self, tensors
+        model = self.column(column)
+        if tensors is not None:
+            keep = set(initial_state_keys(model.ir))
+            tensors = {k: v for k, v in tensors.items() if k in keep}
+        return model, tensors
+
     def initial_weights(self, seed: int = 0) -> dict[str, Any]:
         """The compiler's deterministic initial tensors at ``seed``, by state_dict key."""
         return initial_state(self.ir, seed)
@@ -192,8 +206,7 @@ class Model:
                 file="<--opset>", line=1, col=1, end_line=1, end_col=len(str(opset)) + 1),
                 hint=f"choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})"
             ).with_sources(self.program.sources)
-        model = self.column(column) if column is not None else self
-        tensors = model.weights(weights) if weights is not None else None
+        model, tensors = self._select(column, weights)
         return build_model(model.ir, tensors, seed=seed, flat=flat, opset=chosen,
                            spec_text=self.program.sources.get(self.program.file, ""),
                            version=__version__, progress=progress)
@@ -217,8 +230,7 @@ class Model:
         from . import __version__
         from .backends.torch import to_torch
 
-        model = self.column(column) if column is not None else self
-        tensors = model.weights(weights) if weights is not None else None
+        model, tensors = self._select(column, weights)
         if drop_path not in ("batch", "sample", "off"):
             raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
                         Span.unknown("<drop_path>"))

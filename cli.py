@@ -187,20 +187,42 @@ def compile(
     def run() -> None:
         with progress_display() as step:
             step("elaborating")
+            _check_target_options(to, weights=weights, flat=flat, opset=opset)
             m = load_model(spec, model, set_, max_nodes)
-            if column is not None:
-                m = m.column(column)
             out = output or Path(m.name + _SUFFIX[to])
             if to is Target.onnx:
-                proto = m.to_onnx(seed, weights=weights, flat=flat, opset=opset, progress=step)
+                proto = m.to_onnx(seed, column=column, weights=weights, flat=flat, opset=opset,
+                                  progress=step)
                 step("writing")
                 from .backends.onnx import save_model
 
                 write_atomic(out, lambda tmp: save_model(proto, tmp, out))
+            elif to is Target.python:
+                source = (m.column(column) if column is not None else m).torch_source()
+                write_atomic(out, lambda tmp: _write_text(tmp, source))
             else:
-                _compile_torch(m, to, out, seed, weights)
+                import torch
+
+                from .backends.torch import export_program
+
+                net = m.to_torch(seed, column=column, weights=weights)
+                program = export_program(m.ir if column is None else m.column(column).ir, net)
+                write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
         typer.echo(f"wrote {out} ({m.name}: {m.total_params:,} parameters)", err=True)
     _guard(run)
+
+
+def _check_target_options(to: Target, **given: object) -> None:
+    """Options that mean nothing for the target are refused rather than silently ignored."""
+    applies = {"weights": to is not Target.python, "flat": to is Target.onnx,
+               "opset": to is Target.onnx}
+    for name, value in given.items():
+        if value not in (None, False) and not applies[name]:
+            why = ("generated source holds no weights: load them with "
+                   "`model.load_state_dict(torch.load(path))`" if name == "weights"
+                   else "it is an ONNX option")
+            raise error(E_OPTION, f"--{name} does not apply to --to {to.value}",
+                        Span.unknown(f"--{name}"), hint=why)
 
 
 @contextmanager
@@ -214,20 +236,6 @@ def progress_display() -> Iterator[Callable[[str], None]]:
 
     with Status("compiling", console=Console(stderr=True)) as status:
         yield lambda what: status.update(f"{what}...")
-
-
-def _compile_torch(m: Model, to: Target, out: Path, seed: int, weights: Path | None) -> None:
-    tensors = m.weights(weights) if weights is not None else None
-    if to is Target.python:
-        source = m.torch_source()
-        write_atomic(out, lambda tmp: _write_text(tmp, source))
-        return
-    import torch
-
-    from .backends.torch import export_program
-
-    program = export_program(m.ir, None, tensors, seed)
-    write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
 
 
 @app.callback()

@@ -463,11 +463,9 @@ def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
     return torch.randn(shape, generator=gen)
 
 
-def export_program(graph: Graph, module: nn.Module | None, tensors: dict[str, np.ndarray] | None,
-                   seed: int) -> torch.export.ExportedProgram:
-    """A ``torch.export`` program of the model in eval mode, batch (and time) dynamic."""
-    if module is None:
-        module = to_torch(graph, seed=seed, tensors=tensors)
+def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProgram:
+    """A ``torch.export`` program of ``module`` (compiled from ``graph``) in eval mode, with
+    a dynamic batch (and time) dimension."""
     module.eval()
     x = example_input(graph)
     dims: dict[int, torch.export.Dim] = {0: torch.export.Dim("batch", min=1, max=1 << 20)}

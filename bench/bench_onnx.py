@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, paired, write_section
+from common import ROOT, machine, paired, report
 
 import ssnc
 
@@ -87,14 +87,9 @@ def main() -> None:
         f"{3 if not args.quick else 1} for compile time). ssnc's compile time is the whole "
         "`ssnc compile` process (start-up, parsing, elaboration, writing); the export's is the "
         "`torch.onnx.export(dynamo=True)` call alone, with torch imported and the module built.",
-        "",
-        "| measurement | ssnc (s) | torch.onnx.export dynamo (s) | ratio ssnc/dynamo |",
-        "|---|---:|---:|---:|",
     ]
-    for label, r in rows:
-        lines.append(f"| {label} | {r['a_s']:.4f} | {r['b_s']:.4f} | **{r['ratio']:.2f}** |")
-    write_section("onnx" + ("-quick" if args.quick else ""), "\n".join(lines), args.out)
-    print("\n".join(lines))
+    report("onnx" + ("-quick" if args.quick else ""), lines,
+           ("ssnc", "torch.onnx.export dynamo", "ssnc/dynamo"), rows, args.out, digits=4)
 
 
 if __name__ == "__main__":

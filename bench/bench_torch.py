@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, paired, write_section
+from common import ROOT, machine, paired, report
 from handwritten_fractalnet import FractalNet
 
 import ssnc
@@ -108,14 +108,9 @@ def main() -> None:
         f"{args.reps} paired repetitions. Both sides get the same weights and, per pair, the "
         "same drop-path draw; the hand-written baseline computes every column and masks "
         "dropped ones, as public ports do.",
-        "",
-        "| measurement | compiled (s) | hand-written (s) | ratio compiled/hand-written |",
-        "|---|---:|---:|---:|",
     ]
-    for label, r in rows:
-        lines.append(f"| {label} | {r['a_s']:.3f} | {r['b_s']:.3f} | **{r['ratio']:.2f}** |")
-    write_section("torch" + ("-quick" if args.quick else ""), "\n".join(lines), args.out)
-    print("\n".join(lines))
+    report("torch" + ("-quick" if args.quick else ""), lines,
+           ("compiled", "hand-written", "compiled/hand-written"), rows, args.out)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,20 @@ def machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
+def report(name: str, intro: list[str], columns: tuple[str, str, str],
+           rows: list[tuple[str, dict[str, float]]], out: Path, digits: int = 3) -> None:
+    """Render a results table under ``intro``, print it, and store it as section ``name``."""
+    a, b, ratio = columns
+    lines = [*intro, "", f"| measurement | {a} (s) | {b} (s) | ratio {ratio} |",
+             "|---|---:|---:|---:|"]
+    for label, r in rows:
+        lines.append(f"| {label} | {r['a_s']:.{digits}f} | {r['b_s']:.{digits}f} | "
+                     f"**{r['ratio']:.2f}** |")
+    text = "\n".join(lines)
+    write_section(name, text, out)
+    print(text)
+
+
 def write_section(name: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace (or add) the section between `<!-- name -->` markers, keeping the rest."""
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"

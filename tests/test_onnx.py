@@ -249,3 +249,29 @@ def test_large_models_use_external_data(tmp_path, monkeypatch) -> None:  # type:
     x = torch.randn(2, 3, 32, 32)
     np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], torch_eval(m, x),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_column_compiles_from_the_full_models_trained_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = SPECS / "fractalnet_digits.ssn"
+    m = ssnc.load(spec).model()
+    net = m.to_torch(seed=3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.5)  # stands in for training
+    full = tmp_path / "full.pt"
+    torch.save(net.state_dict(), full)
+    column = m.to_torch(column=3)
+    column.load_state_dict(net.state_dict(), strict=False)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        ref = column.eval()(x).numpy()
+    for target in ("onnx", "torch"):
+        out = tmp_path / f"deepest.{target}"
+        result = runner.invoke(app, ["compile", str(spec), "--to", target, "--column", "3",
+                                     "--weights", str(full), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        if target == "onnx":
+            got = session(onnx.load(str(out))).run(None, {"input": x.numpy()})[0]
+        else:
+            got = torch.export.load(str(out)).module()(x).detach().numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
