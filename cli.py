@@ -208,7 +208,9 @@ def compile(
                 net = m.to_torch(seed, column=column, weights=weights)
                 program = export_program(m.ir if column is None else m.column(column).ir, net)
                 write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
-        typer.echo(f"wrote {out} ({m.name}: {m.total_params:,} parameters)", err=True)
+        compiled = m.column(column) if column is not None else m
+        what = f"{m.name}, column {column}" if column is not None else m.name
+        typer.echo(f"wrote {out} ({what}: {compiled.total_params:,} parameters)", err=True)
     _guard(run)
 
 

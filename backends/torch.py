@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..compiler.initializers import expected_tensors, initial_state
-from ..compiler.ir import Graph, Node
+from ..compiler.ir import Graph, Node, Scope
 
 RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
 
@@ -187,17 +187,27 @@ class _Stmt:
     guard: str | None = None
 
 
+@dataclass
+class _ClassDef:
+    rule: str
+    text: str
+    signatures: list[str]
+    first: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class _ClassUse:
+    prefix: str
+    definition: _ClassDef
+    source: str
+
+
 class _Codegen:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, reserved: str = ""):
         self.graph = graph
         self.var = _identifiers(graph)
         self.order = [n for n in graph.order() if n.op != "input"]
-        self.lowered: dict[str, Lowered] = {}
-        for node in self.order:
-            ins = [graph[i] for i in node.inputs]
-            owner = node.param_owner or node.name
-            self.lowered[node.name] = LOWERINGS[node.op](
-                node, ins, [self.var[i] for i in node.inputs], _module_ref(owner))
         self.drop = [n for n in self.order if droppable(n)]
         self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
         blocks = sorted({n.fractal for n in self.drop if n.fractal is not None and
@@ -207,6 +217,108 @@ class _Codegen:
         self.widths = [max(max(c for c in n.input_columns if c is not None)
                            for n in self.drop if n.fractal == b) for b in blocks]
         self.segment = self._segments()
+        self.uses: dict[str, _ClassUse] = {}  # output node name -> class instance
+        self.members: set[str] = set()
+        self.classes: dict[str, _ClassDef] = {}  # class source -> definition
+        self._find_classes()  # renames class outputs: lower only afterwards
+        self._name_classes(reserved)
+        self.lowered: dict[str, Lowered] = {}
+        for node in self.order:
+            ins = [graph[i] for i in node.inputs]
+            owner = node.param_owner or node.name
+            self.lowered[node.name] = LOWERINGS[node.op](
+                node, ins, [self.var[i] for i in node.inputs], _module_ref(owner))
+
+    # --- one class per distinct rule instance, where that reads naturally
+
+    def _find_classes(self) -> None:
+        """Innermost rule instances become classes when they have one input and one output,
+        hold no drop-path join and no shared weights, and own their name prefix."""
+        g = self.graph
+        by_scope: dict[int, list[Node]] = {}
+        for node in self.order:
+            for s in g.scope_path(node.scope)[1:]:
+                by_scope.setdefault(s.id, []).append(node)
+        names = [n.name for n in self.order]
+        for sid, scope in sorted(g.scopes.items(), reverse=True):  # innermost first
+            if sid == 0 or scope.transparent or sid not in by_scope:
+                continue
+            nodes = by_scope[sid]
+            if any(n.name in self.members for n in nodes):
+                continue  # an inner rule instance already is a class
+            prefix = nodes[0].name.rsplit(".", 1)[0] if "." in nodes[0].name else ""
+            inside = {n.name for n in nodes}
+            own = prefix.rsplit(".", 1)[-1].rstrip("0123456789") == scope.rule
+            if (len(nodes) < 2 or not prefix or not own
+                    or any(not n.name.startswith(prefix + ".") for n in nodes)
+                    or any(n.startswith(prefix + ".") and n not in inside for n in names)
+                    or any(n.name in self.drop_index or n.param_owner for n in nodes)):
+                continue
+            ext = {i for n in nodes for i in n.inputs if i not in inside}
+            outs = [n for n in nodes if n.name in g.outputs
+                    or any(c not in inside for c, _ in g.consumers(n.name))]
+            if len(ext) != 1 or len(outs) != 1:
+                continue
+            self._add_class(scope, nodes, prefix, ext.pop(), outs[0])
+
+    def _add_class(self, scope: Scope, nodes: list[Node], prefix: str, source: str,
+                   output: Node) -> None:
+        local = {source: "x"}
+        for n in nodes:
+            rel = n.name[len(prefix) + 1:]
+            ident = re.sub(r"\W", "_", rel)
+            while ident in _RESERVED or ident in local.values() or keyword.iskeyword(ident):
+                ident += "_"
+            local[n.name] = ident
+        init, stmts = [], []
+        for n in nodes:
+            rel = n.name[len(prefix) + 1:]
+            low = LOWERINGS[n.op](n, [self.graph[i] for i in n.inputs],
+                                  [local[i] for i in n.inputs], _module_ref(rel))
+            if low.module is not None:
+                init.append(f"        _put(self, {rel!r}, {low.module})")
+            stmts.append(_Stmt(local[n.name], low.expr, tuple(local[i] for i in n.inputs)))
+        body = self._render(stmts, (local[output.name],))
+        text = "\n".join([
+            "    def __init__(self) -> None:",
+            "        super().__init__()",
+            *init,
+            "",
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+            *body,
+        ])
+        definition = self.classes.get(text)
+        if definition is None:
+            definition = self.classes[text] = _ClassDef(scope.rule, text, [], output.index)
+        definition.first = min(definition.first, output.index)
+        if scope.signature not in definition.signatures:
+            definition.signatures.append(scope.signature)
+        self.uses[output.name] = _ClassUse(prefix, definition, source)
+        self.members |= {n.name for n in nodes}
+        ident = re.sub(r"\W", "_", prefix)
+        while ident in set(self.var.values()) | _RESERVED or keyword.iskeyword(ident):
+            ident += "_"
+        self.var[output.name] = ident
+
+    def _name_classes(self, reserved: str) -> None:
+        """`Unit`, `Unit2`, ... in order of first use; never a runtime or the model's name."""
+        taken = {"DropPath", "DropPlan", reserved}
+        for d in sorted(self.classes.values(), key=lambda d: d.first):
+            base = class_name_for(d.rule)
+            name, k = base, 1
+            while name in taken:
+                k += 1
+                name = f"{base}{k}"
+            d.name = name
+            taken.add(name)
+
+    def class_sources(self) -> list[str]:
+        """The classes' source, each with a docstring naming the rule instances it serves."""
+        out = []
+        for d in sorted(self.classes.values(), key=lambda d: d.first):
+            shown = "; ".join(d.signatures[:3]) + (" ..." if len(d.signatures) > 3 else "")
+            out += [f"class {d.name}(nn.Module):", f'    """{shown}"""', "", d.text, "", ""]
+        return out
 
     def _is_column_join(self, node: Node) -> bool:
         return node.name in self.drop_index and bool(node.input_columns)
@@ -240,10 +352,15 @@ class _Codegen:
     def init_lines(self) -> list[str]:
         lines = []
         for node in self.order:
+            use = self.uses.get(node.name)
+            if use is not None:
+                lines.append(f"        _put(self, {use.prefix!r}, {use.definition.name}())")
+                continue
             ctor = self.lowered[node.name].module
-            if ctor is not None and node.param_owner is None:
+            if ctor is not None and node.param_owner is None and node.name not in self.members:
                 lines.append(f"        _put(self, {node.name!r}, {ctor})")
         return lines
+
 
     def body(self, mode: str) -> list[str]:
         """The statements of one forward variant: "eval", "dropping" or "masked"."""
@@ -255,6 +372,12 @@ class _Codegen:
             args = [self.var[i] for i in node.inputs]
             expr = self.lowered[node.name].expr
             guard = None
+            use = self.uses.get(node.name)
+            if use is not None:
+                args = [self.var[use.source]]
+                expr = f"{_module_ref(use.prefix)}({args[0]})"
+            elif node.name in self.members:
+                continue
             if node.name in self.drop_index and mode != "eval":
                 j = self.drop_index[node.name]
                 fn = _DROP_JOIN_FN[node.op]
@@ -269,7 +392,7 @@ class _Codegen:
                 j, port = self.segment[node.name]
                 guard = f"need{j} and keep[{j}][{port}]"
             stmts.append(_Stmt(target, expr, tuple(args), guard))
-        return self._render(stmts)
+        return self._render(stmts, tuple(self.var[o] for o in self.graph.outputs))
 
     def _need_flags(self) -> list[_Stmt]:
         """needJ: whether column join J's output is used, given this batch's keep flags."""
@@ -296,12 +419,12 @@ class _Codegen:
             flags.append(_Stmt(f"need{self.drop_index[node.name]}", expr, ()))
         return flags  # later joins first: a flag reads only later joins' flags
 
-    def _render(self, stmts: list[_Stmt]) -> list[str]:
+    def _render(self, stmts: list[_Stmt], outs: tuple[str, ...]) -> list[str]:
         last_use: dict[str, int] = {}
         for i, s in enumerate(stmts):
             for r in s.reads:
                 last_use[r] = i
-        outputs = {self.var[o] for o in self.graph.outputs}
+        outputs = set(outs)
         lines: list[str] = []
         current: str | None = None
         for i, s in enumerate(stmts):
@@ -316,7 +439,6 @@ class _Codegen:
             if dead:
                 line += "; " + " = ".join(dead) + " = None"
             lines.append(line)
-        outs = [self.var[o] for o in self.graph.outputs]
         result = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"
         lines.append(f"        return {result}")
         return lines
@@ -336,8 +458,8 @@ def class_name_for(model: str) -> str:
 
 def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str:
     """Standalone Python source (imports torch only) defining the model's nn.Module class."""
-    gen = _Codegen(graph)
     cls = class_name_for(graph.model)
+    gen = _Codegen(graph, reserved=cls)
     inp = graph[graph.inputs[0]]
     outs = ", ".join(f"{graph[o].dtype}{list(graph[o].shape or ())}" for o in graph.outputs)
     params = ", ".join(f"{k}={v!r}" for k, v in graph.params.items())
@@ -355,6 +477,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         runtime_source().rstrip(),
         "",
         "",
+        *gen.class_sources(),
         f"class {cls}(nn.Module):",
         f'    """{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.',
         "",

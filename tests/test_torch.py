@@ -265,7 +265,11 @@ def test_python_source_is_standalone_and_identical(tmp_path) -> None:  # type: i
     imported |= {n.module.split(".")[0] for n in pyast.walk(tree)
                  if isinstance(n, pyast.ImportFrom) and n.module}
     assert imported <= {"torch", "typing", "__future__"}
+    classes = [n.name for n in tree.body if isinstance(n, pyast.ClassDef)]
+    assert classes.index("Unit") < classes.index("Fractalnet")  # one class per rule instance
+    assert '"""unit(w=8, p=0.0)"""' in out.read_text()
     generated = _import(out).Fractalnet()
+    assert type(generated.stage1.fractal.col3.unit1).__name__ == "Unit"
     reference = ssnc.load(spec).model(widths=[8, 16], drops=[0.0, 0.1],
                                       classes=10).to_torch(seed=4)
     generated.load_state_dict(reference.state_dict())
