@@ -149,6 +149,32 @@ def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
     _guard(run)
 
 
+@app.command()
+def graph(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="A .svg, .png or .pdf "
+                                                                "(rendered by Graphviz) or .dot.")],
+    model: ModelOpt = None,
+    set_: SetOpt = None,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", "-d", help="Collapse scopes deeper than this many name segments.")] = None,
+    column: Annotated[int | None, typer.Option(
+        "--column", help="Draw only column K of every fractal.")] = None,
+    max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+) -> None:
+    """Draw the model: scopes as nested clusters, collapsible by nesting depth."""
+    def run() -> None:
+        from .backends.dot import render, to_dot
+
+        m = load_model(spec, model, set_, max_nodes)
+        if column is not None:
+            m = m.column(column)
+        text = to_dot(m.ir, depth)
+        write_atomic(output, lambda tmp: render(text, output, tmp))
+        typer.echo(f"wrote {output}", err=True)
+    _guard(run)
+
+
 class Target(StrEnum):
     """What `ssnc compile` produces."""
 

@@ -28,7 +28,7 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             with np.load(p, allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
         if p.suffix == ".safetensors":
-            from safetensors.numpy import load_file  # type: ignore[import-not-found]
+            from safetensors.numpy import load_file
 
             return dict(load_file(str(p)))
         import torch

@@ -8,7 +8,8 @@ from .ir import Graph, Node
 from .ops import OPS, AttrValue
 
 
-def _value(v: AttrValue) -> str:
+def format_value(v: AttrValue) -> str:
+    """An attribute value as the language writes it (`true`, `none`, `0.15`)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
@@ -16,13 +17,16 @@ def _value(v: AttrValue) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def _attrs(node: Node) -> str:
+def shown_attrs(node: Node) -> list[str]:
+    """`key=value` for the attributes worth showing: those off their default, and `out`."""
     op = OPS[node.op]
-    shown = [(k, v) for k, v in node.attrs.items()
-             if not (k in op.attr_names and op.attr(k).default == v and k != "out")]
-    if not shown:
-        return ""
-    return "[" + ", ".join(f"{k}={_value(v)}" for k, v in shown) + "]"
+    return [f"{k}={format_value(v)}" for k, v in node.attrs.items()
+            if not (k in op.attr_names and op.attr(k).default == v and k != "out")]
+
+
+def _attrs(node: Node) -> str:
+    shown = shown_attrs(node)
+    return "[" + ", ".join(shown) + "]" if shown else ""
 
 
 def _shape(node: Node) -> str:
@@ -54,7 +58,7 @@ def format_node(node: Node) -> str:
 
 def format_graph(graph: Graph) -> str:
     """The whole model: a header with its parameters, one line per node, the outputs."""
-    params = ", ".join(f"{k}={_value(v) if not isinstance(v, tuple) else _list(v)}"
+    params = ", ".join(f"{k}={format_value(v) if not isinstance(v, tuple) else _list(v)}"
                        for k, v in graph.params.items())
     lines = [f"model {graph.model}({params}) : {graph.input_type}"]
     lines += ["  " + format_node(n) for n in graph.order()]
@@ -65,5 +69,5 @@ def format_graph(graph: Graph) -> str:
 
 
 def _list(v: tuple[object, ...]) -> str:
-    return "[" + ", ".join(_list(x) if isinstance(x, tuple) else _value(x)  # type: ignore[arg-type]
+    return "[" + ", ".join(_list(x) if isinstance(x, tuple) else format_value(x)  # type: ignore[arg-type]
                            for x in v) + "]"

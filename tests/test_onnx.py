@@ -204,11 +204,16 @@ def test_weights_round_trip_after_training(tmp_path) -> None:  # type: ignore[no
         opt.zero_grad()
         loss.backward()
         opt.step()
-    for path in (tmp_path / "w.pt", tmp_path / "w.npz"):
+    for path in (tmp_path / "w.pt", tmp_path / "w.npz", tmp_path / "w.safetensors"):
+        arrays = {k: v.numpy() for k, v in net.state_dict().items()}
         if path.suffix == ".pt":
             torch.save(net.state_dict(), path)
+        elif path.suffix == ".npz":
+            np.savez(path, **arrays)
         else:
-            np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
         out = tmp_path / "trained.onnx"
         result = runner.invoke(app, ["compile", str(spec), "--to", "onnx", "--weights",
                                      str(path), "-o", str(out)])
