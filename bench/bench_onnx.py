@@ -7,7 +7,6 @@ same weights: ONNX Runtime latency of the two models, and compile time of
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, paired, report
+from common import ROOT, arguments, machine, paired, report
 
 import ssnc
 
@@ -34,11 +33,7 @@ def session(path: Path) -> ort.InferenceSession:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="narrow widths, for a smoke run")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args()
+    args = arguments(__doc__, reps=20)
     spec = ROOT / "specs" / "fractalnet.ssn"
     sets = ["classes=10"] + (["widths=[8,16,16,32,32]"] if args.quick else [])
     params = {"classes": 10, **({"widths": [8, 16, 16, 32, 32]} if args.quick else {})}

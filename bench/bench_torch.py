@@ -7,7 +7,6 @@ the same layout and weights: eval forward, and training steps under drop-path, a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, paired, report
+from common import ROOT, arguments, machine, paired, report
 from handwritten_fractalnet import FractalNet
 
 import ssnc
@@ -42,11 +41,7 @@ def per_block(keep: tuple[tuple[bool, ...], ...], blocks: int) -> list[list[list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="narrow widths, for a smoke run")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args()
+    args = arguments(__doc__, reps=5)
     torch.manual_seed(0)
     widths = [8, 16, 16, 32, 32] if args.quick else [64, 128, 256, 512, 512]
     spec = ssnc.load(ROOT / "specs" / "fractalnet.ssn").model(classes=10, C=3, widths=widths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -10,6 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def arguments(doc: str | None, reps: int) -> argparse.Namespace:
+    """The options every benchmark takes: --reps, --quick (narrow widths) and --out."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--quick", action="store_true", help="narrow widths, for a smoke run")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    return parser.parse_args()
 
 
 def paired(a: Callable[[], object], b: Callable[[], object], reps: int,
