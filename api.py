@@ -29,8 +29,7 @@ from .compiler.diagnostics import (
     error,
 )
 from .compiler.elaborate import Elaborator, Limits, builtin_env, run_guarded
-from .compiler.initializers import expected_tensors as initial_state_keys
-from .compiler.initializers import initial_state
+from .compiler.initializers import expected_tensors, initial_state
 from .compiler.ir import Graph
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
@@ -126,6 +125,7 @@ class Model:
 
     ir: Graph
     program: Program = field(repr=False)
+    _columns: dict[int, Model] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -162,8 +162,11 @@ class Model:
     def column(self, k: int) -> Model:
         """The single-column subnetwork: every fractal reduced to its column ``k``
         (1 = shallowest). Names are unchanged, so trained weights load into it."""
+        if k in self._columns:
+            return self._columns[k]
         try:
-            return Model(run_passes(extract_column(self.ir, k), ()), self.program)
+            self._columns[k] = Model(run_passes(extract_column(self.ir, k), ()), self.program)
+            return self._columns[k]
         except SsnError as exc:
             raise exc.with_sources({"<--column>": str(k)}) from None
 
@@ -182,7 +185,7 @@ class Model:
             return self, tensors
         model = self.column(column)
         if tensors is not None:
-            keep = set(initial_state_keys(model.ir))
+            keep = set(expected_tensors(model.ir))
             tensors = {k: v for k, v in tensors.items() if k in keep}
         return model, tensors
 
@@ -230,10 +233,10 @@ class Model:
         from . import __version__
         from .backends.torch import to_torch
 
-        model, tensors = self._select(column, weights)
         if drop_path not in ("batch", "sample", "off"):
             raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
                         Span.unknown("<drop_path>"))
+        model, tensors = self._select(column, weights)
         return to_torch(model.ir, seed=seed, tensors=tensors, origin=self.program.file,
                         version=__version__, drop_path=drop_path, global_ratio=global_ratio,
                         drop_seed=drop_seed)

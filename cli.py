@@ -215,6 +215,7 @@ def compile(
             step("elaborating")
             _check_target_options(to, weights=weights, flat=flat, opset=opset)
             m = load_model(spec, model, set_, max_nodes)
+            compiled = m.column(column) if column is not None else m
             out = output or Path(m.name + _SUFFIX[to])
             if to is Target.onnx:
                 proto = m.to_onnx(seed, column=column, weights=weights, flat=flat, opset=opset,
@@ -224,7 +225,7 @@ def compile(
 
                 write_atomic(out, lambda tmp: save_model(proto, tmp, out))
             elif to is Target.python:
-                source = (m.column(column) if column is not None else m).torch_source()
+                source = compiled.torch_source()
                 write_atomic(out, lambda tmp: _write_text(tmp, source))
             else:
                 import torch
@@ -232,9 +233,8 @@ def compile(
                 from .backends.torch import export_program
 
                 net = m.to_torch(seed, column=column, weights=weights)
-                program = export_program(m.ir if column is None else m.column(column).ir, net)
+                program = export_program(compiled.ir, net)
                 write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
-        compiled = m.column(column) if column is not None else m
         what = f"{m.name}, column {column}" if column is not None else m.name
         typer.echo(f"wrote {out} ({what}: {compiled.total_params:,} parameters)", err=True)
     _guard(run)

@@ -216,10 +216,6 @@ def _weights_of(graph: Graph, node: Node) -> list[str]:
     return [f"{owner.name}.{p.name}" for p in owner.params]
 
 
-def _source(node: Node) -> str:
-    return f"{node.span.file}:{node.span.line}:{node.span.col}"
-
-
 # ---------------------------------------------------------------- hierarchy
 
 @dataclass
@@ -253,8 +249,7 @@ class _Builder:
         def home(sid: int) -> int:
             if sid not in owner:
                 s = g.scopes[sid]
-                owner[sid] = sid if (not s.transparent or s.parent is None) else home(
-                    s.parent if s.parent is not None else 0)
+                owner[sid] = home(s.parent) if s.transparent and s.parent is not None else sid
             return owner[sid]
 
         order = [n for n in g.order() if n.op != "input"]
@@ -307,7 +302,7 @@ class _Builder:
             if isinstance(item, _Instance):
                 self._call(e, item, rename)
             else:
-                e.source = _source(item)
+                e.source = str(item.span)
                 LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
                                    [rename(w) for w in _weights_of(self.graph, item)],
                                    rename(item.name), [self.graph[i] for i in item.inputs])
@@ -318,7 +313,7 @@ class _Builder:
             self.emit(e, inst.nodes, inst.children, rename)
             return
         fname = self._function(inst)
-        e.source = f"{inst.scope.span.file}:{inst.scope.span.line}:{inst.scope.span.col}"
+        e.source = str(inst.scope.span)
         e.add(fname, [rename(v) for v in inst.inputs + inst.weights],
               [rename(v) for v in inst.outputs], rename(inst.prefix) if inst.prefix else fname,
               domain=DOMAIN)
@@ -468,8 +463,3 @@ def save_model(model: onnx.ModelProto, tmp: Path, final: Path) -> None:
                         all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
         os.replace(Path(folder) / data_name, final.with_name(data_name))
         os.replace(staged, tmp)
-
-
-def lowered_ops() -> set[str]:
-    """Ops this backend lowers (a test checks it covers every lowered op)."""
-    return set(LOWERINGS) | {"input"}

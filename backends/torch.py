@@ -23,6 +23,7 @@ from torch import nn
 
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope
+from ..compiler.passes.extract_column import fractal_widths
 
 RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
 
@@ -214,8 +215,8 @@ class _Codegen:
                          n.input_columns},
                         key=lambda b: min(n.index for n in self.drop if n.fractal == b))
         self.block_index = {b: i for i, b in enumerate(blocks)}
-        self.widths = [max(max(c for c in n.input_columns if c is not None)
-                           for n in self.drop if n.fractal == b) for b in blocks]
+        widths = fractal_widths(graph)
+        self.widths = [widths[b] for b in blocks]
         self.segment = self._segments()
         self.uses: dict[str, _ClassUse] = {}  # output node name -> class instance
         self.members: set[str] = set()
@@ -567,10 +568,6 @@ def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | No
     load_tensors(module, values)
     return module
 
-
-def lowered_ops() -> set[str]:
-    """Ops this backend lowers (a test checks it covers every lowered op)."""
-    return set(LOWERINGS) | {"input"}
 
 
 def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
