@@ -77,10 +77,12 @@ def _prelude() -> tuple[Env, tuple[tuple[str, str], ...]]:
 class Program:
     """A loaded spec: its models, rules and source texts."""
 
-    def __init__(self, main: _Loaded, sources: dict[str, str]):
+    def __init__(self, main: _Loaded, sources: dict[str, str], files: tuple[Path, ...] = ()):
         self._main = main
         self.sources = sources
         self.file = main.program.file
+        self.files = files
+        """The files read: the spec and every file it imports (outputs never replace them)."""
         self.models: dict[str, ast.Model] = {
             i.name: i for i in main.program.items if isinstance(i, ast.Model)}
 
@@ -219,7 +221,10 @@ class Model:
         from . import __version__
         from .backends.torch import generate_source
 
-        return generate_source(self.ir, origin=self.program.file, version=__version__)
+        try:
+            return generate_source(self.ir, origin=self.program.file, version=__version__)
+        except SsnError as exc:
+            raise exc.with_sources(self.program.sources) from None
 
     def to_torch(self, seed: int = 0, *, column: int | None = None,
                  weights: str | os.PathLike[str] | None = None, drop_path: str = "batch",
@@ -237,9 +242,12 @@ class Model:
             raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
                         Span.unknown("<drop_path>"))
         model, tensors = self._select(column, weights)
-        return to_torch(model.ir, seed=seed, tensors=tensors, origin=self.program.file,
-                        version=__version__, drop_path=drop_path, global_ratio=global_ratio,
-                        drop_seed=drop_seed)
+        try:
+            return to_torch(model.ir, seed=seed, tensors=tensors, origin=self.program.file,
+                            version=__version__, drop_path=drop_path,
+                            global_ratio=global_ratio, drop_seed=drop_seed)
+        except SsnError as exc:
+            raise exc.with_sources(self.program.sources) from None
 
     def __str__(self) -> str:
         return self.format_ir()
@@ -272,6 +280,7 @@ class _Loader:
         self.sources: dict[str, str] = all_sources()
         self.loaded: dict[Path, _Loaded] = {}
         self.stack: list[Path] = []
+        self.files: list[Path] = []
 
     def load(self, text: str, display: str, path: Path | None) -> _Loaded:
         self.sources[display] = text
@@ -316,6 +325,7 @@ class _Loader:
                                           [p.name for p in target.parent.glob("*.ssn")])
                         if target.parent.is_dir() else None)
         self.stack.append(target)
+        self.files.append(target)
         try:
             loaded = self.load(target.read_text(encoding="utf-8"), sub_display, target)
         finally:
@@ -335,8 +345,10 @@ def load(path: str | os.PathLike[str]) -> Program:
                     f"{getattr(exc, 'strerror', None) or exc}", Span.unknown(display)) from None
     loader = _Loader(p.parent, os.path.dirname(display))
     loader.stack.append(p.resolve())
+    loader.files.append(p.resolve())
     try:
-        return Program(loader.load(text, display, p.resolve()), loader.sources)
+        return Program(loader.load(text, display, p.resolve()), loader.sources,
+                       tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
 
@@ -345,7 +357,7 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
     """Load a spec from text; imports are resolved inside ``root``."""
     loader = _Loader(Path(root), str(root))
     try:
-        return Program(loader.load(text, file, None), loader.sources)
+        return Program(loader.load(text, file, None), loader.sources, tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
 

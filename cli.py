@@ -17,7 +17,7 @@ from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .compiler.ops import fmt_shape
-from .output import write_atomic
+from .output import EXTERNAL_DATA_THRESHOLD, Terminated, check_target, write_atomic, write_onnx
 
 DEFAULT_MAX_NODES = Limits().max_nodes
 
@@ -52,6 +52,9 @@ def _guard(fn: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise typer.Exit(130) from None
+    except Terminated as exc:
+        sys.stderr.write("terminated\n")
+        raise typer.Exit(128 + exc.signum) from None
     except Exception as exc:  # a bug: still reported as a diagnostic, never a traceback
         _fail(error(E_INTERNAL, f"internal compiler error: {type(exc).__name__}: {exc}",
                     Span.unknown("ssnc"),
@@ -166,11 +169,12 @@ def graph(
     def run() -> None:
         from .backends.dot import render, to_dot
 
+        check_target(output, [spec])
         m = load_model(spec, model, set_, max_nodes)
         if column is not None:
             m = m.column(column)
         text = to_dot(m.ir, depth)
-        write_atomic(output, lambda tmp: render(text, output, tmp))
+        write_atomic(output, lambda tmp: render(text, output, tmp), inputs=m.program.files)
         typer.echo(f"wrote {output}", err=True)
     _guard(run)
 
@@ -207,26 +211,36 @@ def compile(
     = False,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
     = None,
+    external_data_threshold: Annotated[int | None, typer.Option(
+        "--external-data-threshold", metavar="BYTES",
+        help="ONNX: weights go to a data file beside the model above this many bytes "
+             f"(default {EXTERNAL_DATA_THRESHOLD:,}).")] = None,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
     def run() -> None:
         with progress_display() as step:
             step("elaborating")
-            _check_target_options(to, weights=weights, flat=flat, opset=opset)
+            _check_target_options(to, weights=weights, flat=flat, opset=opset,
+                                  external_data_threshold=external_data_threshold)
+            if output is not None:
+                check_target(output, [spec])
             m = load_model(spec, model, set_, max_nodes)
             compiled = m.column(column) if column is not None else m
             out = output or Path(m.name + _SUFFIX[to])
+            inputs = [*m.program.files, *([weights] if weights is not None else [])]
+            written = [out]
             if to is Target.onnx:
                 proto = m.to_onnx(seed, column=column, weights=weights, flat=flat, opset=opset,
                                   progress=step)
                 step("writing")
-                from .backends.onnx import save_model
-
-                write_atomic(out, lambda tmp: save_model(proto, tmp, out))
+                threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
+                             else external_data_threshold)
+                written = write_onnx(proto, out, inputs=inputs,
+                                     external_data_threshold=threshold)
             elif to is Target.python:
                 source = compiled.torch_source()
-                write_atomic(out, lambda tmp: _write_text(tmp, source))
+                write_atomic(out, lambda tmp: _write_text(tmp, source), inputs=inputs)
             else:
                 import torch
 
@@ -234,23 +248,27 @@ def compile(
 
                 net = m.to_torch(seed, column=column, weights=weights)
                 program = export_program(compiled.ir, net)
-                write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)))
+                write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)),
+                             inputs=inputs)
         what = f"{m.name}, column {column}" if column is not None else m.name
-        typer.echo(f"wrote {out} ({what}: {compiled.total_params:,} parameters)", err=True)
+        extra = "".join(f" and {p.name}" for p in written[1:])
+        typer.echo(f"wrote {out}{extra} ({what}: {compiled.total_params:,} parameters)",
+                   err=True)
     _guard(run)
 
 
 def _check_target_options(to: Target, **given: object) -> None:
     """Options that mean nothing for the target are refused rather than silently ignored."""
     applies = {"weights": to is not Target.python, "flat": to is Target.onnx,
-               "opset": to is Target.onnx}
+               "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
-        if value not in (None, False) and not applies[name]:
+        if value is not None and value is not False and not applies[name]:
             why = ("generated source holds no weights: load them with "
                    "`model.load_state_dict(torch.load(path))`" if name == "weights"
                    else "it is an ONNX option")
-            raise error(E_OPTION, f"--{name} does not apply to --to {to.value}",
-                        Span.unknown(f"--{name}"), hint=why)
+            flag = "--" + name.replace("_", "-")
+            raise error(E_OPTION, f"{flag} does not apply to --to {to.value}",
+                        Span.unknown(flag), hint=why)
 
 
 @contextmanager

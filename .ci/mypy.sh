@@ -7,5 +7,5 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ln -s "$root" "$tmp/ssnc"
 cd "$tmp"
-mypy --config-file "$root/pyproject.toml" --strict -m ssnc -m ssnc.api -m ssnc.cli \
+mypy --config-file "$root/pyproject.toml" --strict -m ssnc -m ssnc.api -m ssnc.cli -m ssnc.output \
     -p ssnc.grammar -p ssnc.compiler -p ssnc.backends

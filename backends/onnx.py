@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +27,6 @@ DOMAIN = "ssnc.functions"
 DEFAULT_OPSET = 18
 OPSETS = range(13, 22)
 IR_VERSION = 10
-EXTERNAL_DATA_THRESHOLD = 1_900_000_000  # bytes of weights above which data goes beside the model
 
 _DTYPES = {"f32": TensorProto.FLOAT, "i64": TensorProto.INT64}
 
@@ -447,19 +443,3 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     }
     helper.set_model_props(model, meta)
     return model
-
-
-def save_model(model: onnx.ModelProto, tmp: Path, final: Path) -> None:
-    """Write ``model`` into ``tmp``, to be renamed to ``final``. Over ~2 GB of weights, the
-    weights go to ``final.data`` beside it (moved into place first), as ONNX requires."""
-    size = sum(t.ByteSize() for t in model.graph.initializer)
-    if size < EXTERNAL_DATA_THRESHOLD:
-        tmp.write_bytes(model.SerializeToString(deterministic=True))
-        return
-    data_name = final.name + ".data"
-    with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".ssnc-") as folder:
-        staged = Path(folder) / final.name
-        onnx.save_model(model, str(staged), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
-        os.replace(Path(folder) / data_name, final.with_name(data_name))
-        os.replace(staged, tmp)

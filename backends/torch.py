@@ -9,7 +9,7 @@ state_dict keys are names like ``stage2.fractal.col3.unit2.conv.weight``."""
 
 from __future__ import annotations
 
-import keyword
+import builtins
 import linecache
 import re
 import types
@@ -21,9 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..compiler.diagnostics import E_RESERVED, Note, error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope
+from ..compiler.ops import fmt_shape
 from ..compiler.passes.extract_column import fractal_widths
+from ..compiler.values import show
+from .pysource import comment, docstring, identifier, is_plain, literal
 
 RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
 
@@ -52,37 +56,42 @@ def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
     out, cin = weight[0], _channels(ins[0])
     k, dilation = int(a["k"]), int(a["dilation"])  # type: ignore[arg-type]
     pad = a["pad"] if a["pad"] is not None else (k - 1) // 2 * dilation
-    return Lowered(f"nn.Conv2d({cin}, {out}, {k}, stride={a['stride']}, padding={pad}, "
-                   f"dilation={dilation}, groups={a['groups']}, bias={a['bias']})",
+    return Lowered(f"nn.Conv2d({cin}, {out}, {k}, stride={literal(a['stride'])}, "
+                   f"padding={literal(pad)}, dilation={dilation}, "
+                   f"groups={literal(a['groups'])}, bias={literal(a['bias'])})",
                    f"{m}({args[0]})")
 
 
 def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
     kind = "BatchNorm2d" if len(node.shape or ()) == 4 else "BatchNorm1d"
-    return Lowered(f"nn.{kind}({_channels(node)}, eps={a['eps']}, momentum={a['momentum']}, "
-                   f"affine={a['affine']})", f"{m}({args[0]})")
+    return Lowered(f"nn.{kind}({_channels(node)}, eps={literal(a['eps'])}, "
+                   f"momentum={literal(a['momentum'])}, affine={literal(a['affine'])})",
+                   f"{m}({args[0]})")
 
 
 def lower_linear(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     out, fan_in = node.params[0].shape
-    return Lowered(f"nn.Linear({fan_in}, {out}, bias={node.attrs['bias']})", f"{m}({args[0]})")
+    return Lowered(f"nn.Linear({fan_in}, {out}, bias={literal(node.attrs['bias'])})",
+                   f"{m}({args[0]})")
 
 
 def lower_embedding(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    return Lowered(f"nn.Embedding({node.attrs['vocab']}, {node.attrs['dim']})", f"{m}({args[0]})")
+    return Lowered(f"nn.Embedding({literal(node.attrs['vocab'])}, {literal(node.attrs['dim'])})",
+                   f"{m}({args[0]})")
 
 
 def lower_dropout(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     p = node.attrs["p"]
     if p == 0:
         return Lowered(None, args[0])  # a dropout of rate 0 is not worth a call
-    return Lowered(f"nn.Dropout({p})", f"{m}({args[0]})")
+    return Lowered(f"nn.Dropout({literal(p)})", f"{m}({args[0]})")
 
 
 def _function(template: str) -> Lowering:
     def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-        return Lowered(None, template.format(*args, **node.attrs))
+        return Lowered(None, template.format(*args, **{k: literal(v)
+                                                       for k, v in node.attrs.items()}))
     return lower
 
 
@@ -90,8 +99,9 @@ def _pool(fn: str, extra: str = "") -> Lowering:
     def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
         a = node.attrs
         stride = a["stride"] if a["stride"] is not None else a["k"]
-        return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {a['k']}, {stride}, "
-                             f"{a['pad']}, ceil_mode={a['ceil']}{extra})")
+        return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {literal(a['k'])}, "
+                             f"{literal(stride)}, {literal(a['pad'])}, "
+                             f"ceil_mode={literal(a['ceil'])}{extra})")
     return lower
 
 
@@ -112,7 +122,7 @@ def lower_max(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> L
 
 
 def lower_concat(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    return Lowered(None, f"torch.cat(({', '.join(args)},), {node.attrs['axis']})")
+    return Lowered(None, f"torch.cat(({', '.join(args)},), {literal(node.attrs['axis'])})")
 
 
 LOWERINGS: dict[str, Lowering] = {
@@ -152,31 +162,26 @@ def droppable(node: Node) -> bool:
 
 # ---------------------------------------------------------------- code generation
 
-_RESERVED = {"self", "x", "keep", "masks", "plan", "torch", "nn", "np"}
-
-
-def _identifiers(graph: Graph) -> dict[str, str]:
-    out: dict[str, str] = {}
-    taken: set[str] = set(_RESERVED)
-    for node in graph.order():
-        if node.op == "input":
-            out[node.name] = "x"
-            continue
-        base = re.sub(r"\W", "_", node.name)
-        if base[0].isdigit() or keyword.iskeyword(base):
-            base = "v_" + base
-        name = base
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        out[node.name] = name
-    return out
+# Spec names become Python names only through `pysource.identifier`; these are never given
+# out: the forward's own locals, the runtime's globals and Python's builtins.
+_RUNTIME_GLOBALS = {"torch", "nn", "NamedTuple", "DropPath", "DropPlan", "MODEL"}
+_RESERVED = ({"self", "x", "keep", "masks", "plan", "np"} | _RUNTIME_GLOBALS
+             | set(dir(builtins)))
+# Submodule names that attribute access would not reach (nn.Module's own attributes and the
+# generated class's): those submodules are read through `_modules[...]`.
+_TORCH_OWNED = set(vars(nn.Module()))
+_MODULE_ATTRS = set(dir(nn.Module)) | {"training", "DROP_JOINS", "FRACTAL_WIDTHS",
+                                       "ssnc_drop_path", "forward_dropping", "forward_masked"}
 
 
 def _module_ref(path: str) -> str:
+    """Source reading the submodule at the dotted ``path`` of ``self``."""
     ref = "self"
     for part in path.split("."):
-        ref = f"getattr({ref}, {part!r})" if keyword.iskeyword(part) else f"{ref}.{part}"
+        if is_plain(part) and not part.startswith("_") and part not in _MODULE_ATTRS:
+            ref = f"{ref}.{part}"
+        else:
+            ref = f"{ref}._modules[{literal(part)}]"
     return ref
 
 
@@ -207,10 +212,13 @@ class _ClassUse:
 class _Codegen:
     def __init__(self, graph: Graph, reserved: str = ""):
         self.graph = graph
-        self.var = _identifiers(graph)
         self.order = [n for n in graph.order() if n.op != "input"]
         self.drop = [n for n in self.order if droppable(n)]
         self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
+        self.taken = _RESERVED | {f"need{j}" for j in range(len(self.drop))}
+        self.var = {i: "x" for i in graph.inputs}
+        for node in self.order:
+            self.var[node.name] = identifier(node.name, self.taken)
         blocks = sorted({n.fractal for n in self.drop if n.fractal is not None and
                          n.input_columns},
                         key=lambda b: min(n.index for n in self.drop if n.fractal == b))
@@ -265,12 +273,9 @@ class _Codegen:
     def _add_class(self, scope: Scope, nodes: list[Node], prefix: str, source: str,
                    output: Node) -> None:
         local = {source: "x"}
+        taken = set(_RESERVED)
         for n in nodes:
-            rel = n.name[len(prefix) + 1:]
-            ident = re.sub(r"\W", "_", rel)
-            while ident in _RESERVED or ident in local.values() or keyword.iskeyword(ident):
-                ident += "_"
-            local[n.name] = ident
+            local[n.name] = identifier(n.name[len(prefix) + 1:], taken)
         init, stmts = [], []
         for n in nodes:
             rel = n.name[len(prefix) + 1:]
@@ -296,29 +301,21 @@ class _Codegen:
             definition.signatures.append(scope.signature)
         self.uses[output.name] = _ClassUse(prefix, definition, source)
         self.members |= {n.name for n in nodes}
-        ident = re.sub(r"\W", "_", prefix)
-        while ident in set(self.var.values()) | _RESERVED or keyword.iskeyword(ident):
-            ident += "_"
-        self.var[output.name] = ident
+        self.var[output.name] = identifier(prefix, self.taken)
 
     def _name_classes(self, reserved: str) -> None:
         """`Unit`, `Unit2`, ... in order of first use; never a runtime or the model's name."""
-        taken = {"DropPath", "DropPlan", reserved}
+        taken = _RESERVED | {reserved}
         for d in sorted(self.classes.values(), key=lambda d: d.first):
-            base = class_name_for(d.rule)
-            name, k = base, 1
-            while name in taken:
-                k += 1
-                name = f"{base}{k}"
-            d.name = name
-            taken.add(name)
+            d.name = class_name_for(d.rule, taken)
 
     def class_sources(self) -> list[str]:
         """The classes' source, each with a docstring naming the rule instances it serves."""
         out = []
         for d in sorted(self.classes.values(), key=lambda d: d.first):
             shown = "; ".join(d.signatures[:3]) + (" ..." if len(d.signatures) > 3 else "")
-            out += [f"class {d.name}(nn.Module):", f'    """{shown}"""', "", d.text, "", ""]
+            out += [f"class {d.name}(nn.Module):", *docstring([shown], "    "), "", d.text,
+                    "", ""]
         return out
 
     def _is_column_join(self, node: Node) -> bool:
@@ -346,8 +343,8 @@ class _Codegen:
             fractal = n.fractal if n.input_columns else None
             block = self.block_index[fractal] if fractal is not None else -1
             cols = n.input_columns if n.input_columns else (0,) * len(n.inputs)
-            rows.append(f"        ({block}, {tuple(c or 0 for c in cols)!r}, "
-                        f"{_rate(n)!r}),  # {n.name}")
+            rows.append(f"        ({block}, {literal(tuple(c or 0 for c in cols))}, "
+                        f"{literal(_rate(n))}),  {comment(n.name)}")
         return "(\n" + "\n".join(rows) + "\n    )" if rows else "()"
 
     def init_lines(self) -> list[str]:
@@ -451,27 +448,56 @@ def runtime_source() -> str:
     return text[text.index(RUNTIME_MARKER):]
 
 
-def class_name_for(model: str) -> str:
-    """`fractalnet_caffe` -> `FractalnetCaffe`."""
-    name = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", model) if p)
-    return name if name and not name[0].isdigit() else "Model" + name
+def class_name_for(rule: str, taken: set[str]) -> str:
+    """A fresh class name for ``rule`` (`fractalnet_caffe` -> `FractalnetCaffe`, then
+    `FractalnetCaffe2`, ...), never a keyword (`NoneModel`) or one of ``taken`` (which it
+    joins)."""
+    base = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", rule) if p)
+    if not base or base[0].isdigit():
+        base = "Model" + base
+    if not is_plain(base):
+        base += "Model"  # `none` -> `NoneModel`
+    name, k = base, 1
+    while name in taken or not is_plain(name):
+        k += 1
+        name = f"{base}{k}"
+    taken.add(name)
+    return name
+
+
+def _check_names(graph: Graph) -> None:
+    """Refuse scope paths that torch itself assigns on every module (``training``, hooks):
+    a submodule of that name would break ``train()``. Other names are all usable."""
+    for node in graph.order():
+        for part in node.name.split("."):
+            if part in _TORCH_OWNED:
+                scopes = [s for s in graph.scope_path(node.scope) if s.rule == part]
+                span = scopes[-1].span if scopes else node.span
+                raise error(E_RESERVED, f"`{part}` cannot name a PyTorch submodule "
+                            f"(in `{node.name}`)", span,
+                            notes=[Note("torch.nn.Module uses this attribute itself")],
+                            hint=f"rename the rule, for example to `{part}_block`")
 
 
 def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str:
     """Standalone Python source (imports torch only) defining the model's nn.Module class."""
-    cls = class_name_for(graph.model)
+    _check_names(graph)
+    cls = class_name_for(graph.model, set(_RESERVED))
     gen = _Codegen(graph, reserved=cls)
     inp = graph[graph.inputs[0]]
-    outs = ", ".join(f"{graph[o].dtype}{list(graph[o].shape or ())}" for o in graph.outputs)
-    params = ", ".join(f"{k}={v!r}" for k, v in graph.params.items())
+    outs = ", ".join(f"{graph[o].dtype}{fmt_shape(graph[o].shape or ())}"
+                     for o in graph.outputs)
+    params = ", ".join(f"{k}={show(v)}" for k, v in graph.params.items())
     has_drop = bool(gen.drop)
     lines = [
-        f'"""{graph.model}, compiled by ssnc {version} from {origin or "a spec"}.',
-        "",
-        f"Parameters: {params or 'none'}. Input {inp.dtype}{list(inp.shape or ())}; "
-        f"output {outs}.",
-        "Load weights with `model.load_state_dict(torch.load(path))`. Generated code: edit the",
-        'spec, not this file."""',
+        *docstring([
+            f"{graph.model}, compiled by ssnc {version} from {origin or 'a spec'}.",
+            "",
+            f"Parameters: {params or 'none'}. Input {inp.dtype}{fmt_shape(inp.shape or ())}; "
+            f"output {outs}.",
+            "Load weights with `model.load_state_dict(torch.load(path))`. Generated code: edit "
+            "the",
+            "spec, not this file."]),
         "",
         "from __future__ import annotations",
         "",
@@ -480,11 +506,12 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         "",
         *gen.class_sources(),
         f"class {cls}(nn.Module):",
-        f'    """{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.',
-        "",
-        "    drop_path: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
-        "    share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."
-        '"""',
+        *docstring([
+            f"{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.",
+            "",
+            "drop_path: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
+            "share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."],
+            "    "),
         "",
         f"    DROP_JOINS: tuple[tuple[int, tuple[int, ...], float], ...] = {gen.joins_table()}",
         f"    FRACTAL_WIDTHS: tuple[int, ...] = {tuple(gen.widths)!r}",
@@ -492,9 +519,9 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         "    def __init__(self, drop_path: str = \"batch\", global_ratio: float = 0.5,",
         "                 drop_seed: int = 0) -> None:",
         "        super().__init__()",
-        *gen.init_lines(),
         "        self.ssnc_drop_path = DropPath(self.DROP_JOINS, self.FRACTAL_WIDTHS, drop_path,",
         "                                       global_ratio, drop_seed)",
+        *gen.init_lines(),
         "",
         "    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]",
     ]
@@ -531,7 +558,7 @@ def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_path
     """Execute the generated source and instantiate its class (weights as torch makes them)."""
     source = generate_source(graph, origin=origin, version=version)
     _counter[0] += 1
-    filename = f"<ssnc:{graph.model}:{_counter[0]}>"
+    filename = f"<ssnc:{graph.model}:{_counter[0]}>"  # graph.model is an ssn NAME
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(f"ssnc_generated_{_counter[0]}")
     module.__dict__["__file__"] = filename

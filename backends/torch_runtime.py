@@ -11,15 +11,16 @@ from torch import nn
 
 
 def _put(root: nn.Module, path: str, module: nn.Module) -> None:
-    """Register ``module`` at the dotted ``path``, creating containers on the way."""
+    """Register ``module`` at the dotted ``path``, creating containers on the way. Names are
+    the spec's scope paths, so they go into ``_modules`` even where they coincide with an
+    attribute of nn.Module (`train`, `to`): the code reads those through ``_modules``."""
     *parents, leaf = path.split(".")
     for name in parents:
-        child = getattr(root, name, None)
-        if not isinstance(child, nn.Module):
-            child = nn.Module()
-            root.add_module(name, child)
+        child = root._modules.get(name)
+        if child is None:
+            child = root._modules[name] = nn.Module()
         root = child
-    root.add_module(leaf, module)
+    root._modules[leaf] = module
 
 
 class DropPlan(NamedTuple):

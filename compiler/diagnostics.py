@@ -62,6 +62,7 @@ E_SYNTAX = Code("E0001", Kind.SYNTAX, "the text is not valid .ssn")
 E_UNKNOWN_NAME = Code("E0101", Kind.NAME, "a name that is not defined")
 E_DUPLICATE = Code("E0102", Kind.NAME, "a name defined twice in one file")
 E_NO_MODEL = Code("E0103", Kind.NAME, "the requested model does not exist")
+E_RESERVED = Code("E0104", Kind.NAME, "a name that the chosen backend reserves")
 E_ARGUMENT = Code("E0201", Kind.TYPE, "a call's arguments do not fit its parameters")
 E_TYPE = Code("E0202", Kind.TYPE, "a value of the wrong kind")
 E_NOT_LOWERED = Code("E0203", Kind.TYPE, "an op that is declared but cannot be compiled yet")
@@ -83,6 +84,7 @@ ALL_CODES: tuple[Code, ...] = (
     E_UNKNOWN_NAME,
     E_DUPLICATE,
     E_NO_MODEL,
+    E_RESERVED,
     E_ARGUMENT,
     E_TYPE,
     E_NOT_LOWERED,

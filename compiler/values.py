@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..grammar import ast
+from ..grammar.format import quote
 from .diagnostics import Span
 from .ops import OpDecl
 
@@ -184,7 +185,7 @@ def show(value: Value) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, int | str):
-        return str(value) if isinstance(value, int) else f'"{value}"'
+        return str(value) if isinstance(value, int) else quote(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, ScopeBlock):

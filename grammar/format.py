@@ -17,7 +17,7 @@ def format_program(program: ast.Program) -> str:
 def format_item(item: ast.Item) -> str:
     """One import, def or model."""
     if isinstance(item, ast.Import):
-        return f"import {_string(item.path)}"
+        return f"import {quote(item.path)}"
     params = _params(item.params)
     if isinstance(item, ast.Def):
         return f"def {item.name}{params} = {format_expr(item.body)}"
@@ -33,7 +33,8 @@ def _params(params: tuple[ast.Param, ...]) -> str:
                            for p in params) + ")"
 
 
-def _string(value: str) -> str:
+def quote(value: str) -> str:
+    """A string literal of the .ssn language that reads back as ``value``."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -47,7 +48,7 @@ def format_expr(e: ast.Expr) -> str:
     if isinstance(e, ast.Number):
         return repr(e.value)
     if isinstance(e, ast.String):
-        return _string(e.value)
+        return quote(e.value)
     if isinstance(e, ast.Bool):
         return "true" if e.value else "false"
     if isinstance(e, ast.NoneLit):

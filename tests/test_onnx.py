@@ -239,16 +239,14 @@ def test_bad_weights_write_nothing(tmp_path) -> None:  # type: ignore[no-untyped
     assert not out.exists() and not list(tmp_path.glob(".*"))
 
 
-def test_large_models_use_external_data(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import ssnc.backends.onnx as backend
-
-    monkeypatch.setattr(backend, "EXTERNAL_DATA_THRESHOLD", 0)
+def test_large_models_use_external_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "nin.onnx"
     result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "--to", "onnx",
-                                 "-o", str(out)])
+                                 "-o", str(out), "--external-data-threshold", "1000000"])
     assert result.exit_code == 0, result.output
-    data = tmp_path / "nin.onnx.data"
-    assert data.exists() and data.stat().st_size > out.stat().st_size
+    (data,) = tmp_path.glob("nin.onnx.*.data")
+    assert data.stat().st_size > out.stat().st_size
+    assert data.name in result.output
     m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 3, 32, 32)
