@@ -4,12 +4,13 @@ model, override its parameters, and get its verified IR."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
 
@@ -19,16 +20,21 @@ from .compiler.diagnostics import (
     E_IMPORT_MISSING,
     E_NO_MODEL,
     E_OPTION,
+    E_SYNTAX,
     E_TYPE,
+    E_VALUE_LIMIT,
     Diagnostic,
+    Kind,
     Note,
     Span,
     SsnError,
     collect,
     did_you_mean,
     error,
+    excerpt,
 )
-from .compiler.elaborate import Elaborator, Limits, builtin_env, run_guarded
+from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
+from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state
 from .compiler.ir import Graph
 from .compiler.passes.extract_column import extract_column
@@ -50,6 +56,8 @@ class _Loaded:
     exports: dict[str, Value]
 
 
+T = TypeVar("T")
+
 @cache
 def _prelude() -> tuple[Env, tuple[tuple[str, str], ...]]:
     """The standard library, written in .ssn, visible (and shadowable) in every spec."""
@@ -68,7 +76,7 @@ def _prelude() -> tuple[Env, tuple[tuple[str, str], ...]]:
                 env.names[item.name] = Rule(item, env)
     diags = []
     for program in programs:
-        diags += check_program(program, env.visible())
+        diags += check_program(program, env.visible(), RESERVED)
     if diags:
         raise collect(diags).with_sources(dict(texts))
     return env, tuple(texts)
@@ -91,10 +99,15 @@ class Program:
         """Elaborate model ``name`` (the only one if omitted) with parameter overrides."""
         try:
             decl = self._pick(name)
-            values = {k: _from_python(k, v, (spans or {}).get(k)) for k, v in params.items()}
             elab = Elaborator(self._main.env, limits)
-            graph = run_guarded(lambda: elab.elaborate_model(decl, values, spans))
-            return Model(run_passes(graph), self)
+
+            def elaborate() -> Graph:
+                values = {k: _from_python(k, v, (spans or {}).get(k))
+                          for k, v in params.items()}
+                return run_passes(elab.elaborate_model(decl, values, spans))
+
+            graph = guarded(elaborate, self.file)
+            return Model(graph, self, elab.steps)
         except SsnError as exc:
             raise exc.with_sources(self.sources) from None
 
@@ -127,6 +140,8 @@ class Model:
 
     ir: Graph
     program: Program = field(repr=False)
+    steps: int = field(default=0, compare=False)
+    """Evaluation steps its elaboration took (deterministic; the budget is Limits.max_steps)."""
     _columns: dict[int, Model] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -176,7 +191,8 @@ class Model:
         """Tensors read from a weights file and checked against this model (by key)."""
         from .backends.weights import check_weights, read_weights
 
-        return check_weights(self.ir, read_weights(path), str(path))
+        return self._sourced(lambda: check_weights(
+            self.ir, read_weights(path, expected_tensors(self.ir)), str(path)))
 
     def _select(self, column: int | None, weights: str | os.PathLike[str] | None
                 ) -> tuple[Model, dict[str, Any] | None]:
@@ -193,7 +209,14 @@ class Model:
 
     def initial_weights(self, seed: int = 0) -> dict[str, Any]:
         """The compiler's deterministic initial tensors at ``seed``, by state_dict key."""
-        return initial_state(self.ir, seed)
+        return self._sourced(lambda: initial_state(self.ir, seed))
+
+    def _sourced(self, fn: Callable[[], T]) -> T:
+        """``fn()``, with the spec's text attached to any diagnostic it raises."""
+        try:
+            return fn()
+        except SsnError as exc:
+            raise exc.with_sources(self.program.sources) from None
 
     def to_onnx(self, seed: int = 0, *, column: int | None = None,
                 weights: str | os.PathLike[str] | None = None, flat: bool = False,
@@ -212,19 +235,18 @@ class Model:
                 hint=f"choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})"
             ).with_sources(self.program.sources)
         model, tensors = self._select(column, weights)
-        return build_model(model.ir, tensors, seed=seed, flat=flat, opset=chosen,
-                           spec_text=self.program.sources.get(self.program.file, ""),
-                           version=__version__, progress=progress)
+        return self._sourced(lambda: build_model(
+            model.ir, tensors, seed=seed, flat=flat, opset=chosen,
+            spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
+            progress=progress))
 
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""
         from . import __version__
         from .backends.torch import generate_source
 
-        try:
-            return generate_source(self.ir, origin=self.program.file, version=__version__)
-        except SsnError as exc:
-            raise exc.with_sources(self.program.sources) from None
+        return self._sourced(lambda: generate_source(self.ir, origin=self.program.file,
+                                                     version=__version__))
 
     def to_torch(self, seed: int = 0, *, column: int | None = None,
                  weights: str | os.PathLike[str] | None = None, drop_path: str = "batch",
@@ -242,12 +264,10 @@ class Model:
             raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
                         Span.unknown("<drop_path>"))
         model, tensors = self._select(column, weights)
-        try:
-            return to_torch(model.ir, seed=seed, tensors=tensors, origin=self.program.file,
-                            version=__version__, drop_path=drop_path,
-                            global_ratio=global_ratio, drop_seed=drop_seed)
-        except SsnError as exc:
-            raise exc.with_sources(self.program.sources) from None
+        return self._sourced(lambda: to_torch(
+            model.ir, seed=seed, tensors=tensors, origin=self.program.file,
+            version=__version__, drop_path=drop_path, global_ratio=global_ratio,
+            drop_seed=drop_seed))
 
     def __str__(self) -> str:
         return self.format_ir()
@@ -256,8 +276,10 @@ class Model:
 def _from_python(key: str, value: Any, span: Span | None) -> Value:
     if isinstance(value, list | tuple):
         return tuple(_from_python(key, v, span) for v in value)
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | float | str):
         return value
+    if isinstance(value, int):
+        return check_int(value, span or Span.unknown("<params>"))
     raise error(E_OPTION, f"parameter `{key}` cannot be {type(value).__name__}",
                 span or Span.unknown("<params>"), hint="use numbers, booleans, strings or lists")
 
@@ -265,11 +287,17 @@ def _from_python(key: str, value: Any, span: Span | None) -> Value:
 def parse_value(text: str, where: str, offset: int = 0) -> Value:
     """A literal given on the command line (`--set widths=[16,32]`), evaluated safely:
     only literals, lists and arithmetic, never names. ``offset`` shifts reported columns."""
-    expr = shift(parse_expr(text, where), -offset)
-    try:
+    def evaluate() -> Value:
+        expr = shift(parse_expr(text, where), -offset)
         return Elaborator(Env({})).eval(expr, Env({"true": True, "false": False}))
+
+    try:
+        return guarded(evaluate, where)
     except SsnError as exc:
-        raise error(E_TYPE, f"`{text}` is not a value", exc.diagnostics[0].span,
+        first = exc.diagnostics[0]
+        if first.code.kind is Kind.LIMIT:
+            raise
+        raise error(E_TYPE, f"`{excerpt(text)}` is not a value", first.span,
                     hint="write a number, true/false, a \"string\" or a [list]") from None
 
 
@@ -299,14 +327,22 @@ class _Loader:
         for item in program.items:
             if isinstance(item, ast.Def):
                 env.names[item.name] = exports[item.name] = Rule(item, env)
-        diags += check_program(program, imported.visible())
+        diags += check_program(program, imported.visible(), RESERVED)
         if diags:
             raise collect(diags).with_sources(self.sources)
         return _Loaded(program, env, exports)
 
     def _import(self, item: ast.Import, display: str, path: Path | None) -> _Loaded:
         base = path.parent if path is not None else self.root
-        target = (base / item.path).resolve()
+        if "\0" in item.path or len(item.path) > MAX_PATH:
+            raise error(E_IMPORT_MISSING, f"`{excerpt(item.path)}` is not a usable path",
+                        item.span, hint="a NUL byte or a path longer than "
+                        f"{MAX_PATH:,} characters cannot name a file")
+        try:
+            target = (base / item.path).resolve()
+        except (OSError, ValueError) as exc:
+            raise error(E_IMPORT_MISSING, f"cannot resolve `{excerpt(item.path)}`: "
+                        f"{getattr(exc, 'strerror', None) or exc}", item.span) from None
         if not target.is_relative_to(self.root):
             raise error(E_IMPORT_ESCAPE, f"`{item.path}` is outside the spec's folder tree",
                         item.span,
@@ -318,37 +354,87 @@ class _Loader:
         if target in self.loaded:
             return self.loaded[target]
         sub_display = os.path.normpath(os.path.join(os.path.dirname(display), item.path))
-        if not target.is_file():
-            raise error(E_IMPORT_MISSING, f"cannot find `{item.path}`", item.span,
-                        notes=[Note(f"looked for `{sub_display}`")],
+        if not _exists(target):
+            raise error(E_IMPORT_MISSING, f"cannot find `{excerpt(item.path)}`", item.span,
+                        notes=[Note(f"looked for `{excerpt(sub_display)}`")],
                         hint=did_you_mean(Path(item.path).name,
                                           [p.name for p in target.parent.glob("*.ssn")])
                         if target.parent.is_dir() else None)
         self.stack.append(target)
         self.files.append(target)
         try:
-            loaded = self.load(target.read_text(encoding="utf-8"), sub_display, target)
+            loaded = self.load(read_spec(target, sub_display, item.span), sub_display, target)
         finally:
             self.stack.pop()
         self.loaded[target] = loaded
         return loaded
 
 
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+"""The largest spec (or imported) file read; larger ones are refused before reading."""
+
+MAX_PATH = 4096
+"""The longest import path accepted."""
+
+
+RESERVED = frozenset(builtin_env().names) | {"true", "false", "none"}
+"""Names no rule may take: primitive ops, built-in functions and the literal keywords."""
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def read_spec(path: Path, display: str, span: Span | None = None) -> str:
+    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES, UTF-8 (a BOM is
+    allowed). Anything else is a diagnostic at ``span`` (an import) or naming the file."""
+    where = span or Span.unknown(display)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(E_IMPORT_MISSING, f"cannot read {display}: not a regular file", where)
+        if info.st_size > MAX_SPEC_BYTES:
+            raise error(E_VALUE_LIMIT, f"{display} is {info.st_size:,} bytes, more than the "
+                        f"limit of {MAX_SPEC_BYTES:,} for a spec", where)
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise error(E_IMPORT_MISSING, f"cannot read {display}: "
+                    f"{getattr(exc, 'strerror', None) or exc}", where) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise error(E_VALUE_LIMIT, f"{display} is larger than the limit of "
+                    f"{MAX_SPEC_BYTES:,} bytes for a spec", where)
+    return decode_spec(data, display)
+
+
+def decode_spec(data: bytes, display: str) -> str:
+    """UTF-8 text (without a leading BOM); a bad byte is E0001 at its line and column."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[start:exc.start].decode("utf-8", errors="replace")) + 1
+        text = data.decode("utf-8", errors="replace")
+        raise error(E_SYNTAX, f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
+                    Span(file=display, line=line, col=col, end_line=line, end_col=col + 1),
+                    hint="save the spec as UTF-8").with_sources({display: text}) from None
+
+
 def load(path: str | os.PathLike[str]) -> Program:
     """Load a spec file; imports are resolved inside the file's folder tree."""
     p = Path(path)
     display = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(E_IMPORT_MISSING, f"cannot read {display}: "
-                    f"{getattr(exc, 'strerror', None) or exc}", Span.unknown(display)) from None
+    text = read_spec(p, display)
     loader = _Loader(p.parent, os.path.dirname(display))
     loader.stack.append(p.resolve())
     loader.files.append(p.resolve())
     try:
-        return Program(loader.load(text, display, p.resolve()), loader.sources,
-                       tuple(loader.files))
+        main = guarded(lambda: loader.load(text, display, p.resolve()), display)
+        return Program(main, loader.sources, tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
 
@@ -357,7 +443,8 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
     """Load a spec from text; imports are resolved inside ``root``."""
     loader = _Loader(Path(root), str(root))
     try:
-        return Program(loader.load(text, file, None), loader.sources, tuple(loader.files))
+        main = guarded(lambda: loader.load(text.removeprefix("\ufeff"), file, None), file)
+        return Program(main, loader.sources, tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
 

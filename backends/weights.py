@@ -4,29 +4,34 @@ model's IR: missing, extra and mis-shaped tensors are one diagnostic that lists 
 from __future__ import annotations
 
 import os
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..compiler.diagnostics import E_WEIGHTS, Note, Span, error
+from ..compiler.diagnostics import E_WEIGHTS, Note, Span, SsnError, error, excerpt
 from ..compiler.initializers import expected_tensors
 from ..compiler.ir import Graph
+from ..compiler.ops import ParamSpec
 
 # torch adds this buffer to every BatchNorm; ssnc's IR does not model it.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
-def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_weights(path: str | os.PathLike[str],
+                 expected: Mapping[str, ParamSpec] | None = None) -> dict[str, np.ndarray]:
     """Tensors by key from ``path``: a torch state_dict (.pt/.pth/.bin, loaded with
-    ``weights_only=True``), an .npz archive, or a .safetensors file."""
+    ``weights_only=True``), an .npz archive, or a .safetensors file. An .npz is checked
+    against ``expected`` from its headers before anything is decompressed: only tensors the
+    model needs, of the shape it needs, are read (others come back as shape-only views)."""
     p = Path(path)
     where = Span.unknown(str(path))
     if not p.is_file():
         raise error(E_WEIGHTS, f"cannot read weights from {path}: no such file", where)
     try:
         if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as archive:
-                return {k: archive[k] for k in archive.files}
+            return _read_npz(p, expected or {}, where)
         if p.suffix == ".safetensors":
             from safetensors.numpy import load_file
 
@@ -34,6 +39,8 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         import torch
 
         state = torch.load(p, map_location="cpu", weights_only=True)
+    except SsnError:
+        raise
     except ImportError as exc:
         raise error(E_WEIGHTS, f"cannot read {path}: {exc}", where,
                     hint="install the package named above, or save the weights as .npz") from None
@@ -49,7 +56,58 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     out = {}
     for key, value in state.items():
         if hasattr(value, "detach"):
-            out[str(key)] = value.detach().cpu().numpy()
+            out[str(key)] = _from_torch(str(key), value, where)
+    return out
+
+
+def _from_torch(key: str, value: object, where: Span) -> np.ndarray:
+    """A torch tensor as NumPy; half and bfloat16 widen to float32 (lossless)."""
+    import torch
+
+    assert isinstance(value, torch.Tensor)
+    if value.is_meta:
+        raise error(E_WEIGHTS, f"`{excerpt(key)}` is a meta tensor: it holds no values", where,
+                    hint="save the state_dict after the weights are materialised")
+    if value.dtype in (torch.bfloat16, torch.float16):
+        value = value.float()
+    if value.is_complex() or value.dtype == torch.bool:
+        raise error(E_WEIGHTS, f"`{excerpt(key)}` has dtype {value.dtype}, not a real number "
+                    "type", where)
+    array: np.ndarray = value.detach().cpu().numpy()
+    return array
+
+
+_NPZ_HEADER_BYTES = 1 << 16  # a .npy header is far smaller; more is a malformed member
+
+
+def _read_npz(p: Path, expected: Mapping[str, ParamSpec], where: Span) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(p) as archive:
+        infos = archive.infolist()
+        if len(infos) > len(expected) + 1000:
+            raise error(E_WEIGHTS, f"{p} holds {len(infos):,} arrays; the model has "
+                        f"{len(expected):,} tensors", where)
+        for info in infos:
+            key = info.filename.removesuffix(".npy")
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            if dtype.kind not in "fiu" or dtype.hasobject:
+                raise error(E_WEIGHTS, f"`{excerpt(key)}` in {p} has dtype {dtype}, not a "
+                            "real number type", where)
+            size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if not size <= info.file_size <= size + _NPZ_HEADER_BYTES:
+                raise error(E_WEIGHTS, f"`{excerpt(key)}` in {p} declares {info.file_size:,} "
+                            f"bytes for a {list(shape)} array of {dtype}", where,
+                            hint="the archive is damaged or was not written by NumPy")
+            spec = expected.get(key)
+            if spec is None or tuple(shape) != spec.shape:
+                out[key] = np.broadcast_to(np.zeros((), dtype), shape)  # shape only, no data
+                continue
+            with archive.open(info) as f:
+                out[key] = np.lib.format.read_array(f, allow_pickle=False)
     return out
 
 

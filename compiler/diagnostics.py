@@ -71,6 +71,9 @@ E_SHAPE = Code("E0301", Kind.SHAPE, "tensor shapes that do not fit together")
 E_NO_BASE_CASE = Code("E0401", Kind.LIMIT, "recursion without a reachable base case")
 E_RECURSION_DEPTH = Code("E0402", Kind.LIMIT, "recursion deeper than the limit")
 E_EXPANSION = Code("E0403", Kind.LIMIT, "a model that expands beyond the node limit")
+E_VALUE_LIMIT = Code("E0404", Kind.LIMIT, "a number, list or file too large to use")
+E_BUDGET = Code("E0405", Kind.LIMIT, "an evaluation that exceeds its step budget")
+E_NESTING = Code("E0406", Kind.LIMIT, "text nested too deeply to parse or evaluate")
 E_IMPORT_MISSING = Code("E0501", Kind.IMPORT, "an imported file that does not exist")
 E_IMPORT_ESCAPE = Code("E0502", Kind.IMPORT, "an import that leaves the spec's folder tree")
 E_IMPORT_CYCLE = Code("E0503", Kind.IMPORT, "files that import each other")
@@ -93,6 +96,9 @@ ALL_CODES: tuple[Code, ...] = (
     E_NO_BASE_CASE,
     E_RECURSION_DEPTH,
     E_EXPANSION,
+    E_VALUE_LIMIT,
+    E_BUDGET,
+    E_NESTING,
     E_IMPORT_MISSING,
     E_IMPORT_ESCAPE,
     E_IMPORT_CYCLE,
@@ -101,6 +107,30 @@ ALL_CODES: tuple[Code, ...] = (
     E_OUTPUT,
     E_INTERNAL,
 )
+
+# Limits every phase shares (docs/language.md, "Limits").
+MAX_INT = 2**63 - 1
+"""The largest integer a spec may hold: no tensor size, count or attribute needs more."""
+
+MAX_NESTING = 12_000
+"""The deepest parse tree accepted (a 10,000-term `>>` chain nests this deep). Deeper text is
+refused with E0406 before anything recursive walks it."""
+
+MAX_EXCERPT = 40
+"""Characters of a token or value echoed in a message; longer ones are cut."""
+
+MAX_LINE = 100
+"""Characters of a source line shown under a diagnostic (a window around its span)."""
+
+
+def excerpt(text: str) -> str:
+    """``text`` for a message: cut to a bounded length, non-printable characters escaped."""
+    if len(text) > MAX_EXCERPT:
+        text = text[:MAX_EXCERPT - 1] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 @dataclass(frozen=True)
@@ -145,15 +175,23 @@ def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
     if span.line > len(lines):
         return []
     line = lines[span.line - 1].rstrip().expandtabs(1)
+    line = "".join(c if c.isprintable() else "\ufffd" for c in line)  # one column each
     width = len(str(span.line))
     start = max(span.col, 1)
     end = span.end_col if span.end_line == span.line and span.end_col > start else start + 1
     end = min(max(end, start + 1), max(len(line) + 2, start + 1))
+    if len(line) > MAX_LINE:  # a window around the span, so huge lines stay readable
+        first = max(0, min(start - 1 - MAX_LINE // 4, len(line) - MAX_LINE))
+        shown = line[first:first + MAX_LINE]
+        lead = "…" if first > 0 else ""
+        line = lead + shown + ("…" if first + MAX_LINE < len(line) else "")
+        start = start - first + len(lead)
+        end = min(end - first + len(lead), len(lead) + len(shown) + 2)
     gutter = " " * width
     return [
         f"{gutter} |",
         f"{span.line} | {line}",
-        f"{gutter} | {' ' * (start - 1)}{'^' * (end - start)}",
+        f"{gutter} | {' ' * (start - 1)}{'^' * max(end - start, 1)}",
     ]
 
 

@@ -9,7 +9,6 @@ is computed before a single node is made, which is how `fractal(C=30, ...)` is r
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from ..grammar import ast
 from .diagnostics import (
     E_ARGUMENT,
+    E_BUDGET,
     E_EXPANSION,
     E_FAIL,
     E_NOT_LOWERED,
@@ -25,6 +25,8 @@ from .diagnostics import (
     E_RECURSION_DEPTH,
     E_TYPE,
     E_UNKNOWN_NAME,
+    E_VALUE_LIMIT,
+    MAX_INT,
     Note,
     Span,
     SsnError,
@@ -55,12 +57,24 @@ from .values import (
 
 @dataclass(frozen=True)
 class Limits:
-    """Expansion limits, sized so every published configuration fits with room to spare
-    (FractalNet C=4 is about 400 nodes; C=8 about 6,400)."""
+    """Expansion and evaluation limits, sized so every published configuration fits with room
+    to spare (FractalNet C=4 is about 400 nodes; C=8 about 6,400) while any spec ends within
+    a second: ``max_steps`` counts evaluation steps and list items made, ``max_items`` bounds
+    one list's length."""
 
     max_nodes: int = 50_000
     max_depth: int = 100
     max_calls: int = 20_000
+    max_steps: int = 300_000
+    max_items: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_nodes", "max_depth", "max_calls", "max_steps", "max_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+                flag = "--" + name.replace("_", "-")
+                raise error(E_OPTION, f"{flag} must be a positive integer, not {value!r}",
+                            Span.unknown(flag))
 
 
 class _Effects:
@@ -123,13 +137,32 @@ class Elaborator:
         self.memo: dict[Any, Value] = {}
         self.depth = 0
         self.calls = 0
+        self.steps = 0
+        """Evaluation steps and list items made so far: the budget's deterministic counter."""
 
     # ------------------------------------------------------------ expressions
 
     def eval(self, expr: ast.Expr, env: Env) -> Value:
         """The value of ``expr`` in ``env``."""
+        self.charge(1, expr.span)
         method: Callable[[Any, Env], Value] = getattr(self, "_eval_" + type(expr).__name__)
         return method(expr, env)
+
+    def charge(self, steps: int, span: Span) -> None:
+        """Count ``steps`` against the evaluation budget; past it, stop with E0405."""
+        self.steps += steps
+        if self.steps > self.limits.max_steps:
+            raise error(E_BUDGET, f"evaluating the spec takes more than "
+                        f"{self.limits.max_steps:,} steps", span,
+                        hint="a comprehension, list or recursion here grows too large")
+
+    def new_list(self, items: tuple[Value, ...], span: Span) -> tuple[Value, ...]:
+        """A list value, checked against the length limit and charged to the budget."""
+        if len(items) > self.limits.max_items:
+            raise error(E_VALUE_LIMIT, f"a list of {len(items):,} items is longer than the "
+                        f"limit of {self.limits.max_items:,}", span)
+        self.charge(len(items), span)
+        return items
 
     def _eval_Number(self, e: ast.Number, env: Env) -> Value:
         return e.value
@@ -210,7 +243,7 @@ class Elaborator:
         return left or self._bool(e.right, env)
 
     def _eval_Neg(self, e: ast.Neg, env: Env) -> Value:
-        return -self._number(self.eval(e.operand, env), e.operand.span)
+        return check_int(-self._number(self.eval(e.operand, env), e.operand.span), e.span)
 
     def _number(self, value: Value, span: Span) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -233,6 +266,12 @@ class Elaborator:
             raise error(E_TYPE, f"cannot repeat a block {count} times", span)
         if count == 0:
             return PrimBlock(OPS["identity"], (), span)
+        work = self.estimate(block, steps=True)
+        if count * work > self.limits.max_nodes:  # checked before anything is allocated
+            raise error(E_EXPANSION, f"repeating a block of {work:,} step"
+                        f"{'s' if work != 1 else ''} {count:,} times makes "
+                        f"{count * work:,}, more than the limit of {self.limits.max_nodes:,}",
+                        span, hint="reduce the count, or raise the limit (--max-nodes)")
         return block if count == 1 else SeqBlock((block,) * count, span)
 
     def _eval_BinOp(self, e: ast.BinOp, env: Env) -> Value:
@@ -245,7 +284,10 @@ class Elaborator:
         if _is_num(left) and _is_num(right):
             return _arith(e.op, left, right, e.span)
         if e.op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
-            return left + right
+            if len(left) + len(right) > self.limits.max_items:
+                raise error(E_VALUE_LIMIT, f"a list of {len(left) + len(right):,} items is "
+                            f"longer than the limit of {self.limits.max_items:,}", e.span)
+            return self.new_list(left + right, e.span)
         if e.op in ("+", "*") and isinstance(left, Wire) and isinstance(right, Wire):
             return self.join_wires(OPS["sum" if e.op == "+" else "mul"], (left, right), {},
                                    e.span)
@@ -282,6 +324,10 @@ class Elaborator:
                 raise error(E_TYPE, "a block is applied to wires only, e.g. `block(x)`; "
                             "its arguments were given when it was made", span)
             return self.apply(fn, _flatten_wires(args), span)
+        if isinstance(fn, Rule) and not fn.decl.params and (args or kwargs):
+            target = self._call_rule(fn, (), {}, (), span)
+            if isinstance(target, Rule | OpCtor | Builtin):  # an alias: `def act = conv`
+                return self.call(target, args, kwargs, spans, span)
         if isinstance(fn, Rule | OpCtor):
             if wired and not kwargs and not _required(fn):
                 return self.apply(self.as_block(fn, span), _flatten_wires(args), span)
@@ -408,7 +454,10 @@ class Elaborator:
             raise error(E_ARGUMENT, f"`{op.name}` needs at least one input", span)
         if all(_is_num(a) for a in args) and not kwargs and op.name in ("mean", "sum", "max"):
             nums = [self._number(a, s) for a, s in zip(args, spans, strict=True)]
-            return {"mean": sum(nums) / len(nums), "sum": sum(nums), "max": max(nums)}[op.name]
+            if op.name == "max":
+                return max(nums)
+            total = check_int(sum(nums), span)
+            return total / len(nums) if op.name == "mean" else total
         block = self._configure_op(op, (), kwargs, (), span)
         assert isinstance(block, PrimBlock)
         attrs = dict(block.attrs)
@@ -447,7 +496,8 @@ class Elaborator:
                             f" {', '.join(f'`{m}`' for m in missing)} before it can be used "
                             "as a block", span,
                             hint=f"write `{name}({', '.join(missing)})`")
-            return self.call(value, (), {}, (), span)  # type: ignore[no-any-return]
+            made = self.call(value, (), {}, (), span)
+            return made if isinstance(made, Block) else self.as_block(made, span)  # an alias
         if isinstance(value, tuple) and value and all(_blockish(v) for v in value):
             raise error(E_TYPE, "a list of blocks is not a block", span,
                         hint="chain them with `seq([...])` or join them with `mean([...])`")
@@ -532,8 +582,9 @@ class Elaborator:
 
     # ------------------------------------------------------------ size estimate
 
-    def estimate(self, block: Block) -> int:
-        """Nodes an instance of ``block`` would make (named-wire blocks count once)."""
+    def estimate(self, block: Block, *, steps: bool = False) -> int:
+        """Nodes an instance of ``block`` would make (named-wire blocks count once); with
+        ``steps``, the instantiation steps instead (an `identity` counts too)."""
         memo: dict[int, int] = {}
 
         def size(b: Block) -> int:
@@ -541,7 +592,7 @@ class Elaborator:
             if got is not None:
                 return got
             if isinstance(b, PrimBlock):
-                n = 0 if b.op.name == "identity" else 1
+                n = 0 if b.op.name == "identity" and not steps else 1
             elif isinstance(b, SeqBlock):
                 n = sum(size(p) for p in b.parts)
             elif isinstance(b, ParBlock):
@@ -686,25 +737,37 @@ def _key(v: Value) -> Any:
 def _arith(op: str, a: int | float, b: int | float, span: Span) -> int | float:
     try:
         if op == "+":
-            return a + b
+            return check_int(a + b, span)
         if op == "-":
-            return a - b
+            return check_int(a - b, span)
         if op in ("*", "×"):
-            return a * b
+            return check_int(a * b, span)
         if op == "/":
             return a / b
         if op == "//":
-            return a // b
+            return check_int(a // b, span)
         if op == "%":
             return a % b
+        if (isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b > 0
+                and b * math.log2(abs(a)) > 64):  # decided before computing a tower
+            raise error(E_VALUE_LIMIT, f"`{a} ** {b}` is larger than 2**63 - 1", span,
+                        hint="integers in a spec are at most 2**63 - 1")
         result = a ** b
         if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
             raise ArithmeticError
-        return result
+        return check_int(result, span)
     except ZeroDivisionError:
         raise error(E_TYPE, "division by zero", span) from None
     except (ArithmeticError, OverflowError):
         raise error(E_TYPE, f"`{a} {op} {b}` has no finite real value", span) from None
+
+
+def check_int(value: int | float, span: Span) -> int | float:
+    """``value``, unless it is an integer beyond 2**63 - 1 (E0404)."""
+    if isinstance(value, int) and not -MAX_INT - 1 <= value <= MAX_INT:
+        raise error(E_VALUE_LIMIT, "an integer beyond 2**63 - 1", span,
+                    hint="integers in a spec are at most 2**63 - 1 = 9,223,372,036,854,775,807")
+    return value
 
 
 def _binop_hint(op: str, left: Value, right: Value) -> str | None:
@@ -770,11 +833,14 @@ def _list_arg(name: str, args: Args, spans: tuple[Span, ...], span: Span) -> tup
 def _b_range(el: Elaborator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
     _no_kwargs("range", kw)
     n = _ints(el, "range", args, spans, span, 1, 3)
+    if len(n) == 3 and n[2] == 0:
+        raise error(E_ARGUMENT, "`range` with a step of 0", spans[2])
     r = range(*n)
-    if len(r) > el.limits.max_nodes:
-        raise error(E_EXPANSION, f"range of {len(r):,} items is larger than the node limit",
-                    span)
-    return tuple(r)
+    count = (r.stop - r.start + r.step + (-1 if r.step > 0 else 1)) // r.step
+    if count > el.limits.max_items:
+        raise error(E_VALUE_LIMIT, f"a range of {count:,} items is longer than the limit of "
+                    f"{el.limits.max_items:,}", span)
+    return el.new_list(tuple(r), span)
 
 
 def _b_len(el: Elaborator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
@@ -837,16 +903,22 @@ def _b_fail(el: Elaborator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     raise error(E_FAIL, args[0], span)
 
 
-def _numeric(name: str, fn: Callable[..., Value]) -> Callable[..., Value]:
+def _numeric(name: str, fn: Callable[..., Value], *, many: bool = False) -> Callable[..., Value]:
+    """A numeric built-in of one number, or (``many``) of a list or of two or more numbers."""
     def run(el: Elaborator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
         _no_kwargs(name, kw)
-        items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
-        item_spans = spans * len(items) if len(args) == 1 else spans
+        from_list = many and len(args) == 1 and isinstance(args[0], tuple)
+        if not from_list and (len(args) < 2 if many else len(args) != 1):
+            want = "a list or two or more numbers" if many else "one number"
+            raise error(E_ARGUMENT, f"`{name}` takes {want}, got {len(args)} argument"
+                        f"{'s' if len(args) != 1 else ''}", span)
+        items = args[0] if from_list else args
+        item_spans = spans * len(items) if from_list else spans
         nums = [el._number(v, s) for v, s in zip(items, item_spans, strict=True)]
         if not nums:
             raise error(E_ARGUMENT, f"`{name}` of nothing", span)
         try:
-            return fn(*nums)
+            return check_int(fn(nums) if many else fn(nums[0]), span)
         except (ValueError, OverflowError) as exc:
             raise error(E_TYPE, f"`{name}`: {exc}", span) from None
     return run
@@ -863,7 +935,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("shared", _b_shared, "shared(block): one set of weights for every use"),
         Builtin("repeat", _b_repeat, "repeat(block, n): the same as `block × n`"),
         Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
-        Builtin("min", _numeric("min", min), "min(a, b, ...) or min(list)"),
+        Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
         Builtin("abs", _numeric("abs", abs), "abs(x)"),
         Builtin("int", _numeric("int", lambda x: int(x)), "int(x): rounds towards zero"),
         Builtin("float", _numeric("float", float), "float(x)"),
@@ -879,17 +951,4 @@ def builtin_env() -> Env:
     return Env(names)
 
 
-def run_guarded(fn: Callable[[], Graph]) -> Graph:
-    """Run an elaboration with room for deep (limited) recursion in the evaluator."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20_000))
-    try:
-        return fn()
-    except RecursionError:
-        raise error(E_RECURSION_DEPTH, "the spec nests too deeply to evaluate",
-                    Span.unknown()) from None
-    finally:
-        sys.setrecursionlimit(old)
-
-
-__all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "run_guarded"]
+__all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "check_int"]

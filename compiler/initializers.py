@@ -13,9 +13,11 @@ Initializers (PyTorch's defaults, so training behaves as users expect):
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
+from .diagnostics import E_VALUE_LIMIT, error
 from .ir import Graph
 from .ops import ParamSpec
 
@@ -50,5 +52,20 @@ def expected_tensors(graph: Graph) -> dict[str, ParamSpec]:
 
 
 def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """All initial values, by state_dict key."""
-    return {key: initial_value(spec, key, seed) for key, spec in expected_tensors(graph).items()}
+    """All initial values, by state_dict key; refused (E0404) before allocating when they
+    would not fit in this machine's memory."""
+    tensors = expected_tensors(graph)
+    need = 4 * sum(spec.numel for spec in tensors.values())
+    have = _memory_bytes()
+    if need > have:
+        raise error(E_VALUE_LIMIT, f"the weights of `{graph.model}` need {need / 2**30:,.1f} "
+                    f"GiB, more than this machine's {have / 2**30:,.1f} GiB of memory",
+                    graph.scopes[0].span, hint="check the sizes given to conv/linear/embedding")
+    return {key: initial_value(spec, key, seed) for key, spec in tensors.items()}
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40

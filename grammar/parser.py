@@ -11,7 +11,17 @@ import lark
 from lark import Token, Transformer, v_args
 from lark.tree import Meta
 
-from ..compiler.diagnostics import E_SYNTAX, Span, SsnError, error
+from ..compiler.diagnostics import (
+    E_NESTING,
+    E_SYNTAX,
+    E_VALUE_LIMIT,
+    MAX_INT,
+    MAX_NESTING,
+    Span,
+    SsnError,
+    error,
+    excerpt,
+)
 from . import ast
 
 # Friendly names for terminals in "expected ..." messages.
@@ -43,7 +53,9 @@ _KEYWORDS = {"DEF", "MODEL", "IMPORT", "IF", "THEN", "ELSE", "LET", "IN", "FOR",
 @cache
 def _parser() -> lark.Lark:
     text = resources.files(__package__).joinpath("ssn.lark").read_text(encoding="utf-8")
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     start=["start", "value"])
+
 
 
 def _describe(terminal: str) -> str:
@@ -187,8 +199,16 @@ class _Builder(Transformer[Token, Any]):
     @v_args(meta=True)
     def number(self, meta: Meta, c: list[Any]) -> ast.Number:
         text = str(c[0])
-        value: int | float = float(text) if any(ch in text for ch in ".eE") else int(text)
+        is_float = any(ch in text for ch in ".eE")
+        if not is_float and (len(text.lstrip("0")) > len(str(MAX_INT)) or int(text) > MAX_INT):
+            raise error(E_VALUE_LIMIT, f"the integer {excerpt(text)} is too large "
+                        f"({len(text):,} digits)", self._span(meta),
+                        hint=f"integers in a spec are at most 2**63 - 1 = {MAX_INT:,}")
+        value: int | float = float(text) if is_float else int(text)
         return ast.Number(span=self._span(meta), value=value)
+
+    def value(self, c: list[Any]) -> ast.Expr:
+        return c[0]  # type: ignore[no-any-return]
 
     @v_args(meta=True)
     def string(self, meta: Meta, c: list[Any]) -> ast.String:
@@ -238,7 +258,18 @@ def _unquote(tok: Token | str) -> str:
 
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse a whole .ssn file; raises SsnSyntaxError with a positioned diagnostic."""
-    return _Builder(file).transform(_parse_tree(text, file, "start"))  # type: ignore[no-any-return]
+    return _build(text, file, "start")  # type: ignore[no-any-return]
+
+
+def _build(text: str, file: str, start: str) -> Any:
+    tree = _parse_tree(text, file, start)
+    _check_nesting(tree, file)
+    try:
+        return _Builder(file).transform(tree)
+    except lark.exceptions.VisitError as exc:
+        if isinstance(exc.orig_exc, SsnError):
+            raise exc.orig_exc.with_sources({file: text}) from None
+        raise
 
 
 def _parse_tree(text: str, file: str, start: str) -> lark.Tree[Token]:
@@ -248,6 +279,22 @@ def _parse_tree(text: str, file: str, start: str) -> lark.Tree[Token]:
         raise _syntax_error(exc, text, file) from None
 
 
+def _check_nesting(tree: lark.Tree[Token], file: str) -> None:
+    """Refuse trees deeper than MAX_NESTING, walking them without recursion."""
+    stack: list[tuple[lark.Tree[Token], int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = node.meta
+            span = (Span(file=file, line=meta.line, col=meta.column, end_line=meta.line,
+                         end_col=meta.column + 1)
+                    if not getattr(meta, "empty", True) else Span.unknown(file))
+            raise error(E_NESTING, f"the text nests more than {MAX_NESTING:,} levels deep",
+                        span, hint="split the expression with `def` or `seq([...])`")
+        stack.extend((child, depth + 1) for child in node.children
+                     if isinstance(child, lark.Tree))
+
+
 def _syntax_error(exc: lark.UnexpectedInput, text: str, file: str) -> SsnError:
     line, col = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, lark.UnexpectedToken) and exc.token.type == "$END":
@@ -255,7 +302,7 @@ def _syntax_error(exc: lark.UnexpectedInput, text: str, file: str) -> SsnError:
         line, col = len(lines), len(lines[-1]) + 1
         found, width = "end of file", 1
     elif isinstance(exc, lark.UnexpectedToken):
-        found, width = f"`{exc.token}`", max(len(str(exc.token)), 1)
+        found, width = f"`{excerpt(str(exc.token))}`", max(len(str(exc.token)), 1)
     elif isinstance(exc, lark.UnexpectedCharacters):
         found, width = f"`{text[exc.pos_in_stream or 0]}`", 1
     else:
@@ -275,11 +322,9 @@ def _syntax_error(exc: lark.UnexpectedInput, text: str, file: str) -> SsnError:
 
 
 def parse_expr(text: str, file: str = "<expr>") -> ast.Expr:
-    """Parse one expression (used for `--set KEY=VALUE` values)."""
-    program = parse(f"def __value__ = {text}", file)
-    item = program.items[0]
-    assert isinstance(item, ast.Def)
-    return shift(item.body, len("def __value__ = "))
+    """Parse one expression and nothing else (used for `--set KEY=VALUE` values)."""
+    expr: ast.Expr = _build(text, file, "value")
+    return expr
 
 
 def shift(expr: ast.Expr, cols: int) -> ast.Expr:

@@ -53,7 +53,8 @@ def test_ir_command() -> None:
 
 def test_bad_set_values_are_diagnostics() -> None:
     for args, code in [(["--set", "C"], "E0601"), (["--set", "C=four"], "E0202"),
-                       (["--set", "C=[1,"], "E0001"), (["--set", "C=0"], "E0204"),
+                       (["--set", "C=[1,"], "E0202"), (["--set", "C=0"], "E0204"),
+                       (["--set", "C=3 def y = 4"], "E0202"),
                        (["--set", "widths=[8]"], "E0202"),
                        (["--model", "nope"], "E0103")]:
         result = runner.invoke(app, ["info", FRACTAL, *args])

@@ -29,7 +29,7 @@ def test_printed_ir(spec: Path, golden) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("case", DIAG_CASES, ids=lambda p: p.stem)
 def test_rendered_diagnostic(case: Path, golden, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(DIAG_DIR)
-    header = [ln[len("# ssnc: "):] for ln in case.read_text().splitlines()
+    header = [ln[len("# ssnc: "):] for ln in case.read_text(errors="replace").splitlines()
               if ln.startswith("# ssnc: ")]
     command, *extra = shlex.split(header[0]) if header else ["check"]
     result = CliRunner().invoke(app, [command, case.name, *extra])

@@ -6,7 +6,8 @@ import pytest
 
 import ssnc
 from ssnc.compiler.diagnostics import SsnError
-from ssnc.compiler.elaborate import Elaborator, run_guarded
+from ssnc.compiler.elaborate import Elaborator
+from ssnc.compiler.guard import guarded
 from ssnc.compiler.ir import Graph
 from ssnc.compiler.passes.assign_names import assign_names
 from ssnc.compiler.passes.flatten_joins import flatten_joins
@@ -20,7 +21,7 @@ def elaborated(text: str) -> Graph:
     program = ssnc.loads(text, "t.ssn")
     decl = next(iter(program.models.values()))
     elab = Elaborator(program._main.env)
-    return run_guarded(lambda: elab.elaborate_model(decl, {}))
+    return guarded(lambda: elab.elaborate_model(decl, {}))
 
 
 def test_every_pass_keeps_the_graph_valid() -> None:
@@ -118,3 +119,15 @@ def test_order_is_deterministic_and_topological() -> None:
     for n in g:
         assert set(n.inputs) <= seen
         seen.add(n.name)
+
+
+def test_a_fractal_whose_base_makes_no_node() -> None:
+    # found by the fuzzer: a join input straight from the block's entry has path length 0
+    import ssnc
+
+    m = ssnc.loads("model m : tensor[3, 8, 8] = conv(4) >> fractal(3, relu x0) >> gap "
+                   ">> linear(2)").model()
+    joins = [n for n in m.ir.order() if n.input_columns]
+    assert [len(j.inputs) for j in joins] == [2, 3]
+    assert m.to_onnx().graph.node
+

@@ -40,21 +40,22 @@ def assign_names(graph: Graph) -> Graph:
     final: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
     for level in range(depth):
-        groups: dict[tuple[tuple[str, ...], str], list[object]] = defaultdict(list)
+        # siblings' identities in order of first appearance -> their 1-based numbers
+        groups: dict[tuple[tuple[str, ...], str], dict[object, int]] = defaultdict(dict)
         for n in order:
             path = raw[n.name]
             if level < len(path):
                 text, ident, numbered = path[level]
-                key = (tuple(final[n.name]), text)
-                if numbered and ident not in groups[key]:
-                    groups[key].append(ident)
+                idents = groups[(tuple(final[n.name]), text)]
+                if numbered and ident not in idents:
+                    idents[ident] = len(idents) + 1
         for n in order:
             path = raw[n.name]
             if level < len(path):
                 text, ident, numbered = path[level]
                 idents = groups[(tuple(final[n.name]), text)]
                 if numbered and len(idents) > 1:
-                    text = f"{text}{idents.index(ident) + 1}"
+                    text = f"{text}{idents[ident]}"
                 final[n.name].append(text)
 
     names = {old: ".".join(p) for old, p in final.items()}

@@ -99,7 +99,8 @@ def _tag_block(graph: Graph, block: int, children: dict[int, list[int]],
 
     slot_columns: dict[str, tuple[int, ...]] = {}
     for j in joins:
-        ranked = sorted(range(len(j.inputs)), key=lambda p: (-longest[j.inputs[p]], p))
+        # an input from outside the block (an identity base) has the shortest path: 0
+        ranked = sorted(range(len(j.inputs)), key=lambda p: (-longest.get(j.inputs[p], 0), p))
         ports = [0] * len(j.inputs)
         for rank, port in enumerate(ranked):
             ports[port] = width - rank
