@@ -166,6 +166,11 @@ def main() -> None:
     if args.worker:
         _worker()
         return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    commit += " (with uncommitted changes)" if dirty else ""
     outcomes: collections.Counter[str] = collections.Counter()
     failures: list[tuple[str, str, str]] = []
     slowest = 0.0
@@ -196,8 +201,6 @@ def main() -> None:
     for kind, outcome, text in failures[:20]:
         print(f"--- {kind}: {outcome}\n{text[:500]}")
     if args.write:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
         lines = ["# Last full fuzz run", "",
                  "Written by `python -m tests.fuzz.run --count 100000 --write` "
                  "(see tests/fuzz/run.py).", "",
