@@ -3,6 +3,7 @@ turned into diagnostics (lark's own exceptions never reach the user)."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -262,6 +263,7 @@ def parse(text: str, file: str = "<string>") -> ast.Program:
 
 
 def _build(text: str, file: str, start: str) -> Any:
+    _check_brackets(text, file)
     tree = _parse_tree(text, file, start)
     _check_nesting(tree, file)
     try:
@@ -277,6 +279,28 @@ def _parse_tree(text: str, file: str, start: str) -> lark.Tree[Token]:
         return _parser().parse(text, start=start)
     except lark.UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[\[\]()]')
+
+
+def _check_brackets(text: str, file: str) -> None:
+    """Refuse brackets nested deeper than MAX_NESTING before parsing: each adds at least one
+    level to the tree, so this only decides early (and fast) what the tree check would."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        ch = m.group()
+        if ch in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+                raise error(E_NESTING, f"the text nests more than {MAX_NESTING:,} levels deep",
+                            Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
+                            hint="split the expression with `def` or `seq([...])`"
+                            ).with_sources({file: text})
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
 
 
 def _check_nesting(tree: lark.Tree[Token], file: str) -> None:

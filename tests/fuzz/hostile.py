@@ -25,6 +25,7 @@ HOSTILE: list[tuple[str, str, str]] = [
      "model m(a = len(f(60, [1])))" + TAIL, "E0404"),
     ("nesting beyond the limit",
      "model m(a = " + "abs(" * 13000 + "1" + ")" * 13000 + ")" + TAIL, "E0406"),
+    ("nesting without brackets", "model m(a = " + "not " * 13000 + "true)" + TAIL, "E0406"),
     ("huge weights", "model m : tensor[3, 8, 8] = gap >> linear(9223372036854775807)", ""),
 ]
 
