@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope
+from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
 DEFAULT_OPSET = 18
@@ -437,8 +438,8 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
         "ssnc.version": version,
         "ssnc.model": graph.model,
         "ssnc.spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
-        "ssnc.parameters": json.dumps({k: list(v) if isinstance(v, tuple) else v
-                                       for k, v in graph.params.items()}, sort_keys=True),
+        "ssnc.parameters": json.dumps({k: json_value(v) for k, v in graph.params.items()},
+                                      sort_keys=True),
         "ssnc.input": graph.input_type,
     }
     helper.set_model_props(model, meta)

@@ -794,6 +794,10 @@ def _check_ranges(op: OpDecl, attrs: Mapping[str, Value], where: Mapping[str, Sp
             bad = "positive"
         elif name == "pad" and value is not None and int(value) < 0:
             bad = "zero or more"
+        elif name == "eps" and not 0.0 < float(value) < math.inf:
+            bad = "positive and finite"
+        elif name == "momentum" and not 0.0 <= float(value) <= 1.0:
+            bad = "in [0, 1]"
         if bad:
             raise error(E_TYPE, f"`{op.name}`'s `{name}` must be {bad}, got {show(value)}",
                         where.get(name, span))

@@ -8,6 +8,7 @@ from typing import Any
 
 from .ir import Graph
 from .ops import Shape
+from .values import json_value
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
     return {
         "model": graph.model,
         "input": graph.input_type,
-        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in graph.params.items()},
+        "params": {k: json_value(v) for k, v in graph.params.items()},
         "total_params": graph.total_params,
         "total_macs": graph.total_macs,
         "nodes": len(graph),

@@ -3,6 +3,7 @@ blocks (descriptions of structure; each place a block is used makes a fresh inst
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +175,18 @@ def kind_of(value: Value) -> str:
     if isinstance(value, Block):
         return "a block"
     return type(value).__name__
+
+
+def json_value(value: Value) -> Any:
+    """``value`` as JSON data: numbers, strings, booleans and lists as themselves; anything
+    else (a block, an op, an infinite float) as its `show` text."""
+    if isinstance(value, tuple):
+        return [json_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return show(value)
 
 
 def show(value: Value) -> str:

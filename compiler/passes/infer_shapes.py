@@ -6,7 +6,7 @@ at the op's span with notes pointing at the producers of the inputs at fault."""
 
 from __future__ import annotations
 
-from ..diagnostics import E_SHAPE, Note, error
+from ..diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
 from ..ir import Graph, Node
 from ..ops import OPS, ShapeMismatch, fmt_shape
 
@@ -40,6 +40,7 @@ def infer_shapes(graph: Graph) -> Graph:
         except ShapeMismatch as exc:
             raise error(E_SHAPE, exc.message, node.span,
                         notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
+        _check_size(node, shape)
         if node.param_owner is not None:
             owner = done[node.param_owner]
             first_shape = done[owner.inputs[0]].shape or ()
@@ -52,6 +53,22 @@ def infer_shapes(graph: Graph) -> Graph:
                             hint="a shared block must see the same input shape at every use")
         done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params)
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
+
+
+MAX_ELEMENTS = 1 << 40
+"""The most elements one activation of one sample may have (4 TiB of float32)."""
+
+
+def _check_size(node: Node, shape: tuple[int | str, ...]) -> None:
+    """Refuse outputs no device can hold (a padding of 2**62): E0404 at the op."""
+    elements = 1
+    for d in shape:
+        if isinstance(d, int):
+            elements *= d
+    if elements > MAX_ELEMENTS:
+        raise error(E_VALUE_LIMIT, f"`{node.op}` would output {fmt_shape(shape)}: "
+                    f"{elements:,} elements per sample, more than any tensor can hold",
+                    node.span, hint="check its padding, stride and sizes")
 
 
 def _producers(inputs: list[Node], which: range | tuple[int, ...]) -> list[Note]:

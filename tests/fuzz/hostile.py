@@ -26,6 +26,8 @@ HOSTILE: list[tuple[str, str, str]] = [
     ("nesting beyond the limit",
      "model m(a = " + "abs(" * 13000 + "1" + ")" * 13000 + ")" + TAIL, "E0406"),
     ("nesting without brackets", "model m(a = " + "not " * 13000 + "true)" + TAIL, "E0406"),
+    ("huge padding", "model m : tensor[3, 8, 8] = conv(4, 3, pad = 9223372036854775807)",
+     "E0404"),
     ("huge weights", "model m : tensor[3, 8, 8] = gap >> linear(9223372036854775807)", ""),
 ]
 
