@@ -28,7 +28,8 @@ def read_weights(path: str | os.PathLike[str],
     p = Path(path)
     where = Span.unknown(str(path))
     if not p.is_file():
-        raise error(E_WEIGHTS, f"cannot read weights from {path}: no such file", where)
+        why = "not a regular file" if p.exists() else "no such file"
+        raise error(E_WEIGHTS, f"cannot read weights from {path}: {why}", where)
     try:
         if p.suffix == ".npz":
             return _read_npz(p, expected or {}, where)
