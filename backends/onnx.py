@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..compiler.initializers import expected_tensors, initial_state
-from ..compiler.ir import Graph, Node, Scope
+from ..compiler.ir import Graph, Node, Region
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
@@ -208,27 +208,6 @@ def _value_info(name: str, node: Node) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, _DTYPES[node.dtype], dims)
 
 
-def _weights_of(graph: Graph, node: Node) -> list[str]:
-    owner = graph[node.param_owner] if node.param_owner else node
-    return [f"{owner.name}.{p.name}" for p in owner.params]
-
-
-# ---------------------------------------------------------------- hierarchy
-
-@dataclass
-class _Instance:
-    """One non-transparent scope: its nodes (in order), child instances, boundary values."""
-
-    scope: Scope
-    nodes: list[Node]
-    children: list[_Instance]
-    inputs: list[str]
-    weights: list[str]
-    outputs: list[str]
-    first: int
-    prefix: str
-
-
 class _Builder:
     def __init__(self, graph: Graph, flat: bool, opset: int):
         self.graph = graph
@@ -238,74 +217,22 @@ class _Builder:
         self.function_names: dict[str, int] = {}
         self.signatures: dict[str, list[str]] = {}
 
-    # --- scope tree over the graph's nodes
-    def instances(self) -> tuple[list[Node], list[_Instance]]:
-        g = self.graph
-        owner: dict[int, int] = {}  # scope id -> nearest non-transparent ancestor-or-self
-
-        def home(sid: int) -> int:
-            if sid not in owner:
-                s = g.scopes[sid]
-                owner[sid] = home(s.parent) if s.transparent and s.parent is not None else sid
-            return owner[sid]
-
-        order = [n for n in g.order() if n.op != "input"]
-        direct: dict[int, list[Node]] = {}
-        for n in order:
-            direct.setdefault(home(n.scope), []).append(n)
-        kids: dict[int, list[int]] = {}
-        for sid, s in sorted(g.scopes.items()):
-            if sid != 0 and home(sid) == sid and s.parent is not None:
-                kids.setdefault(home(s.parent), []).append(sid)
-
-        def build(sid: int) -> _Instance:
-            children = [build(c) for c in kids.get(sid, [])]
-            children = [c for c in children if c.nodes or c.children]
-            mine = direct.get(sid, [])
-            every = sorted(mine + [n for c in children for n in _all_nodes(c)],
-                           key=lambda n: n.index)
-            return self._boundary(g.scopes[sid], mine, children, every)
-
-        top = build(0)
-        return top.nodes, top.children
-
-    def _boundary(self, scope: Scope, mine: list[Node], children: list[_Instance],
-                  every: list[Node]) -> _Instance:
-        g = self.graph
-        inside = {n.name for n in every}
-        inputs: list[str] = []
-        for n in every:
-            for i in n.inputs:
-                if i not in inside and i not in inputs:
-                    inputs.append(i)
-        weights: list[str] = []
-        for n in every:
-            for w in _weights_of(g, n):
-                if w not in weights:
-                    weights.append(w)
-        outputs = [n.name for n in every if n.name in g.outputs or any(
-            c not in inside for c, _ in g.consumers(n.name))]
-        names = [n.name for n in every]
-        prefix = _common_prefix(names)
-        return _Instance(scope, mine, children, inputs, weights, outputs,
-                         every[0].index if every else 0, prefix)
-
     # --- emission
-    def emit(self, e: Emitter, nodes: list[Node], children: list[_Instance],
+    def emit(self, e: Emitter, nodes: Sequence[Node], children: Sequence[Region],
              rename: Callable[[str], str]) -> None:
-        items: list[tuple[int, Node | _Instance]] = [(n.index, n) for n in nodes]
+        items: list[tuple[int, Node | Region]] = [(n.index, n) for n in nodes]
         items += [(c.first, c) for c in children]
         for _, item in sorted(items, key=lambda t: t[0]):
-            if isinstance(item, _Instance):
+            if isinstance(item, Region):
                 self._call(e, item, rename)
             else:
                 e.source = str(item.span)
                 LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
-                                   [rename(w) for w in _weights_of(self.graph, item)],
+                                   [rename(w) for w in self.graph.weights_of(item)],
                                    rename(item.name), [self.graph[i] for i in item.inputs])
         e.source = ""
 
-    def _call(self, e: Emitter, inst: _Instance, rename: Callable[[str], str]) -> None:
+    def _call(self, e: Emitter, inst: Region, rename: Callable[[str], str]) -> None:
         if self.flat:
             self.emit(e, inst.nodes, inst.children, rename)
             return
@@ -316,7 +243,7 @@ class _Builder:
               domain=DOMAIN)
         e.source = ""
 
-    def _function(self, inst: _Instance) -> str:
+    def _function(self, inst: Region) -> str:
         local = {v: f"in{i}" for i, v in enumerate(inst.inputs)}
         local.update({w: f"w{i}" for i, w in enumerate(inst.weights)})
 
@@ -344,24 +271,6 @@ class _Builder:
         if sig not in self.signatures[known.name]:
             self.signatures[known.name].append(sig)
         return str(known.name)
-
-
-def _all_nodes(inst: _Instance) -> list[Node]:
-    return inst.nodes + [n for c in inst.children for n in _all_nodes(c)]
-
-
-def _common_prefix(names: list[str]) -> str:
-    if not names:
-        return ""
-    parts = [n.split(".") for n in names]
-    common: list[str] = []
-    for segs in zip(*parts, strict=False):
-        if len(set(segs)) != 1:
-            break
-        common.append(segs[0])
-    if len(common) == min(len(p) for p in parts):
-        common = common[:-1]  # keep at least the last segment of every name
-    return ".".join(common)
 
 
 def _relative(name: str, prefix: str) -> str:
@@ -418,7 +327,8 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     step = progress or (lambda _: None)
     step("lowering")
     builder = _Builder(graph, flat, opset)
-    top_nodes, children = builder.instances()
+    top = graph.region(0)
+    top_nodes, children = top.nodes, top.children
     main = Emitter()
     builder.emit(main, top_nodes, children, lambda v: v)
     step("weights")

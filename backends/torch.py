@@ -244,31 +244,24 @@ class _Codegen:
         """Innermost rule instances become classes when they have one input and one output,
         hold no drop-path join and no shared weights, and own their name prefix."""
         g = self.graph
-        by_scope: dict[int, list[Node]] = {}
-        for node in self.order:
-            for s in g.scope_path(node.scope)[1:]:
-                by_scope.setdefault(s.id, []).append(node)
+        position = {n.name: i for i, n in enumerate(self.order)}
         names = [n.name for n in self.order]
-        for sid, scope in sorted(g.scopes.items(), reverse=True):  # innermost first
-            if sid == 0 or scope.transparent or sid not in by_scope:
-                continue
-            nodes = by_scope[sid]
+        for region in sorted(g.regions(), key=lambda r: r.scope.id, reverse=True):
+            if region.scope.id == 0 or not region.members:
+                continue  # innermost first: an inner instance claims its nodes first
+            nodes = sorted(region.members, key=lambda n: position[n.name])
             if any(n.name in self.members for n in nodes):
                 continue  # an inner rule instance already is a class
             prefix = nodes[0].name.rsplit(".", 1)[0] if "." in nodes[0].name else ""
             inside = {n.name for n in nodes}
-            own = prefix.rsplit(".", 1)[-1].rstrip("0123456789") == scope.rule
+            own = prefix.rsplit(".", 1)[-1].rstrip("0123456789") == region.scope.rule
             if (len(nodes) < 2 or not prefix or not own
                     or any(not n.name.startswith(prefix + ".") for n in nodes)
                     or any(n.startswith(prefix + ".") and n not in inside for n in names)
-                    or any(n.name in self.drop_index or n.param_owner for n in nodes)):
+                    or any(n.name in self.drop_index or n.param_owner for n in nodes)
+                    or len(region.inputs) != 1 or len(region.outputs) != 1):
                 continue
-            ext = {i for n in nodes for i in n.inputs if i not in inside}
-            outs = [n for n in nodes if n.name in g.outputs
-                    or any(c not in inside for c, _ in g.consumers(n.name))]
-            if len(ext) != 1 or len(outs) != 1:
-                continue
-            self._add_class(scope, nodes, prefix, ext.pop(), outs[0])
+            self._add_class(region.scope, nodes, prefix, region.inputs[0], g[region.outputs[0]])
 
     def _add_class(self, scope: Scope, nodes: list[Node], prefix: str, source: str,
                    output: Node) -> None:

@@ -82,6 +82,33 @@ def make_node(**fields: Any) -> Node:
     return Node(**fields)
 
 
+@dataclass(frozen=True)
+class Region:
+    """One rule instance seen as a subgraph, as an ONNX function or a torch submodule sees
+    it. Transparent scopes (block arguments) fold into the instance that holds them.
+
+    ``nodes`` are made directly by this instance (in order), ``children`` are its inner
+    instances that make nodes, ``members`` every node inside (by creation index). The
+    boundary: ``inputs`` are values read from outside and ``weights`` the parameter tensors
+    used (state_dict keys), both in first-use order; ``outputs`` are the members read
+    outside or returned by the model. ``prefix`` is the longest name prefix the members
+    share (keeping at least the last segment of each)."""
+
+    scope: Scope
+    nodes: tuple[Node, ...]
+    children: tuple[Region, ...]
+    members: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    weights: tuple[str, ...]
+    outputs: tuple[str, ...]
+    prefix: str
+
+    @property
+    def first(self) -> int:
+        """Creation index of the first member: where the instance sits among its siblings."""
+        return self.members[0].index if self.members else 0
+
+
 @dataclass
 class Graph:
     """A model's IR. Read-only by convention: passes return new graphs.
@@ -98,6 +125,8 @@ class Graph:
     input_type: str = ""
     nx: nx.MultiDiGraph = field(init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
+    _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
+    _children: dict[int, tuple[int, ...]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         g = nx.MultiDiGraph(model=self.model)
@@ -153,6 +182,44 @@ class Graph:
             chain.append(self.scopes[current])
             current = self.scopes[current].parent
         return chain[::-1]
+
+    def scope_children(self, scope_id: int) -> tuple[int, ...]:
+        """The scopes directly inside ``scope_id``, in creation order (computed once)."""
+        if self._children is None:
+            kids: dict[int, list[int]] = {sid: [] for sid in self.scopes}
+            for sid, scope in sorted(self.scopes.items()):
+                if scope.parent is not None:
+                    kids[scope.parent].append(sid)
+            self._children = {sid: tuple(k) for sid, k in kids.items()}
+        return self._children[scope_id]
+
+    def subtree(self, scope_id: int) -> list[int]:
+        """``scope_id`` and every scope inside it, depth first in creation order."""
+        out, stack = [], [scope_id]
+        while stack:
+            sid = stack.pop()
+            out.append(sid)
+            stack.extend(reversed(self.scope_children(sid)))
+        return out
+
+    def weights_of(self, node: Node) -> list[str]:
+        """The state_dict keys of the tensors ``node`` computes with (its owner's, if shared)."""
+        owner = self.nodes_by_name[node.param_owner] if node.param_owner else node
+        return [f"{owner.name}.{p.name}" for p in owner.params]
+
+    def region(self, scope_id: int = 0) -> Region:
+        """The region of a non-transparent scope (0: the whole model), computed once for every
+        scope of the graph. Backends and passes read scope boundaries here, never rebuild
+        them."""
+        if self._regions is None:
+            self._regions = _regions(self)
+        return self._regions[scope_id]
+
+    def regions(self) -> list[Region]:
+        """Every region that holds nodes, outermost first."""
+        self.region(0)
+        assert self._regions is not None
+        return [self._regions[sid] for sid in sorted(self._regions)]
 
     @property
     def total_params(self) -> int:
@@ -219,3 +286,55 @@ class Graph:
 def numel(shape: Shape) -> int:
     """Elements per sample (symbolic dims count as 1)."""
     return math.prod(d for d in shape[1:] if isinstance(d, int))
+
+
+def _regions(graph: Graph) -> dict[int, Region]:
+    """Regions of every non-transparent scope that holds nodes (the root always)."""
+    home: dict[int, int] = {}  # scope -> nearest non-transparent ancestor-or-self
+    for sid, scope in sorted(graph.scopes.items()):
+        parent = scope.parent
+        home[sid] = home[parent] if scope.transparent and parent is not None else sid
+    direct: dict[int, list[Node]] = {}
+    for node in graph.order():
+        if node.op != "input":
+            direct.setdefault(home[node.scope], []).append(node)
+    kids: dict[int, list[int]] = {}
+    for sid, scope in sorted(graph.scopes.items()):
+        if sid != 0 and home[sid] == sid and scope.parent is not None:
+            kids.setdefault(home[scope.parent], []).append(sid)
+    out: dict[int, Region] = {}
+
+    def build(sid: int) -> Region:
+        children = tuple(r for r in (build(c) for c in kids.get(sid, [])) if r.members)
+        mine = tuple(direct.get(sid, []))
+        members = tuple(sorted(mine + tuple(n for c in children for n in c.members),
+                               key=lambda n: n.index))
+        inside = {n.name for n in members}
+        inputs: dict[str, None] = {}
+        weights: dict[str, None] = {}
+        for n in members:
+            inputs.update((i, None) for i in n.inputs if i not in inside)
+            weights.update((w, None) for w in graph.weights_of(n))
+        outputs = tuple(n.name for n in members if n.name in graph.outputs or any(
+            c not in inside for c, _ in graph.consumers(n.name)))
+        region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),
+                        tuple(weights), outputs, _common_prefix([n.name for n in members]))
+        out[sid] = region
+        return region
+
+    build(0)
+    return out
+
+
+def _common_prefix(names: list[str]) -> str:
+    if not names:
+        return ""
+    parts = [n.split(".") for n in names]
+    common: list[str] = []
+    for segs in zip(*parts, strict=False):
+        if len(set(segs)) != 1:
+            break
+        common.append(segs[0])
+    if len(common) == min(len(p) for p in parts):
+        common = common[:-1]  # keep at least the last segment of every name
+    return ".".join(common)

@@ -22,15 +22,11 @@ _Segment = tuple[str, object, bool]
 
 def assign_names(graph: Graph) -> Graph:
     """Return the graph with final names (inputs, outputs and edges renamed to match)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for scope in graph.scopes.values():
-        if scope.parent is not None:
-            children[scope.parent].append(scope.id)
     structural: dict[int, set[int]] = {}
     order = graph.order()
     join_rank: dict[str, int] = {}
     for f in sorted({n.fractal for n in order if n.fractal is not None}):
-        structural[f] = structural_scopes(graph, f, children)
+        structural[f] = structural_scopes(graph, f)
         fjoins = [n for n in order if n.fractal == f and n.input_columns]
         for rank, j in enumerate(sorted(fjoins, key=lambda j: (j.position or 0, j.index)), 1):
             join_rank[j.name] = rank

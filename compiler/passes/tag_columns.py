@@ -22,34 +22,21 @@ from ..ops import OPS
 
 def tag_columns(graph: Graph) -> Graph:
     """Return the graph with fractal, column, position and input_columns filled in."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for scope in graph.scopes.values():
-        if scope.parent is not None:
-            children[scope.parent].append(scope.id)
     nodes_in: dict[int, list[Node]] = defaultdict(list)
     for node in graph.order():
         nodes_in[node.scope].append(node)
 
     updates: dict[str, Node] = {}
-    for block in _fractal_blocks(graph, children, nodes_in):
-        updates.update(_tag_block(graph, block, children, nodes_in))
+    for block in _fractal_blocks(graph, nodes_in):
+        updates.update(_tag_block(graph, block))
     if not updates:
         return graph
     return graph.with_nodes(updates.get(n.name, n) for n in graph.nodes_by_name.values())
 
 
-def _subtree(sid: int, children: dict[int, list[int]]) -> list[int]:
-    out, stack = [], [sid]
-    while stack:
-        s = stack.pop()
-        out.append(s)
-        stack.extend(reversed(children[s]))
-    return out
-
-
-def structural_scopes(graph: Graph, block: int, children: dict[int, list[int]]) -> set[int]:
+def structural_scopes(graph: Graph, block: int) -> set[int]:
     """Scopes of rules that recurse inside ``block``: the fractal's own levels."""
-    sub = _subtree(block, children)
+    sub = graph.subtree(block)
     recursive: set[str] = set()
     for sid in sub:
         s = graph.scopes[sid]
@@ -62,32 +49,30 @@ def structural_scopes(graph: Graph, block: int, children: dict[int, list[int]]) 
     return {sid for sid in sub if graph.scopes[sid].rule in recursive}
 
 
-def _fractal_blocks(graph: Graph, children: dict[int, list[int]],
-                    nodes_in: dict[int, list[Node]]) -> list[int]:
+def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
     blocks: list[int] = []
 
     def visit(sid: int) -> None:
         scope = graph.scopes[sid]
-        if sid != 0 and _recurses(graph, scope, children):
-            structural = structural_scopes(graph, sid, children)
+        if sid != 0 and _recurses(graph, scope):
+            structural = structural_scopes(graph, sid)
             if any(OPS[n.op].is_join for s in structural for n in nodes_in[s]):
                 blocks.append(sid)
                 return
-        for child in children[sid]:
+        for child in graph.scope_children(sid):
             visit(child)
 
     visit(0)
     return blocks
 
 
-def _recurses(graph: Graph, scope: Scope, children: dict[int, list[int]]) -> bool:
-    return any(graph.scopes[s].rule == scope.rule for s in _subtree(scope.id, children)[1:])
+def _recurses(graph: Graph, scope: Scope) -> bool:
+    return any(graph.scopes[s].rule == scope.rule for s in graph.subtree(scope.id)[1:])
 
 
-def _tag_block(graph: Graph, block: int, children: dict[int, list[int]],
-               nodes_in: dict[int, list[Node]]) -> dict[str, Node]:
-    sub = set(_subtree(block, children))
-    structural = structural_scopes(graph, block, children)
+def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
+    sub = set(graph.subtree(block))
+    structural = structural_scopes(graph, block)
     members = [n for n in graph.order() if n.scope in sub]
     inside = {n.name for n in members}
     joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
