@@ -123,6 +123,15 @@ MAX_LINE = 100
 """Characters of a source line shown under a diagnostic (a window around its span)."""
 
 
+MAX_MESSAGE = 400
+"""Characters of one message, note or hint; longer texts are cut."""
+
+
+def bounded(text: str) -> str:
+    """``text`` cut to MAX_MESSAGE characters."""
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
 def excerpt(text: str) -> str:
     """``text`` for a message: cut to a bounded length, non-printable characters escaped."""
     if len(text) > MAX_EXCERPT:
@@ -150,6 +159,15 @@ class Diagnostic:
     span: Span
     notes: tuple[Note, ...] = ()
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        # texts are bounded: a message never echoes a megabyte-long name in full
+        object.__setattr__(self, "message", bounded(self.message))
+        object.__setattr__(self, "notes", tuple(
+            n if len(n.message) <= MAX_MESSAGE else Note(bounded(n.message), n.span)
+            for n in self.notes))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", bounded(self.hint))
 
     def render(self, sources: Mapping[str, str]) -> str:
         """Render as text: the header line, the source excerpt with carets, notes, hint."""

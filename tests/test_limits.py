@@ -245,3 +245,15 @@ def test_no_module_builds_a_python_recursion_limit_of_its_own() -> None:
     text = (ROOT / "compiler" / "elaborate.py").read_text(encoding="utf-8")
     assert "setrecursionlimit" not in text  # one guard, compiler/guard.py, for every phase
     assert os.path.exists(ROOT / "compiler" / "guard.py")
+
+
+@pytest.mark.parametrize("text", [
+    "model m : tensor[3, 8, 8] = " + "a" * 1_000_000 + " >> gap >> linear(2)",
+    "def " + "b" * 1_000_000 + "(x) = relu\nmodel m : tensor[3, 8, 8] = " + "b" * 1_000_000,
+    'model m : tensor[3, 8, 8] = fail("' + "x" * 1_000_000 + '")',
+], ids=["unknown name", "missing argument", "fail message"])
+def test_diagnostics_of_megabyte_tokens_stay_short(text: str) -> None:
+    with pytest.raises(ssnc.SsnError) as info:
+        ssnc.loads(text).model()
+    assert len(info.value.render()) < 2000
+    assert len(str(info.value)) < 500
