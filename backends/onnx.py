@@ -187,7 +187,6 @@ LOWERINGS: dict[str, Lowering] = {
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),
     "softmax": _simple("Softmax", axis=-1),
-    "identity": _simple("Identity"),
     "dropout": _simple("Identity"),  # inference: dropout is off
     "maxpool": _pool("MaxPool"),
     "avgpool": _pool("AveragePool", count_include_pad=0),

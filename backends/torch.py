@@ -132,7 +132,6 @@ LOWERINGS: dict[str, Lowering] = {
     "sigmoid": _function("torch.sigmoid({0})"),
     "tanh": _function("torch.tanh({0})"),
     "softmax": _function("torch.softmax({0}, -1)"),
-    "identity": _function("{0}"),
     "dropout": lower_dropout,
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d", ", count_include_pad=False"),

@@ -122,7 +122,7 @@ class _Builder:
                 cursor[0] += 1
         self.nodes.append(make_node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs),
                                     scope=self.current, span=span, index=index,
-                                    segment=op.name, param_owner=owner, **extra))
+                                    param_owner=owner, **extra))
         return name
 
 
@@ -452,12 +452,9 @@ class Elaborator:
             args, spans = args[0], spans * len(args[0])
         if not args:
             raise error(E_ARGUMENT, f"`{op.name}` needs at least one input", span)
-        if all(_is_num(a) for a in args) and not kwargs and op.name in ("mean", "sum", "max"):
+        if all(_is_num(a) for a in args) and not kwargs and op.fold is not None:
             nums = [self._number(a, s) for a, s in zip(args, spans, strict=True)]
-            if op.name == "max":
-                return max(nums)
-            total = check_int(sum(nums), span)
-            return total / len(nums) if op.name == "mean" else total
+            return check_int(op.fold(nums), span)
         block = self._configure_op(op, (), kwargs, (), span)
         assert isinstance(block, PrimBlock)
         attrs = dict(block.attrs)
@@ -526,7 +523,7 @@ class Elaborator:
             if len(wires) != arity:
                 raise error(E_TYPE, f"`{block.op.name}` takes {arity} stream"
                             f"{'s' if arity != 1 else ''}, got {len(wires)}", block.span)
-            if block.op.name == "identity":
+            if block.op.passthrough:
                 return wires
             self.effects.count += 1
             name = self.builder.add(block.op, dict(block.attrs), [w.node for w in wires],
@@ -592,7 +589,7 @@ class Elaborator:
             if got is not None:
                 return got
             if isinstance(b, PrimBlock):
-                n = 0 if b.op.name == "identity" and not steps else 1
+                n = 0 if b.op.passthrough and not steps else 1
             elif isinstance(b, SeqBlock):
                 n = sum(size(p) for p in b.parts)
             elif isinstance(b, ParBlock):
@@ -785,22 +782,12 @@ def _type_name(t: type) -> str:
 
 def _check_ranges(op: OpDecl, attrs: Mapping[str, Value], where: Mapping[str, Span],
                   span: Span) -> None:
-    for name, value in attrs.items():
-        bad = None
-        if name in ("p", "drop_path") and not 0.0 <= float(value) < 1.0:
-            bad = "a probability in [0, 1)"
-        elif name in ("k", "stride", "groups", "dilation", "out", "dim", "vocab", "layers") \
-                and value is not None and int(value) <= 0:
-            bad = "positive"
-        elif name == "pad" and value is not None and int(value) < 0:
-            bad = "zero or more"
-        elif name == "eps" and not 0.0 < float(value) < math.inf:
-            bad = "positive and finite"
-        elif name == "momentum" and not 0.0 <= float(value) <= 1.0:
-            bad = "in [0, 1]"
-        if bad:
-            raise error(E_TYPE, f"`{op.name}`'s `{name}` must be {bad}, got {show(value)}",
-                        where.get(name, span))
+    """Each attribute against the range its declaration gives (compiler/ops.py)."""
+    for attr in op.attrs:
+        value = attrs.get(attr.name)
+        if attr.range is not None and value is not None and value not in attr.range:
+            raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` must be {attr.range.words}, "
+                        f"got {show(value)}", where.get(attr.name, span))
 
 
 # ---------------------------------------------------------------- built-ins

@@ -3,7 +3,6 @@ networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -52,7 +51,6 @@ class Node:
     scope: int
     span: Span
     index: int
-    segment: str
     shape: Shape | None = None
     dtype: str = "f32"
     params: tuple[ParamSpec, ...] = ()
@@ -282,10 +280,6 @@ class Graph:
         """Multiply-accumulates per sample of the whole model."""
         return sum(self.macs(n) for n in self.nodes_by_name.values())
 
-
-def numel(shape: Shape) -> int:
-    """Elements per sample (symbolic dims count as 1)."""
-    return math.prod(d for d in shape[1:] if isinstance(d, int))
 
 
 def _regions(graph: Graph) -> dict[int, Region]:

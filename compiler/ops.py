@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -30,13 +30,41 @@ class ShapeMismatch(Exception):  # noqa: N818 (a signal to the shape pass, not a
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric attribute accepts, and how a diagnostic says so."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    words: str = ""
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float):
+            return False
+        v = float(value)
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+
+POSITIVE = Range(1, words="positive")
+NON_NEGATIVE = Range(0, words="zero or more")
+PROBABILITY = Range(0, 1, high_open=True, words="a probability in [0, 1)")
+POSITIVE_FINITE = Range(0, math.inf, low_open=True, high_open=True, words="positive and finite")
+UNIT_INTERVAL = Range(0, 1, words="in [0, 1]")
+
+
+@dataclass(frozen=True)
 class Attr:
-    """An op attribute: name, accepted Python types, default (or REQUIRED), meaning."""
+    """An op attribute: name, accepted Python types, default (or REQUIRED), meaning, and the
+    range of values it accepts (`none`, where allowed, always passes)."""
 
     name: str
     types: tuple[type, ...]
     default: object
     doc: str
+    range: Range | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +100,9 @@ def _no_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
 
 @dataclass(frozen=True)
 class OpDecl:
-    """An op's declaration. ``arity`` None means one or more inputs (joins)."""
+    """An op's declaration. ``arity`` None means one or more inputs (joins). ``reads`` is
+    the dtype of the inputs it takes; ``fold`` computes the op on numbers (`mean(1, 2)`);
+    a ``passthrough`` op makes no node (its block is its input)."""
 
     name: str
     doc: str
@@ -84,7 +114,9 @@ class OpDecl:
     has_params: bool = False
     is_join: bool = False
     lowered: bool = True
-    stateful_in_training: bool = False
+    reads: str = "f32"
+    fold: Callable[[Sequence[float]], float] | None = None
+    passthrough: bool = False
 
     def attr(self, name: str) -> Attr:
         """The attribute declaration called ``name``."""
@@ -331,21 +363,22 @@ _OPT_INT = (int, type(None))
 
 _DROP_PATH = Attr("drop_path", _FLOAT, 0.0,
                   "local drop-path rate: each input is dropped with this probability "
-                  "while training (at least one kept)")
+                  "while training (at least one kept)", PROBABILITY)
 _MERGE = Attr("merge", _BOOL, True,
               "merge with a join of the same kind that feeds it (FractalNet's joins)")
 
 
-def _join(name: str, doc: str, extra: tuple[Attr, ...] = ()) -> OpDecl:
+def _join(name: str, doc: str, extra: tuple[Attr, ...] = (),
+          fold: Callable[[Sequence[float]], float] | None = None) -> OpDecl:
     return OpDecl(name, doc, (_DROP_PATH, _MERGE, *extra), _join_shape(name), arity=None,
-                  is_join=True, stateful_in_training=True)
+                  is_join=True, fold=fold)
 
 
 _ELEMENTWISE = "Element-wise; shape unchanged."
 _POOL_ATTRS = (
-    Attr("k", _INT, 2, "window"),
-    Attr("stride", _OPT_INT, None, "stride"),
-    Attr("pad", _INT, 0, "implicit padding"),
+    Attr("k", _INT, 2, "window", POSITIVE),
+    Attr("stride", _OPT_INT, None, "stride", POSITIVE),
+    Attr("pad", _INT, 0, "implicit padding", NON_NEGATIVE),
     Attr("ceil", _BOOL, False, "ceil mode"),
 )
 
@@ -358,13 +391,13 @@ OPS: dict[str, OpDecl] = {
             "2-D convolution; `out` none keeps the channel count, `pad` none pads to keep "
             "the spatial size for odd `k` ('same').",
             (
-                Attr("out", _OPT_INT, None, "output channels"),
-                Attr("k", _INT, 3, "kernel size"),
-                Attr("stride", _INT, 1, "stride"),
-                Attr("pad", _OPT_INT, None, "zero padding on each side"),
+                Attr("out", _OPT_INT, None, "output channels", POSITIVE),
+                Attr("k", _INT, 3, "kernel size", POSITIVE),
+                Attr("stride", _INT, 1, "stride", POSITIVE),
+                Attr("pad", _OPT_INT, None, "zero padding on each side", NON_NEGATIVE),
                 Attr("bias", _BOOL, True, "add a learned bias"),
-                Attr("groups", _INT, 1, "channel groups"),
-                Attr("dilation", _INT, 1, "kernel dilation"),
+                Attr("groups", _INT, 1, "channel groups", POSITIVE),
+                Attr("dilation", _INT, 1, "kernel dilation", POSITIVE),
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, has_params=True,
         ),
@@ -373,19 +406,19 @@ OPS: dict[str, OpDecl] = {
             "Batch normalisation over the channel axis (1).",
             (
                 Attr("affine", _BOOL, True, "learned scale and shift"),
-                Attr("eps", _FLOAT, 1e-5, "added to the variance"),
-                Attr("momentum", _FLOAT, 0.1, "running-statistics update rate"),
+                Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
+                Attr("momentum", _FLOAT, 0.1, "running-statistics update rate", UNIT_INTERVAL),
             ),
-            _bn_shape, params=_bn_params, has_params=True, stateful_in_training=True,
+            _bn_shape, params=_bn_params, has_params=True,
         ),
         OpDecl("relu", _ELEMENTWISE, (), _same),
         OpDecl("sigmoid", _ELEMENTWISE, (), _same),
         OpDecl("tanh", _ELEMENTWISE, (), _same),
-        OpDecl("identity", "Passes its input through; creates no node.", (), _same),
+        OpDecl("identity", "Passes its input through; creates no node.", (), _same,
+               passthrough=True),
         OpDecl("softmax", "Softmax over the last axis.", (), _same),
         OpDecl("dropout", "Dropout while training; identity in eval.",
-               (Attr("p", _FLOAT, 0.5, "drop probability"),), _same,
-               stateful_in_training=True),
+               (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
         OpDecl(
             "maxpool",
             "2-D max pooling; `stride` none means `k`; `ceil` lets windows overhang the edge.",
@@ -403,20 +436,21 @@ OPS: dict[str, OpDecl] = {
         OpDecl(
             "linear",
             "Fully connected layer over the last axis.",
-            (Attr("out", _INT, REQUIRED, "output features"),
+            (Attr("out", _INT, REQUIRED, "output features", POSITIVE),
              Attr("bias", _BOOL, True, "add a learned bias")),
             _linear_shape, params=_linear_params, macs=_linear_macs, has_params=True,
         ),
         OpDecl(
             "embedding",
             "Token ids [N, T] -> vectors [N, T, dim].",
-            (Attr("vocab", _INT, REQUIRED, "vocabulary size"),
-             Attr("dim", _INT, REQUIRED, "vector size")),
-            _embedding_shape, params=_embedding_params, has_params=True,
+            (Attr("vocab", _INT, REQUIRED, "vocabulary size", POSITIVE),
+             Attr("dim", _INT, REQUIRED, "vector size", POSITIVE)),
+            _embedding_shape, params=_embedding_params, has_params=True, reads="i64",
         ),
-        _join("mean", "Element-wise mean of its inputs (FractalNet's join)."),
-        _join("sum", "Element-wise sum of its inputs (`a + b` on wires)."),
-        _join("max", "Element-wise maximum of its inputs."),
+        _join("mean", "Element-wise mean of its inputs (FractalNet's join).",
+              fold=lambda xs: sum(xs) / len(xs)),
+        _join("sum", "Element-wise sum of its inputs (`a + b` on wires).", fold=sum),
+        _join("max", "Element-wise maximum of its inputs.", fold=max),
         OpDecl("concat", "Concatenation along `axis` (channels by default).",
                (_MERGE, Attr("axis", _INT, 1, "axis to join along")), _concat_shape,
                arity=None, is_join=True),
@@ -425,15 +459,13 @@ OPS: dict[str, OpDecl] = {
         OpDecl(
             "hmrnn",
             "Hierarchical multiscale RNN (Chung et al. 2016): declared, not yet lowered.",
-            (Attr("layers", _INT, 3, "stacked layers"),
-             Attr("dim", _INT, 512, "units per layer"),
+            (Attr("layers", _INT, 3, "stacked layers", POSITIVE),
+             Attr("dim", _INT, 512, "units per layer", POSITIVE),
              Attr("slope", _FLOAT, 1.0, "hard-sigmoid slope of the boundary detector")),
             _hmrnn_shape, has_params=True, lowered=False,
         ),
     )
 }
-
-JOINS = tuple(name for name, op in OPS.items() if op.is_join)
 
 
 @dataclass(frozen=True)
@@ -442,7 +474,6 @@ class InputType:
 
     shape: Shape
     dtype: str
-    attrs: Mapping[str, AttrValue] = field(default_factory=dict)
 
 
 INPUT_TYPES: dict[str, tuple[str, str]] = {
@@ -459,7 +490,7 @@ def input_type(name: str, args: Sequence[int]) -> InputType:
     if name == "tokens":
         if len(args) != 1:
             raise ValueError("tokens takes one argument: the vocabulary size")
-        return InputType(("N", "T"), "i64", {"vocab": args[0]})
+        return InputType(("N", "T"), "i64")
     if len(args) != 1:
         raise ValueError("sequence takes one argument: the vector size")
     return InputType(("N", "T", args[0]), "f32")

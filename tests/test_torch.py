@@ -27,8 +27,9 @@ def model(text: str, **params: object) -> ssnc.Model:
 
 
 def test_every_lowered_op_has_a_torch_lowering() -> None:
-    wanted = {name for name, op in OPS.items() if op.lowered and name != "input"}
-    assert wanted <= set(LOWERINGS), sorted(wanted - set(LOWERINGS))
+    wanted = {name for name, op in OPS.items()
+              if op.lowered and not op.passthrough and name != "input"}
+    assert wanted == set(LOWERINGS), sorted(wanted ^ set(LOWERINGS))  # no dead rows either
 
 
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.ssn")), ids=lambda p: p.stem)

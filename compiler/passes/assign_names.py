@@ -81,7 +81,7 @@ def _base_ranks(graph: Graph, order: list[Node],
         if node.fractal is None or node.column is None:
             continue
         key = base_key(graph, node, node.fractal, structural[node.fractal])
-        label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.segment
+        label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.op
         keys = seen.setdefault((node.fractal, node.column, label), [])
         if key not in keys:
             keys.append(key)
@@ -99,8 +99,7 @@ def _raw_path(graph: Graph, node: Node, structural: dict[int, set[int]],
             path.append((scope.rule, ("scope", scope.id), True))
         if scope.id == f:
             return [*path, *_fractal_tail(graph, node, structural[f], join_rank, base_rank)]
-    segment = "input" if node.op == "input" else node.segment
-    return [*path, (segment, ("node", node.name), True)]
+    return [*path, (node.op, ("node", node.name), True)]
 
 
 def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dict[str, int],
@@ -108,7 +107,7 @@ def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dic
     if node.name in join_rank:
         return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
     if node.column is None or node.position is None:
-        return [(node.segment, ("node", node.name), True)]
+        return [(node.op, ("node", node.name), True)]
     path: list[_Segment] = [(f"col{node.column}", ("col", node.column), False)]
     key = base_key(graph, node, node.fractal or 0, structural)
     label, rank = base_rank[node.name]
@@ -118,7 +117,7 @@ def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dic
     path.append((f"{label}{rank}", ("base", node.column, label, rank), False))
     rest = [s for s in graph.scope_path(node.scope) if s.id in _after(graph, node, base.id)]
     path += [(s.rule, ("scope", s.id), True) for s in rest if not s.transparent]
-    return [*path, (node.segment, ("node", node.name), True)]
+    return [*path, (node.op, ("node", node.name), True)]
 
 
 def _after(graph: Graph, node: Node, base: int) -> set[int]:

@@ -22,18 +22,14 @@ def infer_shapes(graph: Graph) -> Graph:
         inputs = [done[i] for i in node.inputs]
         shapes = [i.shape for i in inputs]
         assert all(s is not None for s in shapes)
-        dtypes = {i.dtype for i in inputs}
-        if node.op == "embedding":
-            if dtypes != {"i64"}:
-                raise error(E_SHAPE, "`embedding` reads token ids (a `tokens[...]` input)",
+        if {i.dtype for i in inputs} != {op.reads}:  # the dtype rule is the op's declaration
+            if op.reads == "i64":
+                raise error(E_SHAPE, f"`{node.op}` reads token ids (a `tokens[...]` input)",
                             node.span, notes=_producers(inputs, range(len(inputs))))
-            dtype = "f32"
-        elif "i64" in dtypes:
             raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
                         node.span, notes=_producers(inputs, range(len(inputs))),
                         hint="turn token ids into vectors with `embedding(vocab, dim)` first")
-        else:
-            dtype = "f32"
+        dtype = "f32"
         try:
             shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
             params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
