@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..compiler.diagnostics import SsnError, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
 from ..compiler.values import json_value
@@ -226,9 +227,14 @@ class _Builder:
                 self._call(e, item, rename)
             else:
                 e.source = str(item.span)
-                LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
-                                   [rename(w) for w in self.graph.weights_of(item)],
-                                   rename(item.name), [self.graph[i] for i in item.inputs])
+                try:
+                    LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
+                                       [rename(w) for w in self.graph.weights_of(item)],
+                                       rename(item.name), [self.graph[i] for i in item.inputs])
+                except SsnError:
+                    raise
+                except Exception as exc:  # a bug, reported at the node it happened on
+                    raise lowering_error("ONNX", item.name, item.op, item.span, exc) from exc
         e.source = ""
 
     def _call(self, e: Emitter, inst: Region, rename: Callable[[str], str]) -> None:

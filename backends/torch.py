@@ -16,12 +16,13 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..compiler.diagnostics import E_RESERVED, Note, error
+from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope
 from ..compiler.ops import fmt_shape
@@ -146,6 +147,16 @@ LOWERINGS: dict[str, Lowering] = {
     "mul": _function("{0} * {1}"),
 }
 
+def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """``node`` through its lowering; a failure (a bug) is a diagnostic at the node."""
+    try:
+        return LOWERINGS[node.op](node, ins, args, m)
+    except SsnError:
+        raise
+    except Exception as exc:
+        raise lowering_error("PyTorch", node.name, node.op, node.span, exc) from exc
+
+
 _DROP_JOIN_FN = {"mean": "_join_mean", "sum": "_join_sum", "max": "_join_max"}
 
 
@@ -190,6 +201,7 @@ class _Stmt:
     expr: str
     reads: tuple[str, ...]
     guard: str | None = None
+    where: str = ""  # the spec position, shown as a trailing comment
 
 
 @dataclass
@@ -206,6 +218,7 @@ class _ClassUse:
     prefix: str
     definition: _ClassDef
     source: str
+    where: str
 
 
 class _Codegen:
@@ -234,8 +247,8 @@ class _Codegen:
         for node in self.order:
             ins = [graph[i] for i in node.inputs]
             owner = node.param_owner or node.name
-            self.lowered[node.name] = LOWERINGS[node.op](
-                node, ins, [self.var[i] for i in node.inputs], _module_ref(owner))
+            self.lowered[node.name] = lower(node, ins, [self.var[i] for i in node.inputs],
+                                            _module_ref(owner))
 
     # --- one class per distinct rule instance, where that reads naturally
 
@@ -271,11 +284,12 @@ class _Codegen:
         init, stmts = [], []
         for n in nodes:
             rel = n.name[len(prefix) + 1:]
-            low = LOWERINGS[n.op](n, [self.graph[i] for i in n.inputs],
-                                  [local[i] for i in n.inputs], _module_ref(rel))
+            low = lower(n, [self.graph[i] for i in n.inputs], [local[i] for i in n.inputs],
+                        _module_ref(rel))
             if low.module is not None:
                 init.append(f"        _put(self, {rel!r}, {low.module})")
-            stmts.append(_Stmt(local[n.name], low.expr, tuple(local[i] for i in n.inputs)))
+            stmts.append(_Stmt(local[n.name], low.expr, tuple(local[i] for i in n.inputs),
+                               where=position(n.span)))
         body = self._render(stmts, (local[output.name],))
         text = "\n".join([
             "    def __init__(self) -> None:",
@@ -291,7 +305,7 @@ class _Codegen:
         definition.first = min(definition.first, output.index)
         if scope.signature not in definition.signatures:
             definition.signatures.append(scope.signature)
-        self.uses[output.name] = _ClassUse(prefix, definition, source)
+        self.uses[output.name] = _ClassUse(prefix, definition, source, position(scope.span))
         self.members |= {n.name for n in nodes}
         self.var[output.name] = identifier(prefix, self.taken)
 
@@ -362,10 +376,12 @@ class _Codegen:
             args = [self.var[i] for i in node.inputs]
             expr = self.lowered[node.name].expr
             guard = None
+            where = position(node.span)
             use = self.uses.get(node.name)
             if use is not None:
                 args = [self.var[use.source]]
                 expr = f"{_module_ref(use.prefix)}({args[0]})"
+                where = use.where
             elif node.name in self.members:
                 continue
             if node.name in self.drop_index and mode != "eval":
@@ -381,7 +397,7 @@ class _Codegen:
             elif mode == "dropping" and node.name in self.segment:
                 j, port = self.segment[node.name]
                 guard = f"need{j} and keep[{j}][{port}]"
-            stmts.append(_Stmt(target, expr, tuple(args), guard))
+            stmts.append(_Stmt(target, expr, tuple(args), guard, where))
         return self._render(stmts, tuple(self.var[o] for o in self.graph.outputs))
 
     def _need_flags(self) -> list[_Stmt]:
@@ -428,10 +444,21 @@ class _Codegen:
                            and r != s.target})
             if dead:
                 line += "; " + " = ".join(dead) + " = None"
+            if s.where:
+                line += "  " + comment(s.where)
             lines.append(line)
         result = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"
         lines.append(f"        return {result}")
         return lines
+
+
+def position(span: Span) -> str:
+    """`fractalnet.ssn:7:18`: where a statement comes from, for tracebacks into the spec
+    (the file by name, so the source is the same from any working directory)."""
+    if span.line <= 0:
+        return ""
+    name = span.file if span.file.startswith("<") else Path(span.file).name
+    return f"{name}:{span.line}:{span.col}"
 
 
 def runtime_source() -> str:

@@ -308,6 +308,15 @@ _CLASSES: dict[Kind, type[SsnError]] = {
 }
 
 
+def lowering_error(backend: str, node_name: str, op: str, span: Span,
+                   exc: Exception) -> SsnError:
+    """A lowering that failed (a bug), as torch.fx reports it: "while lowering %node", at the
+    node's spec position."""
+    return error(E_INTERNAL, f"internal error in the {backend} backend while lowering "
+                 f"%{node_name} ({op}): {type(exc).__name__}: {exc}", span,
+                 notes=[Note("please report this with the spec and command that caused it")])
+
+
 def error(
     code: Code,
     message: str,

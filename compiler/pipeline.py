@@ -20,7 +20,7 @@ PASSES: tuple[Pass, ...] = (flatten_joins, tag_columns, assign_names, infer_shap
 def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,
                verify_each: bool = False) -> Graph:
     """Run ``passes`` in order and verify the result (after each pass if asked)."""
-    for p in passes:
+    for done, p in enumerate(passes):
         try:
             graph = p(graph)
             if verify_each:
@@ -28,8 +28,11 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,
         except SsnError:
             raise
         except Exception as exc:  # a bug: still a diagnostic, never a traceback
+            before = ", ".join(q.__name__ for q in passes[:done]) or "none"
             raise error(E_INTERNAL, f"internal error in pass `{p.__name__}`: "
                         f"{type(exc).__name__}: {exc}", Span.unknown(),
-                        notes=[Note("please report this with the spec that caused it")]) from exc
+                        notes=[Note(f"passes that ran before it: {before}"),
+                               Note("please report this with the spec that caused it")]
+                        ) from exc
     graph.verify()
     return graph
