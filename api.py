@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import networkx as nx
 
+from .compiler.checks import check_program
 from .compiler.diagnostics import (
     E_IMPORT_CYCLE,
     E_IMPORT_ESCAPE,
@@ -40,7 +41,6 @@ from .compiler.ir import Graph
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
 from .compiler.printer import format_graph
-from .compiler.resolve import check_program
 from .compiler.stats import ScopeRow, info_json, summarize
 from .compiler.values import Env, Rule, Value
 from .grammar import ast

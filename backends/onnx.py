@@ -208,7 +208,9 @@ def _value_info(name: str, node: Node) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, _DTYPES[node.dtype], dims)
 
 
-class _Builder:
+class ModelBuilder:
+    """Builds the ONNX nodes and model-local functions of a graph from its regions."""
+
     def __init__(self, graph: Graph, flat: bool, opset: int):
         self.graph = graph
         self.flat = flat
@@ -331,7 +333,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     default: the compiler's initial weights at ``seed``)."""
     step = progress or (lambda _: None)
     step("lowering")
-    builder = _Builder(graph, flat, opset)
+    builder = ModelBuilder(graph, flat, opset)
     top = graph.region(0)
     top_nodes, children = top.nodes, top.children
     main = Emitter()

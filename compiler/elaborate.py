@@ -85,7 +85,7 @@ class _Effects:
 
 
 @dataclass
-class _Builder:
+class NodeBuilder:
     """Accumulates node records and scopes while blocks are instantiated."""
 
     limits: Limits
@@ -132,7 +132,7 @@ class Elaborator:
     def __init__(self, globals_env: Env, limits: Limits | None = None):
         self.globals = globals_env
         self.limits = limits or Limits()
-        self.builder = _Builder(self.limits)
+        self.builder = NodeBuilder(self.limits)
         self.effects = _Effects()
         self.memo: dict[Any, Value] = {}
         self.depth = 0

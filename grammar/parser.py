@@ -77,7 +77,7 @@ def _expected(names: set[str]) -> str:
     return ", ".join(wanted)
 
 
-class _Builder(Transformer[Token, Any]):
+class ToAst(Transformer[Token, Any]):
     """Builds AST nodes; it never checks anything (errors here would come back wrapped)."""
 
     def __init__(self, file: str):
@@ -267,7 +267,7 @@ def _build(text: str, file: str, start: str) -> Any:
     tree = _parse_tree(text, file, start)
     _check_nesting(tree, file)
     try:
-        return _Builder(file).transform(tree)
+        return ToAst(file).transform(tree)
     except lark.exceptions.VisitError as exc:
         if isinstance(exc.orig_exc, SsnError):
             raise exc.orig_exc.with_sources({file: text}) from None
