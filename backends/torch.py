@@ -26,7 +26,6 @@ from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowe
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope
 from ..compiler.ops import fmt_shape
-from ..compiler.passes.extract_column import fractal_widths
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
 
@@ -235,8 +234,7 @@ class _Codegen:
                          n.input_columns},
                         key=lambda b: min(n.index for n in self.drop if n.fractal == b))
         self.block_index = {b: i for i, b in enumerate(blocks)}
-        widths = fractal_widths(graph)
-        self.widths = [widths[b] for b in blocks]
+        self.widths = [graph.fractals()[b].width for b in blocks]
         self.segment = self._segments()
         self.uses: dict[str, _ClassUse] = {}  # output node name -> class instance
         self.members: set[str] = set()

@@ -107,6 +107,17 @@ class Region:
         return self.members[0].index if self.members else 0
 
 
+@dataclass(frozen=True)
+class Fractal:
+    """One fractal block as tag_columns marked it: its scope, its number of columns and its
+    column joins in order of depth (then creation). Backends, column extraction and naming
+    look fractal facts up here."""
+
+    block: int
+    width: int
+    joins: tuple[str, ...]
+
+
 @dataclass
 class Graph:
     """A model's IR. Read-only by convention: passes return new graphs.
@@ -125,6 +136,7 @@ class Graph:
     _order: list[Node] | None = field(default=None, init=False, repr=False)
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
     _children: dict[int, tuple[int, ...]] | None = field(default=None, init=False, repr=False)
+    _fractals: dict[int, Fractal] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         g = nx.MultiDiGraph(model=self.model)
@@ -180,6 +192,20 @@ class Graph:
             chain.append(self.scopes[current])
             current = self.scopes[current].parent
         return chain[::-1]
+
+    def fractals(self) -> dict[int, Fractal]:
+        """The fractal blocks, by block scope id (read once off the column tags)."""
+        if self._fractals is None:
+            joins: dict[int, list[Node]] = {}
+            for node in self.order():
+                if node.input_columns and node.fractal is not None:
+                    joins.setdefault(node.fractal, []).append(node)
+            self._fractals = {
+                block: Fractal(block, max(c for j in js for c in j.input_columns if c is not None),
+                               tuple(j.name for j in sorted(js, key=lambda j: (j.position or 0,
+                                                                              j.index))))
+                for block, js in sorted(joins.items())}
+        return self._fractals
 
     def scope_children(self, scope_id: int) -> tuple[int, ...]:
         """The scopes directly inside ``scope_id``, in creation order (computed once)."""

@@ -27,9 +27,8 @@ def assign_names(graph: Graph) -> Graph:
     join_rank: dict[str, int] = {}
     for f in sorted({n.fractal for n in order if n.fractal is not None}):
         structural[f] = structural_scopes(graph, f)
-        fjoins = [n for n in order if n.fractal == f and n.input_columns]
-        for rank, j in enumerate(sorted(fjoins, key=lambda j: (j.position or 0, j.index)), 1):
-            join_rank[j.name] = rank
+    for fractal in graph.fractals().values():
+        join_rank.update((name, rank) for rank, name in enumerate(fractal.joins, 1))
 
     base_rank = _base_ranks(graph, order, structural)
     raw = {n.name: _raw_path(graph, n, structural, join_rank, base_rank) for n in order}

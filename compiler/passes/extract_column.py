@@ -12,19 +12,9 @@ from ..diagnostics import E_OPTION, Span, error
 from ..ir import Graph
 
 
-def fractal_widths(graph: Graph) -> dict[int, int]:
-    """Columns per fractal block, by block scope id."""
-    widths: dict[int, int] = {}
-    for node in graph.order():
-        if node.input_columns and node.fractal is not None:
-            widths[node.fractal] = max(widths.get(node.fractal, 0), max(
-                c for c in node.input_columns if c is not None))
-    return widths
-
-
 def extract_column(graph: Graph, k: int) -> Graph:
     """Return the graph with every fractal reduced to its column ``k``."""
-    widths = fractal_widths(graph)
+    widths = {block: f.width for block, f in graph.fractals().items()}
     where = Span(file="<--column>", line=1, col=1, end_line=1, end_col=len(str(k)) + 1)
     if not widths:
         raise error(E_OPTION, f"model `{graph.model}` has no fractal blocks, so no column {k}",
