@@ -392,7 +392,8 @@ class _Codegen:
                         f"{a} if keep[{j}][{i}] else None" for i, a in enumerate(args)) + ",))"
                     if self._is_column_join(node):
                         guard = f"need{j}"
-            elif mode == "dropping" and node.name in self.segment:
+            if mode == "dropping" and guard is None and node.name in self.segment:
+                # inside a column (an inner join too): computed only when the column is
                 j, port = self.segment[node.name]
                 guard = f"need{j} and keep[{j}][{port}]"
             stmts.append(_Stmt(target, expr, tuple(args), guard, where))

@@ -424,7 +424,7 @@ class Elaborator:
                         hint="check that every recursive call moves towards the base case")
         display = tuple((n, show(v)) for n, v in zip(names, values, strict=True))
         for name, value in frame.names.items():
-            if isinstance(value, Block) and not isinstance(value, ScopeBlock | GroupBlock):
+            if isinstance(value, Block) and not isinstance(value, GroupBlock):
                 frame.names[name] = GroupBlock(name, value, value.span)
         before = self.effects.count
         self.depth += 1

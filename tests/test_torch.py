@@ -339,3 +339,24 @@ def test_info_json_after_column(tmp_path) -> None:  # type: ignore[no-untyped-de
     m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10).column(3)
     data = m.info(1)
     assert json.loads(json.dumps(data))["total_params"] == m.total_params < 33_724_618
+
+
+@pytest.mark.parametrize("mode", ["batch", "sample", "off"])
+def test_a_fractal_of_fractals_trains_in_every_drop_path_mode(mode: str) -> None:
+    # the outer fractal owns the columns; the inner one is content of each column, its joins
+    # drop locally (never globally) and are computed only when their column is
+    for base in ("fractal(2, conv3x3(4), join = max)", "fractal(2, conv3x3(4)) >> relu"):
+        m = model(f"model m : tensor[3, 8, 8] = conv(4) >> fractal(3, {base}) >> gap "
+                  ">> linear(2)")
+        outer = [n for n in m.ir.order() if n.input_columns]
+        assert {max(n.input_columns) for n in outer} == {3}  # outer columns only
+        inner = [n for n in m.ir.order() if n.op in ("max", "mean") and not n.input_columns]
+        assert inner and all(n.column in (1, 2, 3) for n in inner)
+        net = m.to_torch(seed=1, drop_path=mode, drop_seed=3).train()
+        torch.manual_seed(0)
+        for _ in range(30):
+            out = net(torch.randn(2, 3, 8, 8))
+            out.sum().backward()
+            assert torch.isfinite(out).all()
+        deepest = m.to_torch(column=3)
+        assert sum(p.numel() for p in deepest.parameters()) < m.total_params

@@ -35,8 +35,15 @@ def tag_columns(graph: Graph) -> Graph:
 
 
 def structural_scopes(graph: Graph, block: int) -> set[int]:
-    """Scopes of rules that recurse inside ``block``: the fractal's own levels."""
-    sub = graph.subtree(block)
+    """Scopes of rules that recurse inside ``block``: the fractal's own levels. The instance
+    of a block argument (a transparent scope, such as the base) is content: a fractal used
+    as the base of a fractal keeps its joins inside the outer columns."""
+    sub, stack = [], [block]  # a block argument's instance is content, not structure
+    while stack:
+        sid = stack.pop()
+        sub.append(sid)
+        stack.extend(c for c in reversed(graph.scope_children(sid))
+                     if not graph.scopes[c].transparent)
     recursive: set[str] = set()
     for sid in sub:
         s = graph.scopes[sid]
@@ -143,4 +150,10 @@ def base_key(graph: Graph, node: Node, block: int,
     chain = [s.id for s in graph.scope_path(node.scope)]
     chain = chain[chain.index(block):]
     last = max(i for i, s in enumerate(chain) if s in structural or s == block)
-    return ("scope", chain[last + 1]) if last + 1 < len(chain) else ("node", node.name)
+    if last + 1 >= len(chain):
+        return ("node", node.name)
+    base = chain[last + 1]
+    if graph.scopes[base].transparent and last + 2 < len(chain) \
+            and graph.scope_children(base) == (chain[last + 2],):
+        base = chain[last + 2]  # a rule call passed as the base: named by its rule
+    return ("scope", base)
