@@ -40,9 +40,10 @@ class Node:
     """One op instance. ``name`` is its readable scope path; ``inputs`` are node names in
     port order; ``param_owner`` names the node whose parameters a ``shared`` instance uses.
 
-    Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based along the
-    column) locate the node; a fractal join has no column, its ``position`` is its depth
-    along the deepest column and ``input_columns`` gives the column of each input."""
+    Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based index of its
+    base instance along the column) locate the node; a fractal join has no column:
+    ``depth`` is the position along the deepest column it closes and ``input_columns``
+    gives the column of each input."""
 
     name: str
     op: str
@@ -58,6 +59,7 @@ class Node:
     fractal: int | None = None
     column: int | None = None
     position: int | None = None
+    depth: int | None = None
     input_columns: tuple[int | None, ...] = ()
 
     def evolve(self, **changes: Any) -> Node:
@@ -202,7 +204,7 @@ class Graph:
                     joins.setdefault(node.fractal, []).append(node)
             self._fractals = {
                 block: Fractal(block, max(c for j in js for c in j.input_columns if c is not None),
-                               tuple(j.name for j in sorted(js, key=lambda j: (j.position or 0,
+                               tuple(j.name for j in sorted(js, key=lambda j: (j.depth or 0,
                                                                               j.index))))
                 for block, js in sorted(joins.items())}
         return self._fractals

@@ -48,7 +48,9 @@ def format_node(node: Node) -> str:
     if node.column is not None:
         tags.append(f"col={node.column}")
     if node.position is not None:
-        tags.append(f"{'depth' if node.column is None else 'pos'}={node.position}")
+        tags.append(f"pos={node.position}")
+    if node.depth is not None:
+        tags.append(f"depth={node.depth}")
     if node.param_owner is not None:
         tags.append(f"shares=%{node.param_owner}")
     extra = f"  {{{', '.join(tags)}}}" if tags else ""

@@ -42,7 +42,7 @@ def test_fractal_c4_structure() -> None:
     convs = [n for n in m.ir if n.op == "conv"]
     assert len(convs) == 15
     joins = [n for n in m.ir if n.op == "mean"]
-    assert [(len(j.inputs), j.position) for j in joins] == [(2, 2), (3, 4), (2, 6), (4, 8)]
+    assert [(len(j.inputs), j.depth) for j in joins] == [(2, 2), (3, 4), (2, 6), (4, 8)]
     # each join takes the deepest k columns
     assert [j.input_columns for j in joins] == [(4, 3), (4, 3, 2), (4, 3), (4, 3, 2, 1)]
     per_column = {c: sum(1 for n in convs if n.column == c) for c in range(1, 5)}

@@ -2,8 +2,8 @@
 
 Needs: joins flattened. Guarantees: every node inside a fractal block has ``fractal`` (the
 block's scope id); its other nodes have ``column`` (1 = shallowest) and ``position`` (1-based
-index of its base instance along that column); each fractal join has ``input_columns`` and, as
-``position``, its depth along the deepest column.
+index of its base instance along that column); each fractal join has ``input_columns`` and its
+``depth`` along the deepest column.
 
 A fractal block is the outermost instance of a rule that recurses (a scope with a descendant
 scope of the same rule) and contains a join made by such recursive scopes. The columns are
@@ -130,16 +130,16 @@ def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
             cols = slot_columns[n.name]
             deepest = n.inputs[cols.index(width)]
             out[n.name] = n.evolve(fractal=block, input_columns=cols,
-                                   position=position.get(deepest))
+                                   depth=position.get(deepest))
         else:
             out[n.name] = n.evolve(fractal=block, column=column.get(n.name),
                                    position=position.get(n.name))
     # a join fed by the deepest column's join (nested, unmerged) takes that join's depth
     for n in members:
-        if n.name in join_names and out[n.name].position is None:
+        if n.name in join_names and out[n.name].depth is None:
             deepest = n.inputs[slot_columns[n.name].index(width)]
             if deepest in out:
-                out[n.name] = out[n.name].evolve(position=out[deepest].position)
+                out[n.name] = out[n.name].evolve(depth=out[deepest].depth)
     return out
 
 
