@@ -23,7 +23,7 @@ from tests.fuzz.hostile import HOSTILE, TAIL
 runner = CliRunner()
 GUARD = r"""
 import json, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # the 1 GiB hang guard
 import ssnc
 out = []
 for name, text in json.loads(sys.stdin.read()):
