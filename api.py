@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -57,6 +59,18 @@ class _Loaded:
 
 
 T = TypeVar("T")
+
+
+class DropMode(StrEnum):
+    """How drop-path acts while training, in the PyTorch backend (the spec's `drop_path` is
+    the rate; this is the mode)."""
+
+    BATCH = "batch"
+    """One local/global draw per mini-batch; the columns it drops are not computed."""
+    SAMPLE = "sample"
+    """Per-sample draws; every column is computed and masked."""
+    OFF = "off"
+    """No drop-path: training sees every column."""
 
 @cache
 def _prelude() -> tuple[Env, tuple[tuple[str, str], ...]]:
@@ -249,24 +263,32 @@ class Model:
                                                      version=__version__))
 
     def to_torch(self, seed: int = 0, *, column: int | None = None,
-                 weights: str | os.PathLike[str] | None = None, drop_path: str = "batch",
-                 global_ratio: float = 0.5, drop_seed: int | None = None) -> Any:
+                 weights: str | os.PathLike[str] | None = None,
+                 drop_mode: DropMode | str = DropMode.BATCH, global_ratio: float = 0.5,
+                 drop_seed: int | None = None, drop_path: str | None = None) -> Any:
         """An ``nn.Module`` with the compiler's initial weights at ``seed`` (or ``weights``).
 
-        ``column``: compile the single-column subnetwork. ``drop_path``: "batch" (one
-        local/global draw per mini-batch; dropped columns are skipped), "sample" (per-sample
-        masks) or "off"; ``global_ratio`` is the share of global draws; ``drop_seed``
-        (default: ``seed``) seeds the draws, identically on every rank."""
+        ``column``: compile the single-column subnetwork. ``drop_mode`` (a DropMode): how
+        drop-path acts while training; the spec's ``drop_path`` is its rate. ``global_ratio``
+        is the share of global draws; ``drop_seed`` (default: ``seed``) seeds the draws,
+        identically on every rank. ``drop_path=`` is the old name of ``drop_mode``."""
         from . import __version__
         from .backends.torch import to_torch
 
-        if drop_path not in ("batch", "sample", "off"):
-            raise error(E_OPTION, f"drop_path must be batch, sample or off, not {drop_path!r}",
-                        Span.unknown("<drop_path>"))
+        if drop_path is not None:
+            warnings.warn("to_torch(drop_path=...) is now to_torch(drop_mode=...): the spec's "
+                          "drop_path is a rate, this is a mode", DeprecationWarning, stacklevel=2)
+            drop_mode = drop_path
+        try:
+            mode = DropMode(drop_mode)
+        except ValueError:
+            raise error(E_OPTION, f"drop_mode must be one of "
+                        f"{', '.join(m.value for m in DropMode)}, not {drop_mode!r}",
+                        Span.unknown("<drop_mode>")) from None
         model, tensors = self._select(column, weights)
         return self._sourced(lambda: to_torch(
             model.ir, seed=seed, tensors=tensors, origin=self.program.file,
-            version=__version__, drop_path=drop_path, global_ratio=global_ratio,
+            version=__version__, drop_mode=mode.value, global_ratio=global_ratio,
             drop_seed=drop_seed))
 
     def __str__(self) -> str:

@@ -527,17 +527,17 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         *docstring([
             f"{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.",
             "",
-            "drop_path: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
+            "drop_mode: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
             "share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."],
             "    "),
         "",
         f"    DROP_JOINS: tuple[tuple[int, tuple[int, ...], float], ...] = {gen.joins_table()}",
         f"    FRACTAL_WIDTHS: tuple[int, ...] = {tuple(gen.widths)!r}",
         "",
-        "    def __init__(self, drop_path: str = \"batch\", global_ratio: float = 0.5,",
+        "    def __init__(self, drop_mode: str = \"batch\", global_ratio: float = 0.5,",
         "                 drop_seed: int = 0) -> None:",
         "        super().__init__()",
-        "        self.ssnc_drop_path = DropPath(self.DROP_JOINS, self.FRACTAL_WIDTHS, drop_path,",
+        "        self.ssnc_drop_path = DropPath(self.DROP_JOINS, self.FRACTAL_WIDTHS, drop_mode,",
         "                                       global_ratio, drop_seed)",
         *gen.init_lines(),
         "",
@@ -571,7 +571,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
 _counter = [0]
 
 
-def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_path: str = "batch",
+def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_mode: str = "batch",
                  global_ratio: float = 0.5, drop_seed: int = 0) -> nn.Module:
     """Execute the generated source and instantiate its class (weights as torch makes them)."""
     source = generate_source(graph, origin=origin, version=version)
@@ -582,7 +582,7 @@ def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_path
     module.__dict__["__file__"] = filename
     exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code
     cls = module.__dict__["MODEL"]
-    instance: nn.Module = cls(drop_path=drop_path, global_ratio=global_ratio,
+    instance: nn.Module = cls(drop_mode=drop_mode, global_ratio=global_ratio,
                               drop_seed=drop_seed)
     return instance
 
@@ -599,11 +599,11 @@ def load_tensors(module: nn.Module, tensors: dict[str, np.ndarray]) -> None:
 
 
 def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | None = None,
-             origin: str = "", version: str = "", drop_path: str = "batch",
+             origin: str = "", version: str = "", drop_mode: str = "batch",
              global_ratio: float = 0.5, drop_seed: int | None = None) -> nn.Module:
     """The model as an nn.Module holding the compiler's initial weights at ``seed`` (or
     ``tensors``, checked by the caller)."""
-    module = build_module(graph, origin=origin, version=version, drop_path=drop_path,
+    module = build_module(graph, origin=origin, version=version, drop_mode=drop_mode,
                           global_ratio=global_ratio,
                           drop_seed=seed if drop_seed is None else drop_seed)
     values = tensors if tensors is not None else initial_state(graph, seed)

@@ -51,7 +51,7 @@ class DropPath:
                  widths: tuple[int, ...], mode: str = "batch", global_ratio: float = 0.5,
                  seed: int = 0):
         if mode not in ("batch", "sample", "off"):
-            raise ValueError(f"drop-path mode must be batch, sample or off, not {mode!r}")
+            raise ValueError(f"drop_mode must be batch, sample or off, not {mode!r}")
         self.joins = joins
         self.widths = widths
         self.mode = mode

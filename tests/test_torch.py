@@ -154,7 +154,7 @@ def test_global_drop_path_picks_each_column_evenly_and_once_per_network() -> Non
 
 
 def test_per_sample_masks() -> None:
-    dp = model(FRACTAL4).to_torch(drop_path="sample", drop_seed=3).ssnc_drop_path
+    dp = model(FRACTAL4).to_torch(drop_mode="sample", drop_seed=3).ssnc_drop_path
     plan = dp.draw(64)
     assert plan.per_sample and len(plan.masks) == 4
     for mask in plan.masks:
@@ -203,7 +203,7 @@ def test_local_drop_path_means_over_survivors_and_skips_dropped_segments() -> No
 
 def test_eval_and_no_drop_path_mode_use_every_column() -> None:
     m = model(FRACTAL4)
-    net = m.to_torch(seed=0, drop_path="off")
+    net = m.to_torch(seed=0, drop_mode=ssnc.DropMode.OFF)
     net.train()
     x = torch.randn(2, 2, 4, 4)
     torch.testing.assert_close(net(x), net.eval()(x))
@@ -352,7 +352,7 @@ def test_a_fractal_of_fractals_trains_in_every_drop_path_mode(mode: str) -> None
         assert {max(n.input_columns) for n in outer} == {3}  # outer columns only
         inner = [n for n in m.ir.order() if n.op in ("max", "mean") and not n.input_columns]
         assert inner and all(n.column in (1, 2, 3) for n in inner)
-        net = m.to_torch(seed=1, drop_path=mode, drop_seed=3).train()
+        net = m.to_torch(seed=1, drop_mode=mode, drop_seed=3).train()
         torch.manual_seed(0)
         for _ in range(30):
             out = net(torch.randn(2, 3, 8, 8))
@@ -360,3 +360,14 @@ def test_a_fractal_of_fractals_trains_in_every_drop_path_mode(mode: str) -> None
             assert torch.isfinite(out).all()
         deepest = m.to_torch(column=3)
         assert sum(p.numel() for p in deepest.parameters()) < m.total_params
+
+
+def test_drop_mode_is_one_enum_distinct_from_the_rate() -> None:
+    m = model("model f : tensor[2, 4, 4] = fractal(2, conv(2), drop_path = 0.5)")
+    assert m.to_torch(drop_mode=ssnc.DropMode.SAMPLE).ssnc_drop_path.mode == "sample"
+    assert m.to_torch(drop_mode="off").ssnc_drop_path.active is False
+    with pytest.warns(DeprecationWarning, match="drop_mode"):
+        assert m.to_torch(drop_path="sample").ssnc_drop_path.mode == "sample"
+    with pytest.raises(ssnc.SsnError, match="drop_mode must be one of batch, sample, off"):
+        m.to_torch(drop_mode="per-sample")
+    assert "drop_mode: str = \"batch\"" in m.torch_source()
