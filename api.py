@@ -203,7 +203,7 @@ class Model:
 
     def weights(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Tensors read from a weights file and checked against this model (by key)."""
-        from .backends.weights import check_weights, read_weights
+        from .output import check_weights, read_weights
 
         return self._sourced(lambda: check_weights(
             self.ir, read_weights(path, expected_tensors(self.ir)), str(path)))
