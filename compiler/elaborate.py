@@ -206,7 +206,7 @@ class Elaborator:
             if e.cond is not None and not self._bool(e.cond, inner):
                 continue
             out.append(self.eval(e.elt, inner))
-        return tuple(out)
+        return self.new_list(tuple(out), e.span)
 
     def _eval_Index(self, e: ast.Index, env: Env) -> Value:
         obj, idx = self.eval(e.obj, env), self.eval(e.index, env)
@@ -284,9 +284,6 @@ class Elaborator:
         if _is_num(left) and _is_num(right):
             return _arith(e.op, left, right, e.span)
         if e.op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
-            if len(left) + len(right) > self.limits.max_items:
-                raise error(E_VALUE_LIMIT, f"a list of {len(left) + len(right):,} items is "
-                            f"longer than the limit of {self.limits.max_items:,}", e.span)
             return self.new_list(left + right, e.span)
         if e.op in ("+", "*") and isinstance(left, Wire) and isinstance(right, Wire):
             return self.join_wires(OPS["sum" if e.op == "+" else "mul"], (left, right), {},
