@@ -205,8 +205,10 @@ class Model:
         """Tensors read from a weights file and checked against this model (by key)."""
         from .output import check_weights, read_weights
 
+        expected = expected_tensors(self.ir)
+        expected.update((old, expected[new]) for old, new in self.ir.renamed_keys().items())
         return self._sourced(lambda: check_weights(
-            self.ir, read_weights(path, expected_tensors(self.ir)), str(path)))
+            self.ir, read_weights(path, expected), str(path)))
 
     def _select(self, column: int | None, weights: str | os.PathLike[str] | None
                 ) -> tuple[Model, dict[str, Any] | None]:

@@ -318,9 +318,12 @@ def _read_npz(p: Path, expected: Mapping[str, ParamSpec], where: Span) -> dict[s
 
 def check_weights(graph: Graph, tensors: dict[str, np.ndarray],
                   source: str) -> dict[str, np.ndarray]:
-    """The tensors the model needs, as float32, or a diagnostic listing every mismatch."""
+    """The tensors the model needs, as float32, or a diagnostic listing every mismatch.
+    Keys saved before 0.2's naming change are read under their new names."""
     expected = expected_tensors(graph)
-    given = {k: v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    renamed = graph.renamed_keys()
+    given = {renamed.get(k, k) if k not in expected else k: v for k, v in tensors.items()
+             if not k.endswith(_IGNORED_SUFFIXES)}
     missing = sorted(set(expected) - set(given))
     extra = sorted(set(given) - set(expected))
     misshaped = sorted(k for k in set(expected) & set(given)

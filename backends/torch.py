@@ -540,6 +540,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         "        self.ssnc_drop_path = DropPath(self.DROP_JOINS, self.FRACTAL_WIDTHS, drop_mode,",
         "                                       global_ratio, drop_seed)",
         *gen.init_lines(),
+        *_renamed_lines(graph),
         "",
         "    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]",
     ]
@@ -566,6 +567,18 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
                   *gen.body("masked")]
     lines += ["", "", f"MODEL = {cls}", ""]
     return "\n".join(lines)
+
+
+def _renamed_lines(graph: Graph) -> list[str]:
+    """Where ssnc 0.2's naming separator changed state_dict keys, the module also loads
+    checkpoints saved under the old ones."""
+    renamed = {old: new for old, new in graph.aliases.items()
+               if graph[new].params and graph[new].param_owner is None}
+    if not renamed:
+        return []
+    table = ", ".join(f"{literal(old)}: {literal(new)}" for old, new in sorted(renamed.items()))
+    return ["        # checkpoints saved before ssnc 0.2 load too (old key -> key now)",
+            f"        self.register_load_state_dict_pre_hook(_renamed_keys_hook({{{table}}}))"]
 
 
 _counter = [0]

@@ -23,6 +23,18 @@ def _put(root: nn.Module, path: str, module: nn.Module) -> None:
     root._modules[leaf] = module
 
 
+def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A load_state_dict pre-hook reading checkpoints saved before ssnc 0.2 under today's
+    keys (``renamed``: old module path -> new one; see ssnc's CHANGELOG)."""
+    def hook(module, state_dict, prefix, *args):  # type: ignore[no-untyped-def]
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            owner, dot, leaf = key[len(prefix):].rpartition(".")
+            new = prefix + renamed.get(owner, owner) + dot + leaf
+            if dot and owner in renamed and new not in state_dict:
+                state_dict[new] = state_dict.pop(key)
+    return hook
+
+
 class DropPlan(NamedTuple):
     """One mini-batch's drop-path decisions.
 

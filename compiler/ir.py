@@ -134,6 +134,8 @@ class Graph:
     outputs: tuple[str, ...]
     params: Mapping[str, AttrValue] = field(default_factory=dict)
     input_type: str = ""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Node names this model had before 0.2 -> their names now (only those that changed)."""
     nx: nx.MultiDiGraph = field(init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
@@ -153,16 +155,17 @@ class Graph:
     @staticmethod
     def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
               inputs: Iterable[str], outputs: Iterable[str],
-              params: Mapping[str, AttrValue] | None = None, input_type: str = "") -> Graph:
+              params: Mapping[str, AttrValue] | None = None, input_type: str = "",
+              aliases: Mapping[str, str] | None = None) -> Graph:
         """Construct from node records (in creation order)."""
         return Graph(model, {n.name: n for n in nodes}, dict(scopes), tuple(inputs),
-                     tuple(outputs), dict(params or {}), input_type)
+                     tuple(outputs), dict(params or {}), input_type, dict(aliases or {}))
 
     def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
         """A new graph with these nodes, same scopes and inputs."""
         return Graph.build(self.model, nodes, self.scopes, self.inputs,
                            self.outputs if outputs is None else outputs, self.params,
-                           self.input_type)
+                           self.input_type, self.aliases)
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes_by_name[name]
@@ -232,6 +235,16 @@ class Graph:
         """The state_dict keys of the tensors ``node`` computes with (its owner's, if shared)."""
         owner = self.nodes_by_name[node.param_owner] if node.param_owner else node
         return [f"{owner.name}.{p.name}" for p in owner.params]
+
+    def renamed_keys(self) -> dict[str, str]:
+        """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
+        naming separator changed them (see CHANGELOG.md)."""
+        out = {}
+        for old, new in self.aliases.items():
+            node = self.nodes_by_name.get(new)
+            if node is not None and node.param_owner is None:
+                out.update({f"{old}.{p.name}": f"{new}.{p.name}" for p in node.params})
+        return out
 
     def region(self, scope_id: int = 0) -> Region:
         """The region of a non-transparent scope (0: the whole model), computed once for every

@@ -88,6 +88,20 @@ def test_assign_names_numbers_only_repeated_siblings() -> None:
     assert [n.name for n in g] == ["input", "conv1", "relu", "conv2"]
 
 
+def test_names_ending_in_a_digit_get_a_separator_and_keep_their_old_form() -> None:
+    g = run_passes(elaborated(
+        "model m : tensor[3, 8, 8] = conv3x3(4) >> conv3x3(4) >> fractal(2, conv3x3(4))"), PASSES)
+    names = [n.name for n in g]
+    assert "conv3x3_1.conv" in names and "conv3x3_2.bn" in names
+    assert "fractal.col2.conv3x3_1.conv" in names  # base instances: label and rank
+    assert not any("conv3x31" in n or "conv3x32" in n for n in names)
+    assert g.aliases["conv3x31.conv"] == "conv3x3_1.conv"
+    assert g.aliases["fractal.col2.conv3x32.bn"] == "fractal.col2.conv3x3_2.bn"
+    assert set(g.aliases.values()) <= set(names)
+    plain = assign_names(elaborated("model m : tensor[3, 8, 8] = conv(4) >> conv(4)"))
+    assert plain.aliases == {}
+
+
 def test_infer_shapes_reports_both_ends() -> None:
     with pytest.raises(SsnError) as info:
         infer_shapes(assign_names(elaborated(

@@ -371,3 +371,25 @@ def test_drop_mode_is_one_enum_distinct_from_the_rate() -> None:
     with pytest.raises(ssnc.SsnError, match="drop_mode must be one of batch, sample, off"):
         m.to_torch(drop_mode="per-sample")
     assert "drop_mode: str = \"batch\"" in m.torch_source()
+
+
+def test_checkpoints_saved_before_the_naming_separator_still_load(tmp_path: Path) -> None:
+    m = model("model m : tensor[3, 8, 8] = conv3x3(4) >> conv3x3(4) >> gap >> linear(2)")
+    module = m.to_torch(seed=3)
+    old = {k.replace("conv3x3_", "conv3x3"): v + 1.0 for k, v in module.state_dict().items()}
+    assert "conv3x31.conv.weight" in old and "conv3x3_1.conv.weight" not in old
+    want = {k.replace("conv3x3", "conv3x3_"): v for k, v in old.items()}
+
+    fresh = m.to_torch(seed=4)  # the generated module's load_state_dict renames
+    assert str(fresh.load_state_dict(old)) == "<All keys matched successfully>"
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, want[key]), key
+
+    torch.save(old, tmp_path / "old.pt")
+    np.savez(tmp_path / "old.npz", **{k: v.numpy() for k, v in old.items()})
+    for path in (tmp_path / "old.pt", tmp_path / "old.npz"):
+        loaded = m.to_torch(weights=path).state_dict()
+        assert torch.equal(loaded["conv3x3_2.bn.running_var"], want["conv3x3_2.bn.running_var"])
+        onnx_model = m.to_onnx(weights=path)
+        inits = {i.name for i in onnx_model.graph.initializer}
+        assert "conv3x3_1.conv.weight" in inits and not any("conv3x31" in i for i in inits)

@@ -5,7 +5,11 @@ Needs: columns tagged. Guarantees: unique dotted names built from rule and op na
 number when siblings share its name (`mlpconv1`, `mlpconv2`); inside a fractal block the
 recursion levels are replaced by `col{c}` and base instances are numbered by their position
 along the column (always, so `col1.unit1` lines up with `col3.unit1`); a fractal's joins are
-`join1`, `join2`, ... in order of depth. No name is a prefix path of another. A transparent
+`join1`, `join2`, ... in order of depth. A text that ends in a digit gets `_` before its
+number (`conv3x3_1`, not `conv3x31`). No name is a prefix path of another.
+
+Before 0.2 the `_` was not there; the graph's ``aliases`` map those old names to the new ones,
+so checkpoints saved then still load (see CHANGELOG.md). A transparent
 scope (one instance of a block argument) adds no segment, except as a fractal's base instance,
 where it is named by its parameter (`fractal.col3.base2.conv` for `fractal(3, conv >> relu)`)."""
 
@@ -16,8 +20,10 @@ from collections import defaultdict
 from ..ir import Graph, Node
 from .tag_columns import base_key, structural_scopes
 
-# A raw segment: (text, identity, numbered). Identities tell apart siblings with one text.
-_Segment = tuple[str, object, bool]
+# A raw segment: (text, identity, numbering). Identities tell apart siblings with one text;
+# numbering is True (numbered among siblings that share the text, when there are several),
+# False (never) or a fixed number (a base instance's rank along its column).
+_Segment = tuple[str, object, bool | int]
 
 
 def assign_names(graph: Graph) -> Graph:
@@ -33,6 +39,7 @@ def assign_names(graph: Graph) -> Graph:
     base_rank = _base_ranks(graph, order, structural)
     raw = {n.name: _raw_path(graph, n, structural, join_rank, base_rank) for n in order}
     final: dict[str, list[str]] = {n.name: [] for n in order}
+    legacy: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
     for level in range(depth):
         # siblings' identities in order of first appearance -> their 1-based numbers
@@ -42,18 +49,41 @@ def assign_names(graph: Graph) -> Graph:
             if level < len(path):
                 text, ident, numbered = path[level]
                 idents = groups[(tuple(final[n.name]), text)]
-                if numbered and ident not in idents:
+                if numbered is True and ident not in idents:
                     idents[ident] = len(idents) + 1
         for n in order:
             path = raw[n.name]
             if level < len(path):
                 text, ident, numbered = path[level]
                 idents = groups[(tuple(final[n.name]), text)]
-                if numbered and len(idents) > 1:
-                    text = f"{text}{idents[ident]}"
-                final[n.name].append(text)
+                number = (numbered if numbered is not True else
+                          idents[ident] if len(idents) > 1 else None) or None
+                final[n.name].append(numbered_name(text, number))
+                legacy[n.name].append(numbered_name(text, number, legacy=True))
 
-    names = {old: ".".join(p) for old, p in final.items()}
+    names = _unique({old: ".".join(p) for old, p in final.items()}, final)
+    before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
+    aliases = {before[k]: names[k] for k in names if before[k] != names[k]}
+    nodes = [n.evolve(name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
+                      param_owner=names[n.param_owner] if n.param_owner else None)
+             for n in graph.nodes_by_name.values()]
+    return Graph.build(graph.model, nodes, graph.scopes, [names[i] for i in graph.inputs],
+                       [names[o] for o in graph.outputs], graph.params, graph.input_type,
+                       aliases)
+
+
+def numbered_name(text: str, number: int | None, *, legacy: bool = False) -> str:
+    """``text`` with its running ``number`` (none: unnumbered), `_` between a final digit
+    and the number (``legacy``: the pre-0.2 form without it)."""
+    if number is None:
+        return text
+    sep = "_" if text[-1:].isdigit() and not legacy else ""
+    return f"{text}{sep}{number}"
+
+
+def _unique(names: dict[str, str], final: dict[str, list[str]]) -> dict[str, str]:
+    """``names``, with a node named like a scope renamed `NAME_out`, so both stay
+    addressable."""
     taken = set(names.values())
     prefixes = {".".join(p[:i]) for p in final.values() for i in range(1, len(p))}
     for old, new in names.items():
@@ -63,11 +93,7 @@ def assign_names(graph: Graph) -> Graph:
                 candidate += "_"
             names[old] = candidate
             taken.add(candidate)
-    nodes = [n.evolve(name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
-                      param_owner=names[n.param_owner] if n.param_owner else None)
-             for n in graph.nodes_by_name.values()]
-    return Graph.build(graph.model, nodes, graph.scopes, [names[i] for i in graph.inputs],
-                       [names[o] for o in graph.outputs], graph.params, graph.input_type)
+    return names
 
 
 def _base_ranks(graph: Graph, order: list[Node],
@@ -111,9 +137,9 @@ def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dic
     key = base_key(graph, node, node.fractal or 0, structural)
     label, rank = base_rank[node.name]
     if key[0] == "node":
-        return [*path, (f"{label}{rank}", ("node", node.name), False)]
+        return [*path, (label, ("node", node.name), rank)]
     base = graph.scopes[int(key[1])]
-    path.append((f"{label}{rank}", ("base", node.column, label, rank), False))
+    path.append((label, ("base", node.column, label, rank), rank))
     rest = [s for s in graph.scope_path(node.scope) if s.id in _after(graph, node, base.id)]
     path += [(s.rule, ("scope", s.id), True) for s in rest if not s.transparent]
     return [*path, (node.op, ("node", node.name), True)]
