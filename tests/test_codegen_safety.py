@@ -32,7 +32,7 @@ ALLOWED_NODES = {
     "Add", "Div", "Mult", "Sub", "USub", "UnaryOp", "Compare", "Eq", "Gt", "GtE", "Lt",
     "NotEq", "In", "NotIn", "Is", "IsNot", "BoolOp", "And", "Or", "Not", "IfExp", "Starred",
     "ListComp", "comprehension", "Assert", "Raise", "JoinedStr", "FormattedValue", "Slice",
-    "Pass", "BitOr", "GeneratorExp",
+    "Pass", "BitOr", "GeneratorExp", "Dict",
 }
 ALLOWED_IMPORTS = {"__future__", "typing", "torch"}
 SSN_KEYWORDS = {"def", "model", "import", "if", "then", "else", "let", "in", "for", "true",

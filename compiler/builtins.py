@@ -1,0 +1,162 @@
+"""The built-in functions of the language (`range`, `zip`, `seq`, `shared`, `min`, ...) and the
+outermost frame that holds them with the primitive ops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .diagnostics import E_ARGUMENT, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
+from .evaluate import Evaluator, chain, check_int
+from .ops import OPS
+from .values import Block, Builtin, Env, OpCtor, PrimBlock, SeqBlock, SharedBlock, Value, kind_of
+
+# ---------------------------------------------------------------- built-ins
+
+Args = tuple[Value, ...]
+Kwargs = Mapping[str, tuple[Value, Span]]
+
+
+def _no_kwargs(name: str, kwargs: Kwargs) -> None:
+    if kwargs:
+        _, (_, span) = next(iter(kwargs.items()))
+        raise error(E_ARGUMENT, f"`{name}` takes no keyword arguments", span)
+
+
+def _ints(el: Evaluator, name: str, args: Args, spans: tuple[Span, ...], span: Span,
+          lo: int, hi: int) -> list[int]:
+    if not lo <= len(args) <= hi:
+        raise error(E_ARGUMENT, f"`{name}` takes {lo}..{hi} arguments, got {len(args)}", span)
+    out = []
+    for a, s in zip(args, spans, strict=True):
+        if not isinstance(a, int) or isinstance(a, bool):
+            raise error(E_TYPE, f"`{name}` takes integers, got {kind_of(a)}", s)
+        out.append(a)
+    return out
+
+
+def _list_arg(name: str, args: Args, spans: tuple[Span, ...], span: Span) -> tuple[Value, ...]:
+    if len(args) != 1 or not isinstance(args[0], tuple):
+        raise error(E_TYPE, f"`{name}` takes one list", spans[0] if spans else span)
+    items: tuple[Value, ...] = args[0]
+    return items
+
+
+def _b_range(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
+    _no_kwargs("range", kw)
+    n = _ints(el, "range", args, spans, span, 1, 3)
+    if len(n) == 3 and n[2] == 0:
+        raise error(E_ARGUMENT, "`range` with a step of 0", spans[2])
+    r = range(*n)
+    count = (r.stop - r.start + r.step + (-1 if r.step > 0 else 1)) // r.step
+    if count > el.limits.max_items:
+        raise error(E_VALUE_LIMIT, f"a range of {count:,} items is longer than the limit of "
+                    f"{el.limits.max_items:,}", span)
+    return el.new_list(tuple(r), span)
+
+
+def _b_len(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
+    _no_kwargs("len", kw)
+    return len(_list_arg("len", args, spans, span))
+
+
+def _b_zip(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
+    _no_kwargs("zip", kw)
+    for a, s in zip(args, spans, strict=True):
+        if not isinstance(a, tuple):
+            raise error(E_TYPE, f"`zip` takes lists, got {kind_of(a)}", s)
+    lengths = {len(a) for a in args}
+    if len(lengths) > 1:
+        raise error(E_TYPE, f"`zip` of lists of different lengths {sorted(lengths)}", span)
+    return tuple(zip(*args, strict=True))
+
+
+def _b_enumerate(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+                 span: Span) -> Value:
+    _no_kwargs("enumerate", kw)
+    return tuple(enumerate(_list_arg("enumerate", args, spans, span), start=1))
+
+
+def _b_seq(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
+    _no_kwargs("seq", kw)
+    items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
+    item_spans = spans * len(items) if len(args) == 1 else spans
+    if not items:
+        return PrimBlock(OPS["identity"], (), span)
+    blocks = [el.as_block(v, s) for v, s in zip(items, item_spans, strict=True)]
+    out: Block = blocks[0]
+    for b in blocks[1:]:
+        out = chain(out, b, span)
+    return out if len(blocks) > 1 else SeqBlock((out,), span)
+
+
+def _b_shared(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+              span: Span) -> Value:
+    _no_kwargs("shared", kw)
+    if len(args) != 1:
+        raise error(E_ARGUMENT, f"`shared` takes one block, got {len(args)} arguments", span)
+    el.effects.count += 1
+    return SharedBlock(el.as_block(args[0], spans[0]), span)
+
+
+def _b_repeat(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+              span: Span) -> Value:
+    _no_kwargs("repeat", kw)
+    if len(args) != 2 or not isinstance(args[1], int) or isinstance(args[1], bool):
+        raise error(E_ARGUMENT, "`repeat` takes a block and a count", span)
+    return el.repeat(el.as_block(args[0], spans[0]), args[1], span)
+
+
+def _b_fail(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+            span: Span) -> Value:
+    _no_kwargs("fail", kw)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise error(E_ARGUMENT, "`fail` takes one message string", span)
+    raise error(E_FAIL, args[0], span)
+
+
+def _numeric(name: str, fn: Callable[..., Value], *, many: bool = False) -> Callable[..., Value]:
+    """A numeric built-in of one number, or (``many``) of a list or of two or more numbers."""
+    def run(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
+        _no_kwargs(name, kw)
+        from_list = many and len(args) == 1 and isinstance(args[0], tuple)
+        if not from_list and (len(args) < 2 if many else len(args) != 1):
+            want = "a list or two or more numbers" if many else "one number"
+            raise error(E_ARGUMENT, f"`{name}` takes {want}, got {len(args)} argument"
+                        f"{'s' if len(args) != 1 else ''}", span)
+        items = args[0] if from_list else args
+        item_spans = spans * len(items) if from_list else spans
+        nums = [el.number(v, s) for v, s in zip(items, item_spans, strict=True)]
+        if not nums:
+            raise error(E_ARGUMENT, f"`{name}` of nothing", span)
+        try:
+            return check_int(fn(nums) if many else fn(nums[0]), span)
+        except (ValueError, OverflowError) as exc:
+            raise error(E_TYPE, f"`{name}`: {exc}", span) from None
+    return run
+
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("range", _b_range, "range(n), range(a, b), range(a, b, step): a list of integers"),
+        Builtin("len", _b_len, "len(list): its length"),
+        Builtin("zip", _b_zip, "zip(a, b, ...): the list of tuples of items at equal positions"),
+        Builtin("enumerate", _b_enumerate, "enumerate(list): (i, item) pairs, i from 1"),
+        Builtin("seq", _b_seq, "seq([a, b, c]) or seq(a, b, c): the blocks in sequence"),
+        Builtin("shared", _b_shared, "shared(block): one set of weights for every use"),
+        Builtin("repeat", _b_repeat, "repeat(block, n): the same as `block × n`"),
+        Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
+        Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
+        Builtin("abs", _numeric("abs", abs), "abs(x)"),
+        Builtin("int", _numeric("int", lambda x: int(x)), "int(x): rounds towards zero"),
+        Builtin("float", _numeric("float", float), "float(x)"),
+        Builtin("round", _numeric("round", round), "round(x): nearest integer"),
+    )
+}
+
+
+def builtin_env() -> Env:
+    """The outermost frame: primitive ops (except `input`) and built-in functions."""
+    names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items() if n != "input"}
+    names.update(BUILTINS)
+    return Env(names)

@@ -1,0 +1,254 @@
+"""Instantiation: make the IR nodes of a block inside the scope tree, one fresh instance at a
+time, with `shared` instances reading their first instance's parameters.
+
+The lower floor of elaboration (compiler/evaluate.py evaluates the spec into blocks; this
+makes their nodes). A construct that owns a body of its own, such as a loop over time, is
+instantiated here, beside the scope and sharing machinery it reuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..grammar import ast
+from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
+from .ir import Node, Scope, make_node
+from .ops import OpDecl
+from .values import (
+    Block,
+    Env,
+    GroupBlock,
+    LambdaBlock,
+    ParBlock,
+    PrimBlock,
+    ScopeBlock,
+    SeqBlock,
+    SharedBlock,
+    Value,
+    Wire,
+    kind_of,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Expansion and evaluation limits, sized so every published configuration fits with room
+    to spare (FractalNet C=4 is about 400 nodes; C=8 about 6,400) while any spec ends within
+    a second: ``max_steps`` counts evaluation steps and list items made, ``max_items`` bounds
+    one list's length."""
+
+    max_nodes: int = 50_000
+    max_depth: int = 100
+    max_calls: int = 20_000
+    max_steps: int = 300_000
+    max_items: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_nodes", "max_depth", "max_calls", "max_steps", "max_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+                flag = "--" + name.replace("_", "-")
+                raise error(E_OPTION, f"{flag} must be a positive integer, not {value!r}",
+                            Span.unknown(flag))
+
+
+class _Effects:
+    """Counts side effects (nodes made, `shared` values made) so memoisation stays sound."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@dataclass
+class NodeBuilder:
+    """Accumulates node records and scopes while blocks are instantiated."""
+
+    limits: Limits
+    nodes: list[Node] = field(default_factory=list)
+    scopes: dict[int, Scope] = field(default_factory=dict)
+    current: int = 0
+    # shared block id -> the parameter-owning nodes its first instance made, in order
+    shared_owners: dict[int, list[str]] = field(default_factory=dict)
+    # stack of (shared block id, owners being recorded or replayed, cursor)
+    sharing: list[tuple[int, list[str], list[int]]] = field(default_factory=list)
+
+    def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
+                   transparent: bool = False) -> int:
+        sid = len(self.scopes)
+        self.scopes[sid] = Scope(sid, self.current if sid else None, rule, args, span,
+                                 transparent)
+        return sid
+
+    def add(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
+            **extra: Any) -> str:
+        if len(self.nodes) >= self.limits.max_nodes:
+            raise error(E_EXPANSION,
+                        f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
+                        hint="reduce the model's size, or raise the limit (--max-nodes)")
+        index = len(self.nodes)
+        name = f"#{index}"
+        owner = None
+        if op.has_params and self.sharing:
+            _, owners, cursor = self.sharing[-1]
+            if cursor[0] < 0:
+                owners.append(name)
+            else:
+                owner = owners[cursor[0]]
+                cursor[0] += 1
+        self.nodes.append(make_node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs),
+                                    scope=self.current, span=span, index=index,
+                                    param_owner=owner, **extra))
+        return name
+
+
+
+class Instantiator:
+    """Makes the nodes of blocks: the state of one model's instantiation (nodes, scopes,
+    sharing) and the budget that bounds it. Subclasses evaluate the body of a `=>` block."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits()
+        self.builder = NodeBuilder(self.limits)
+        self.effects = _Effects()
+
+    def eval(self, expr: ast.Expr, env: Env) -> Value:
+        """The value of ``expr`` in ``env`` (the evaluator's job)."""
+        raise NotImplementedError
+
+    def join_wires(self, op: OpDecl, wires: Sequence[Value], attrs: Mapping[str, Value],
+                   span: Span) -> Wire:
+        """A join node over existing wires (`x + y`, `mean(a, b)` inside `=>`)."""
+        if op.arity is not None and len(wires) != op.arity:
+            raise error(E_ARGUMENT, f"`{op.name}` takes {op.arity} inputs, got {len(wires)}",
+                        span)
+        full = {**op.defaults(), **attrs}
+        self.effects.count += 1
+        return Wire(self.builder.add(op, full, [w.node for w in wires], span), span)
+
+
+    @contextmanager
+    def scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
+               transparent: bool = False) -> Iterator[None]:
+        b = self.builder
+        parent = b.current
+        b.current = b.open_scope(rule, args, span, transparent)
+        try:
+            yield
+        finally:
+            b.current = parent
+
+    def apply(self, block: Block, wires: tuple[Wire, ...], span: Span) -> Value:
+        """Instantiate ``block`` on ``wires``; one wire comes back as itself, several as a tuple."""
+        out = self.instantiate(block, wires)
+        return out[0] if len(out) == 1 else out
+
+    def instantiate(self, block: Block, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        """Make the nodes of one fresh instance of ``block`` reading ``wires``."""
+        if isinstance(block, PrimBlock):
+            arity = block.op.arity if block.op.arity is not None else len(wires)
+            if len(wires) != arity:
+                raise error(E_TYPE, f"`{block.op.name}` takes {arity} stream"
+                            f"{'s' if arity != 1 else ''}, got {len(wires)}", block.span)
+            if block.op.passthrough:
+                return wires
+            self.effects.count += 1
+            name = self.builder.add(block.op, dict(block.attrs), [w.node for w in wires],
+                                    block.span)
+            return (Wire(name, block.span),)
+        if isinstance(block, SeqBlock):
+            for part in block.parts:
+                wires = self.instantiate(part, wires)
+            return wires
+        if isinstance(block, ParBlock):
+            outs = []
+            for branch in block.branches:
+                got = self.instantiate(branch, wires)
+                if len(got) != 1:
+                    raise error(E_TYPE, f"a `{block.op.name}` branch must produce one stream, "
+                                f"this one produces {len(got)}", branch.span)
+                outs.append(got[0])
+            return (self.join_wires(block.op, outs, dict(block.attrs), block.span),)
+        if isinstance(block, ScopeBlock):
+            with self.scope(block.rule, block.args, block.span):
+                return self.instantiate(block.inner, wires)
+        if isinstance(block, GroupBlock):
+            with self.scope(block.label, (), block.span, transparent=True):
+                return self.instantiate(block.inner, wires)
+        if isinstance(block, SharedBlock):
+            return self._instantiate_shared(block, wires)
+        if isinstance(block, LambdaBlock):
+            if len(block.params) != len(wires):
+                raise error(E_TYPE, f"this block takes {len(block.params)} stream"
+                            f"{'s' if len(block.params) != 1 else ''}, got {len(wires)}",
+                            block.span)
+            env = Env(dict(zip(block.params, wires, strict=True)), block.env)
+            result = self.eval(block.body, env)
+            if not is_wires(result):
+                raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",
+                            block.body.span,
+                            hint="apply blocks to the parameters, e.g. `(x) => conv(64)(x)`"
+                            if isinstance(result, Block) else None)
+            return flatten_wires((result,))
+        raise AssertionError(f"unknown block {block!r}")
+
+    def _instantiate_shared(self, block: SharedBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        b = self.builder
+        key = id(block)
+        first = key not in b.shared_owners
+        owners = b.shared_owners.setdefault(key, [])
+        cursor = [-1 if first else 0]
+        b.sharing.append((key, owners, cursor))
+        try:
+            return self.instantiate(block.inner, wires)
+        finally:
+            b.sharing.pop()
+
+
+    # ------------------------------------------------------------ size estimate
+
+    def estimate(self, block: Block, *, steps: bool = False) -> int:
+        """Nodes an instance of ``block`` would make (named-wire blocks count once); with
+        ``steps``, the instantiation steps instead (an `identity` counts too)."""
+        memo: dict[int, int] = {}
+
+        def size(b: Block) -> int:
+            got = memo.get(id(b))
+            if got is not None:
+                return got
+            if isinstance(b, PrimBlock):
+                n = 0 if b.op.passthrough and not steps else 1
+            elif isinstance(b, SeqBlock):
+                n = sum(size(p) for p in b.parts)
+            elif isinstance(b, ParBlock):
+                n = 1 + sum(size(p) for p in b.branches)
+            elif isinstance(b, ScopeBlock | SharedBlock | GroupBlock):
+                n = size(b.inner)
+            else:
+                n = 1
+            memo[id(b)] = n
+            return n
+
+        return size(block)
+
+
+# ---------------------------------------------------------------- wires
+
+def is_wires(v: Value) -> bool:
+    return isinstance(v, Wire) or (isinstance(v, tuple) and bool(v)
+                                   and all(isinstance(x, Wire) for x in v))
+
+
+
+def as_wires(v: Value) -> tuple[Wire, ...]:
+    return (v,) if isinstance(v, Wire) else tuple(v)
+
+
+
+def flatten_wires(args: tuple[Value, ...]) -> tuple[Wire, ...]:
+    out: list[Wire] = []
+    for a in args:
+        out.extend(as_wires(a))
+    return tuple(out)
