@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
-from ..compiler.ir import Graph, Node
+from ..compiler.ir import Graph, Node, named_after
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs
 
@@ -29,14 +29,14 @@ def _label(node: Node) -> str:
     shown = shown_attrs(node)
     title = node.op + (f" ×{len(node.inputs)}" if op.arity is None else "")
     leaf = node.name.rsplit(".", 1)[-1]
-    head = title if leaf.rstrip("0123456789") == node.op else f"{leaf}: {title}"
+    head = title if named_after(leaf, node.op) else f"{leaf}: {title}"
     detail = f"\\n{', '.join(shown)}" if shown else ""
     return f"{head}{detail}\\n{fmt_shape(node.shape or ())}"
 
 
 def to_dot(graph: Graph, depth: int | None = None) -> str:
     """DOT text for ``graph``; scopes deeper than ``depth`` segments become single boxes."""
-    order = graph.order()
+    order = [n for n in graph.order() if n.op != "param"]  # weights show as counts
 
     def box(node: Node) -> str:
         parts = node.name.split(".")
@@ -61,7 +61,7 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
                 decl += ', shape=ellipse, fillcolor="#fde7c8"'
             clusters[parent].append(decl + "];")
         else:
-            params = sum(n.param_count for n in nodes)
+            params = sum(graph.param_count(n) for n in nodes)
             label = (f"{key.rsplit('.', 1)[-1]}\\n{len(nodes)} ops, {params:,} params\\n"
                      f"{fmt_shape(nodes[-1].shape or ())}")
             clusters[parent].append(f'{_q(key)} [label={_q(label)}, fillcolor="#dbe9f6"];')

@@ -231,7 +231,7 @@ class ModelBuilder:
                 e.source = str(item.span)
                 try:
                     LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
-                                       [rename(w) for w in self.graph.weights_of(item)],
+                                       [rename(w) for w in item.weights],
                                        rename(item.name), [self.graph[i] for i in item.inputs])
                 except SsnError:
                     raise

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
-from ..compiler.ir import Graph, Node, Scope
+from ..compiler.ir import Graph, Node, Scope, named_after
 from ..compiler.ops import fmt_shape
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
@@ -223,7 +223,7 @@ class _ClassUse:
 class _Codegen:
     def __init__(self, graph: Graph, reserved: str = ""):
         self.graph = graph
-        self.order = [n for n in graph.order() if n.op != "input"]
+        self.order = [n for n in graph.order() if not n.is_source]
         self.drop = [n for n in self.order if droppable(n)]
         self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
         self.taken = _RESERVED | {f"need{j}" for j in range(len(self.drop))}
@@ -244,7 +244,7 @@ class _Codegen:
         self.lowered: dict[str, Lowered] = {}
         for node in self.order:
             ins = [graph[i] for i in node.inputs]
-            owner = node.param_owner or node.name
+            owner = graph.shares(node) or node.name
             self.lowered[node.name] = lower(node, ins, [self.var[i] for i in node.inputs],
                                             _module_ref(owner))
 
@@ -264,11 +264,11 @@ class _Codegen:
                 continue  # an inner rule instance already is a class
             prefix = nodes[0].name.rsplit(".", 1)[0] if "." in nodes[0].name else ""
             inside = {n.name for n in nodes}
-            own = prefix.rsplit(".", 1)[-1].rstrip("0123456789") == region.scope.rule
+            own = named_after(prefix.rsplit(".", 1)[-1], region.scope.rule)
             if (len(nodes) < 2 or not prefix or not own
                     or any(not n.name.startswith(prefix + ".") for n in nodes)
                     or any(n.startswith(prefix + ".") and n not in inside for n in names)
-                    or any(n.name in self.drop_index or n.param_owner for n in nodes)
+                    or any(n.name in self.drop_index or g.shares(n) for n in nodes)
                     or len(region.inputs) != 1 or len(region.outputs) != 1):
                 continue
             self._add_class(region.scope, nodes, prefix, region.inputs[0], g[region.outputs[0]])
@@ -359,7 +359,7 @@ class _Codegen:
                 lines.append(f"        _put(self, {use.prefix!r}, {use.definition.name}())")
                 continue
             ctor = self.lowered[node.name].module
-            if ctor is not None and node.param_owner is None and node.name not in self.members:
+            if ctor is not None and not self.graph.shares(node) and node.name not in self.members:
                 lines.append(f"        _put(self, {node.name!r}, {ctor})")
         return lines
 
@@ -487,7 +487,7 @@ def _check_names(graph: Graph) -> None:
     """Refuse scope paths that torch itself assigns on every module (``training``, hooks):
     a submodule of that name would break ``train()``. Other names are all usable."""
     for node in graph.order():
-        for part in node.name.split("."):
+        for part in node.name.split(".") if node.op != "param" else ():  # named by readers
             if part in _TORCH_OWNED:
                 scopes = [s for s in graph.scope_path(node.scope) if s.rule == part]
                 span = scopes[-1].span if scopes else node.span
@@ -525,7 +525,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         *gen.class_sources(),
         f"class {cls}(nn.Module):",
         *docstring([
-            f"{graph.model}: {len(graph)} ops, {graph.total_params:,} parameters.",
+            f"{graph.model}: {graph.op_count} ops, {graph.total_params:,} parameters.",
             "",
             "drop_mode: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
             "share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."],
@@ -573,7 +573,7 @@ def _renamed_lines(graph: Graph) -> list[str]:
     """Where ssnc 0.2's naming separator changed state_dict keys, the module also loads
     checkpoints saved under the old ones."""
     renamed = {old: new for old, new in graph.aliases.items()
-               if graph[new].params and graph[new].param_owner is None}
+               if graph[new].params and not graph.shares(graph[new])}
     if not renamed:
         return []
     table = ", ".join(f"{literal(old)}: {literal(new)}" for old, new in sorted(renamed.items()))

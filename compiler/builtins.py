@@ -157,6 +157,6 @@ BUILTINS: dict[str, Builtin] = {
 
 def builtin_env() -> Env:
     """The outermost frame: primitive ops (except `input`) and built-in functions."""
-    names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items() if n != "input"}
+    names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items() if not op.source}
     names.update(BUILTINS)
     return Env(names)

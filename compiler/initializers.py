@@ -45,10 +45,9 @@ def initial_value(spec: ParamSpec, key: str, seed: int) -> np.ndarray:
 
 
 def expected_tensors(graph: Graph) -> dict[str, ParamSpec]:
-    """Every tensor the model owns (parameters and buffers), by state_dict key; instances of
-    a ``shared`` block own none (they use their owner's)."""
-    return {f"{node.name}.{p.name}": p for node in graph.order()
-            if node.param_owner is None for p in node.params}
+    """Every tensor the model owns (parameters and buffers), by state_dict key: its parameter
+    nodes, each once however many instances of a ``shared`` block read it."""
+    return graph.tensors()
 
 
 def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

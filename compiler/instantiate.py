@@ -16,7 +16,7 @@ from typing import Any
 from ..grammar import ast
 from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
 from .ir import Node, Scope, make_node
-from .ops import OpDecl
+from .ops import OPS, OpDecl
 from .values import (
     Block,
     Env,
@@ -70,10 +70,12 @@ class NodeBuilder:
     nodes: list[Node] = field(default_factory=list)
     scopes: dict[int, Scope] = field(default_factory=dict)
     current: int = 0
-    # shared block id -> the parameter-owning nodes its first instance made, in order
-    shared_owners: dict[int, list[str]] = field(default_factory=dict)
-    # stack of (shared block id, owners being recorded or replayed, cursor)
-    sharing: list[tuple[int, list[str], list[int]]] = field(default_factory=list)
+    # shared block id -> the parameter nodes of each op its first instance made, in order
+    shared_owners: dict[int, list[tuple[str, ...]]] = field(default_factory=dict)
+    # stack of (shared block id, weights being recorded or replayed, cursor)
+    sharing: list[tuple[int, list[tuple[str, ...]], list[int]]] = field(default_factory=list)
+    ops: int = 0
+    """Nodes made that compute (parameters do not count against the node budget)."""
 
     def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
                    transparent: bool = False) -> int:
@@ -84,25 +86,36 @@ class NodeBuilder:
 
     def add(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
             **extra: Any) -> str:
-        if len(self.nodes) >= self.limits.max_nodes:
+        """A node of ``op`` reading ``inputs``; an op with weights also gets its parameter
+        nodes, or, as a later instance of a `shared` block, reads its first instance's."""
+        if self.ops >= self.limits.max_nodes:
             raise error(E_EXPANSION,
                         f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
                         hint="reduce the model's size, or raise the limit (--max-nodes)")
+        self.ops += 1
+        weights: tuple[str, ...] = ()
+        if op.has_params:
+            replay = self.sharing[-1] if self.sharing else None
+            if replay is not None and replay[2][0] >= 0:
+                _, owned, cursor = replay
+                weights = owned[cursor[0]]
+                cursor[0] += 1
+            else:
+                weights = tuple(self._node(OPS["param"], {"role": role}, (), span)
+                                for role in op.weights(attrs))
+                if replay is not None:
+                    replay[1].append(weights)
+        return self._node(op, attrs, inputs, span, weights=weights, **extra)
+
+    def _node(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
+              **extra: Any) -> str:
         index = len(self.nodes)
         name = f"#{index}"
-        owner = None
-        if op.has_params and self.sharing:
-            _, owners, cursor = self.sharing[-1]
-            if cursor[0] < 0:
-                owners.append(name)
-            else:
-                owner = owners[cursor[0]]
-                cursor[0] += 1
-        self.nodes.append(make_node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs),
-                                    scope=self.current, span=span, index=index,
-                                    param_owner=owner, **extra))
+        full = {**attrs, **{k: v for k, v in op.defaults().items() if k not in attrs}}
+        self.nodes.append(make_node(name=name, op=op.name, attrs=full if op.source else attrs,
+                                    inputs=tuple(inputs), scope=self.current, span=span,
+                                    index=index, **extra))
         return name
-
 
 
 class Instantiator:

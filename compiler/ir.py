@@ -37,8 +37,11 @@ class Scope:
 
 @dataclass(frozen=True)
 class Node:
-    """One op instance. ``name`` is its readable scope path; ``inputs`` are node names in
-    port order; ``param_owner`` names the node whose parameters a ``shared`` instance uses.
+    """One op instance. ``name`` is its readable scope path; ``inputs`` are the nodes on its
+    data ports in order, ``weights`` the values on its weight ports (parameter nodes, as
+    torch.fx's ``get_attr``), in the order of the op's declared weights. Instances of a
+    ``shared`` block read the same parameter nodes. ``params`` is what each weight port needs
+    (set by shape inference).
 
     Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based index of its
     base instance along the column) locate the node; a fractal join has no column:
@@ -55,7 +58,7 @@ class Node:
     shape: Shape | None = None
     dtype: str = "f32"
     params: tuple[ParamSpec, ...] = ()
-    param_owner: str | None = None
+    weights: tuple[str, ...] = ()
     fractal: int | None = None
     column: int | None = None
     position: int | None = None
@@ -69,11 +72,16 @@ class Node:
         return replace(self, **changes)
 
     @property
-    def param_count(self) -> int:
-        """Trainable parameters this node owns (0 for a shared instance that is not the owner)."""
-        if self.param_owner is not None:
-            return 0
-        return sum(p.numel for p in self.params if p.trainable)
+    def is_source(self) -> bool:
+        """A value read rather than computed: the model's input or a parameter."""
+        return OPS[self.op].source
+
+    def spec(self) -> ParamSpec:
+        """A parameter node as the tensor it holds (named by its port; the node's name is
+        the state_dict key)."""
+        a = self.attrs
+        return ParamSpec(str(a["role"]), tuple(int(d) for d in self.shape or ()), str(a["init"]),
+                         int(a["fan_in"]), bool(a["trainable"]))  # type: ignore[arg-type]
 
 
 def make_node(**fields: Any) -> Node:
@@ -141,6 +149,7 @@ class Graph:
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
     _children: dict[int, tuple[int, ...]] | None = field(default=None, init=False, repr=False)
     _fractals: dict[int, Fractal] | None = field(default=None, init=False, repr=False)
+    _readers: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         g = nx.MultiDiGraph(model=self.model)
@@ -150,6 +159,8 @@ class Graph:
             for port, src in enumerate(node.inputs):
                 column = node.input_columns[port] if node.input_columns else None
                 g.add_edge(src, node.name, key=port, column=column)
+            for port, src in enumerate(node.weights, len(node.inputs)):
+                g.add_edge(src, node.name, key=port, weight=True)
         self.nx = g
 
     @staticmethod
@@ -231,20 +242,44 @@ class Graph:
             stack.extend(reversed(self.scope_children(sid)))
         return out
 
-    def weights_of(self, node: Node) -> list[str]:
-        """The state_dict keys of the tensors ``node`` computes with (its owner's, if shared)."""
-        owner = self.nodes_by_name[node.param_owner] if node.param_owner else node
-        return [f"{owner.name}.{p.name}" for p in owner.params]
+    def first_reader(self, param: str) -> Node:
+        """The node that reads parameter ``param`` first (by creation): the one whose module
+        owns it where a backend makes modules."""
+        if self._readers is None:
+            self._readers = {}
+            for node in sorted(self.nodes_by_name.values(), key=lambda n: n.index):
+                for w in node.weights:
+                    self._readers.setdefault(w, node.name)
+        return self.nodes_by_name[self._readers[param]]
+
+    def shares(self, node: Node) -> str | None:
+        """The node whose weights ``node`` reads as a later instance of a ``shared`` block
+        (None: it reads its own, or none)."""
+        if not node.weights:
+            return None
+        owner = self.first_reader(node.weights[0])
+        return None if owner.name == node.name else owner.name
+
+    def param_count(self, node: Node) -> int:
+        """Trainable parameters ``node`` brings: those it is the first reader of."""
+        return sum(self.nodes_by_name[w].spec().numel for w in node.weights
+                   if self.first_reader(w).name == node.name
+                   and self.nodes_by_name[w].attrs["trainable"])
+
+    def tensors(self) -> dict[str, ParamSpec]:
+        """Every parameter and buffer, by state_dict key, in order of first use."""
+        return {n.name: n.spec() for n in self.order() if n.op == "param"}
+
+    @property
+    def op_count(self) -> int:
+        """Nodes that compute (the input counts; parameters do not)."""
+        return sum(1 for n in self.nodes_by_name.values() if n.op != "param")
 
     def renamed_keys(self) -> dict[str, str]:
         """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
         naming separator changed them (see CHANGELOG.md)."""
-        out = {}
-        for old, new in self.aliases.items():
-            node = self.nodes_by_name.get(new)
-            if node is not None and node.param_owner is None:
-                out.update({f"{old}.{p.name}": f"{new}.{p.name}" for p in node.params})
-        return out
+        return {old: new for old, new in self.aliases.items()
+                if new in self.nodes_by_name and self.nodes_by_name[new].op == "param"}
 
     def region(self, scope_id: int = 0) -> Region:
         """The region of a non-transparent scope (0: the whole model), computed once for every
@@ -263,12 +298,14 @@ class Graph:
     @property
     def total_params(self) -> int:
         """Trainable parameters, shared ones counted once."""
-        return sum(n.param_count for n in self.nodes_by_name.values())
+        return sum(n.spec().numel for n in self.nodes_by_name.values()
+                   if n.op == "param" and n.attrs["trainable"])
 
     def verify(self) -> None:
         """Check the invariants every pass must keep (torch.fx's ``Graph.lint``):
-        known ops with the right arity, inputs that exist, acyclicity, unique names,
-        shapes where set, and ``shared`` owners that exist with equal parameter shapes."""
+        known ops with the right arity, inputs and weights that exist, acyclicity, unique
+        names, shapes where set, parameters read only on weight ports, and each op's weight
+        ports holding the shapes it needs."""
         problems: list[str] = []
         for node in self.nodes_by_name.values():
             op = OPS.get(node.op)
@@ -285,15 +322,25 @@ class Graph:
                     problems.append(f"{node.name}: input `{src}` does not exist")
             if node.input_columns and len(node.input_columns) != len(node.inputs):
                 problems.append(f"{node.name}: input_columns does not match inputs")
-            if node.param_owner is not None:
-                owner = self.nodes_by_name.get(node.param_owner)
-                if owner is None or owner.op != node.op:
-                    problems.append(f"{node.name}: shares parameters with a missing or "
-                                    f"different op `{node.param_owner}`")
-                elif node.shape is not None and [p.shape for p in owner.params] != [
-                        p.shape for p in node.params]:
-                    problems.append(f"{node.name}: shared parameter shapes differ from "
-                                    f"`{owner.name}`")
+            for w in node.weights:
+                if w not in self.nodes_by_name:
+                    problems.append(f"{node.name}: weight `{w}` does not exist")
+            if node.op == "param":
+                ports = [(dst, port) for dst, port in self.consumers(node.name)]
+                if not ports or any(port < len(self.nodes_by_name[dst].inputs)
+                                    for dst, port in ports):
+                    problems.append(f"{node.name}: a parameter must be read, and only on "
+                                    "weight ports")
+            if node.shape is not None and node.op != "param":
+                want = OPS[node.op].weights(node.attrs)
+                if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
+                    problems.append(f"{node.name}: weights {node.weights} do not match the "
+                                    f"ports {want}")
+                for p, w in zip(node.params, node.weights, strict=False):
+                    got = self.nodes_by_name.get(w)
+                    if got is not None and got.shape != p.shape:
+                        problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
+                                        f"needs {p.shape}")
             if node.shape is not None and any(isinstance(d, int) and d <= 0
                                               for d in node.shape):
                 problems.append(f"{node.name}: empty shape {node.shape}")
@@ -323,6 +370,24 @@ class Graph:
 
 
 
+def numbered_name(text: str, number: int | None, *, legacy: bool = False) -> str:
+    """``text`` with its running ``number`` (none: unnumbered), `_` between a final digit
+    and the number (``legacy``: the pre-0.2 form without it)."""
+    if number is None:
+        return text
+    sep = "_" if text[-1:].isdigit() and not legacy else ""
+    return f"{text}{sep}{number}"
+
+
+def named_after(segment: str, text: str) -> bool:
+    """Whether a name segment is ``text``, alone or with its running number."""
+    if segment == text:
+        return True
+    number = segment[len(text) + (1 if text[-1:].isdigit() else 0):]
+    return (segment.startswith(text) and number.isdigit()
+            and numbered_name(text, int(number)) == segment)
+
+
 def _regions(graph: Graph) -> dict[int, Region]:
     """Regions of every non-transparent scope that holds nodes (the root always)."""
     home: dict[int, int] = {}  # scope -> nearest non-transparent ancestor-or-self
@@ -331,7 +396,7 @@ def _regions(graph: Graph) -> dict[int, Region]:
         home[sid] = home[parent] if scope.transparent and parent is not None else sid
     direct: dict[int, list[Node]] = {}
     for node in graph.order():
-        if node.op != "input":
+        if not node.is_source:
             direct.setdefault(home[node.scope], []).append(node)
     kids: dict[int, list[int]] = {}
     for sid, scope in sorted(graph.scopes.items()):
@@ -349,7 +414,7 @@ def _regions(graph: Graph) -> dict[int, Region]:
         weights: dict[str, None] = {}
         for n in members:
             inputs.update((i, None) for i in n.inputs if i not in inside)
-            weights.update((w, None) for w in graph.weights_of(n))
+            weights.update((w, None) for w in n.weights)
         outputs = tuple(n.name for n in members if n.name in graph.outputs or any(
             c not in inside for c, _ in graph.consumers(n.name)))
         region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),

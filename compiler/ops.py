@@ -98,11 +98,32 @@ def _no_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
     return 0
 
 
+def _no_weights(attrs: Attrs) -> tuple[str, ...]:
+    return ()
+
+
+def _weight_bias(attrs: Attrs) -> tuple[str, ...]:
+    return ("weight", "bias") if attrs["bias"] else ("weight",)
+
+
+def _weight(attrs: Attrs) -> tuple[str, ...]:
+    return ("weight",)
+
+
+def _bn_weights(attrs: Attrs) -> tuple[str, ...]:
+    return (("weight", "bias") if attrs["affine"] else ()) + ("running_mean", "running_var")
+
+
 @dataclass(frozen=True)
 class OpDecl:
     """An op's declaration. ``arity`` None means one or more inputs (joins). ``reads`` is
     the dtype of the inputs it takes; ``fold`` computes the op on numbers (`mean(1, 2)`);
-    a ``passthrough`` op makes no node (its block is its input)."""
+    a ``passthrough`` op makes no node (its block is its input).
+
+    ``weights`` names the op's weight ports for given attributes; ``params`` gives the tensor
+    each port needs once input shapes are known (same names, same order). A ``source`` is a
+    value the graph reads rather than computes (the model's input, a parameter): it has no
+    inputs, a spec cannot call it, and backends bind it instead of lowering it."""
 
     name: str
     doc: str
@@ -111,12 +132,18 @@ class OpDecl:
     arity: int | None = 1
     params: ParamRule = _no_params
     macs: MacRule = _no_macs
-    has_params: bool = False
+    weights: Callable[[Attrs], tuple[str, ...]] = _no_weights
     is_join: bool = False
     lowered: bool = True
     reads: str = "f32"
     fold: Callable[[Sequence[float]], float] | None = None
     passthrough: bool = False
+    source: bool = False
+
+    @property
+    def has_params(self) -> bool:
+        """Whether instances read weights (and so share them under `shared`)."""
+        return self.weights is not _no_weights
 
     def attr(self, name: str) -> Attr:
         """The attribute declaration called ``name``."""
@@ -200,7 +227,8 @@ def _per_sample(shape: Shape) -> int:
 # ---------------------------------------------------------------- the ops
 
 def _input_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    raise AssertionError("input shapes are set by the elaborator")
+    raise AssertionError("input shapes are set by the elaborator, parameter shapes by their "
+                         "readers' needs")
 
 
 def _conv_pad(attrs: Attrs) -> int:
@@ -385,7 +413,17 @@ _POOL_ATTRS = (
 OPS: dict[str, OpDecl] = {
     op.name: op
     for op in (
-        OpDecl("input", "The model's input tensor.", (), _input_shape, arity=0),
+        OpDecl("input", "The model's input tensor.", (), _input_shape, arity=0, source=True),
+        OpDecl(
+            "param",
+            "A learned tensor (a parameter, or a buffer such as BN statistics) that ops read "
+            "on their weight ports; its shape is what its first reader needs.",
+            (Attr("role", (str,), REQUIRED, "the weight port it was made for (`weight`)"),
+             Attr("init", (str,), "zeros", "initializer (compiler/initializers.py)"),
+             Attr("fan_in", _INT, 1, "fan-in the initializer scales by", POSITIVE),
+             Attr("trainable", _BOOL, True, "a parameter (true) or a buffer (false)")),
+            _input_shape, arity=0, source=True,
+        ),
         OpDecl(
             "conv",
             "2-D convolution; `out` none keeps the channel count, `pad` none pads to keep "
@@ -399,7 +437,7 @@ OPS: dict[str, OpDecl] = {
                 Attr("groups", _INT, 1, "channel groups", POSITIVE),
                 Attr("dilation", _INT, 1, "kernel dilation", POSITIVE),
             ),
-            _conv_shape, params=_conv_params, macs=_conv_macs, has_params=True,
+            _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
         ),
         OpDecl(
             "bn",
@@ -409,7 +447,7 @@ OPS: dict[str, OpDecl] = {
                 Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
                 Attr("momentum", _FLOAT, 0.1, "running-statistics update rate", UNIT_INTERVAL),
             ),
-            _bn_shape, params=_bn_params, has_params=True,
+            _bn_shape, params=_bn_params, weights=_bn_weights,
         ),
         OpDecl("relu", _ELEMENTWISE, (), _same),
         OpDecl("sigmoid", _ELEMENTWISE, (), _same),
@@ -438,14 +476,14 @@ OPS: dict[str, OpDecl] = {
             "Fully connected layer over the last axis.",
             (Attr("out", _INT, REQUIRED, "output features", POSITIVE),
              Attr("bias", _BOOL, True, "add a learned bias")),
-            _linear_shape, params=_linear_params, macs=_linear_macs, has_params=True,
+            _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
         ),
         OpDecl(
             "embedding",
             "Token ids [N, T] -> vectors [N, T, dim].",
             (Attr("vocab", _INT, REQUIRED, "vocabulary size", POSITIVE),
              Attr("dim", _INT, REQUIRED, "vector size", POSITIVE)),
-            _embedding_shape, params=_embedding_params, has_params=True, reads="i64",
+            _embedding_shape, params=_embedding_params, weights=_weight, reads="i64",
         ),
         _join("mean", "Element-wise mean of its inputs (FractalNet's join).",
               fold=lambda xs: sum(xs) / len(xs)),
@@ -462,7 +500,7 @@ OPS: dict[str, OpDecl] = {
             (Attr("layers", _INT, 3, "stacked layers", POSITIVE),
              Attr("dim", _INT, 512, "units per layer", POSITIVE),
              Attr("slope", _FLOAT, 1.0, "hard-sigmoid slope of the boundary detector")),
-            _hmrnn_shape, has_params=True, lowered=False,
+            _hmrnn_shape, weights=_weight, lowered=False,
         ),
     )
 }

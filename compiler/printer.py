@@ -35,7 +35,8 @@ def _shape(node: Node) -> str:
 
 
 def format_node(node: Node) -> str:
-    """`%name : f32[N,64,32,32] = conv[out=64](%x)  {col=1, pos=1}  # file:line:col`."""
+    """`%name : f32[N,64,32,32] = conv[out=64](%x; %name.weight)  {col=1}  # file:line:col`:
+    data inputs, then after `;` the values on the weight ports."""
     if node.op == "input":
         rhs = "input()"
     else:
@@ -43,7 +44,8 @@ def format_node(node: Node) -> str:
         for port, src in enumerate(node.inputs):
             col = node.input_columns[port] if node.input_columns else None
             args.append(f"%{src}" + (f"@c{col}" if col is not None else ""))
-        rhs = f"{node.op}{_attrs(node)}({', '.join(args)})"
+        weights = "; " + ", ".join(f"%{w}" for w in node.weights) if node.weights else ""
+        rhs = f"{node.op}{_attrs(node)}({', '.join(args)}{weights})"
     tags = []
     if node.column is not None:
         tags.append(f"col={node.column}")
@@ -51,8 +53,6 @@ def format_node(node: Node) -> str:
         tags.append(f"pos={node.position}")
     if node.depth is not None:
         tags.append(f"depth={node.depth}")
-    if node.param_owner is not None:
-        tags.append(f"shares=%{node.param_owner}")
     extra = f"  {{{', '.join(tags)}}}" if tags else ""
     where = f"{PurePath(node.span.file).name}:{node.span.line}:{node.span.col}"
     return f"%{node.name} : {_shape(node)} = {rhs}{extra}  # {where}"
@@ -65,7 +65,7 @@ def format_graph(graph: Graph) -> str:
     lines = [f"model {graph.model}({params}) : {graph.input_type}"]
     lines += ["  " + format_node(n) for n in graph.order()]
     lines.append("  return " + ", ".join(f"%{o}" for o in graph.outputs))
-    lines.append(f"  # {len(graph)} nodes, {graph.total_params:,} parameters, "
+    lines.append(f"  # {graph.op_count} nodes, {graph.total_params:,} parameters, "
                  f"{graph.total_macs:,} MACs per sample")
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,7 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     ops: dict[str, str] = {}
     order: list[str] = []
     for node in graph.order():
-        if node.op == "input":
+        if node.is_source:
             continue
         parts = node.name.split(".")
         node_macs = graph.macs(node)
@@ -48,7 +48,7 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
             if key not in count:
                 order.append(key)
                 count[key] = params[key] = macs[key] = 0
-            params[key] += node.param_count
+            params[key] += graph.param_count(node)
             macs[key] += node_macs
             count[key] += 1
             last[key] = node.shape or ()
@@ -71,7 +71,7 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
         "params": {k: json_value(v) for k, v in graph.params.items()},
         "total_params": graph.total_params,
         "total_macs": graph.total_macs,
-        "nodes": len(graph),
+        "nodes": graph.op_count,
         "outputs": [{"name": o, "shape": list(graph[o].shape or ())} for o in graph.outputs],
         "scopes": [r.as_json() for r in summarize(graph, max_depth)],
     }

@@ -16,7 +16,7 @@ def model(text: str, **params: object) -> ssnc.Model:
 
 
 def ops(m: ssnc.Model) -> list[str]:
-    return [n.op for n in m.ir if n.op != "input"]
+    return [n.op for n in m.ir if not n.is_source]
 
 
 # ------------------------------------------------------------ published figures
@@ -105,8 +105,13 @@ def test_each_use_is_a_fresh_instance_unless_shared() -> None:
     one = 8 * 8 * 9 + 8
     assert fresh.total_params == 3 * one
     assert tied.total_params == one
-    owners = [n.param_owner for n in tied.ir if n.op == "conv"]
-    assert owners[0] is None and owners[1] == owners[2] is not None
+    convs = [n for n in tied.ir if n.op == "conv"]
+    assert convs[0].weights == convs[1].weights == convs[2].weights  # one parameter node each
+    assert [tied.ir.shares(n) for n in convs] == [None, convs[0].name, convs[0].name]
+    params = [n for n in tied.ir if n.op == "param"]
+    assert [p.name for p in params] == [f"{convs[0].name}.weight", f"{convs[0].name}.bias"]
+    assert [r for r, _ in tied.ir.consumers(params[0].name)] == [c.name for c in convs]
+    assert len([n for n in fresh.ir if n.op == "param"]) == 6
 
 
 def test_unrolled_residual_shares_weights() -> None:

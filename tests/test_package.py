@@ -37,7 +37,7 @@ def test_docs_carry_the_grammar_and_every_code_and_op() -> None:
     for code in ALL_CODES:
         assert f"| {code.id} |" in doc
     for name in OPS:
-        if name != "input":
+        if not OPS[name].source:
             assert f"`{name}`" in doc, name
 
 

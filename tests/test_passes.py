@@ -8,7 +8,7 @@ import ssnc
 from ssnc.compiler.diagnostics import SsnError
 from ssnc.compiler.elaborate import Elaborator
 from ssnc.compiler.guard import guarded
-from ssnc.compiler.ir import Graph
+from ssnc.compiler.ir import Graph, Node
 from ssnc.compiler.passes.assign_names import assign_names
 from ssnc.compiler.passes.flatten_joins import flatten_joins
 from ssnc.compiler.passes.infer_shapes import infer_shapes
@@ -85,7 +85,8 @@ def test_non_fractal_joins_inside_a_fractal_base() -> None:
 
 def test_assign_names_numbers_only_repeated_siblings() -> None:
     g = assign_names(elaborated("model m : tensor[3, 8, 8] = conv(4) >> relu >> conv(4)"))
-    assert [n.name for n in g] == ["input", "conv1", "relu", "conv2"]
+    assert [n.name for n in g] == ["input", "conv1.weight", "conv1.bias", "conv1", "relu",
+                                   "conv2.weight", "conv2.bias", "conv2"]
 
 
 def test_names_ending_in_a_digit_get_a_separator_and_keep_their_old_form() -> None:
@@ -123,6 +124,35 @@ def test_verify_catches_broken_graphs() -> None:
     cyclic = g.with_nodes([n.evolve(inputs=(tanh.name,)) if n is relu else n for n in g])
     with pytest.raises(SsnError):
         cyclic.verify()
+
+
+def test_weights_are_parameter_nodes_on_weight_ports() -> None:
+    g = run_passes(elaborated("model m : tensor[3, 8, 8] = let c = shared(conv(4)) in "
+                              "shared(conv(4)) >> shared(conv(4)) >> c >> c"), PASSES)
+    convs = [n for n in g if n.op == "conv"]
+    assert [len({*c.weights}) for c in convs] == [2, 2, 2, 2]
+    assert convs[2].weights == convs[3].weights != convs[1].weights  # two readers, one node
+    weight = g[convs[2].weights[0]]
+    assert weight.op == "param" and weight.shape == (4, 4, 3, 3)
+    assert weight.attrs["init"] == "kaiming_uniform" and weight.attrs["fan_in"] == 36
+    assert g.nx.edges[weight.name, convs[3].name, 1]["weight"] is True
+    assert g.total_params == 3 * (4 * 4 * 9 + 4) + (4 * 3 * 9 + 4) - (4 * 4 * 9 + 4)
+    assert [g.param_count(c) for c in convs] == [4 * 3 * 9 + 4, 4 * 4 * 9 + 4,
+                                                  4 * 4 * 9 + 4, 0]
+
+    def broken(nodes: list[Node]) -> str:
+        with pytest.raises(SsnError) as info:
+            g.with_nodes(nodes).verify()
+        return info.value.render()
+
+    assert "weight `gone` does not exist" in broken(
+        [n.evolve(weights=("gone", n.weights[1])) if n is convs[0] else n for n in g])
+    assert "do not match the ports" in broken(
+        [n.evolve(weights=n.weights[:1]) if n is convs[0] else n for n in g])
+    assert "needs (4, 3, 3, 3)" in broken(
+        [n.evolve(weights=convs[1].weights) if n is convs[0] else n for n in g])
+    assert "only on weight ports" in broken(  # a parameter read as data
+        [n.evolve(inputs=(weight.name,)) if n is convs[1] else n for n in g])
 
 
 def test_order_is_deterministic_and_topological() -> None:

@@ -38,7 +38,7 @@ def test_region_boundaries() -> None:
     assert first.first < top.children[1].first
     # a shared conv used twice: both uses read the owner's weights
     shared = [n for n in top.nodes if n.op == "conv" and n.index > first.first]
-    assert len(shared) == 2 and g.weights_of(shared[0]) == g.weights_of(shared[1])
+    assert len(shared) == 2 and shared[0].weights == shared[1].weights
     assert g.region(0) is top  # computed once
 
 

@@ -1,7 +1,8 @@
 """extract_column: the single-column subnetwork of every fractal block.
 
 Needs: columns tagged and names assigned. Guarantees: every fractal join is replaced by its
-input from column ``k`` and every node that no longer reaches an output is removed; names
+input from column ``k`` and every node (or parameter) that no longer reaches an output is
+removed; names
 (and so state_dict keys) are unchanged, so a trained full model's weights load into it.
 Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep net, the fast
 "anytime" answer the paper describes."""
@@ -43,5 +44,5 @@ def extract_column(graph: Graph, k: int) -> Graph:
         name = stack.pop()
         if name not in live:
             live.add(name)
-            stack.extend(rewired[name].inputs)
+            stack.extend((*rewired[name].inputs, *rewired[name].weights))
     return graph.with_nodes([n for n in rewired.values() if n.name in live], outputs)

@@ -1,7 +1,8 @@
 """infer_shapes: compute every node's output shape, dtype and parameter shapes.
 
 Needs: named nodes in a DAG. Guarantees: every node has ``shape``, ``dtype`` and ``params``;
-``shared`` instances have exactly their owner's parameter shapes. A mismatch is a diagnostic
+every parameter node has the shape (and initializer) its first reader needs, and every later
+reader (a ``shared`` instance) needs exactly that shape. A mismatch is a diagnostic
 at the op's span with notes pointing at the producers of the inputs at fault."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ def infer_shapes(graph: Graph) -> Graph:
     """Return the graph with shapes, dtypes and parameter specs filled in."""
     done: dict[str, Node] = {}
     for node in graph.order():
-        if node.op == "input":
-            done[node.name] = node
+        if node.is_source:
+            done[node.name] = node  # a parameter's shape comes from its first reader
             continue
         op = OPS[node.op]
         inputs = [done[i] for i in node.inputs]
@@ -37,10 +38,15 @@ def infer_shapes(graph: Graph) -> Graph:
             raise error(E_SHAPE, exc.message, node.span,
                         notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
         _check_size(node, shape)
-        if node.param_owner is not None:
-            owner = done[node.param_owner]
-            first_shape = done[owner.inputs[0]].shape or ()
-            if [p.shape for p in owner.params] != [p.shape for p in params]:
+        for spec, w in zip(params, node.weights, strict=True):
+            param = done[w]
+            if param.shape is None:
+                done[w] = param.evolve(shape=spec.shape, attrs={
+                    **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
+                    "trainable": spec.trainable})
+            elif param.shape != spec.shape:
+                owner = graph.first_reader(w)
+                first_shape = done[owner.inputs[0]].shape or ()
                 raise error(E_SHAPE, f"a shared `{node.op}` is applied to an input of shape "
                             f"{fmt_shape(shapes[0] or ())}, which needs parameters of other shapes "
                             "than its first use", node.span,

@@ -80,7 +80,7 @@ def _recurses(graph: Graph, scope: Scope) -> bool:
 def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
     sub = set(graph.subtree(block))
     structural = structural_scopes(graph, block)
-    members = [n for n in graph.order() if n.scope in sub]
+    members = [n for n in graph.order() if n.scope in sub and not n.is_source]
     inside = {n.name for n in members}
     joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
     width = max(len(j.inputs) for j in joins)
