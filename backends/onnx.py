@@ -42,6 +42,26 @@ class Emitter:
     source: str = ""
     counter: int = 0
     node_names: set[str] = field(default_factory=set)
+    lower_body: Callable[[Emitter, Graph], None] | None = None
+    inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+
+    def body(self, graph: Graph) -> Emitter:
+        """A fresh emitter holding a body graph (a node's ``body``) lowered by the same rows,
+        with its typed ``inputs`` and ``outputs``; the op's lowering adds what its ONNX
+        construct needs around them and makes the attribute with ``subgraph``."""
+        assert self.lower_body is not None
+        sub = Emitter(counter=self.counter, node_names=self.node_names)
+        self.lower_body(sub, graph)
+        self.counter = sub.counter
+        return sub
+
+    def subgraph(self, name: str, inputs: Sequence[onnx.ValueInfoProto] = (),
+                 outputs: Sequence[onnx.ValueInfoProto] = ()) -> onnx.GraphProto:
+        """This body as a graph attribute (a Loop or Scan body), ``inputs`` and ``outputs``
+        before its own; values of the enclosing graphs, weights included, are read by name."""
+        return helper.make_graph(self.nodes, name, [*inputs, *self.inputs],
+                                 [*outputs, *self.outputs])
 
     def fresh(self, base: str) -> str:
         """A new value name derived from ``base``."""
@@ -203,6 +223,11 @@ LOWERINGS: dict[str, Lowering] = {
 }
 
 
+def value_info(name: str, node: Node) -> onnx.ValueInfoProto:
+    """The typed value ``name`` carrying ``node``'s output."""
+    return _value_info(name, node)
+
+
 def _value_info(name: str, node: Node) -> onnx.ValueInfoProto:
     dims = [d if isinstance(d, int) else str(d) for d in node.shape or ()]
     return helper.make_tensor_value_info(name, _DTYPES[node.dtype], dims)
@@ -222,6 +247,12 @@ class ModelBuilder:
     # --- emission
     def emit(self, e: Emitter, nodes: Sequence[Node], children: Sequence[Region],
              rename: Callable[[str], str]) -> None:
+        def lower_body(sub: Emitter, body: Graph) -> None:
+            self.emit(sub, [n for n in body.order() if not n.is_source], (), rename)
+            sub.inputs = [_value_info(rename(i), body[i]) for i in body.inputs]
+            sub.outputs = [_value_info(rename(o), body[o]) for o in body.outputs]
+
+        e.lower_body = lower_body
         items: list[tuple[int, Node | Region]] = [(n.index, n) for n in nodes]
         items += [(c.first, c) for c in children]
         for _, item in sorted(items, key=lambda t: t[0]):
@@ -232,7 +263,8 @@ class ModelBuilder:
                 try:
                     LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
                                        [rename(w) for w in item.weights],
-                                       rename(item.name), [self.graph[i] for i in item.inputs])
+                                       rename(item.name),
+                                       [self.graph.all_nodes()[i] for i in item.inputs])
                 except SsnError:
                     raise
                 except Exception as exc:  # a bug, reported at the node it happened on

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
-from ..compiler.ir import Graph, Node, Scope, named_after
+from ..compiler.ir import Graph, Node, Scope, captures, named_after, walk
 from ..compiler.ops import fmt_shape
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
@@ -42,7 +42,9 @@ class Lowered:
 
 
 Lowering = Callable[[Node, Sequence[Node], Sequence[str], str], Lowered]
-"""(node, input nodes, input expressions, module reference) -> Lowered."""
+"""(node, input nodes, input expressions, module reference) -> Lowered. For an op that owns
+a body graph, the reference is a callable computing the body (its inputs in, its outputs
+out: one value, or a tuple for several)."""
 
 
 def _channels(node: Node) -> int:
@@ -242,11 +244,50 @@ class _Codegen:
         self._find_classes()  # renames class outputs: lower only afterwards
         self._name_classes(reserved)
         self.lowered: dict[str, Lowered] = {}
+        self.methods: list[list[str]] = []  # the methods computing body graphs
+        self.body_modules: list[str] = []  # __init__ lines of the modules bodies use
         for node in self.order:
             ins = [graph[i] for i in node.inputs]
-            owner = graph.shares(node) or node.name
-            self.lowered[node.name] = lower(node, ins, [self.var[i] for i in node.inputs],
-                                            _module_ref(owner))
+            ref = (self._body_method(node, self.var) if node.body is not None
+                   else _module_ref(graph.shares(node) or node.name))
+            self.lowered[node.name] = lower(node, ins, [self.var[i] for i in node.inputs], ref)
+
+    def _body_method(self, node: Node, outer: dict[str, str]) -> str:
+        """A method of the generated class computing ``node``'s body, and the callable the
+        node's lowering calls: values the body reads from around it are passed along."""
+        body = node.body
+        assert body is not None
+        every = self.graph.all_nodes()
+        method = identifier(f"body_{outer[node.name]}", self.taken)
+        self.taken.add(method)
+        local: dict[str, str] = {}
+        taken = set(_RESERVED)
+        data_captures = [c for c in captures(body) if every[c].op != "param"]
+        for name in (*body.inputs, *data_captures):
+            local[name] = identifier(name, taken)
+        stmts = []
+        for inner in body.order():
+            if inner.is_source:
+                continue
+            local[inner.name] = identifier(inner.name, taken)
+            shared = self.graph.shares(inner)
+            ref = (self._body_method(inner, local) if inner.body is not None
+                   else _module_ref(shared or inner.name))
+            low = lower(inner, [every[i] for i in inner.inputs],
+                        [local[i] for i in inner.inputs], ref)
+            if low.module is not None and not shared:
+                self.body_modules.append(f"        _put(self, {inner.name!r}, {low.module})")
+            stmts.append(_Stmt(local[inner.name], low.expr,
+                               tuple(local[i] for i in inner.inputs), where=position(inner.span)))
+        params = ", ".join(local[i] for i in (*body.inputs, *data_captures))
+        self.methods.append([
+            f"    def {method}(self, {params}):  # type: ignore[no-untyped-def]",
+            *docstring([f"The body of `{node.name}`: {node.op} calls it."], "        "),
+            *self._render(stmts, tuple(local[o] for o in body.outputs))])
+        if not data_captures:
+            return f"self.{method}"
+        passed = ", ".join(outer[c] for c in data_captures)
+        return f"(lambda *xs: self.{method}(*xs, {passed}))"
 
     # --- one class per distinct rule instance, where that reads naturally
 
@@ -268,7 +309,8 @@ class _Codegen:
             if (len(nodes) < 2 or not prefix or not own
                     or any(not n.name.startswith(prefix + ".") for n in nodes)
                     or any(n.startswith(prefix + ".") and n not in inside for n in names)
-                    or any(n.name in self.drop_index or g.shares(n) for n in nodes)
+                    or any(n.name in self.drop_index or g.shares(n) or n.body is not None
+                           for n in nodes)
                     or len(region.inputs) != 1 or len(region.outputs) != 1):
                 continue
             self._add_class(region.scope, nodes, prefix, region.inputs[0], g[region.outputs[0]])
@@ -361,7 +403,7 @@ class _Codegen:
             ctor = self.lowered[node.name].module
             if ctor is not None and not self.graph.shares(node) and node.name not in self.members:
                 lines.append(f"        _put(self, {node.name!r}, {ctor})")
-        return lines
+        return lines + self.body_modules
 
 
     def body(self, mode: str) -> list[str]:
@@ -486,10 +528,10 @@ def class_name_for(rule: str, taken: set[str]) -> str:
 def _check_names(graph: Graph) -> None:
     """Refuse scope paths that torch itself assigns on every module (``training``, hooks):
     a submodule of that name would break ``train()``. Other names are all usable."""
-    for node in graph.order():
+    for holder, node in walk(graph):
         for part in node.name.split(".") if node.op != "param" else ():  # named by readers
             if part in _TORCH_OWNED:
-                scopes = [s for s in graph.scope_path(node.scope) if s.rule == part]
+                scopes = [s for s in holder.scope_path(node.scope) if s.rule == part]
                 span = scopes[-1].span if scopes else node.span
                 raise error(E_RESERVED, f"`{part}` cannot name a PyTorch submodule "
                             f"(in `{node.name}`)", span,
@@ -565,6 +607,8 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
                   "masks: tuple[torch.Tensor, ...]):  # type: ignore[no-untyped-def]",
                   '        """Training with per-sample drop-path masks."""',
                   *gen.body("masked")]
+    for method in gen.methods:
+        lines += ["", *method]
     lines += ["", "", f"MODEL = {cls}", ""]
     return "\n".join(lines)
 

@@ -41,7 +41,9 @@ class Node:
     data ports in order, ``weights`` the values on its weight ports (parameter nodes, as
     torch.fx's ``get_attr``), in the order of the op's declared weights. Instances of a
     ``shared`` block read the same parameter nodes. ``params`` is what each weight port needs
-    (set by shape inference).
+    (set by shape inference). A node whose op declares a body owns ``body``, a graph of its
+    own whose inputs the op binds (a loop's step input and states); its nodes may also read
+    values of the graphs around it (captures), as ONNX subgraphs may.
 
     Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based index of its
     base instance along the column) locate the node; a fractal join has no column:
@@ -59,6 +61,7 @@ class Node:
     dtype: str = "f32"
     params: tuple[ParamSpec, ...] = ()
     weights: tuple[str, ...] = ()
+    body: Graph | None = field(default=None, compare=False, repr=False)
     fractal: int | None = None
     column: int | None = None
     position: int | None = None
@@ -150,6 +153,7 @@ class Graph:
     _children: dict[int, tuple[int, ...]] | None = field(default=None, init=False, repr=False)
     _fractals: dict[int, Fractal] | None = field(default=None, init=False, repr=False)
     _readers: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _all: dict[str, Node] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         g = nx.MultiDiGraph(model=self.model)
@@ -161,6 +165,11 @@ class Graph:
                 g.add_edge(src, node.name, key=port, column=column)
             for port, src in enumerate(node.weights, len(node.inputs)):
                 g.add_edge(src, node.name, key=port, weight=True)
+            if node.body is not None:  # what the body reads from here orders the node too
+                first = len(node.inputs) + len(node.weights)
+                for port, src in enumerate(captures(node.body), first):
+                    if src in self.nodes_by_name:
+                        g.add_edge(src, node.name, key=port, capture=True)
         self.nx = g
 
     @staticmethod
@@ -242,15 +251,22 @@ class Graph:
             stack.extend(reversed(self.scope_children(sid)))
         return out
 
+    def all_nodes(self) -> dict[str, Node]:
+        """Every node of this graph and of the bodies inside it, by name (names are unique
+        across bodies; computed once)."""
+        if self._all is None:
+            self._all = {node.name: node for node in _nested(self)}
+        return self._all
+
     def first_reader(self, param: str) -> Node:
-        """The node that reads parameter ``param`` first (by creation): the one whose module
-        owns it where a backend makes modules."""
+        """The node that reads parameter ``param`` first (in order, bodies included): the one
+        whose module owns it where a backend makes modules."""
         if self._readers is None:
             self._readers = {}
-            for node in sorted(self.nodes_by_name.values(), key=lambda n: n.index):
+            for _, node in walk(self):
                 for w in node.weights:
                     self._readers.setdefault(w, node.name)
-        return self.nodes_by_name[self._readers[param]]
+        return self.all_nodes()[self._readers[param]]
 
     def shares(self, node: Node) -> str | None:
         """The node whose weights ``node`` reads as a later instance of a ``shared`` block
@@ -262,18 +278,18 @@ class Graph:
 
     def param_count(self, node: Node) -> int:
         """Trainable parameters ``node`` brings: those it is the first reader of."""
-        return sum(self.nodes_by_name[w].spec().numel for w in node.weights
-                   if self.first_reader(w).name == node.name
-                   and self.nodes_by_name[w].attrs["trainable"])
+        every = self.all_nodes()
+        return sum(every[w].spec().numel for w in node.weights
+                   if self.first_reader(w).name == node.name and every[w].attrs["trainable"])
 
     def tensors(self) -> dict[str, ParamSpec]:
-        """Every parameter and buffer, by state_dict key, in order of first use."""
-        return {n.name: n.spec() for n in self.order() if n.op == "param"}
+        """Every parameter and buffer, bodies included, by state_dict key, in order of use."""
+        return {n.name: n.spec() for _, n in walk(self) if n.op == "param"}
 
     @property
     def op_count(self) -> int:
-        """Nodes that compute (the input counts; parameters do not)."""
-        return sum(1 for n in self.nodes_by_name.values() if n.op != "param")
+        """Nodes that compute, bodies included (inputs count; parameters do not)."""
+        return sum(1 for _, n in walk(self) if n.op != "param")
 
     def renamed_keys(self) -> dict[str, str]:
         """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
@@ -298,15 +314,18 @@ class Graph:
     @property
     def total_params(self) -> int:
         """Trainable parameters, shared ones counted once."""
-        return sum(n.spec().numel for n in self.nodes_by_name.values()
+        return sum(n.spec().numel for _, n in walk(self)
                    if n.op == "param" and n.attrs["trainable"])
 
-    def verify(self) -> None:
+    def verify(self, outer: frozenset[str] = frozenset(), within: str = "") -> None:
         """Check the invariants every pass must keep (torch.fx's ``Graph.lint``):
         known ops with the right arity, inputs and weights that exist, acyclicity, unique
         names, shapes where set, parameters read only on weight ports, and each op's weight
-        ports holding the shapes it needs."""
+        ports holding the shapes it needs. A body is verified too, with the names of the
+        graphs around it (``outer``) readable and not to be reused; ``within`` says where."""
         problems: list[str] = []
+        for clash in sorted(outer & set(self.nodes_by_name))[:5]:
+            problems.append(f"{clash}: named like a node of an enclosing graph")
         for node in self.nodes_by_name.values():
             op = OPS.get(node.op)
             if op is None:
@@ -318,12 +337,15 @@ class Graph:
             if op.arity is None and not node.inputs:
                 problems.append(f"{node.name}: {node.op} has no inputs")
             for src in node.inputs:
-                if src not in self.nodes_by_name:
+                if src not in self.nodes_by_name and src not in outer:
                     problems.append(f"{node.name}: input `{src}` does not exist")
+            if (op.body is None) != (node.body is None):
+                problems.append(f"{node.name}: {node.op} " + (
+                    "owns no body graph" if node.body is None else "cannot own a body graph"))
             if node.input_columns and len(node.input_columns) != len(node.inputs):
                 problems.append(f"{node.name}: input_columns does not match inputs")
             for w in node.weights:
-                if w not in self.nodes_by_name:
+                if w not in self.nodes_by_name and w not in outer:
                     problems.append(f"{node.name}: weight `{w}` does not exist")
             if node.op == "param":
                 ports = [(dst, port) for dst, port in self.consumers(node.name)]
@@ -350,23 +372,29 @@ class Graph:
         if not nx.is_directed_acyclic_graph(self.nx):
             problems.append("the graph has a cycle: " + " -> ".join(
                 str(e[0]) for e in nx.find_cycle(self.nx)))
+        where = within or f"model `{self.model}`"
         if problems:
             first = next(iter(self.nodes_by_name.values()), None)
             span = first.span if first else Span.unknown()
-            raise error(E_INTERNAL, f"IR verification failed in model `{self.model}`", span,
+            raise error(E_INTERNAL, f"IR verification failed in {where}", span,
                         notes=[Note(p) for p in problems[:20]])
+        for node in self.nodes_by_name.values():
+            if node.body is not None:
+                node.body.verify(outer | set(self.nodes_by_name),
+                                 f"{where}, the body of `{node.name}`")
 
     def macs(self, node: Node) -> int:
-        """Multiply-accumulates per sample of one node."""
+        """Multiply-accumulates per sample of one node (a body's nodes count their own)."""
         assert node.shape is not None
         op = OPS[node.op]
-        shapes = [self.nodes_by_name[i].shape for i in node.inputs]
+        shapes = [self.all_nodes()[i].shape for i in node.inputs]
         return op.macs([s for s in shapes if s is not None], node.shape, node.attrs)
 
     @property
     def total_macs(self) -> int:
-        """Multiply-accumulates per sample of the whole model."""
-        return sum(self.macs(n) for n in self.nodes_by_name.values())
+        """Multiply-accumulates per sample of the whole model, bodies counted once (per
+        step, for a loop's body)."""
+        return sum(self.macs(n) for _, n in walk(self))
 
 
 
@@ -377,6 +405,34 @@ def numbered_name(text: str, number: int | None, *, legacy: bool = False) -> str
         return text
     sep = "_" if text[-1:].isdigit() and not legacy else ""
     return f"{text}{sep}{number}"
+
+
+def walk(graph: Graph) -> Iterator[tuple[Graph, Node]]:
+    """Every node of ``graph`` in order, each body-owning node followed by its body's nodes
+    (depth first), with the graph that holds it: the one way to reach nested graphs."""
+    for node in graph.order():
+        yield graph, node
+        if node.body is not None:
+            yield from walk(node.body)
+
+
+def captures(body: Graph) -> tuple[str, ...]:
+    """The values a body (and the bodies inside it) reads from the graphs around it, in
+    first-use order."""
+    own = set(body.all_nodes())
+    seen: dict[str, None] = {}
+    for node in _nested(body):
+        seen.update((v, None) for v in (*node.inputs, *node.weights) if v not in own)
+    return tuple(seen)
+
+
+def _nested(graph: Graph) -> Iterator[Node]:
+    """Every node of ``graph`` and its bodies in creation order, without ordering them (so
+    that a graph under verification, which may be broken, can still be read)."""
+    for node in sorted(graph.nodes_by_name.values(), key=lambda n: n.index):
+        yield node
+        if node.body is not None:
+            yield from _nested(node.body)
 
 
 def named_after(segment: str, text: str) -> bool:
@@ -415,6 +471,12 @@ def _regions(graph: Graph) -> dict[int, Region]:
         for n in members:
             inputs.update((i, None) for i in n.inputs if i not in inside)
             weights.update((w, None) for w in n.weights)
+            if n.body is not None:  # a body's reads cross the boundary with its node
+                every = graph.all_nodes()
+                for _, inner in walk(n.body):
+                    weights.update((w, None) for w in inner.weights)
+                inputs.update((c, None) for c in captures(n.body)
+                              if c not in inside and every[c].op != "param")
         outputs = tuple(n.name for n in members if n.name in graph.outputs or any(
             c not in inside for c, _ in graph.consumers(n.name)))
         region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),

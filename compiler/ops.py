@@ -86,6 +86,18 @@ class ParamSpec:
 
 
 ShapeRule = Callable[[Sequence[Shape], Attrs], Shape]
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    """How an op that owns a body graph (as ONNX's Loop or torch.fx's cond) types it:
+    ``inputs`` gives the shapes of the body's inputs from the node's input shapes, ``output``
+    the node's shape from its input shapes and the body's output shapes. Either may raise
+    ShapeMismatch."""
+
+    inputs: Callable[[Sequence[Shape], Attrs], tuple[Shape, ...]]
+    output: Callable[[Sequence[Shape], Sequence[Shape], Attrs], Shape]
+
 ParamRule = Callable[[Sequence[Shape], Attrs], tuple[ParamSpec, ...]]
 MacRule = Callable[[Sequence[Shape], Shape, Attrs], int]
 
@@ -120,6 +132,7 @@ class OpDecl:
     the dtype of the inputs it takes; ``fold`` computes the op on numbers (`mean(1, 2)`);
     a ``passthrough`` op makes no node (its block is its input).
 
+    An op with a ``body`` owns a graph of its own (``Node.body``), typed by that rule.
     ``weights`` names the op's weight ports for given attributes; ``params`` gives the tensor
     each port needs once input shapes are known (same names, same order). A ``source`` is a
     value the graph reads rather than computes (the model's input, a parameter): it has no
@@ -139,6 +152,7 @@ class OpDecl:
     fold: Callable[[Sequence[float]], float] | None = None
     passthrough: bool = False
     source: bool = False
+    body: BodyRule | None = None
 
     @property
     def has_params(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from .ir import Graph, Node
+from .ir import Graph, Node, walk
 from .ops import OPS, AttrValue
 
 
@@ -63,11 +63,26 @@ def format_graph(graph: Graph) -> str:
     params = ", ".join(f"{k}={format_value(v) if not isinstance(v, tuple) else _list(v)}"
                        for k, v in graph.params.items())
     lines = [f"model {graph.model}({params}) : {graph.input_type}"]
-    lines += ["  " + format_node(n) for n in graph.order()]
+    open_bodies: list[Graph] = [graph]  # the graphs being printed, outermost first
+    for holder, node in walk(graph):
+        while open_bodies[-1] is not holder:
+            _close(lines, open_bodies.pop(), len(open_bodies))
+        text = format_node(node)
+        lines.append("  " * len(open_bodies) + (text + " {" if node.body is not None else text))
+        if node.body is not None:
+            open_bodies.append(node.body)
+    while len(open_bodies) > 1:
+        _close(lines, open_bodies.pop(), len(open_bodies))
     lines.append("  return " + ", ".join(f"%{o}" for o in graph.outputs))
     lines.append(f"  # {graph.op_count} nodes, {graph.total_params:,} parameters, "
                  f"{graph.total_macs:,} MACs per sample")
     return "\n".join(lines) + "\n"
+
+
+def _close(lines: list[str], body: Graph, depth: int) -> None:
+    """The end of a body: what it returns, and its closing brace."""
+    lines.append("  " * (depth + 1) + "return " + ", ".join(f"%{o}" for o in body.outputs))
+    lines.append("  " * depth + "}")
 
 
 def _list(v: tuple[object, ...]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .ir import Graph
+from .ir import Graph, walk
 from .ops import Shape
 from .values import json_value
 
@@ -38,11 +38,11 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     last: dict[str, Shape] = {}
     ops: dict[str, str] = {}
     order: list[str] = []
-    for node in graph.order():
+    for holder, node in walk(graph):
         if node.is_source:
             continue
         parts = node.name.split(".")
-        node_macs = graph.macs(node)
+        node_macs = holder.macs(node)
         for i in range(1, len(parts) + 1):
             key = ".".join(parts[:i])
             if key not in count:

@@ -1,6 +1,7 @@
 """infer_shapes: compute every node's output shape, dtype and parameter shapes.
 
-Needs: named nodes in a DAG. Guarantees: every node has ``shape``, ``dtype`` and ``params``;
+Needs: named nodes in a DAG. Guarantees: every node, in bodies too, has ``shape``, ``dtype``
+and ``params``;
 every parameter node has the shape (and initializer) its first reader needs, and every later
 reader (a ``shared`` instance) needs exactly that shape. A mismatch is a diagnostic
 at the op's span with notes pointing at the producers of the inputs at fault."""
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 from ..diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
 from ..ir import Graph, Node
-from ..ops import OPS, ShapeMismatch, fmt_shape
+from ..ops import OPS, Shape, ShapeMismatch, fmt_shape
 
 
 def infer_shapes(graph: Graph) -> Graph:
     """Return the graph with shapes, dtypes and parameter specs filled in."""
-    done: dict[str, Node] = {}
+    return _infer(graph, {}, graph)
+
+
+def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
+    """``graph`` (the model or a body inside ``top``) with shapes; ``done`` holds every node
+    typed so far, enclosing graphs' included, which a body may read."""
     for node in graph.order():
         if node.is_source:
             done[node.name] = node  # a parameter's shape comes from its first reader
@@ -31,8 +37,15 @@ def infer_shapes(graph: Graph) -> Graph:
                         node.span, notes=_producers(inputs, range(len(inputs))),
                         hint="turn token ids into vectors with `embedding(vocab, dim)` first")
         dtype = "f32"
+        body = None
         try:
-            shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
+            if op.body is not None and node.body is not None:
+                body = _infer_body(node, op.body.inputs(shapes, node.attrs),  # type: ignore[arg-type]
+                                   done, top)
+                outs = [done[o].shape or () for o in body.outputs]
+                shape = op.body.output(shapes, outs, node.attrs)  # type: ignore[arg-type]
+            else:
+                shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
             params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
         except ShapeMismatch as exc:
             raise error(E_SHAPE, exc.message, node.span,
@@ -45,7 +58,7 @@ def infer_shapes(graph: Graph) -> Graph:
                     **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
                     "trainable": spec.trainable})
             elif param.shape != spec.shape:
-                owner = graph.first_reader(w)
+                owner = top.first_reader(w)
                 first_shape = done[owner.inputs[0]].shape or ()
                 raise error(E_SHAPE, f"a shared `{node.op}` is applied to an input of shape "
                             f"{fmt_shape(shapes[0] or ())}, which needs parameters of other shapes "
@@ -53,8 +66,22 @@ def infer_shapes(graph: Graph) -> Graph:
                             notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
                                         owner.span)],
                             hint="a shared block must see the same input shape at every use")
-        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params)
+        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body)
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
+
+
+def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],
+                top: Graph) -> Graph:
+    """The body of ``node`` typed, its inputs given ``shapes`` by the op's body rule."""
+    assert node.body is not None
+    body = node.body
+    if len(shapes) != len(body.inputs):
+        raise ShapeMismatch(f"`{node.op}`'s body takes {len(body.inputs)} inputs, the op "
+                            f"gives it {len(shapes)}")
+    given = dict(zip(body.inputs, shapes, strict=True))
+    seeded = body.with_nodes(n.evolve(shape=given[n.name]) if n.name in given else n
+                             for n in body.nodes_by_name.values())
+    return _infer(seeded, done, top)
 
 
 MAX_ELEMENTS = 1 << 40
