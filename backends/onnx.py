@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..compiler.diagnostics import SsnError, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
+from ..compiler.ops import slice_bounds
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
@@ -201,6 +202,47 @@ def _join(op: str) -> Lowering:
     return lower
 
 
+def lower_affine(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                 ins: Sequence[Node]) -> None:
+    scale, shift = float(n.attrs["scale"]), float(n.attrs["shift"])  # type: ignore[arg-type]
+    value = xs[0]
+    if scale != 1:
+        value_out = out if shift == 0 else e.fresh(n.name)
+        k = e.constant(f"{n.name}.scale", np.array(scale, np.float32))
+        e.add("Mul", [value, k], [value_out], n.name if shift == 0 else f"{n.name}/scale")
+        value = value_out
+    if shift != 0:
+        b = e.constant(f"{n.name}.shift", np.array(shift, np.float32))
+        e.add("Add", [value, b], [out], n.name)
+    if scale == 1 and shift == 0:
+        e.add("Identity", [value], [out], n.name)
+
+
+def lower_hard_sigmoid(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                       ins: Sequence[Node]) -> None:
+    e.add("HardSigmoid", [xs[0]], [out], n.name,
+          alpha=float(n.attrs["slope"]) / 2, beta=0.5)  # type: ignore[arg-type]
+
+
+def lower_step(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+               ins: Sequence[Node]) -> None:
+    """Inference form of the straight-through step: 1 where x > 0.5."""
+    half = e.constant(f"{n.name}.threshold", np.array(0.5, np.float32))
+    above = e.fresh(n.name)
+    e.add("Greater", [xs[0], half], [above], f"{n.name}/greater")
+    e.add("Cast", [above], [out], n.name, to=TensorProto.FLOAT)
+
+
+def lower_slice(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                ins: Sequence[Node]) -> None:
+    shape = ins[0].shape or ()
+    axis = _int(n.attrs["axis"]) % len(shape)
+    start, stop = slice_bounds(_int(shape[axis]), n.attrs)
+    starts, ends, axes = (e.constant(f"{n.name}.{what}", np.array([v], np.int64))
+                          for what, v in (("start", start), ("stop", stop), ("axis", axis)))
+    e.add("Slice", [xs[0], starts, ends, axes], [out], n.name)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
@@ -220,6 +262,11 @@ LOWERINGS: dict[str, Lowering] = {
     "max": _join("Max"),
     "concat": lower_concat,
     "mul": _simple("Mul"),
+    "sub": _simple("Sub"),
+    "affine": lower_affine,
+    "hard_sigmoid": lower_hard_sigmoid,
+    "step": lower_step,
+    "slice": lower_slice,
 }
 
 

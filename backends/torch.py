@@ -25,7 +25,7 @@ from torch import nn
 from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, walk
-from ..compiler.ops import fmt_shape
+from ..compiler.ops import fmt_shape, slice_bounds
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
 
@@ -127,6 +127,24 @@ def lower_concat(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -
     return Lowered(None, f"torch.cat(({', '.join(args)},), {literal(node.attrs['axis'])})")
 
 
+def lower_affine(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    scale, shift = node.attrs["scale"], node.attrs["shift"]
+    expr = args[0] if scale == 1 else f"{args[0]} * {literal(scale)}"
+    return Lowered(None, expr if shift == 0 else f"{expr} + {literal(shift)}")
+
+
+def lower_hard_sigmoid(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    half = float(node.attrs["slope"]) / 2  # type: ignore[arg-type]
+    return Lowered(None, f"torch.clamp({args[0]} * {literal(half)} + 0.5, 0.0, 1.0)")
+
+
+def lower_slice(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    shape = ins[0].shape or ()
+    axis = int(node.attrs["axis"]) % len(shape)  # type: ignore[arg-type]
+    start, stop = slice_bounds(int(shape[axis]), node.attrs)  # a known size (shape rule)
+    return Lowered(None, f"{args[0]}.narrow({axis}, {start}, {stop - start})")
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
@@ -146,6 +164,12 @@ LOWERINGS: dict[str, Lowering] = {
     "max": lower_max,
     "concat": lower_concat,
     "mul": _function("{0} * {1}"),
+    "sub": _function("{0} - {1}"),
+    "affine": lower_affine,
+    "hard_sigmoid": lower_hard_sigmoid,
+    # forward: exactly 0 or 1; backward: the identity (the added term is 0, its gradient 1)
+    "step": _function("({0} > 0.5).to({0}.dtype) + ({0} - {0}.detach())"),
+    "slice": lower_slice,
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:

@@ -164,7 +164,10 @@ class Evaluator(Instantiator):
         return left or self._bool(e.right, env)
 
     def _eval_Neg(self, e: ast.Neg, env: Env) -> Value:
-        return check_int(-self.number(self.eval(e.operand, env), e.operand.span), e.span)
+        value = self.eval(e.operand, env)
+        if isinstance(value, Wire):
+            return self.join_wires(OPS["affine"], (value,), {"scale": -1.0}, e.span)
+        return check_int(-self.number(value, e.operand.span), e.span)
 
     def number(self, value: Value, span: Span) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -206,9 +209,11 @@ class Evaluator(Instantiator):
             return _arith(e.op, left, right, e.span)
         if e.op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
             return self.new_list(left + right, e.span)
-        if e.op in ("+", "*") and isinstance(left, Wire) and isinstance(right, Wire):
-            return self.join_wires(OPS["sum" if e.op == "+" else "mul"], (left, right), {},
-                                   e.span)
+        if e.op in _WIRE_OPS and isinstance(left, Wire) and isinstance(right, Wire):
+            return self.join_wires(OPS[_WIRE_OPS[e.op]], (left, right), {}, e.span)
+        if (isinstance(left, Wire) and _is_num(right)) or (
+                isinstance(right, Wire) and _is_num(left)):
+            return self._scalar(e, left, right)
         if e.op in ("*", "×"):
             for blk, cnt, bspan in ((left, right, e.left.span), (right, left, e.right.span)):
                 if isinstance(cnt, int) and not isinstance(cnt, bool) and _blockish(blk):
@@ -218,6 +223,29 @@ class Evaluator(Instantiator):
                                          self.as_block(right, e.right.span)), (), e.span)
         raise error(E_TYPE, f"`{e.op}` does not apply to {kind_of(left)} and {kind_of(right)}",
                     e.span, hint=_binop_hint(e.op, left, right))
+
+    def _scalar(self, e: ast.BinOp, left: Value, right: Value) -> Value:
+        """A wire and a number (`x * 0.5`, `1 - x`, `x / 2`): one `affine` node."""
+        wire, num = (left, right) if isinstance(left, Wire) else (right, left)
+        assert isinstance(wire, Wire) and isinstance(num, int | float)
+        value = float(num)
+        first = wire is left
+        if e.op in ("*", "×"):
+            attrs = {"scale": value}
+        elif e.op == "+":
+            attrs = {"shift": value}
+        elif e.op == "-":
+            attrs = {"shift": -value} if first else {"scale": -1.0, "shift": value}
+        elif e.op == "/" and first and value != 0:
+            attrs = {"scale": 1.0 / value}
+        else:
+            raise error(E_TYPE, f"`{e.op}` does not apply to {kind_of(left)} and "
+                        f"{kind_of(right)}", e.span,
+                        hint="on a wire: `x * k`, `x / k`, `x + k`, `x - k`, `k - x`, `-x`"
+                        if not (e.op == "/" and value == 0) else "division by zero")
+        if not math.isfinite(value) or not all(math.isfinite(v) for v in attrs.values()):
+            raise error(E_TYPE, f"`{num}` is not a finite number", e.span)
+        return self.join_wires(OPS["affine"], (wire,), attrs, e.span)
 
     # ------------------------------------------------------------ calls
 
@@ -456,6 +484,10 @@ def _required(fn: Rule | OpCtor) -> list[str]:
         return [a.name for a in fn.op.attrs if a.default is REQUIRED]
     return [p.name for p in fn.decl.params if p.default is None]
 
+
+
+_WIRE_OPS = {"+": "sum", "*": "mul", "×": "mul", "-": "sub"}
+"""Binary operators between two wires, and the op each makes."""
 
 
 def chain(left: Block, right: Block, span: Span) -> SeqBlock:

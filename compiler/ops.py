@@ -53,6 +53,7 @@ NON_NEGATIVE = Range(0, words="zero or more")
 PROBABILITY = Range(0, 1, high_open=True, words="a probability in [0, 1)")
 POSITIVE_FINITE = Range(0, math.inf, low_open=True, high_open=True, words="positive and finite")
 UNIT_INTERVAL = Range(0, 1, words="in [0, 1]")
+FINITE = Range(-math.inf, math.inf, low_open=True, high_open=True, words="finite")
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,37 @@ def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return (*inputs[0][:axis], total, *inputs[0][axis + 1:])
 
 
+def _feature_axis(shape: Shape, axis: int, what: str) -> int:
+    """``axis`` of ``shape`` made non-negative; the batch axis (0) is not a feature axis."""
+    rank = len(shape)
+    if not -rank < axis < rank or axis in (0, -rank):
+        raise ShapeMismatch(f"{what} axis {axis} is not a feature axis of a rank-{rank} tensor",
+                            inputs=(0,))
+    return axis % rank
+
+
+def _slice_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    axis = _feature_axis(x, _int(attrs, "axis"), "slice")
+    size = x[axis]
+    if not isinstance(size, int):
+        raise ShapeMismatch(f"slice axis {axis} must have a known size, not `{size}`",
+                            inputs=(0,))
+    start, stop = slice_bounds(size, attrs)
+    if not 0 <= start < stop <= size:
+        raise ShapeMismatch(f"slice [{attrs['start']}, {attrs['stop']}) is empty or outside "
+                            f"axis {axis} of size {size}", inputs=(0,))
+    return (*x[:axis], stop - start, *x[axis + 1:])
+
+
+def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
+    """A slice's [start, stop) on an axis of ``size`` (negative counts from the end, as in
+    Python; a stop of none is the end)."""
+    start = _int(attrs, "start")
+    stop = size if attrs["stop"] is None else _int(attrs, "stop")
+    return (start + size if start < 0 else start), (stop + size if stop < 0 else stop)
+
+
 def _embedding_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     return (*x, _int(attrs, "dim"))
@@ -508,6 +540,21 @@ OPS: dict[str, OpDecl] = {
                arity=None, is_join=True),
         OpDecl("mul", "Element-wise product (`a * b` on wires), with broadcasting.", (),
                _join_shape("mul"), arity=2),
+        OpDecl("sub", "Element-wise difference (`a - b` on wires), with broadcasting.", (),
+               _join_shape("sub"), arity=2),
+        OpDecl("affine", "`scale * x + shift`: what `x * 0.5`, `1 - x` or `-x` make on a wire.",
+               (Attr("scale", _FLOAT, 1.0, "factor", FINITE),
+                Attr("shift", _FLOAT, 0.0, "added after scaling", FINITE)), _same),
+        OpDecl("hard_sigmoid", "`max(0, min(1, (slope * x + 1) / 2))` (HM-RNN's boundary "
+               "detector; a larger slope is closer to a step).",
+               (Attr("slope", _FLOAT, 1.0, "slope of the linear part", POSITIVE_FINITE),), _same),
+        OpDecl("step", "Straight-through step: 1 where x > 0.5, else 0; its gradient is "
+               "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same),
+        OpDecl("slice", "Positions [start, stop) of a feature axis (negative: from the end).",
+               (Attr("axis", _INT, -1, "the axis (1 = channels; -1 = last)"),
+                Attr("start", _INT, 0, "first position"),
+                Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
+               _slice_shape),
         OpDecl(
             "hmrnn",
             "Hierarchical multiscale RNN (Chung et al. 2016): declared, not yet lowered.",

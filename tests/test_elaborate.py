@@ -243,3 +243,31 @@ def test_overrides_are_checked() -> None:
         ssnc.load(SPECS / "fractalnet.ssn").model(clases=10)
     assert info.value.code == "E0601"
     assert "did you mean `classes`" in info.value.render()
+
+
+def test_arithmetic_on_wires_makes_sub_and_affine_nodes() -> None:
+    m = model("model m : sequence[4] = (x) => (1 - x * 0.5) - -x / 4 + (x - 2)")
+    nodes = [n for n in m.ir if not n.is_source]
+    got = [(n.op, dict(n.attrs)) for n in nodes]
+    assert got == [("affine", {"scale": 0.5, "shift": 0.0}),
+                   ("affine", {"scale": -1.0, "shift": 1.0}),
+                   ("affine", {"scale": -1.0, "shift": 0.0}),
+                   ("affine", {"scale": 0.25, "shift": 0.0}),
+                   ("sub", {}),
+                   ("affine", {"scale": 1.0, "shift": -2.0}),
+                   ("sum", {"drop_path": 0.0, "merge": True})]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("(x) => 2 / x", "`/` does not apply to a number and a wire"),
+    ("(x) => x / 0", "division by zero"),
+    ("(x) => x ** 2", "`**` does not apply to a wire and a number"),
+    ("slice(1, 2, 2)", "is empty or outside axis 1 of size 4"),
+    ("slice(0)", "slice axis 0 is not a feature axis"),
+    ("hard_sigmoid(0)", "`hard_sigmoid`'s `slope` must be positive and finite"),
+])
+def test_cell_op_mistakes_are_diagnostics(text: str, message: str) -> None:
+    with pytest.raises(ssnc.SsnError) as info:
+        model(f"model m : tensor[4, 3, 3] = {text}")
+    assert message in info.value.render()
+    assert info.value.diagnostics[0].span.line == 1

@@ -76,7 +76,19 @@ OP_CASES = {
     "concat": "model m : tensor[3, 4, 4] = concat(conv(2), conv(3), identity) >> conv(4)",
     "broadcast": "model m : tensor[3, 4, 4] = (x) => mul(x, maxpool(4)(x)) >> flatten",
     "shared": "model m : tensor[4, 3, 3] = unrolled(conv(4) >> bn >> relu >> conv(4), 3)",
+    "cell_ops": "model m : sequence[6] = (x) => let g = hard_sigmoid(slope = 2.0)(x) in "
+                "concat(step(g), x - g, 1 - x * 0.5, -x / 4 + 1, slice(-1, 1, 4)(x), "
+                "slice(2, -2)(x), axis = -1)",
+    "slice_channels": "model m : tensor[5, 4, 4] = (x) => slice(1, 0, 2)(x) - slice(1, 3)(x)",
 }
+
+
+def test_every_op_has_a_parity_case() -> None:
+    """Each case runs in both backends and compares them: together they cover every op."""
+    seen = {n.op for text in OP_CASES.values() for n in ssnc.loads(text, "op.ssn").model().ir}
+    wanted = {name for name, op in OPS.items()
+              if op.lowered and not op.passthrough and not op.source}
+    assert wanted <= seen, sorted(wanted - seen)
 
 
 @pytest.mark.parametrize("case", sorted(OP_CASES))

@@ -393,3 +393,20 @@ def test_checkpoints_saved_before_the_naming_separator_still_load(tmp_path: Path
         onnx_model = m.to_onnx(weights=path)
         inits = {i.name for i in onnx_model.graph.initializer}
         assert "conv3x3_1.conv.weight" in inits and not any("conv3x31" in i for i in inits)
+
+
+def test_step_is_exact_forward_and_straight_through_backward() -> None:
+    m = model("model m : sequence[5] = (x) => step(hard_sigmoid(slope = 3.0)(x)) * x")
+    net = m.to_torch().train()
+    x = torch.tensor([[[-2.0, -0.1, 0.0, 0.1, 2.0]]], requires_grad=True)
+    y = net(x)
+    hard = torch.clamp((3.0 * x + 1) / 2, 0, 1)
+    z = (hard > 0.5).float()
+    assert torch.equal(y, z * x)  # exactly 0 or 1, so COPY-style gates keep values bit-equal
+    assert set(net(torch.randn(2, 7, 5)).ne(0).float().unique().tolist()) <= {0.0, 1.0}
+    y.sum().backward()
+    # d/dx [step(h(x)) * x] = step(h) + x * h'(x): the step passes h's gradient through
+    slope = ((3.0 * x.detach() + 1) / 2 > 0) & ((3.0 * x.detach() + 1) / 2 < 1)
+    want = z + x.detach() * 1.5 * slope.float()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, want)
