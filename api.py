@@ -48,7 +48,7 @@ from .compiler.values import Env, Rule, Value
 from .grammar import ast
 from .grammar.parser import parse, parse_expr, shift
 
-STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn")
+STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn")
 
 
 @dataclass

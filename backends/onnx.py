@@ -243,6 +243,43 @@ def lower_slice(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: 
     e.add("Slice", [xs[0], starts, ends, axes], [out], n.name)
 
 
+def lower_zeros(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                ins: Sequence[Node]) -> None:
+    """[N, size] zeros, N read from the input at run time."""
+    shape, batch, dims = e.fresh(n.name), e.fresh(n.name), e.fresh(n.name)
+    e.add("Shape", [xs[0]], [shape], f"{n.name}/shape")
+    first, second = (e.constant(f"{n.name}.at", np.array([i], np.int64)) for i in (0, 1))
+    e.add("Slice", [shape, first, second], [batch], f"{n.name}/batch")
+    size = e.constant(f"{n.name}.size", np.array([_int(n.attrs["size"])], np.int64))
+    e.add("Concat", [batch, size], [dims], f"{n.name}/dims", axis=0)
+    e.add("ConstantOfShape", [dims], [out], n.name,
+          value=numpy_helper.from_array(np.zeros(1, np.float32), f"{n.name}.zero"))
+
+
+def lower_scan(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+               ins: Sequence[Node]) -> None:
+    """An ONNX Scan over the time axis (1), never unrolled: the states are carried, the step
+    input is scanned, the step outputs are stacked."""
+    assert n.body is not None
+    body = e.body(n.body)
+    step, *states = body.inputs
+    outputs = []
+    for value in body.outputs:  # each body output a fresh value, as Scan's outputs must be
+        fresh = e.fresh(value.name)
+        body.add("Identity", [value.name], [fresh], f"{n.name}/out")
+        copy = onnx.ValueInfoProto()
+        copy.CopyFrom(value)
+        copy.name = fresh
+        outputs.append(copy)
+    y, *new_states = outputs
+    graph = helper.make_graph(body.nodes, n.name, [*states, step], [*new_states, y])
+    finals = [e.fresh(f"{n.name}.final") for _ in states]
+    e.add("Scan", [*xs[1:], xs[0]], [*finals, out], n.name, body=graph, num_scan_inputs=1,
+          scan_input_axes=[1], scan_output_axes=[1],
+          scan_input_directions=[1 if n.attrs["reverse"] else 0],
+          scan_output_directions=[1 if n.attrs["reverse"] else 0])
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
@@ -267,6 +304,8 @@ LOWERINGS: dict[str, Lowering] = {
     "hard_sigmoid": lower_hard_sigmoid,
     "step": lower_step,
     "slice": lower_slice,
+    "zeros": lower_zeros,
+    "scan": lower_scan,
 }
 
 

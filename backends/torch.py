@@ -145,6 +145,12 @@ def lower_slice(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) ->
     return Lowered(None, f"{args[0]}.narrow({axis}, {start}, {stop - start})")
 
 
+def lower_scan(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """The loop over time is `_scan` (in the runtime pasted above): `for t in range(T)`."""
+    reverse = ", reverse=True" if node.attrs["reverse"] else ""
+    return Lowered(None, f"_scan({m}, {', '.join(args)}{reverse})")
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
@@ -170,6 +176,8 @@ LOWERINGS: dict[str, Lowering] = {
     # forward: exactly 0 or 1; backward: the identity (the added term is 0, its gradient 1)
     "step": _function("({0} > 0.5).to({0}.dtype) + ({0} - {0}.detach())"),
     "slice": lower_slice,
+    "zeros": _function("{0}.new_zeros({0}.shape[0], {size})"),
+    "scan": lower_scan,
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:

@@ -35,6 +35,19 @@ def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]
     return hook
 
 
+def _scan(cell, x: torch.Tensor, *states: torch.Tensor,  # type: ignore[no-untyped-def]
+          reverse: bool = False) -> torch.Tensor:
+    """``cell`` at every step t of ``x`` [N, T, ...]: ``y_t, *states = cell(x[:, t], *states)``;
+    returns the step outputs stacked along the time axis [N, T, ...]."""
+    steps = x.shape[1]
+    outputs: list[torch.Tensor] = [x] * steps  # placeholders, each replaced below
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        y, *rest = cell(x[:, t], *states)
+        states = tuple(rest)
+        outputs[t] = y
+    return torch.stack(outputs, 1)
+
+
 class DropPlan(NamedTuple):
     """One mini-batch's drop-path decisions.
 

@@ -8,7 +8,18 @@ from collections.abc import Callable, Mapping
 from .diagnostics import E_ARGUMENT, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
 from .evaluate import Evaluator, chain, check_int
 from .ops import OPS
-from .values import Block, Builtin, Env, OpCtor, PrimBlock, SeqBlock, SharedBlock, Value, kind_of
+from .values import (
+    Block,
+    Builtin,
+    Env,
+    OpCtor,
+    PrimBlock,
+    ScanBlock,
+    SeqBlock,
+    SharedBlock,
+    Value,
+    kind_of,
+)
 
 # ---------------------------------------------------------------- built-ins
 
@@ -98,6 +109,28 @@ def _b_shared(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     return SharedBlock(el.as_block(args[0], spans[0]), span)
 
 
+def _b_scan(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+            span: Span) -> Value:
+    bound = el.bind_args("scan", ("cell", "state", "reverse"), args, kw, spans, span)
+    where = {**dict(zip(("cell", "state", "reverse"), spans, strict=False)),
+             **{k: s for k, (_, s) in kw.items()}}
+    if "cell" not in bound:
+        raise error(E_ARGUMENT, "`scan` needs a cell: `scan((x, h) => ..., state = [64])`", span)
+    states = bound.get("state", ())
+    if isinstance(states, int) and not isinstance(states, bool):
+        states = (states,)
+    if not isinstance(states, tuple) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in states):
+        raise error(E_TYPE, f"`scan`'s `state` is a list of positive sizes, got "
+                    f"{kind_of(states)}", where.get("state", span))
+    reverse = bound.get("reverse", False)
+    if not isinstance(reverse, bool):
+        raise error(E_TYPE, f"`scan`'s `reverse` is true or false, got {kind_of(reverse)}",
+                    where.get("reverse", span))
+    cell = el.as_block(bound["cell"], where.get("cell", span))
+    return ScanBlock(cell, tuple(int(s) for s in states), reverse, span)
+
+
 def _b_repeat(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
               span: Span) -> Value:
     _no_kwargs("repeat", kw)
@@ -145,6 +178,8 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("seq", _b_seq, "seq([a, b, c]) or seq(a, b, c): the blocks in sequence"),
         Builtin("shared", _b_shared, "shared(block): one set of weights for every use"),
         Builtin("repeat", _b_repeat, "repeat(block, n): the same as `block × n`"),
+        Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false): the cell "
+                "applied at every step of a sequence, carrying states that start at zero"),
         Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
         Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
         Builtin("abs", _numeric("abs", abs), "abs(x)"),
@@ -156,7 +191,9 @@ BUILTINS: dict[str, Builtin] = {
 
 
 def builtin_env() -> Env:
-    """The outermost frame: primitive ops (except `input`) and built-in functions."""
-    names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items() if not op.source}
+    """The outermost frame: primitive ops (not sources, nor ops that own a body: built-ins
+    such as `scan` make those) and built-in functions."""
+    names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items()
+                               if not op.source and op.body is None}
     names.update(BUILTINS)
     return Env(names)

@@ -282,7 +282,7 @@ class Evaluator(Instantiator):
             return self._call_rule(fn, args, kwargs, spans, span)
         raise error(E_TYPE, f"{kind_of(fn)} cannot be called", span)
 
-    def _bind(self, what: str, names: Sequence[str], args: tuple[Value, ...],
+    def bind_args(self, what: str, names: Sequence[str], args: tuple[Value, ...],
               kwargs: Mapping[str, tuple[Value, Span]], spans: tuple[Span, ...],
               span: Span, decl_span: Span | None = None) -> dict[str, Value]:
         notes = [Note(f"`{what}` is defined here", decl_span)] if decl_span else []
@@ -324,7 +324,7 @@ class Evaluator(Instantiator):
             raise error(E_NOT_LOWERED, f"`{op.name}` is declared but not yet lowered", span,
                         hint=f"`{op.name}` parses and its arguments are checked, but no "
                         "backend compiles it yet")
-        bound = self._bind(op.name, op.attr_names, args, kwargs, spans, span)
+        bound = self.bind_args(op.name, op.attr_names, args, kwargs, spans, span)
         attrs: dict[str, Value] = {}
         where = dict(zip(op.attr_names, spans, strict=False))
         where.update({k: s for k, (_, s) in kwargs.items()})
@@ -353,7 +353,7 @@ class Evaluator(Instantiator):
                    span: Span) -> Value:
         decl = rule.decl
         names = [p.name for p in decl.params]
-        bound = self._bind(rule.name, names, args, kwargs, spans, span, decl.name_span)
+        bound = self.bind_args(rule.name, names, args, kwargs, spans, span, decl.name_span)
 
         def missing(names: list[str]) -> SsnError:
             return error(E_ARGUMENT, f"`{rule.name}` is missing argument"

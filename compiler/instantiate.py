@@ -15,7 +15,7 @@ from typing import Any
 
 from ..grammar import ast
 from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
-from .ir import Node, Scope, make_node
+from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl
 from .values import (
     Block,
@@ -24,6 +24,7 @@ from .values import (
     LambdaBlock,
     ParBlock,
     PrimBlock,
+    ScanBlock,
     ScopeBlock,
     SeqBlock,
     SharedBlock,
@@ -76,6 +77,8 @@ class NodeBuilder:
     sharing: list[tuple[int, list[tuple[str, ...]], list[int]]] = field(default_factory=list)
     ops: int = 0
     """Nodes made that compute (parameters do not count against the node budget)."""
+    made: int = 0
+    """Every node made, bodies included: the next creation index."""
 
     def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
                    transparent: bool = False) -> int:
@@ -109,7 +112,8 @@ class NodeBuilder:
 
     def _node(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
               **extra: Any) -> str:
-        index = len(self.nodes)
+        index = self.made  # across body graphs too, so names never collide
+        self.made += 1
         name = f"#{index}"
         full = {**attrs, **{k: v for k, v in op.defaults().items() if k not in attrs}}
         self.nodes.append(make_node(name=name, op=op.name, attrs=full if op.source else attrs,
@@ -192,6 +196,8 @@ class Instantiator:
                 return self.instantiate(block.inner, wires)
         if isinstance(block, SharedBlock):
             return self._instantiate_shared(block, wires)
+        if isinstance(block, ScanBlock):
+            return self._instantiate_scan(block, wires)
         if isinstance(block, LambdaBlock):
             if len(block.params) != len(wires):
                 raise error(E_TYPE, f"this block takes {len(block.params)} stream"
@@ -206,6 +212,35 @@ class Instantiator:
                             if isinstance(result, Block) else None)
             return flatten_wires((result,))
         raise AssertionError(f"unknown block {block!r}")
+
+    def _instantiate_scan(self, block: ScanBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        """A `scan` node reading the sequence and zero initial states, owning a body graph:
+        one instance of the cell on the step input and the states, in a `scan` scope."""
+        if len(wires) != 1:
+            raise error(E_TYPE, f"`scan` reads one sequence, got {len(wires)} streams",
+                        block.span)
+        b = self.builder
+        (x,) = wires
+        with self.scope("scan", (), block.span):
+            inits = [b.add(OPS["zeros"], {"size": size}, [x.node], block.span)
+                     for size in block.states]
+            outer, b.nodes = b.nodes, []
+            try:
+                ins = [b.add(OPS["input"], {}, (), block.span) for _ in range(1 + len(inits))]
+                outs = self.instantiate(block.cell, tuple(Wire(n, block.span) for n in ins))
+                made = b.nodes
+            finally:
+                b.nodes = outer
+            if len(outs) != 1 + len(inits):
+                raise error(E_TYPE, f"the cell returns {len(outs)} stream"
+                            f"{'s' if len(outs) != 1 else ''}; with {len(inits)} state"
+                            f"{'s' if len(inits) != 1 else ''} it must return the step's output "
+                            f"and {len(inits)} new state{'s' if len(inits) != 1 else ''}",
+                            block.span, hint="a cell is `(x, h) => ...` returning `(y, h2)`")
+            body = Graph.build("scan", made, b.scopes, ins, [w.node for w in outs])
+            node = b.add(OPS["scan"], {"reverse": block.reverse}, [x.node, *inits],
+                         block.span, body=body)
+        return (Wire(node, block.span),)
 
     def _instantiate_shared(self, block: SharedBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
         b = self.builder
@@ -239,6 +274,8 @@ class Instantiator:
                 n = 1 + sum(size(p) for p in b.branches)
             elif isinstance(b, ScopeBlock | SharedBlock | GroupBlock):
                 n = size(b.inner)
+            elif isinstance(b, ScanBlock):  # the loop node, its initial states, its body
+                n = 2 * (1 + len(b.states)) + size(b.cell)
             else:
                 n = 1
             memo[id(b)] = n

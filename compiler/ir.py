@@ -3,7 +3,7 @@ networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -185,6 +185,22 @@ class Graph:
         """A new graph with these nodes, same scopes and inputs."""
         return Graph.build(self.model, nodes, self.scopes, self.inputs,
                            self.outputs if outputs is None else outputs, self.params,
+                           self.input_type, self.aliases)
+
+    def map_nodes(self, fn: Callable[[Node], Node],
+                  rename: Mapping[str, str] | None = None) -> Graph:
+        """A new graph with ``fn`` applied to every node, bodies included (each rebuilt the
+        same way), and inputs and outputs renamed through ``rename``: how a pass changes
+        nodes at every depth."""
+        names = rename or {}
+
+        def one(node: Node) -> Node:
+            new = fn(node)
+            return new if node.body is None else new.evolve(body=node.body.map_nodes(fn, rename))
+
+        return Graph.build(self.model, [one(n) for n in self.nodes_by_name.values()],
+                           self.scopes, [names.get(i, i) for i in self.inputs],
+                           [names.get(o, o) for o in self.outputs], self.params,
                            self.input_type, self.aliases)
 
     def __getitem__(self, name: str) -> Node:

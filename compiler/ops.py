@@ -418,6 +418,39 @@ def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
     return (start + size if start < 0 else start), (stop + size if stop < 0 else stop)
 
 
+def _zeros_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    return (inputs[0][0], _int(attrs, "size"))
+
+
+def _scan_body_inputs(inputs: Sequence[Shape], attrs: Attrs) -> tuple[Shape, ...]:
+    x, *states = inputs
+    if len(x) != 3:
+        raise ShapeMismatch(f"scan runs over a sequence [N,T,D], got {fmt_shape(x)}",
+                            inputs=(0,),
+                            hint="a recurrent block reads `sequence[D]` (or `tokens[V]` after an "
+                                 "embedding), not an image")
+    return ((x[0], x[2]), *states)
+
+
+def _scan_output(inputs: Sequence[Shape], outputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    x, *states = inputs
+    y, *new = outputs
+    if len(new) != len(states):
+        raise ShapeMismatch(f"the cell returns {len(outputs)} wires; a scan with "
+                            f"{len(states)} state{'s' if len(states) != 1 else ''} needs the "
+                            f"step's output and {len(states)} new state"
+                            f"{'s' if len(states) != 1 else ''}", inputs=(0,))
+    for i, (old, got) in enumerate(zip(states, new, strict=True), 1):
+        if tuple(old) != tuple(got):
+            raise ShapeMismatch(f"state {i} enters the cell as {fmt_shape(old)} and leaves it "
+                                f"as {fmt_shape(got)}; a state keeps its shape from step to "
+                                "step", inputs=(0,))
+    if len(y) < 2:
+        raise ShapeMismatch(f"the cell's step output is {fmt_shape(y)}, not [N, ...]",
+                            inputs=(0,))
+    return (y[0], x[1], *y[1:])
+
+
 def _embedding_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     return (*x, _int(attrs, "dim"))
@@ -550,6 +583,15 @@ OPS: dict[str, OpDecl] = {
                (Attr("slope", _FLOAT, 1.0, "slope of the linear part", POSITIVE_FINITE),), _same),
         OpDecl("step", "Straight-through step: 1 where x > 0.5, else 0; its gradient is "
                "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same),
+        OpDecl("zeros", "A [N, size] tensor of zeros, N from its input: a zero initial state.",
+               (Attr("size", _INT, REQUIRED, "features", POSITIVE),), _zeros_shape),
+        OpDecl("scan", "Applies its body (a cell) at every step of a sequence [N, T, D]: the "
+               "body reads the step's input and the states (inputs 2.. give their initial "
+               "values) and returns the step's output and the new states; the node's output "
+               "is the sequence of step outputs [N, T, ...].",
+               (Attr("reverse", _BOOL, False, "run from the last step to the first"),),
+               _input_shape, arity=None,
+               body=BodyRule(_scan_body_inputs, _scan_output)),
         OpDecl("slice", "Positions [start, stop) of a feature axis (negative: from the end).",
                (Attr("axis", _INT, -1, "the axis (1 = channels; -1 = last)"),
                 Attr("start", _INT, 0, "first position"),

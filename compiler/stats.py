@@ -38,6 +38,11 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     last: dict[str, Shape] = {}
     ops: dict[str, str] = {}
     order: list[str] = []
+    owner: dict[str, str] = {}  # a body's node -> the outermost node owning it
+    for _, node in walk(graph):
+        if node.body is not None:
+            for _, inner in walk(node.body):
+                owner.setdefault(inner.name, owner.get(node.name, node.name))
     for holder, node in walk(graph):
         if node.is_source:
             continue
@@ -51,7 +56,9 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
             params[key] += graph.param_count(node)
             macs[key] += node_macs
             count[key] += 1
-            last[key] = node.shape or ()
+            around = owner.get(node.name, "")
+            if not (around == key or around.startswith(key + ".")):  # a body is inside
+                last[key] = node.shape or ()
         ops[node.name] = node.op
     rows = []
     for key in order:

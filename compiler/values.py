@@ -152,6 +152,18 @@ class SharedBlock(Block):
     span: Span
 
 
+@dataclass(frozen=True, eq=False)
+class ScanBlock(Block):
+    """`scan(cell, state = [...])`: ``cell`` applied along the time axis of a sequence, reading
+    the step's input and the states and returning the step's output and the new states; the
+    states start at zero with the given sizes. Not unrolled: one loop node owns the cell."""
+
+    cell: Block
+    states: tuple[int, ...]
+    reverse: bool
+    span: Span
+
+
 def kind_of(value: Value) -> str:
     """A user-facing name for a value's kind, for type errors."""
     if isinstance(value, bool):

@@ -80,6 +80,8 @@ OP_CASES = {
                 "concat(step(g), x - g, 1 - x * 0.5, -x / 4 + 1, slice(-1, 1, 4)(x), "
                 "slice(2, -2)(x), axis = -1)",
     "slice_channels": "model m : tensor[5, 4, 4] = (x) => slice(1, 0, 2)(x) - slice(1, 3)(x)",
+    "scan": "model m : sequence[3] = lstm(4) >> scan((x, h) => (x + h, h * 0.5 + x), "
+            "state = [4], reverse = true) >> rnn(2)",
 }
 
 
