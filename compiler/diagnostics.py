@@ -65,7 +65,7 @@ E_NO_MODEL = Code("E0103", Kind.NAME, "the requested model does not exist")
 E_RESERVED = Code("E0104", Kind.NAME, "a name that the chosen backend reserves")
 E_ARGUMENT = Code("E0201", Kind.TYPE, "a call's arguments do not fit its parameters")
 E_TYPE = Code("E0202", Kind.TYPE, "a value of the wrong kind")
-E_NOT_LOWERED = Code("E0203", Kind.TYPE, "an op that is declared but cannot be compiled yet")
+# E0203 (an op declared but not lowered) is retired: every op is lowered. Not to be reused.
 E_FAIL = Code("E0204", Kind.TYPE, "a rule's own check (`fail`) rejected its arguments")
 E_SHAPE = Code("E0301", Kind.SHAPE, "tensor shapes that do not fit together")
 E_NO_BASE_CASE = Code("E0401", Kind.LIMIT, "recursion without a reachable base case")
@@ -90,7 +90,6 @@ ALL_CODES: tuple[Code, ...] = (
     E_RESERVED,
     E_ARGUMENT,
     E_TYPE,
-    E_NOT_LOWERED,
     E_FAIL,
     E_SHAPE,
     E_NO_BASE_CASE,

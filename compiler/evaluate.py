@@ -16,7 +16,6 @@ from .diagnostics import (
     E_ARGUMENT,
     E_BUDGET,
     E_EXPANSION,
-    E_NOT_LOWERED,
     E_RECURSION_DEPTH,
     E_TYPE,
     E_UNKNOWN_NAME,
@@ -152,7 +151,7 @@ class Evaluator(Instantiator):
         return self.eval(e.body, Env({e.name: self.eval(e.value, env)}, env))
 
     def _eval_Lambda(self, e: ast.Lambda, env: Env) -> Value:
-        return LambdaBlock(e.params, e.body, env, e.span)
+        return LambdaBlock(e.params, e.body, env, e.span, e.rest)
 
     def _eval_Not(self, e: ast.Not, env: Env) -> Value:
         return not self._bool(e.operand, env)
@@ -320,10 +319,6 @@ class Evaluator(Instantiator):
     def _configure_op(self, op: OpDecl, args: tuple[Value, ...],
                       kwargs: Mapping[str, tuple[Value, Span]], spans: tuple[Span, ...],
                       span: Span) -> Block:
-        if not op.lowered:
-            raise error(E_NOT_LOWERED, f"`{op.name}` is declared but not yet lowered", span,
-                        hint=f"`{op.name}` parses and its arguments are checked, but no "
-                        "backend compiles it yet")
         bound = self.bind_args(op.name, op.attr_names, args, kwargs, spans, span)
         attrs: dict[str, Value] = {}
         where = dict(zip(op.attr_names, spans, strict=False))

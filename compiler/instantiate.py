@@ -199,11 +199,15 @@ class Instantiator:
         if isinstance(block, ScanBlock):
             return self._instantiate_scan(block, wires)
         if isinstance(block, LambdaBlock):
-            if len(block.params) != len(wires):
-                raise error(E_TYPE, f"this block takes {len(block.params)} stream"
-                            f"{'s' if len(block.params) != 1 else ''}, got {len(wires)}",
-                            block.span)
-            env = Env(dict(zip(block.params, wires, strict=True)), block.env)
+            fixed = len(block.params) - block.rest
+            if len(wires) < fixed if block.rest else len(wires) != fixed:
+                at_least = "at least " if block.rest else ""
+                raise error(E_TYPE, f"this block takes {at_least}{fixed} stream"
+                            f"{'s' if fixed != 1 else ''}, got {len(wires)}", block.span)
+            bound: dict[str, Value] = dict(zip(block.params[:fixed], wires, strict=False))
+            if block.rest:
+                bound[block.params[-1]] = wires[fixed:]
+            env = Env(bound, block.env)
             result = self.eval(block.body, env)
             if not is_wires(result):
                 raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",

@@ -148,7 +148,6 @@ class OpDecl:
     macs: MacRule = _no_macs
     weights: Callable[[Attrs], tuple[str, ...]] = _no_weights
     is_join: bool = False
-    lowered: bool = True
     reads: str = "f32"
     fold: Callable[[Sequence[float]], float] | None = None
     passthrough: bool = False
@@ -460,11 +459,6 @@ def _embedding_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec,
     return (ParamSpec("weight", (_int(attrs, "vocab"), _int(attrs, "dim")), "normal"),)
 
 
-def _hmrnn_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    (x,) = inputs
-    return (*x[:-1], _int(attrs, "dim"))
-
-
 _INT, _FLOAT, _BOOL = (int,), (int, float), (bool,)
 _OPT_INT = (int, type(None))
 
@@ -597,14 +591,6 @@ OPS: dict[str, OpDecl] = {
                 Attr("start", _INT, 0, "first position"),
                 Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
                _slice_shape),
-        OpDecl(
-            "hmrnn",
-            "Hierarchical multiscale RNN (Chung et al. 2016): declared, not yet lowered.",
-            (Attr("layers", _INT, 3, "stacked layers", POSITIVE),
-             Attr("dim", _INT, 512, "units per layer", POSITIVE),
-             Attr("slope", _FLOAT, 1.0, "hard-sigmoid slope of the boundary detector")),
-            _hmrnn_shape, weights=_weight, lowered=False,
-        ),
     )
 }
 

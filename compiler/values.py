@@ -121,6 +121,8 @@ class LambdaBlock(Block):
     body: ast.Expr
     env: Env
     span: Span
+    rest: bool = False
+    """The last parameter takes the remaining streams, as a list."""
 
 
 @dataclass(frozen=True, eq=False)

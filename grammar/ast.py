@@ -159,6 +159,8 @@ class Lambda(Node):
 
     params: tuple[str, ...]
     body: Expr
+    rest: bool = False
+    """The last parameter collects the remaining streams as a list (`(x, *states) =>`)."""
 
 
 Expr = Union[  # noqa: UP007 (a runtime alias pydantic resolves; `|` chains read worse)

@@ -84,5 +84,6 @@ def format_expr(e: ast.Expr) -> str:
     if isinstance(e, ast.Let):
         return f"let {e.name} = {format_expr(e.value)} in {format_expr(e.body)}"
     if isinstance(e, ast.Lambda):
-        return f"({', '.join(e.params)}) => {format_expr(e.body)}"
+        names = [*e.params[:-1], "*" + e.params[-1]] if e.rest else list(e.params)
+        return f"({', '.join(names)}) => {format_expr(e.body)}"
     raise AssertionError(f"unknown expression {type(e).__name__}")

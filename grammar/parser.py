@@ -131,7 +131,12 @@ class ToAst(Transformer[Token, Any]):
         head = str(c[0])
         inner = head[head.index("(") + 1 : head.rindex(")")]
         params = tuple(p.strip() for p in inner.split(",") if p.strip())
-        return ast.Lambda(span=self._span(meta), params=params, body=c[1])
+        starred = [i for i, p in enumerate(params) if p.startswith("*")]
+        if starred and starred != [len(params) - 1]:
+            raise error(E_SYNTAX, "only the last parameter of `=>` can collect the rest (`*`)",
+                        self._span(meta))
+        return ast.Lambda(span=self._span(meta), params=tuple(p.lstrip("*") for p in params),
+                          rest=bool(starred), body=c[1])
 
     @v_args(meta=True)
     def if_expr(self, meta: Meta, c: list[Any]) -> ast.If:

@@ -174,11 +174,17 @@ def test_token_input_and_embedding() -> None:
     assert info.value.code == "E0301"
 
 
-def test_hmrnn_parses_and_is_refused_clearly() -> None:
+def test_a_lambda_collects_the_remaining_streams() -> None:
+    m = model("model m : sequence[3] = scan((x, *s) => (x + s[1], s[1], s[0] * 2.0), "
+              "state = [3, 3])")
+    body = m.ir[m.ir.outputs[0]].body
+    assert body is not None and len(body.inputs) == 3 and len(body.outputs) == 3
     with pytest.raises(SsnError) as info:
-        model("model lm : tokens[256] = embedding(256, 128) >> hmrnn(layers=3)")
-    assert info.value.code == "E0203"
-    assert "not yet lowered" in info.value.render()
+        model("model m : sequence[3] = (x, *a, b) => x")
+    assert "only the last parameter" in info.value.render()
+    with pytest.raises(SsnError) as info:
+        model("model m : sequence[3] = (x, y, *z) => x")
+    assert "takes at least 2 streams, got 1" in info.value.render()
 
 
 def test_card_forms_elaborate() -> None:

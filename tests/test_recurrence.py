@@ -137,3 +137,139 @@ def test_recurrence_mistakes_are_diagnostics(text: str, message: str) -> None:
     rendered = info.value.render()
     assert message in rendered, rendered
     assert info.value.diagnostics[0].span.line >= 1
+
+
+def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, dim: int,
+                     slope: float) -> tuple[torch.Tensor, dict[str, int], float]:
+    """HM-LSTM from REFERENCE.md's equations, written independently of the compiler, with the
+    compiled model's weights: outputs, how often each operation ran, and the smallest
+    |z~ pre-activation| seen (how far parity is from flipping a boundary)."""
+    cell = "hmrnn.scan.hm_cell."
+    n, steps, _ = x.shape
+    h = [torch.zeros(n, dim) for _ in range(layers)]
+    c = [torch.zeros(n, dim) for _ in range(layers)]
+    z = [torch.zeros(n, 1) for _ in range(layers - 1)]
+    seen = {"copy": 0, "update": 0, "flush": 0}
+    margin = float("inf")
+    outputs = []
+    for t in range(steps):
+        below, z_below = x[:, t], torch.ones(n, 1)
+        new_h, new_c, new_z = [], [], []
+        for layer in range(layers):
+            p = cell + "hm_layer." * (layer + 1)
+            top = layer == layers - 1
+            a = (h[layer] @ sd[p + "linear2.weight"].T + sd[p + "linear2.bias"]
+                 + z_below * (below @ sd[p + "linear1.weight"].T))
+            if not top:
+                a = a + z[layer] * (h[layer + 1] @ sd[p + "linear3.weight"].T)
+            d = dim
+            f, i, o = (torch.sigmoid(a[:, k * d:(k + 1) * d]) for k in range(3))
+            g = torch.tanh(a[:, 3 * d:4 * d])
+            z_prev = torch.zeros(n, 1) if top else z[layer]
+            flush = z_prev == 1
+            update = (z_prev == 0) & (z_below == 1)
+            copy = (z_prev == 0) & (z_below == 0)
+            seen["flush"] += int(flush.sum())
+            seen["update"] += int(update.sum())
+            seen["copy"] += int(copy.sum())
+            c_new = torch.where(flush, i * g, torch.where(update, f * c[layer] + i * g, c[layer]))
+            h_new = torch.where(copy, h[layer], o * torch.tanh(c_new))
+            new_h.append(h_new)
+            new_c.append(c_new)
+            if not top:
+                pre = a[:, 4 * d:4 * d + 1]
+                margin = min(margin, float(pre.abs().min()))
+                new_z.append((torch.clamp((slope * pre + 1) / 2, 0, 1) > 0.5).float())
+                below, z_below = h_new, new_z[-1]
+        h, c, z = new_h, new_c, new_z
+        every = torch.cat(h, -1)
+        total = sum(torch.sigmoid(every @ sd[cell + f"linear{2 * k + 1}.weight"].T)
+                    * (h[k] @ sd[cell + f"linear{2 * k + 2}.weight"].T) for k in range(layers))
+        outputs.append(torch.relu(total))  # type: ignore[arg-type]
+    return torch.stack(outputs, 1), seen, margin
+
+
+HMRNN = "model m(layers = 3, dim = 4, slope = 1.0) : sequence[3] = " \
+        "hmrnn(layers = layers, dim = dim, slope = slope, out_dim = 5)"
+
+
+@pytest.mark.parametrize("slope", [1.0, 2.5])
+def test_hmrnn_equals_the_equations(slope: float) -> None:
+    m = model(HMRNN, slope=slope)
+    # parameters: per non-top layer 3 maps of (4 dim + 1) rows and a bias; the top layer two
+    # maps of 4 dim rows and a bias; the output module 3 gates over [h1; h2; h3] and 3 W^e
+    d, rows = 4, 17
+    closed = (rows * 3 + rows * d + rows + rows * d) + (rows * d * 3 + rows) \
+        + (4 * d * d + 4 * d * d + 4 * d) + 3 * (3 * d) + 3 * (5 * d)
+    assert m.total_params == closed == 665
+    net = m.to_torch(seed=5).eval()
+    x = torch.randn(4, 20, 3, generator=torch.Generator().manual_seed(3))
+    want, seen, margin = reference_hmlstm(net.state_dict(), x, 3, d, slope)
+    assert margin > 1e-3  # no boundary sits near the threshold: parity cannot flap
+    assert all(count > 0 for count in seen.values()), seen  # COPY, UPDATE and FLUSH all ran
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-6)
+    proto = m.to_onnx(seed=5)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_hmrnn_boundary_detector_learns_through_the_step() -> None:
+    m = model(HMRNN)
+    net = m.to_torch(seed=5).train()
+    x = torch.randn(4, 12, 3, generator=torch.Generator().manual_seed(3))
+    net(x).pow(2).sum().backward()
+    params = dict(net.named_parameters())
+    detector = params["hmrnn.scan.hm_cell.hm_layer.linear2.weight"].grad  # layer 1, row 4 dim
+    assert detector is not None and float(detector[16].abs().sum()) > 0
+    top = params["hmrnn.scan.hm_cell.hm_layer.hm_layer.hm_layer.linear2.weight"]
+    assert top.shape[0] == 16  # no boundary detector on the top layer
+
+
+def test_the_card_form_of_hmrnn() -> None:
+    m = model("model lm(vocab = 30) : tokens[vocab] = "
+              "embedding(vocab, 64) >> hmrnn(layers = 3) >> linear(vocab)")
+    assert m.ir[m.ir.outputs[0]].shape == ("N", "T", 30)
+    dim, rows = 512, 4 * 512 + 1
+    cells = (rows * 64 + rows * dim + rows + rows * dim) + (rows * dim * 3 + rows) \
+        + (4 * dim * dim * 2 + 4 * dim) + 3 * (3 * dim) + 3 * (512 * dim)
+    assert m.total_params == 30 * 64 + cells + (512 * 30 + 30)
+
+
+def test_hmrnn_cell_copy_flush_update_by_hand() -> None:
+    """One step of the compiled cell (its generated body method) on chosen states: layer 1's
+    boundary detector is forced (its bias row), so layer 2 sees z^1_t = 0 or 1."""
+    m = model(HMRNN)
+    net = m.to_torch(seed=7).eval()
+    (body,) = [getattr(net, k) for k in dir(net) if k.startswith("body_")]
+    layer1 = "hmrnn.scan.hm_cell.hm_layer.linear2.bias"
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, generator=gen)
+    h1, c1, h2, c2, h3, c3 = (torch.randn(2, 4, generator=gen) for _ in range(6))
+    ones, zeros = torch.ones(2, 1), torch.zeros(2, 1)
+
+    def step(bias: float, z1: torch.Tensor, z2: torch.Tensor,
+             c1_old: torch.Tensor = c1) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            net.state_dict()[layer1][16] = bias
+            _, *new = body(x, h1, c1_old, z1, h2, c2, z2, h3, c3)
+        return tuple(new)
+
+    # COPY at layer 2 (z^2_{t-1} = 0, z^1_t = 0): h and c unchanged, bit for bit
+    new = step(-100.0, zeros, zeros)
+    assert torch.equal(new[2], zeros)  # layer 1's boundary was forced to 0
+    assert torch.equal(new[3], h2) and torch.equal(new[4], c2)
+    # FLUSH at layer 1 (z^1_{t-1} = 1): the old cell is ignored
+    flushed = step(-100.0, ones, zeros)
+    again = step(-100.0, ones, zeros, c1_old=c1 * 1000)
+    assert torch.equal(flushed[1], again[1])
+    # UPDATE at layer 2 (z^2_{t-1} = 0, z^1_t = 1): c = f c + i g
+    new = step(100.0, zeros, zeros)
+    assert torch.equal(new[2], ones)
+    sd = net.state_dict()
+    p = "hmrnn.scan.hm_cell.hm_layer.hm_layer."
+    a = (h2 @ sd[p + "linear2.weight"].T + sd[p + "linear2.bias"]
+         + new[0] @ sd[p + "linear1.weight"].T)  # z^2_{t-1} = 0: no top-down term
+    f, i, g = torch.sigmoid(a[:, :4]), torch.sigmoid(a[:, 4:8]), torch.tanh(a[:, 12:16])
+    torch.testing.assert_close(new[4], f * c2 + i * g)
