@@ -102,7 +102,7 @@ def check(spec: SpecArg, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
         program = load(spec)
         models = program.check(Limits(max_nodes=max_nodes))
         for m in models:
-            typer.echo(f"{spec}: model `{m.name}` ok: {len(m.ir)} nodes, "
+            typer.echo(f"{spec}: model `{m.name}` ok: {m.ir.op_count} nodes, "
                        f"{m.total_params:,} parameters")
         if not models:
             typer.echo(f"{spec}: ok (no models)")
@@ -132,7 +132,8 @@ def info(
         table.add_column("op")
         table.add_column("output", no_wrap=True)
         table.add_column("params", justify="right")
-        table.add_column("MACs", justify="right")
+        timed = "T" in (m.ir[m.ir.inputs[0]].shape or ())  # a sequence: MACs of one step
+        table.add_column("MACs/step" if timed else "MACs", justify="right")
         for row in m.summary(depth):
             leaf = row.path.rsplit(".", 1)[-1]
             table.add_row("  " * (row.depth - 1) + leaf, row.op or "", fmt_shape(row.shape),

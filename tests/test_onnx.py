@@ -116,12 +116,13 @@ def test_shipped_spec_in_both_forms(spec: Path, name: str) -> None:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
         shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
                   for v in [*inferred.graph.value_info, *inferred.graph.output]}
-        checked = 0
-        for node in m.ir:
-            if node.name in shapes:
-                assert shapes[node.name] == list(node.shape or ()), node.name
-                checked += 1
-        assert checked >= (m.ir.op_count - 1 if flat else len(m.ir.outputs))
+        top = [n for n in m.ir if not n.is_source]
+        present = [n for n in top if n.name in shapes]
+        for node in present:  # ONNX cannot infer a ConstantOfShape's dims (`unk__`): skip those
+            for got, want in zip(shapes[node.name], node.shape or (), strict=True):
+                if not (isinstance(got, str) and got.startswith("unk__")):
+                    assert got == want, node.name
+        assert len(present) >= (len(top) if flat else len(m.ir.outputs))
         assert_parity(m, proto)
         x = example_input(m.ir, batch=3).numpy()
         outs[flat] = session(proto).run(None, {"input": x})[0]

@@ -273,3 +273,49 @@ def test_hmrnn_cell_copy_flush_update_by_hand() -> None:
          + new[0] @ sd[p + "linear1.weight"].T)  # z^2_{t-1} = 0: no top-down term
     f, i, g = torch.sigmoid(a[:, :4]), torch.sigmoid(a[:, 4:8]), torch.tanh(a[:, 12:16])
     torch.testing.assert_close(new[4], f * c2 + i * g)
+
+
+def test_shipped_recurrent_specs_match_their_closed_forms() -> None:
+    from tests.conftest import SPECS
+
+    hm = ssnc.load(SPECS / "hmrnn_charlm.ssn").model(vocab=50)
+    emb, d, rows, out = 128, 512, 4 * 512 + 1, 512
+    layer1 = rows * emb + rows * d + rows + rows * d  # W (bottom-up), U (+ bias), top-down
+    layer2 = rows * d + rows * d + rows + rows * d
+    layer3 = 4 * d * d + 4 * d * d + 4 * d  # no top-down map, no boundary row
+    output = 3 * (3 * d) + 3 * (out * d)  # gates over [h1; h2; h3], W^e per layer
+    assert hm.total_params == 50 * emb + layer1 + layer2 + layer3 + output + (out * 50 + 50)
+    assert hm.total_params == 8_434_100
+    assert hm.total_macs == (layer1 - rows) + (layer2 - rows) + (layer3 - 4 * d) + output \
+        + out * 50  # per step: every weight once, biases and lookups free
+
+    ho = ssnc.load(SPECS / "hornn_lm.ssn").model(vocab=50, order=3, hidden=256)
+    assert ho.total_params == 50 * 64 + (256 * 64 + 256) + 3 * 256 * 256 + (256 * 50 + 50)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model m : sequence[3] = hornn(0, 4)", "hornn's order is at least 1"),
+    ("model m : sequence[3] = hornn(2, 4, pool = \"max\")", "hornn's pool is"),
+])
+def test_hornn_mistakes_are_diagnostics(text: str, message: str) -> None:
+    with pytest.raises(ssnc.SsnError) as info:
+        model(text)
+    assert message in info.value.render()
+    assert info.value.diagnostics[0].code.id == "E0204"
+
+
+def test_hornn_equals_its_equation() -> None:
+    m = model("model m : sequence[3] = hornn(3, 4)")
+    net = m.to_torch(seed=4).eval()
+    sd = net.state_dict()
+    cell = "hornn.scan.hornn_cell."
+    x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(2))
+    hs: list[torch.Tensor] = []
+    for t in range(6):
+        pre = x[:, t] @ sd[cell + "linear1.weight"].T + sd[cell + "linear1.bias"]
+        for i in range(1, 4):
+            if t - i >= 0:  # before the start the state is zero
+                pre = pre + (hs[t - i] * 0.6 ** i) @ sd[cell + f"linear{i + 1}.weight"].T
+        hs.append(torch.tanh(pre))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), torch.stack(hs, 1), rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
-"""Learning and distribution: the digits example reaches its accuracy, and DDP on two CPU
-processes keeps ranks identical with agreeing drop-path draws."""
+"""Learning and distribution: the digits example reaches its accuracy, the HM-RNN example
+beats the unigram entropy, and DDP on two CPU processes keeps ranks identical with agreeing
+drop-path draws."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def test_fractalnet_learns_digits_and_its_deepest_column_is_reported() -> None:
     assert result["test_accuracy"] >= 0.95
     assert result["deepest_column_accuracy"] >= 0.90
     assert set(result["column_accuracy"]) == {"1", "2", "3"}
+
+
+def test_hmrnn_learns_characters_and_reports_its_boundaries() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_charlm.py"),
+                           "--steps", "120", "--json"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    print("charlm:", result)
+    assert result["unigram_bits"] - result["held_out_bits"] >= 0.5  # the example asserts it too
+    assert set(result["boundary_rate"]) == {"z1", "z2"}
+    assert all(0.0 <= r <= 1.0 for r in result["boundary_rate"].values())
 
 
 def test_ddp_two_processes_keep_identical_parameters(tmp_path) -> None:  # type: ignore[no-untyped-def]
