@@ -14,6 +14,9 @@ from tests.conftest import ROOT
 @pytest.mark.parametrize("script,section,rows", [
     ("bench_torch.py", "torch-quick", ("| eval forward |", "| training step, global")),
     ("bench_onnx.py", "onnx-quick", ("| ONNX Runtime latency, batch 1 |", "| compile time")),
+    ("bench_rnn.py", "rnn-quick", ("| training step (forward, backward, SGD)",
+                                   "| inference, ONNX Runtime vs torch eager",
+                                   "| compile to ONNX")),
 ])
 def test_benchmark_runs(script: str, section: str, rows: tuple[str, ...], tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "B.md"

@@ -319,3 +319,27 @@ def test_hornn_equals_its_equation() -> None:
         hs.append(torch.tanh(pre))
     with torch.no_grad():
         torch.testing.assert_close(net(x), torch.stack(hs, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_scan_is_the_loop_form_of_a_shared_cell_unrolled() -> None:
+    text = """
+def cell(hidden) = (x, h) => let h2 = tanh(linear(hidden)(concat(x, h, axis = -1))) in (h2, h2)
+def unroll(c, x, h, t, steps) =
+    if t == steps then []
+    else let r = c(slice(1, 3 * t, 3 * t + 3)(x), h) in [r[0]] + unroll(c, x, r[1], t + 1, steps)
+model unrolled : tensor[12] =
+    (x) => let c = shared(cell(5)) in concat(unroll(c, x, zeros(5)(x), 0, 4), axis = -1)
+model looped : sequence[3] = scan(cell(5), state = [5])
+"""
+    program = ssnc.loads(text, "t.ssn")
+    unrolled, looped = program.model("unrolled"), program.model("looped")
+    assert unrolled.total_params == looped.total_params == 5 * 8 + 5  # shared: one cell
+    assert sum(1 for n in unrolled.ir if n.op == "linear") == 4  # four applications ...
+    assert sum(1 for _, n in walk(looped.ir) if n.op == "linear") == 1  # ... or one loop
+    flat_net, loop_net = unrolled.to_torch(seed=1).eval(), looped.to_torch(seed=2).eval()
+    by_shape = {tuple(v.shape): v for v in flat_net.state_dict().values()}
+    loop_net.load_state_dict({k: by_shape[tuple(v.shape)]
+                              for k, v in loop_net.state_dict().items()})
+    x = torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(flat_net(x.reshape(3, 12)), loop_net(x).reshape(3, 20))
