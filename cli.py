@@ -140,7 +140,13 @@ def info(
                           f"{row.params:,}", f"{row.macs:,}")
         table.add_section()
         table.add_row("total", "", "", f"{m.total_params:,}", f"{m.total_macs:,}")
-        Console(highlight=False, markup=False).print(table)
+        console = Console(highlight=False, markup=False)
+        console.print(table)
+        g = m.ir
+        if len(g.outputs) > 1 or g.output_names:
+            console.print("outputs: " + ", ".join(
+                f"{g.output_name(i)} {fmt_shape(g[o].shape or ())}"
+                for i, o in enumerate(g.outputs)))
     _guard(run)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..compiler.diagnostics import SsnError, lowering_error
+from ..compiler.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
 from ..compiler.ops import slice_bounds
@@ -461,7 +461,15 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     initializers = [numpy_helper.from_array(np.ascontiguousarray(values[k], np.float32), k)
                     for k in expected_tensors(graph)]
     inputs = [_value_info(graph.inputs[0], graph[graph.inputs[0]])]
-    outputs = [_value_info(o, graph[o]) for o in graph.outputs]
+    outputs = []
+    for i, o in enumerate(graph.outputs):  # a named output is its own value, the node's copy
+        name = graph.output_name(i)
+        if name != o:
+            if name in graph.all_nodes():
+                raise error(E_DUPLICATE, f"output `{name}` is also the name of a node",
+                            graph[o].span, hint="choose another output name")
+            main.add("Identity", [o], [name], f"outputs/{name}")
+        outputs.append(_value_info(name, graph[o]))
     g = helper.make_graph(main.nodes, graph.model, inputs, outputs, initializers)
     functions = list(builder.functions.values())
     for fn in functions:

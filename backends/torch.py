@@ -276,6 +276,7 @@ class _Codegen:
         self._find_classes()  # renames class outputs: lower only afterwards
         self._name_classes(reserved)
         self.lowered: dict[str, Lowered] = {}
+        self.result_type: str | None = None  # the NamedTuple of named model outputs
         self.methods: list[list[str]] = []  # the methods computing body graphs
         self.body_modules: list[str] = []  # __init__ lines of the modules bodies use
         for node in self.order:
@@ -471,7 +472,8 @@ class _Codegen:
                 j, port = self.segment[node.name]
                 guard = f"need{j} and keep[{j}][{port}]"
             stmts.append(_Stmt(target, expr, tuple(args), guard, where))
-        return self._render(stmts, tuple(self.var[o] for o in self.graph.outputs))
+        return self._render(stmts, tuple(self.var[o] for o in self.graph.outputs),
+                            self.result_type)
 
     def _need_flags(self) -> list[_Stmt]:
         """needJ: whether column join J's output is used, given this batch's keep flags."""
@@ -498,7 +500,8 @@ class _Codegen:
             flags.append(_Stmt(f"need{self.drop_index[node.name]}", expr, ()))
         return flags  # later joins first: a flag reads only later joins' flags
 
-    def _render(self, stmts: list[_Stmt], outs: tuple[str, ...]) -> list[str]:
+    def _render(self, stmts: list[_Stmt], outs: tuple[str, ...],
+                result_type: str | None = None) -> list[str]:
         last_use: dict[str, int] = {}
         for i, s in enumerate(stmts):
             for r in s.reads:
@@ -521,6 +524,8 @@ class _Codegen:
                 line += "  " + comment(s.where)
             lines.append(line)
         result = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"
+        if result_type is not None:  # the model's named outputs
+            result = f"{result_type}({', '.join(outs)})"
         lines.append(f"        return {result}")
         return lines
 
@@ -576,6 +581,16 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
     _check_names(graph)
     cls = class_name_for(graph.model, set(_RESERVED))
     gen = _Codegen(graph, reserved=cls)
+    named: list[str] = []
+    if graph.output_names:
+        gen.result_type = class_name_for(graph.model + "_outputs", {*_RESERVED, cls})
+        fields: set[str] = set(_RESERVED)
+        named = [f"class {gen.result_type}(NamedTuple):",
+                 *docstring([f"The outputs of `{graph.model}`, by the names the spec gives."],
+                            "    "),
+                 "",
+                 *(f"    {identifier(name, fields)}: torch.Tensor" for name in graph.output_names),
+                 "", ""]
     inp = graph[graph.inputs[0]]
     outs = ", ".join(f"{graph[o].dtype}{fmt_shape(graph[o].shape or ())}"
                      for o in graph.outputs)
@@ -597,6 +612,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         "",
         "",
         *gen.class_sources(),
+        *named,
         f"class {cls}(nn.Module):",
         *docstring([
             f"{graph.model}: {graph.op_count} ops, {graph.total_params:,} parameters.",

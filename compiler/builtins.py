@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .diagnostics import E_ARGUMENT, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
+from .diagnostics import E_ARGUMENT, E_DUPLICATE, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
 from .evaluate import Evaluator, chain, check_int
 from .ops import OPS
 from .values import (
     Block,
     Builtin,
     Env,
+    NamedOutputs,
     OpCtor,
     PrimBlock,
     ScanBlock,
     SeqBlock,
     SharedBlock,
     Value,
+    Wire,
     kind_of,
 )
 
@@ -131,6 +133,19 @@ def _b_scan(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     return ScanBlock(cell, tuple(int(s) for s in states), reverse, span)
 
 
+def _b_outputs(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+               span: Span) -> Value:
+    if args or not kw:
+        raise error(E_ARGUMENT, "`outputs` names the model's outputs: "
+                    "`outputs(logits = a, boundaries = b)`", spans[0] if spans else span)
+    for name, (value, where) in kw.items():
+        if not isinstance(value, Wire):
+            raise error(E_TYPE, f"output `{name}` must be a wire, got {kind_of(value)}", where)
+        if name == "input":
+            raise error(E_DUPLICATE, "`input` names the model's input, not an output", where)
+    return NamedOutputs(tuple(kw), tuple(v for v, _ in kw.values()), span)
+
+
 def _b_repeat(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
               span: Span) -> Value:
     _no_kwargs("repeat", kw)
@@ -178,6 +193,8 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("seq", _b_seq, "seq([a, b, c]) or seq(a, b, c): the blocks in sequence"),
         Builtin("shared", _b_shared, "shared(block): one set of weights for every use"),
         Builtin("repeat", _b_repeat, "repeat(block, n): the same as `block × n`"),
+        Builtin("outputs", _b_outputs, "outputs(name = wire, ...): the model's outputs, "
+                "named (returned last by the model's `=>` block)"),
         Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false): the cell "
                 "applied at every step of a sequence, carrying states that start at zero"),
         Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),

@@ -57,10 +57,17 @@ class Elaborator(Evaluator):
         inp = b.add(OPS["input"], {}, [], model.input_type.span, shape=itype.shape,
                     dtype=itype.dtype)
         outs = self.instantiate(block, (Wire(inp, model.input_type.span),))
+        named = self.named
+        if named is not None and [w.node for w in named.wires] != [w.node for w in outs]:
+            raise error(E_TYPE, "`outputs(...)` names the model's outputs, so it comes last",
+                        named.span, notes=[Note("the model's outputs are made here",
+                                                model.body.span)],
+                        hint="name the outputs in the model's last `=>` block")
         sizes = ", ".join(show(a) for a in self._type_args(model.input_type, frame))
         return Graph.build(model.name, b.nodes, b.scopes, [inp], [w.node for w in outs],
                            {n: frame.names[n] for n in names},
-                           f"{model.input_type.name}[{sizes}]")
+                           f"{model.input_type.name}[{sizes}]",
+                           output_names=named.names if named is not None else ())
 
     def _type_args(self, t: ast.TypeExpr, env: Env) -> list[int]:
         args = []

@@ -22,6 +22,7 @@ from .values import (
     Env,
     GroupBlock,
     LambdaBlock,
+    NamedOutputs,
     ParBlock,
     PrimBlock,
     ScanBlock,
@@ -130,6 +131,8 @@ class Instantiator:
         self.limits = limits or Limits()
         self.builder = NodeBuilder(self.limits)
         self.effects = _Effects()
+        self.named: NamedOutputs | None = None
+        """The last `outputs(...)` a block returned."""
 
     def eval(self, expr: ast.Expr, env: Env) -> Value:
         """The value of ``expr`` in ``env`` (the evaluator's job)."""
@@ -209,6 +212,9 @@ class Instantiator:
                 bound[block.params[-1]] = wires[fixed:]
             env = Env(bound, block.env)
             result = self.eval(block.body, env)
+            if isinstance(result, NamedOutputs):
+                self.named = result  # the model checks that these are its outputs
+                return result.wires
             if not is_wires(result):
                 raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",
                             block.body.span,

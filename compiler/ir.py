@@ -147,6 +147,8 @@ class Graph:
     input_type: str = ""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Node names this model had before 0.2 -> their names now (only those that changed)."""
+    output_names: tuple[str, ...] = ()
+    """The outputs' names as the spec gave them (`outputs(logits = ...)`); empty: unnamed."""
     nx: nx.MultiDiGraph = field(init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
@@ -176,16 +178,18 @@ class Graph:
     def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
               inputs: Iterable[str], outputs: Iterable[str],
               params: Mapping[str, AttrValue] | None = None, input_type: str = "",
-              aliases: Mapping[str, str] | None = None) -> Graph:
+              aliases: Mapping[str, str] | None = None,
+              output_names: Iterable[str] = ()) -> Graph:
         """Construct from node records (in creation order)."""
         return Graph(model, {n.name: n for n in nodes}, dict(scopes), tuple(inputs),
-                     tuple(outputs), dict(params or {}), input_type, dict(aliases or {}))
+                     tuple(outputs), dict(params or {}), input_type, dict(aliases or {}),
+                     tuple(output_names))
 
     def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
         """A new graph with these nodes, same scopes and inputs."""
         return Graph.build(self.model, nodes, self.scopes, self.inputs,
                            self.outputs if outputs is None else outputs, self.params,
-                           self.input_type, self.aliases)
+                           self.input_type, self.aliases, self.output_names)
 
     def map_nodes(self, fn: Callable[[Node], Node],
                   rename: Mapping[str, str] | None = None) -> Graph:
@@ -201,7 +205,11 @@ class Graph:
         return Graph.build(self.model, [one(n) for n in self.nodes_by_name.values()],
                            self.scopes, [names.get(i, i) for i in self.inputs],
                            [names.get(o, o) for o in self.outputs], self.params,
-                           self.input_type, self.aliases)
+                           self.input_type, self.aliases, self.output_names)
+
+    def output_name(self, i: int) -> str:
+        """The name output ``i`` goes by: the spec's, or its node's."""
+        return self.output_names[i] if self.output_names else self.outputs[i]
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes_by_name[name]

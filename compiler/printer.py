@@ -73,7 +73,9 @@ def format_graph(graph: Graph) -> str:
             open_bodies.append(node.body)
     while len(open_bodies) > 1:
         _close(lines, open_bodies.pop(), len(open_bodies))
-    lines.append("  return " + ", ".join(f"%{o}" for o in graph.outputs))
+    lines.append("  return " + ", ".join(
+        f"{graph.output_names[i]}=%{o}" if graph.output_names else f"%{o}"
+        for i, o in enumerate(graph.outputs)))
     lines.append(f"  # {graph.op_count} nodes, {graph.total_params:,} parameters, "
                  f"{graph.total_macs:,} MACs per sample")
     return "\n".join(lines) + "\n"

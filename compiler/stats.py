@@ -79,6 +79,7 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
         "total_params": graph.total_params,
         "total_macs": graph.total_macs,
         "nodes": graph.op_count,
-        "outputs": [{"name": o, "shape": list(graph[o].shape or ())} for o in graph.outputs],
+        "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ())}
+                    for i, o in enumerate(graph.outputs)],
         "scopes": [r.as_json() for r in summarize(graph, max_depth)],
     }

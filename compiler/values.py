@@ -166,6 +166,16 @@ class ScanBlock(Block):
     span: Span
 
 
+@dataclass(frozen=True, eq=False)
+class NamedOutputs:
+    """`outputs(logits = a, boundaries = b)`: the model's outputs, named (the last thing a
+    model's body returns)."""
+
+    names: tuple[str, ...]
+    wires: tuple[Wire, ...]
+    span: Span
+
+
 def kind_of(value: Value) -> str:
     """A user-facing name for a value's kind, for type errors."""
     if isinstance(value, bool):
@@ -180,6 +190,8 @@ def kind_of(value: Value) -> str:
         return "a list"
     if isinstance(value, Wire):
         return "a wire"
+    if isinstance(value, NamedOutputs):
+        return "named outputs"
     if isinstance(value, Rule):
         return f"the rule `{value.name}`"
     if isinstance(value, OpCtor):

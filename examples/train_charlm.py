@@ -5,8 +5,8 @@ often each layer's boundary detector fires.
 
     python examples/train_charlm.py [--steps 300] [--json]
 
-The model returns, at each step, the logits over the characters followed by the boundaries
-z^1, z^2 (0 or 1): `hmrnn(..., boundaries = true)`.
+The model has two named outputs: at each step, the logits over the characters and the
+boundaries z^1, z^2 (0 or 1) of `hmrnn(..., boundaries = true)`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ SPEC = """
 model charlm(vocab, dim = 64, layers = 3) : tokens[vocab] =
     embedding(vocab, 32)
     >> hmrnn(layers = layers, dim = dim, out_dim = dim, boundaries = true)
-    >> ((h) => concat(linear(vocab)(slice(-1, 0, dim)(h)), slice(-1, dim)(h), axis = -1))
+    >> ((h) => outputs(logits = linear(vocab)(slice(-1, 0, dim)(h)),
+                       boundaries = slice(-1, dim)(h)))
 """
 
 
@@ -72,7 +73,7 @@ def main() -> None:
     net.train()
     for _ in range(args.steps):
         x, y = batches(train, 48, 32, gen)
-        logits = net(x)[..., :vocab]
+        logits = net(x).logits
         loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -84,8 +85,8 @@ def main() -> None:
     with torch.no_grad():
         x, y = held[:-1][None, :2000], held[1:][None, :2000]
         out = net(x)
-        held_bits = float(F.cross_entropy(out[0, :, :vocab], y[0])) / math.log(2)
-        rates = out[0, :, vocab:].mean(0).tolist()
+        held_bits = float(F.cross_entropy(out.logits[0], y[0])) / math.log(2)
+        rates = out.boundaries[0].mean(0).tolist()
     result = {"unigram_bits": round(unigram, 3), "held_out_bits": round(held_bits, 3),
               "gain_bits": round(unigram - held_bits, 3),
               "boundary_rate": {f"z{i + 1}": round(r, 3) for i, r in enumerate(rates)},

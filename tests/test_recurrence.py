@@ -343,3 +343,43 @@ model looped : sequence[3] = scan(cell(5), state = [5])
     x = torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(flat_net(x.reshape(3, 12)), loop_net(x).reshape(3, 20))
+
+
+NAMED = """
+model charlm(vocab = 20, dim = 8) : tokens[vocab] =
+    embedding(vocab, 8) >> hmrnn(layers = 3, dim = dim, out_dim = dim, boundaries = true)
+    >> ((h) => outputs(logits = linear(vocab)(slice(-1, 0, dim)(h)),
+                       boundaries = slice(-1, dim)(h)))
+"""
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["functions", "flat"])
+def test_named_outputs_in_every_backend(flat: bool) -> None:
+    m = model(NAMED)
+    assert m.ir.output_names == ("logits", "boundaries")
+    assert [o["name"] for o in m.info()["outputs"]] == ["logits", "boundaries"]
+    assert m.info()["outputs"][1]["shape"] == ["N", "T", 2]
+    x = torch.randint(0, 20, (3, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = m.to_torch(seed=1).eval()(x)
+    assert out._fields == ("logits", "boundaries")
+    assert set(out.boundaries.unique().tolist()) <= {0.0, 1.0}
+    proto = m.to_onnx(seed=1, flat=flat)
+    onnx.checker.check_model(proto, full_check=True)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["logits", "boundaries"]
+    logits, boundaries = sess.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(logits, out.logits.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(boundaries, out.boundaries.numpy())
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model m : sequence[3] = ((x) => outputs(a = relu(x))) >> linear(2)", "comes last"),
+    ("model m : sequence[3] = (x) => outputs(a = x, b = 3)", "output `b` must be a wire"),
+    ("model m : sequence[3] = (x) => outputs(x)", "names the model's outputs"),
+    ("model m : sequence[3] = (x) => outputs(input = relu(x))", "names the model's input"),
+])
+def test_named_output_mistakes_are_diagnostics(text: str, message: str) -> None:
+    with pytest.raises(ssnc.SsnError) as info:
+        model(text)
+    assert message in info.value.render()

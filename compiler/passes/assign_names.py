@@ -71,7 +71,8 @@ def assign_names(graph: Graph) -> Graph:
         name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
         weights=tuple(names[w] for w in n.weights)), names)
     return Graph.build(graph.model, renamed.nodes_by_name.values(), graph.scopes,
-                       renamed.inputs, renamed.outputs, graph.params, graph.input_type, aliases)
+                       renamed.inputs, renamed.outputs, graph.params, graph.input_type, aliases,
+                       graph.output_names)
 
 
 def _unique(names: dict[str, str], final: dict[str, list[str]]) -> dict[str, str]:
