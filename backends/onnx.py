@@ -44,6 +44,7 @@ class Emitter:
     counter: int = 0
     node_names: set[str] = field(default_factory=set)
     lower_body: Callable[[Emitter, Graph], None] | None = None
+    opset: int = DEFAULT_OPSET
     inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
     outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
 
@@ -52,7 +53,7 @@ class Emitter:
         with its typed ``inputs`` and ``outputs``; the op's lowering adds what its ONNX
         construct needs around them and makes the attribute with ``subgraph``."""
         assert self.lower_body is not None
-        sub = Emitter(counter=self.counter, node_names=self.node_names)
+        sub = Emitter(counter=self.counter, node_names=self.node_names, opset=self.opset)
         self.lower_body(sub, graph)
         self.counter = sub.counter
         return sub
@@ -125,6 +126,30 @@ def lower_bn(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str
         mean, var = ws
     e.add("BatchNormalization", [xs[0], scale, bias, mean, var], [out], n.name,
           epsilon=float(n.attrs["eps"]))  # type: ignore[arg-type]
+
+
+def lower_layernorm(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                    ins: Sequence[Node]) -> None:
+    """LayerNormalization from opset 17; before it, the same arithmetic in basic ops."""
+    d = _int((n.shape or (0,))[-1])
+    eps = float(n.attrs["eps"])  # type: ignore[arg-type]
+    scale, bias = ws if ws else (e.constant(f"{n.name}.weight", np.ones(d, np.float32)),
+                                 e.constant(f"{n.name}.bias", np.zeros(d, np.float32)))
+    if e.opset >= 17:
+        e.add("LayerNormalization", [xs[0], scale, bias], [out], n.name, axis=-1, epsilon=eps)
+        return
+    mean, centred, square, var, shifted, std, normed, scaled = (
+        e.fresh(n.name) for _ in range(8))
+    e.add("ReduceMean", [xs[0]], [mean], f"{n.name}/mean", axes=[-1], keepdims=1)
+    e.add("Sub", [xs[0], mean], [centred], f"{n.name}/centre")
+    e.add("Mul", [centred, centred], [square], f"{n.name}/square")
+    e.add("ReduceMean", [square], [var], f"{n.name}/var", axes=[-1], keepdims=1)
+    e.add("Add", [var, e.constant(f"{n.name}.eps", np.array(eps, np.float32))], [shifted],
+          f"{n.name}/eps")
+    e.add("Sqrt", [shifted], [std], f"{n.name}/std")
+    e.add("Div", [centred, std], [normed], f"{n.name}/normed")
+    e.add("Mul", [normed, scale], [scaled], f"{n.name}/scale")
+    e.add("Add", [scaled, bias], [out], n.name)
 
 
 def _simple(op: str, **attrs: Any) -> Lowering:
@@ -283,6 +308,7 @@ def lower_scan(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
+    "layernorm": lower_layernorm,
     "relu": _simple("Relu"),
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),
@@ -339,6 +365,7 @@ class ModelBuilder:
             sub.outputs = [_value_info(rename(o), body[o]) for o in body.outputs]
 
         e.lower_body = lower_body
+        e.opset = self.opset
         items: list[tuple[int, Node | Region]] = [(n.index, n) for n in nodes]
         items += [(c.first, c) for c in children]
         for _, item in sorted(items, key=lambda t: t[0]):

@@ -151,9 +151,16 @@ def lower_scan(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
     return Lowered(None, f"_scan({m}, {', '.join(args)}{reverse})")
 
 
+def lower_layernorm(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    d = (ins[0].shape or (0,))[-1]
+    return Lowered(f"nn.LayerNorm({literal(d)}, eps={literal(node.attrs['eps'])}, "
+                   f"elementwise_affine={literal(node.attrs['affine'])})", f"{m}({args[0]})")
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
+    "layernorm": lower_layernorm,
     "relu": _function("torch.relu({0})"),
     "sigmoid": _function("torch.sigmoid({0})"),
     "tanh": _function("torch.tanh({0})"),

@@ -291,6 +291,25 @@ def _bn_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return x
 
 
+def _layernorm_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    if len(x) < 2 or not isinstance(x[-1], int):
+        raise ShapeMismatch(f"layernorm normalises a last axis of known size, got {fmt_shape(x)}",
+                            inputs=(0,))
+    return x
+
+
+def _layernorm_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    d = int(inputs[0][-1])
+    if not attrs["affine"]:
+        return ()
+    return (ParamSpec("weight", (d,), "ones"), ParamSpec("bias", (d,), "zeros"))
+
+
+def _affine_weights(attrs: Attrs) -> tuple[str, ...]:
+    return ("weight", "bias") if attrs["affine"] else ()
+
+
 def _bn_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
     c = int(inputs[0][1])
     specs = []
@@ -521,6 +540,16 @@ OPS: dict[str, OpDecl] = {
                 Attr("momentum", _FLOAT, 0.1, "running-statistics update rate", UNIT_INTERVAL),
             ),
             _bn_shape, params=_bn_params, weights=_bn_weights,
+        ),
+        OpDecl(
+            "layernorm",
+            "Layer normalisation over the last axis (Ba et al. 2016), with a learned scale "
+            "and shift when `affine`.",
+            (
+                Attr("affine", _BOOL, True, "learned scale and shift"),
+                Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
+            ),
+            _layernorm_shape, params=_layernorm_params, weights=_affine_weights,
         ),
         OpDecl("relu", _ELEMENTWISE, (), _same),
         OpDecl("sigmoid", _ELEMENTWISE, (), _same),

@@ -80,9 +80,21 @@ OP_CASES = {
                 "concat(step(g), x - g, 1 - x * 0.5, -x / 4 + 1, slice(-1, 1, 4)(x), "
                 "slice(2, -2)(x), axis = -1)",
     "slice_channels": "model m : tensor[5, 4, 4] = (x) => slice(1, 0, 2)(x) - slice(1, 3)(x)",
+    "layernorm": "model m : sequence[6] = layernorm >> linear(4) >> "
+                 "layernorm(affine = false, eps = 0.001)",
     "scan": "model m : sequence[3] = lstm(4) >> scan((x, h) => (x + h, h * 0.5 + x), "
             "state = [4], reverse = true) >> rnn(2)",
 }
+
+
+@pytest.mark.parametrize("opset", [13, 16, 17, 21])
+def test_layernorm_before_and_after_its_onnx_op(opset: int) -> None:
+    m = ssnc.loads(OP_CASES["layernorm"], "op.ssn").model()
+    proto = m.to_onnx(seed=2, opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("LayerNormalization" in ops) == (opset >= 17)
+    assert_parity(m, proto, seed=2)
 
 
 def test_every_op_has_a_parity_case() -> None:

@@ -3,6 +3,8 @@ that owns the cell as a body graph; lowered to a PyTorch loop and an ONNX Scan."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -140,7 +142,7 @@ def test_recurrence_mistakes_are_diagnostics(text: str, message: str) -> None:
 
 
 def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, dim: int,
-                     slope: float) -> tuple[torch.Tensor, dict[str, int], float]:
+                     slope: float, ln: bool = False) -> tuple[torch.Tensor, dict[str, int], float]:
     """HM-LSTM from REFERENCE.md's equations, written independently of the compiler, with the
     compiled model's weights: outputs, how often each operation ran, and the smallest
     |z~ pre-activation| seen (how far parity is from flipping a boundary)."""
@@ -163,8 +165,12 @@ def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, 
             if not top:
                 a = a + z[layer] * (h[layer + 1] @ sd[p + "linear3.weight"].T)
             d = dim
-            f, i, o = (torch.sigmoid(a[:, k * d:(k + 1) * d]) for k in range(3))
-            g = torch.tanh(a[:, 3 * d:4 * d])
+            gates = a
+            if ln:  # over the four gates' pre-activations, and the cell before its tanh
+                gates = torch.nn.functional.layer_norm(
+                    a[:, :4 * d], (4 * d,), sd[p + "layernorm.weight"], sd[p + "layernorm.bias"])
+            f, i, o = (torch.sigmoid(gates[:, k * d:(k + 1) * d]) for k in range(3))
+            g = torch.tanh(gates[:, 3 * d:4 * d])
             z_prev = torch.zeros(n, 1) if top else z[layer]
             flush = z_prev == 1
             update = (z_prev == 0) & (z_below == 1)
@@ -173,7 +179,9 @@ def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, 
             seen["update"] += int(update.sum())
             seen["copy"] += int(copy.sum())
             c_new = torch.where(flush, i * g, torch.where(update, f * c[layer] + i * g, c[layer]))
-            h_new = torch.where(copy, h[layer], o * torch.tanh(c_new))
+            shown = c_new if not ln else torch.nn.functional.layer_norm(
+                c_new, (d,), sd[p + "hm_norm.layernorm.weight"], sd[p + "hm_norm.layernorm.bias"])
+            h_new = torch.where(copy, h[layer], o * torch.tanh(shown))
             new_h.append(h_new)
             new_c.append(c_new)
             if not top:
@@ -189,30 +197,37 @@ def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, 
     return torch.stack(outputs, 1), seen, margin
 
 
-HMRNN = "model m(layers = 3, dim = 4, slope = 1.0) : sequence[3] = " \
-        "hmrnn(layers = layers, dim = dim, slope = slope, out_dim = 5)"
+HMRNN = "model m(layers = 3, dim = 4, slope = 1.0, ln = false) : sequence[3] = " \
+        "hmrnn(layers = layers, dim = dim, slope = slope, out_dim = 5, layer_norm = ln)"
 
 
-@pytest.mark.parametrize("slope", [1.0, 2.5])
-def test_hmrnn_equals_the_equations(slope: float) -> None:
-    m = model(HMRNN, slope=slope)
+@pytest.mark.parametrize("slope,ln", [(1.0, False), (2.5, False), (1.0, True)])
+def test_hmrnn_equals_the_equations(slope: float, ln: bool, tmp_path: Path) -> None:
+    m = model(HMRNN, slope=slope, ln=ln)
     # parameters: per non-top layer 3 maps of (4 dim + 1) rows and a bias; the top layer two
     # maps of 4 dim rows and a bias; the output module 3 gates over [h1; h2; h3] and 3 W^e
     d, rows = 4, 17
     closed = (rows * 3 + rows * d + rows + rows * d) + (rows * d * 3 + rows) \
         + (4 * d * d + 4 * d * d + 4 * d) + 3 * (3 * d) + 3 * (5 * d)
-    assert m.total_params == closed == 665
+    norms = 3 * (2 * 4 * d + 2 * d) if ln else 0  # gates' and cell's scale and shift
+    assert m.total_params == closed + norms == 665 + norms
     net = m.to_torch(seed=5).eval()
+    with torch.no_grad():  # scales and shifts away from 1 and 0, so the test can see them
+        for key, value in net.state_dict().items():
+            if "layernorm" in key:
+                value.add_(torch.randn(value.shape, generator=torch.Generator().manual_seed(9)))
     x = torch.randn(4, 20, 3, generator=torch.Generator().manual_seed(3))
-    want, seen, margin = reference_hmlstm(net.state_dict(), x, 3, d, slope)
+    want, seen, margin = reference_hmlstm(net.state_dict(), x, 3, d, slope, ln)
     assert margin > 1e-3  # no boundary sits near the threshold: parity cannot flap
     assert all(count > 0 for count in seen.values()), seen  # COPY, UPDATE and FLUSH all ran
     with torch.no_grad():
         torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-6)
-    proto = m.to_onnx(seed=5)
+    np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+    proto = m.to_onnx(weights=tmp_path / "w.npz")  # the changed scales and shifts
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"input": x.numpy()})
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
+
 
 
 def test_hmrnn_boundary_detector_learns_through_the_step() -> None:
@@ -284,8 +299,10 @@ def test_shipped_recurrent_specs_match_their_closed_forms() -> None:
     layer2 = rows * d + rows * d + rows + rows * d
     layer3 = 4 * d * d + 4 * d * d + 4 * d  # no top-down map, no boundary row
     output = 3 * (3 * d) + 3 * (out * d)  # gates over [h1; h2; h3], W^e per layer
-    assert hm.total_params == 50 * emb + layer1 + layer2 + layer3 + output + (out * 50 + 50)
-    assert hm.total_params == 8_434_100
+    norms = 3 * (2 * 4 * d + 2 * d)  # layer norm: the gates' and the cell's scale and shift
+    assert hm.total_params == 50 * emb + layer1 + layer2 + layer3 + output + norms \
+        + (out * 50 + 50)
+    assert hm.total_params == 8_449_460
     assert hm.total_macs == (layer1 - rows) + (layer2 - rows) + (layer3 - 4 * d) + output \
         + out * 50  # per step: every weight once, biases and lookups free
 
