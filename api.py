@@ -182,9 +182,25 @@ class Model:
         """Per-scope rows: output shape, parameters, MACs."""
         return summarize(self.ir, max_depth)
 
-    def info(self, max_depth: int | None = None) -> dict[str, Any]:
-        """The data of `ssnc info --json`."""
-        return info_json(self.ir, max_depth)
+    def info(self, max_depth: int | None = None, steps: int | None = None) -> dict[str, Any]:
+        """The data of `ssnc info --json`; with ``steps``, also the MACs of a whole sequence of
+        that many steps (a model with a time axis only)."""
+        data = info_json(self.ir, max_depth)
+        if steps is not None:
+            data["macs_per_sequence"] = {"steps": steps, "macs": self.macs_per_sequence(steps)}
+        return data
+
+    def macs_per_sequence(self, steps: int) -> int:
+        """Multiply-accumulates per sample of a sequence of ``steps`` steps: every op of a
+        sequence model runs once per step, so the per-step count times ``steps``."""
+        where = Span.unknown("<--steps>")
+        if "T" not in (self.ir[self.ir.inputs[0]].shape or ()):
+            raise error(E_OPTION, f"model `{self.name}` has no time axis, so no sequence "
+                        "length", where, hint="--steps applies to `sequence` and `tokens` "
+                        "inputs")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise error(E_OPTION, f"--steps must be a positive integer, not {steps!r}", where)
+        return self.total_macs * steps
 
     def format_ir(self) -> str:
         """The printed IR."""

@@ -117,12 +117,14 @@ def info(
     depth: Annotated[int, typer.Option("--depth", "-d", help="Deepest scope level listed.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", help="Also the MACs of a whole sequence of this many steps.")] = None,
 ) -> None:
     """Shapes, parameters and multiply-accumulates per scope, with totals."""
     def run() -> None:
         m = load_model(spec, model, set_, max_nodes)
         if as_json:
-            typer.echo(json.dumps(m.info(depth), indent=2))
+            typer.echo(json.dumps(m.info(depth, steps), indent=2))
             return
         from rich.console import Console
         from rich.table import Table
@@ -143,6 +145,9 @@ def info(
         console = Console(highlight=False, markup=False)
         console.print(table)
         g = m.ir
+        if steps is not None:
+            console.print(f"MACs per sequence of {steps:,} steps: "
+                          f"{m.macs_per_sequence(steps):,}")
         if len(g.outputs) > 1 or g.output_names:
             console.print("outputs: " + ", ".join(
                 f"{g.output_name(i)} {fmt_shape(g[o].shape or ())}"

@@ -3,6 +3,7 @@ that owns the cell as a body graph; lowered to a PyTorch loop and an ONNX Scan."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -400,3 +401,25 @@ def test_named_output_mistakes_are_diagnostics(text: str, message: str) -> None:
     with pytest.raises(ssnc.SsnError) as info:
         model(text)
     assert message in info.value.render()
+
+
+def test_info_gives_macs_per_step_and_per_sequence() -> None:
+    from typer.testing import CliRunner
+
+    from ssnc.cli import app
+    from tests.conftest import SPECS
+
+    runner = CliRunner()
+    spec = str(SPECS / "hornn_lm.ssn")
+    result = runner.invoke(app, ["info", spec, "--steps", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["macs_per_sequence"] == {"steps": 100, "macs": 100 * data["total_macs"]}
+    table = runner.invoke(app, ["info", spec, "--steps", "100", "--depth", "1"])
+    assert "MACs/step" in table.stdout
+    assert f"MACs per sequence of 100 steps: {100 * data['total_macs']:,}" in table.stdout
+    for args, message in ((["info", str(SPECS / "nin_cifar10.ssn"), "--steps", "5"],
+                           "has no time axis"),
+                          (["info", spec, "--steps", "0"], "positive integer")):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 1 and message in bad.stderr and "Traceback" not in bad.output
