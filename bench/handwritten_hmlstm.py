@@ -13,9 +13,13 @@ from torch import nn
 class HMLSTM(nn.Module):
     """[N, T, d_in] -> [N, T, out_dim]: the output module's h^e at every step."""
 
-    def __init__(self, d_in: int, dim: int, layers: int, out_dim: int, slope: float = 1.0):
+    def __init__(self, d_in: int, dim: int, layers: int, out_dim: int, slope: float = 1.0,
+                 ln: bool = False):
         super().__init__()
-        self.dim, self.layers, self.slope = dim, layers, slope
+        self.dim, self.layers, self.slope, self.ln = dim, layers, slope, ln
+        # layer norm as Ba et al.'s LN-LSTM: the gates' pre-activations, the cell before tanh
+        self.gate_norm = nn.ModuleList(nn.LayerNorm(4 * dim) for _ in range(layers if ln else 0))
+        self.cell_norm = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers if ln else 0))
         rows = [4 * dim + (1 if layer < layers - 1 else 0) for layer in range(layers)]
         self.bottom_up = nn.ModuleList(nn.Linear(d_in if layer == 0 else dim, rows[layer],
                                                  bias=False) for layer in range(layers))
@@ -36,6 +40,11 @@ class HMLSTM(nn.Module):
                 if layer < self.layers - 1:
                     self.top_down[layer].weight.copy_(state[p + "linear3.weight"])
                 self.out[layer].weight.copy_(state[prefix + f"linear{2 * layer + 2}.weight"])
+                if self.ln:
+                    for norm, key in ((self.gate_norm[layer], "layernorm"),
+                                      (self.cell_norm[layer], "hm_norm.layernorm")):
+                        norm.weight.copy_(state[p + key + ".weight"])
+                        norm.bias.copy_(state[p + key + ".bias"])
             self.gates.weight.copy_(torch.cat([state[prefix + f"linear{2 * k + 1}.weight"]
                                                for k in range(self.layers)]))
 
@@ -51,18 +60,21 @@ class HMLSTM(nn.Module):
             for layer in range(self.layers):
                 top = layer == self.layers - 1
                 up = self.bottom_up[layer](below)
-                a = self.recurrent[layer](h[layer]) + (up if z_below is None else z_below * up)
+                a = self.recurrent[layer](h[layer])
                 if not top:
                     a = a + z[layer] * self.top_down[layer](h[layer + 1])
-                f, i, o = torch.sigmoid(a[:, :3 * d]).split(d, 1)
-                g = torch.tanh(a[:, 3 * d:4 * d])
+                a = a + (up if z_below is None else z_below * up)
+                gates = self.gate_norm[layer](a[:, :4 * d]) if self.ln else a
+                f, i, o = torch.sigmoid(gates[:, :3 * d]).split(d, 1)
+                g = torch.tanh(gates[:, 3 * d:4 * d])
                 flush = (torch.zeros_like(z_below if z_below is not None else a[:, :1])
                          if top else z[layer])
                 zb = torch.ones_like(flush) if z_below is None else z_below
                 c_new = flush * (i * g) + (1 - flush) * (zb * (f * c[layer] + i * g)
                                                          + (1 - zb) * c[layer])
                 copy = (1 - flush) * (1 - zb)
-                h_new = copy * h[layer] + (1 - copy) * (o * torch.tanh(c_new))
+                shown = self.cell_norm[layer](c_new) if self.ln else c_new
+                h_new = copy * h[layer] + (1 - copy) * (o * torch.tanh(shown))
                 h[layer], c[layer] = h_new, c_new
                 if not top:
                     soft = torch.clamp((self.slope * a[:, 4 * d:] + 1) / 2, 0, 1)
@@ -78,10 +90,11 @@ class HMLSTM(nn.Module):
 class CharLM(nn.Module):
     """embedding >> HM-LSTM >> linear: the hand-written twin of specs/hmrnn_charlm.ssn."""
 
-    def __init__(self, vocab: int, emb: int, dim: int, layers: int, out_dim: int):
+    def __init__(self, vocab: int, emb: int, dim: int, layers: int, out_dim: int,
+                 ln: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab, emb)
-        self.rnn = HMLSTM(emb, dim, layers, out_dim)
+        self.rnn = HMLSTM(emb, dim, layers, out_dim, ln=ln)
         self.head = nn.Linear(out_dim, vocab)
 
     def load_from(self, state: dict[str, torch.Tensor]) -> None:
