@@ -423,7 +423,8 @@ def _slice_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
                             inputs=(0,))
     start, stop = slice_bounds(size, attrs)
     if not 0 <= start < stop <= size:
-        raise ShapeMismatch(f"slice [{attrs['start']}, {attrs['stop']}) is empty or outside "
+        stop_text = "none" if attrs["stop"] is None else attrs["stop"]
+        raise ShapeMismatch(f"slice [{attrs['start']}, {stop_text}) is empty or outside "
                             f"axis {axis} of size {size}", inputs=(0,))
     return (*x[:axis], stop - start, *x[axis + 1:])
 

@@ -12,17 +12,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = sorted([*ROOT.glob("specs/*.ssn"), *ROOT.glob("compiler/stdlib/*.ssn")])
 
 OPS = ["conv", "bn", "relu", "sigmoid", "tanh", "softmax", "identity", "dropout", "maxpool",
-       "avgpool", "gap", "flatten", "linear", "embedding", "mean", "sum", "max", "concat"]
+       "avgpool", "gap", "flatten", "linear", "embedding", "mean", "sum", "max", "concat",
+       "mul", "sub", "affine", "hard_sigmoid", "step", "slice", "zeros", "layernorm"]
 BUILTINS = ["range", "len", "zip", "enumerate", "seq", "shared", "repeat", "fail", "min",
-            "abs", "int", "float", "round"]
+            "abs", "int", "float", "round", "scan", "outputs"]
 RULES = ["fractal", "fractal_pooled", "mlpconv", "nin", "conv3x3", "conv_bn_relu", "residual",
-         "unrolled", "rir_layer", "hmrnn"]
+         "unrolled", "rir_layer", "hmrnn", "rnn", "lstm", "hornn", "hm_state", "hm_cell"]
 LOCALS = ["a", "b", "w", "n", "x", "y", "k", "C", "f", "g"]
 HOSTILE = ["9 ** 9 ** 9", "10 ** 20", "9" * 30, "9" * 4301, "-0", "1e999", "0.0", "-1",
            '"x\\"\\"\\"; print(1) #"', '"\\\\"', "x999999999", "× 0", "range(10 ** 20)",
            "[[i for i in range(100000)] for j in range(100000)]", "none", "true", "()",
            "(x) => x", "((identity x1000) x1000) x1000", "shared(relu)", "fail(\"no\")",
-           "\u2028", "\x00", "\ufeff", "$", "`", "\\", "'''", "def", "model", "import"]
+           "\u2028", "\x00", "\ufeff", "$", "`", "\\", "'''", "def", "model", "import",
+           "(x, *s) => s", "scan(relu, state = [3])", "outputs(a = 1)", "(*s) => s[0]",
+           "scan((x, *s) => (x,) + s, state = range(9))", "hmrnn(layers = 0)"]
 TYPES = ["tensor[3, 8, 8]", "tensor[1, 4, 4]", "tokens[16]", "sequence[8]", "tensor[0]",
          "tensor[3]", "image[3, 8, 8]", "tensor[-1, 2]"]
 
@@ -145,7 +148,23 @@ class Valid:
             return f"unrolled(conv({w}, 3) >> bn, {rng.randrange(1, 3)})"
         return f"({self.block(d)}) x{rng.randrange(0, 3)}"
 
+    def recurrent(self) -> str:
+        """A sequence model from the recurrent blocks, sometimes with named outputs."""
+        rng = self.rng
+        w = rng.choice([2, 3, 4])
+        parts = [f"lstm({w})", f"rnn({w})", f"hornn({rng.randrange(1, 4)}, {w})",
+                 f"lstm({w}, reverse = true)", "layernorm",
+                 f"hmrnn(layers = {rng.randrange(1, 4)}, dim = {w}, out_dim = {w}, "
+                 f"layer_norm = {rng.choice(['true', 'false'])})",
+                 f"scan((x, h) => (x * 0.5 + h, h - x), state = [{w}])"]
+        body = " >> ".join(rng.choice(parts) for _ in range(rng.randrange(1, 4)))
+        head = "linear(3)" if rng.random() < 0.5 else \
+            "((h) => outputs(a = linear(3)(h), b = step(hard_sigmoid(h))))"
+        return f"model m : sequence[{w}] = linear({w}) >> {body} >> {head}\n"
+
     def spec(self) -> str:
+        if self.rng.random() < 0.25:
+            return self.recurrent()
         body = " >> ".join(self.block(3) for _ in range(self.rng.randrange(1, 3)))
         return (f"def blk(w = 4) = conv(w, 3) >> relu\n"
                 f"model m(classes = 3) : tensor[{self.rng.choice([1, 3])}, 8, 8] =\n"
