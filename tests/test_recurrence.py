@@ -423,3 +423,19 @@ def test_info_gives_macs_per_step_and_per_sequence() -> None:
                           (["info", spec, "--steps", "0"], "positive integer")):
         bad = runner.invoke(app, args)
         assert bad.exit_code == 1 and message in bad.stderr and "Traceback" not in bad.output
+
+
+def test_recurrent_models_at_every_supported_opset() -> None:
+    from ssnc.backends.onnx import OPSETS
+
+    m = model("model m : sequence[3] = lstm(4) >> "
+              "hmrnn(layers = 2, dim = 3, out_dim = 3, layer_norm = true) >> linear(2)")
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
+    want = run_torch(m, x)
+    for opset in OPSETS:
+        proto = m.to_onnx(seed=1, opset=opset)
+        onnx.checker.check_model(proto, full_check=True)
+        sess = ort.InferenceSession(proto.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        (got,) = sess.run(None, {"input": x.numpy()})
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5, err_msg=str(opset))
