@@ -671,8 +671,9 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
 def _renamed_lines(graph: Graph) -> list[str]:
     """Where ssnc 0.2's naming separator changed state_dict keys, the module also loads
     checkpoints saved under the old ones."""
+    every = graph.all_nodes()  # a body's modules too
     renamed = {old: new for old, new in graph.aliases.items()
-               if graph[new].params and not graph.shares(graph[new])}
+               if every[new].params and not graph.shares(every[new])}
     if not renamed:
         return []
     table = ", ".join(f"{literal(old)}: {literal(new)}" for old, new in sorted(renamed.items()))

@@ -318,8 +318,9 @@ class Graph:
     def renamed_keys(self) -> dict[str, str]:
         """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
         naming separator changed them (see CHANGELOG.md)."""
+        every = self.all_nodes()  # a body's parameters too
         return {old: new for old, new in self.aliases.items()
-                if new in self.nodes_by_name and self.nodes_by_name[new].op == "param"}
+                if new in every and every[new].op == "param"}
 
     def region(self, scope_id: int = 0) -> Region:
         """The region of a non-transparent scope (0: the whole model), computed once for every
@@ -372,7 +373,7 @@ class Graph:
                 if w not in self.nodes_by_name and w not in outer:
                     problems.append(f"{node.name}: weight `{w}` does not exist")
             if node.op == "param":
-                ports = [(dst, port) for dst, port in self.consumers(node.name)]
+                ports = self.consumers(node.name)
                 if not ports or any(port < len(self.nodes_by_name[dst].inputs)
                                     for dst, port in ports):
                     problems.append(f"{node.name}: a parameter must be read, and only on "
