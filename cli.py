@@ -3,6 +3,7 @@ stderr with exit status 1, never a traceback."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -85,6 +86,10 @@ def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span],
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int) -> Model:
@@ -260,7 +265,9 @@ def compile(
 
                 net = m.to_torch(seed, column=column, weights=weights)
                 program = export_program(compiled.ir, net)
-                write_atomic(out, lambda tmp: torch.export.save(program, str(tmp)),
+                buffer = io.BytesIO()  # saved whole first: torch names files by suffix
+                torch.export.save(program, buffer)
+                write_atomic(out, lambda tmp: _write_bytes(tmp, buffer.getvalue()),
                              inputs=inputs)
         what = f"{m.name}, column {column}" if column is not None else m.name
         extra = "".join(f" and {p.name}" for p in written[1:])

@@ -298,11 +298,22 @@ def lower_scan(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
         outputs.append(copy)
     y, *new_states = outputs
     graph = helper.make_graph(body.nodes, n.name, [*states, step], [*new_states, y])
-    finals = [e.fresh(f"{n.name}.final") for _ in states]
+    finals = [tuple_item(out, k) for k in range(1, len(states) + 1)]
     e.add("Scan", [*xs[1:], xs[0]], [*finals, out], n.name, body=graph, num_scan_inputs=1,
           scan_input_axes=[1], scan_output_axes=[1],
           scan_input_directions=[1 if n.attrs["reverse"] else 0],
           scan_output_directions=[1 if n.attrs["reverse"] else 0])
+
+
+def tuple_item(value: str, index: int) -> str:
+    """The ONNX value holding output ``index`` of the tuple-valued node whose first output
+    is ``value`` (a node and its `item`s share a scope, so a function)."""
+    return value if index == 0 else f"{value}#{index}"
+
+
+def lower_item(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+               ins: Sequence[Node]) -> None:
+    e.add("Identity", [tuple_item(xs[0], _int(n.attrs["index"]))], [out], n.name)
 
 
 LOWERINGS: dict[str, Lowering] = {
@@ -332,6 +343,7 @@ LOWERINGS: dict[str, Lowering] = {
     "slice": lower_slice,
     "zeros": lower_zeros,
     "scan": lower_scan,
+    "item": lower_item,
 }
 
 

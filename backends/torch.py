@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import linecache
 import re
+import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -151,6 +152,10 @@ def lower_scan(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
     return Lowered(None, f"_scan({m}, {', '.join(args)}{reverse})")
 
 
+def lower_item(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    return Lowered(None, f"{args[0]}[{literal(node.attrs['index'])}]")
+
+
 def lower_layernorm(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     d = (ins[0].shape or (0,))[-1]
     return Lowered(f"nn.LayerNorm({literal(d)}, eps={literal(node.attrs['eps'])}, "
@@ -185,6 +190,7 @@ LOWERINGS: dict[str, Lowering] = {
     "slice": lower_slice,
     "zeros": _function("{0}.new_zeros({0}.shape[0], {size})"),
     "scan": lower_scan,
+    "item": lower_item,
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -694,6 +700,7 @@ def build_module(graph: Graph, *, origin: str = "", version: str = "", drop_mode
     module = types.ModuleType(f"ssnc_generated_{_counter[0]}")
     module.__dict__["__file__"] = filename
     exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code
+    sys.modules[module.__name__] = module  # importable: torch.export and pickle look it up
     cls = module.__dict__["MODEL"]
     instance: nn.Module = cls(drop_mode=drop_mode, global_ratio=global_ratio,
                               drop_seed=drop_seed)
@@ -743,11 +750,19 @@ def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
 
 def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProgram:
     """A ``torch.export`` program of ``module`` (compiled from ``graph``) in eval mode, with
-    a dynamic batch (and time) dimension."""
+    a dynamic batch (and time) dimension. Named outputs come out as a dict: a saved program
+    is loaded without the generated class, so it cannot hold that named tuple."""
     module.eval()
     x = example_input(graph)
     dims: dict[int, torch.export.Dim] = {0: torch.export.Dim("batch", min=1, max=1 << 20)}
     node = graph[graph.inputs[0]]
     if node.shape and len(node.shape) > 1 and node.shape[1] == "T":
         dims[1] = torch.export.Dim("time", min=1, max=1 << 20)
-    return torch.export.export(module, (x,), dynamic_shapes=(dims,))
+    if graph.output_names:  # on the instance, so the state_dict keys stay the model's
+        named = type(module).forward
+        module.forward = types.MethodType(
+            lambda self, x: named(self, x)._asdict(), module)
+    try:
+        return torch.export.export(module, (x,), dynamic_shapes=(dims,))
+    finally:
+        module.__dict__.pop("forward", None)

@@ -36,16 +36,26 @@ def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]
 
 
 def _scan(cell, x: torch.Tensor, *states: torch.Tensor,  # type: ignore[no-untyped-def]
-          reverse: bool = False) -> torch.Tensor:
+          reverse: bool = False) -> tuple[torch.Tensor, ...]:
     """``cell`` at every step t of ``x`` [N, T, ...]: ``y_t, *states = cell(x[:, t], *states)``;
-    returns the step outputs stacked along the time axis [N, T, ...]."""
+    returns the step outputs stacked along the time axis [N, T, ...], then the final states.
+    Under torch.export the loop is torch's scan primitive, so T stays dynamic."""
+    if torch.compiler.is_exporting():
+        from torch._higher_order_ops.scan import scan
+
+        def step(carry, xt):  # type: ignore[no-untyped-def]
+            y, *new = cell(xt, *carry)  # copies: the primitive refuses aliased outputs
+            return tuple(s.clone() for s in new), y.clone()
+
+        final, ys = scan(step, tuple(states), x, dim=1, reverse=reverse)
+        return (ys, *final)
     steps = x.shape[1]
     outputs: list[torch.Tensor] = [x] * steps  # placeholders, each replaced below
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
         y, *rest = cell(x[:, t], *states)
         states = tuple(rest)
         outputs[t] = y
-    return torch.stack(outputs, 1)
+    return (torch.stack(outputs, 1), *states)
 
 
 class DropPlan(NamedTuple):

@@ -113,8 +113,9 @@ def _b_shared(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
 
 def _b_scan(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
             span: Span) -> Value:
-    bound = el.bind_args("scan", ("cell", "state", "reverse"), args, kw, spans, span)
-    where = {**dict(zip(("cell", "state", "reverse"), spans, strict=False)),
+    names = ("cell", "state", "reverse", "final")
+    bound = el.bind_args("scan", names, args, kw, spans, span)
+    where = {**dict(zip(names, spans, strict=False)),
              **{k: s for k, (_, s) in kw.items()}}
     if "cell" not in bound:
         raise error(E_ARGUMENT, "`scan` needs a cell: `scan((x, h) => ..., state = [64])`", span)
@@ -125,12 +126,15 @@ def _b_scan(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in states):
         raise error(E_TYPE, f"`scan`'s `state` is a list of positive sizes, got "
                     f"{kind_of(states)}", where.get("state", span))
-    reverse = bound.get("reverse", False)
-    if not isinstance(reverse, bool):
-        raise error(E_TYPE, f"`scan`'s `reverse` is true or false, got {kind_of(reverse)}",
-                    where.get("reverse", span))
+    flags = {}
+    for flag in ("reverse", "final"):
+        flags[flag] = bound.get(flag, False)
+        if not isinstance(flags[flag], bool):
+            raise error(E_TYPE, f"`scan`'s `{flag}` is true or false, got "
+                        f"{kind_of(flags[flag])}", where.get(flag, span))
     cell = el.as_block(bound["cell"], where.get("cell", span))
-    return ScanBlock(cell, tuple(int(s) for s in states), reverse, span)
+    return ScanBlock(cell, tuple(int(s) for s in states), bool(flags["reverse"]),
+                     bool(flags["final"]), span)
 
 
 def _b_outputs(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
@@ -195,8 +199,9 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("repeat", _b_repeat, "repeat(block, n): the same as `block × n`"),
         Builtin("outputs", _b_outputs, "outputs(name = wire, ...): the model's outputs, "
                 "named (returned last by the model's `=>` block)"),
-        Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false): the cell "
-                "applied at every step of a sequence, carrying states that start at zero"),
+        Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false, final = false): "
+                "the cell applied at every step of a sequence, carrying states that start at "
+                "zero; gives the step outputs, then with `final` each state's last value"),
         Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
         Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
         Builtin("abs", _numeric("abs", abs), "abs(x)"),
@@ -208,9 +213,9 @@ BUILTINS: dict[str, Builtin] = {
 
 
 def builtin_env() -> Env:
-    """The outermost frame: primitive ops (not sources, nor ops that own a body: built-ins
-    such as `scan` make those) and built-in functions."""
+    """The outermost frame: primitive ops (not sources, nor ops that own a body or read one
+    of its outputs: built-ins such as `scan` make those) and built-in functions."""
     names: dict[str, Value] = {n: OpCtor(op) for n, op in OPS.items()
-                               if not op.source and op.body is None}
+                               if not op.source and op.body is None and not op.projects}
     names.update(BUILTINS)
     return Env(names)

@@ -225,7 +225,8 @@ class Instantiator:
 
     def _instantiate_scan(self, block: ScanBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
         """A `scan` node reading the sequence and zero initial states, owning a body graph:
-        one instance of the cell on the step input and the states, in a `scan` scope."""
+        one instance of the cell on the step input and the states, in a `scan` scope; `item`
+        nodes give its step outputs (and, with ``final``, the states' final values)."""
         if len(wires) != 1:
             raise error(E_TYPE, f"`scan` reads one sequence, got {len(wires)} streams",
                         block.span)
@@ -250,7 +251,9 @@ class Instantiator:
             body = Graph.build("scan", made, b.scopes, ins, [w.node for w in outs])
             node = b.add(OPS["scan"], {"reverse": block.reverse}, [x.node, *inits],
                          block.span, body=body)
-        return (Wire(node, block.span),)
+            wanted = range(1 + len(inits)) if block.final else range(1)
+            items = [b.add(OPS["item"], {"index": i}, [node], block.span) for i in wanted]
+        return tuple(Wire(item, block.span) for item in items)
 
     def _instantiate_shared(self, block: SharedBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
         b = self.builder

@@ -43,7 +43,9 @@ class Node:
     ``shared`` block read the same parameter nodes. ``params`` is what each weight port needs
     (set by shape inference). A node whose op declares a body owns ``body``, a graph of its
     own whose inputs the op binds (a loop's step input and states); its nodes may also read
-    values of the graphs around it (captures), as ONNX subgraphs may.
+    values of the graphs around it (captures), as ONNX subgraphs may. A node with several
+    outputs (a loop's step outputs and final states) is tuple-valued: ``outputs`` holds their
+    shapes (``shape`` is the first's) and only `item` nodes, in its scope, read it.
 
     Inside a fractal, ``column`` (1 = shallowest) and ``position`` (1-based index of its
     base instance along the column) locate the node; a fractal join has no column:
@@ -62,6 +64,7 @@ class Node:
     params: tuple[ParamSpec, ...] = ()
     weights: tuple[str, ...] = ()
     body: Graph | None = field(default=None, compare=False, repr=False)
+    outputs: tuple[Shape, ...] = ()
     fractal: int | None = None
     column: int | None = None
     position: int | None = None
@@ -342,6 +345,31 @@ class Graph:
         return sum(n.spec().numel for _, n in walk(self)
                    if n.op == "param" and n.attrs["trainable"])
 
+    @staticmethod
+    def _is_tuple(node: Node) -> bool:
+        rule = OPS[node.op].body if node.op in OPS else None
+        return rule is not None and rule.extra is not None
+
+    def _tuple_problems(self, node: Node, several: bool) -> list[str]:
+        """A tuple-valued node is read only by `item`s in its scope, an `item` only reads one
+        (a tuple never crosses a region's boundary), at an index it has."""
+        problems = []
+        if several:
+            for dst, _ in self.consumers(node.name):
+                reader = self.nodes_by_name[dst]
+                if not OPS[reader.op].projects or reader.scope != node.scope:
+                    problems.append(f"{node.name}: tuple-valued, read by `{dst}`, not by an "
+                                    "`item` in its scope")
+        if OPS[node.op].projects:
+            src = self.nodes_by_name.get(node.inputs[0]) if node.inputs else None
+            if src is not None and not self._is_tuple(src):
+                problems.append(f"{node.name}: reads `{src.name}`, which is not tuple-valued")
+            elif src is not None and src.outputs and not (
+                    0 <= int(node.attrs["index"]) < len(src.outputs)):  # type: ignore[arg-type]
+                problems.append(f"{node.name}: `{src.name}` has no output "
+                                f"{node.attrs['index']}")
+        return problems
+
     def verify(self, outer: frozenset[str] = frozenset(), within: str = "") -> None:
         """Check the invariants every pass must keep (torch.fx's ``Graph.lint``):
         known ops with the right arity, inputs and weights that exist, acyclicity, unique
@@ -388,10 +416,14 @@ class Graph:
                     if got is not None and got.shape != p.shape:
                         problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
                                         f"needs {p.shape}")
+            problems += self._tuple_problems(node, op.body is not None and
+                                             op.body.extra is not None)
             if node.shape is not None and any(isinstance(d, int) and d <= 0
                                               for d in node.shape):
                 problems.append(f"{node.name}: empty shape {node.shape}")
         for name in (*self.inputs, *self.outputs):
+            if name in self.nodes_by_name and self._is_tuple(self.nodes_by_name[name]):
+                problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
             if name not in self.nodes_by_name:
                 problems.append(f"graph input/output `{name}` does not exist")
         if not nx.is_directed_acyclic_graph(self.nx):

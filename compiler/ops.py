@@ -93,11 +93,16 @@ ShapeRule = Callable[[Sequence[Shape], Attrs], Shape]
 class BodyRule:
     """How an op that owns a body graph (as ONNX's Loop or torch.fx's cond) types it:
     ``inputs`` gives the shapes of the body's inputs from the node's input shapes, ``output``
-    the node's shape from its input shapes and the body's output shapes. Either may raise
-    ShapeMismatch."""
+    the node's shape from its input shapes and the body's output shapes. Any may raise
+    ShapeMismatch.
+
+    With ``extra``, the node has further outputs (a loop's final states), given from the same
+    shapes: its value is then a tuple (output, *extra) that only `item` nodes read (as
+    torch.fx's getitem), ``Node.outputs`` holding all their shapes."""
 
     inputs: Callable[[Sequence[Shape], Attrs], tuple[Shape, ...]]
     output: Callable[[Sequence[Shape], Sequence[Shape], Attrs], Shape]
+    extra: Callable[[Sequence[Shape], Sequence[Shape], Attrs], tuple[Shape, ...]] | None = None
 
 ParamRule = Callable[[Sequence[Shape], Attrs], tuple[ParamSpec, ...]]
 MacRule = Callable[[Sequence[Shape], Shape, Attrs], int]
@@ -133,7 +138,9 @@ class OpDecl:
     the dtype of the inputs it takes; ``fold`` computes the op on numbers (`mean(1, 2)`);
     a ``passthrough`` op makes no node (its block is its input).
 
-    An op with a ``body`` owns a graph of its own (``Node.body``), typed by that rule.
+    An op with a ``body`` owns a graph of its own (``Node.body``), typed by that rule. An op
+    that ``projects`` reads one output of a tuple-valued node: its shape rule is given that
+    node's output shapes.
     ``weights`` names the op's weight ports for given attributes; ``params`` gives the tensor
     each port needs once input shapes are known (same names, same order). A ``source`` is a
     value the graph reads rather than computes (the model's input, a parameter): it has no
@@ -153,6 +160,7 @@ class OpDecl:
     passthrough: bool = False
     source: bool = False
     body: BodyRule | None = None
+    projects: bool = False
 
     @property
     def has_params(self) -> bool:
@@ -470,6 +478,19 @@ def _scan_output(inputs: Sequence[Shape], outputs: Sequence[Shape], attrs: Attrs
     return (y[0], x[1], *y[1:])
 
 
+def _item_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    index = _int(attrs, "index")
+    if index >= len(inputs):
+        raise ShapeMismatch(f"output {index} does not exist: the node has {len(inputs)}",
+                            inputs=(0,))
+    return inputs[index]
+
+
+def _scan_finals(inputs: Sequence[Shape], outputs: Sequence[Shape],
+                 attrs: Attrs) -> tuple[Shape, ...]:
+    return tuple(inputs[1:])  # the states keep their shapes: _scan_output checked
+
+
 def _embedding_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     return (*x, _int(attrs, "dim"))
@@ -611,11 +632,16 @@ OPS: dict[str, OpDecl] = {
                (Attr("size", _INT, REQUIRED, "features", POSITIVE),), _zeros_shape),
         OpDecl("scan", "Applies its body (a cell) at every step of a sequence [N, T, D]: the "
                "body reads the step's input and the states (inputs 2.. give their initial "
-               "values) and returns the step's output and the new states; the node's output "
-               "is the sequence of step outputs [N, T, ...].",
+               "values) and returns the step's output and the new states; the node's value "
+               "is the tuple (the step outputs [N, T, ...], each state's final value), which "
+               "`item` nodes read.",
                (Attr("reverse", _BOOL, False, "run from the last step to the first"),),
                _input_shape, arity=None,
-               body=BodyRule(_scan_body_inputs, _scan_output)),
+               body=BodyRule(_scan_body_inputs, _scan_output, _scan_finals)),
+        OpDecl("item", "Output `index` of a node with several (0: a scan's step outputs, "
+               "1..: its states' final values).",
+               (Attr("index", _INT, REQUIRED, "which output", NON_NEGATIVE),), _item_shape,
+               projects=True),
         OpDecl("slice", "Positions [start, stop) of a feature axis (negative: from the end).",
                (Attr("axis", _INT, -1, "the axis (1 = channels; -1 = last)"),
                 Attr("start", _INT, 0, "first position"),

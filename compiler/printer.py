@@ -30,6 +30,10 @@ def _attrs(node: Node) -> str:
 
 
 def _shape(node: Node) -> str:
+    """`f32[N,64]`; a tuple-valued node's `(f32[N,T,64], f32[N,64])`."""
+    if node.outputs:
+        return "(" + ", ".join(f"{node.dtype}[{','.join(str(d) for d in s)}]"
+                               for s in node.outputs) + ")"
     dims = "?" if node.shape is None else ",".join(str(d) for d in node.shape)
     return f"{node.dtype}[{dims}]"
 

@@ -158,11 +158,13 @@ class SharedBlock(Block):
 class ScanBlock(Block):
     """`scan(cell, state = [...])`: ``cell`` applied along the time axis of a sequence, reading
     the step's input and the states and returning the step's output and the new states; the
-    states start at zero with the given sizes. Not unrolled: one loop node owns the cell."""
+    states start at zero with the given sizes. Not unrolled: one loop node owns the cell. It
+    gives the step outputs, then with ``final`` each state's final value."""
 
     cell: Block
     states: tuple[int, ...]
     reverse: bool
+    final: bool
     span: Span
 
 

@@ -177,7 +177,7 @@ def test_token_input_and_embedding() -> None:
 def test_a_lambda_collects_the_remaining_streams() -> None:
     m = model("model m : sequence[3] = scan((x, *s) => (x + s[1], s[1], s[0] * 2.0), "
               "state = [3, 3])")
-    body = m.ir[m.ir.outputs[0]].body
+    body = m.ir["scan.scan"].body
     assert body is not None and len(body.inputs) == 3 and len(body.outputs) == 3
     with pytest.raises(SsnError) as info:
         model("model m : sequence[3] = (x, *a, b) => x")

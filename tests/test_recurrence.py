@@ -70,7 +70,8 @@ def test_elman_equals_a_hand_written_loop() -> None:
 @pytest.mark.parametrize("steps", [1, 7])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_stdlib_lstm_equals_torch_lstm(steps: int, batch: int) -> None:
-    m = model("model m : sequence[3] = lstm(4)")
+    m = model("model m : sequence[3] = (x) => let r = lstm(4, final = true)(x) in "
+              "outputs(y = r[0], h = r[1], c = r[2])")
     net = m.to_torch(seed=batch).eval()
     sd = net.state_dict()
     w, b = sd["lstm.scan.lstm_cell.linear.weight"], sd["lstm.scan.lstm_cell.linear.bias"]
@@ -81,12 +82,28 @@ def test_stdlib_lstm_equals_torch_lstm(steps: int, batch: int) -> None:
         ref.bias_ih_l0.copy_(b * 0.25)
         ref.bias_hh_l0.copy_(b * 0.75)
         x = torch.randn(batch, steps, 3)
-        torch.testing.assert_close(net(x), ref(x)[0], rtol=1e-5, atol=1e-6)
+        got = net(x)
+        y, (h, c) = ref(x)
+        torch.testing.assert_close(got.y, y, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got.h, h[0], rtol=1e-5, atol=1e-6)  # h_n, c_n
+        torch.testing.assert_close(got.c, c[0], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(got.c, got.y[:, -1])  # c_n is its own value, not h's
+
+
+def test_final_states_of_a_reversed_scan_are_at_the_first_step() -> None:
+    m = model("model m : sequence[3] = (x) => let r = lstm(4, reverse = true, final = true)(x)"
+              " in outputs(y = r[0], h = r[1])")
+    out = run_torch(m, torch.randn(2, 5, 3))
+    torch.testing.assert_close(out.h, out.y[:, 0])  # h after the last step run: t = 0
+    text = m.format_ir()
+    assert "(f32[N,T,4], f32[N,4], f32[N,4]) = scan[reverse=true]" in text
+    assert "return y=%lstm.scan.item1, h=%lstm.scan.item2" in text
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["functions", "flat"])
 def test_onnx_scan_parity_at_any_length(flat: bool) -> None:
-    m = model("model m : sequence[3] = lstm(4) >> lstm(3, reverse = true) >> linear(2)")
+    m = model("model m : sequence[3] = (x) => let r = lstm(3, reverse = true, final = true)("
+              "lstm(4)(x)) in outputs(y = linear(2)(r[0]), h = r[1], c = r[2])")
     proto = m.to_onnx(seed=1, flat=flat)
     onnx.checker.check_model(proto, full_check=True)
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -97,8 +114,9 @@ def test_onnx_scan_parity_at_any_length(flat: bool) -> None:
     for steps in (1, 7, 100):
         for batch in (1, 3):
             x = torch.randn(batch, steps, 3, generator=torch.Generator().manual_seed(steps))
-            (got,) = sess.run(None, {"input": x.numpy()})
-            np.testing.assert_allclose(got, run_torch(m, x).numpy(), rtol=1e-4, atol=1e-5)
+            got = sess.run(None, {"input": x.numpy()})
+            for mine, theirs in zip(got, run_torch(m, x), strict=True):
+                np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_backprop_through_time_reaches_every_weight() -> None:
@@ -441,3 +459,62 @@ def test_old_checkpoints_load_into_a_cell_whose_names_changed(tmp_path: Path) ->
     torch.save(old, tmp_path / "old.pt")
     loaded = m.to_torch(weights=tmp_path / "old.pt").state_dict()
     assert torch.equal(loaded["scan.lin2_1.linear.weight"], old["scan.lin21.linear.weight"])
+
+
+def test_verify_keeps_a_loops_tuple_behind_its_items() -> None:
+    g = model("model m : sequence[3] = (x) => linear(2)(lstm(4, final = true)(x)[2])").ir
+    g.verify()
+    scan = g["lstm.scan.scan"]
+    assert scan.outputs == (("N", "T", 4), ("N", 4), ("N", 4)) and scan.shape == scan.outputs[0]
+    assert [g[d].op for d, _ in g.consumers(scan.name)] == ["item"] * 3
+
+    def broken(change: dict[str, object], who: str) -> str:
+        nodes = [n.evolve(**change) if n.name == who else n for n in g]
+        with pytest.raises(ssnc.SsnError) as info:
+            g.with_nodes(nodes).verify()
+        assert info.value.code == "E9001"
+        return info.value.render()
+
+    assert "tuple-valued, read by `linear`" in broken({"inputs": ("lstm.scan.scan",)}, "linear")
+    assert "not tuple-valued" in broken({"inputs": ("input",)}, "lstm.scan.item1")
+    assert "has no output 5" in broken({"attrs": {"index": 5}}, "lstm.scan.item1")
+    assert "not by an `item` in its scope" in broken({"scope": 0}, "lstm.scan.item2")
+
+
+def test_final_is_a_flag_and_item_is_not_callable() -> None:
+    for text, message in [
+            ("model m : sequence[3] = scan((x, h) => (x, h), state = [3], final = 1)",
+             "`scan`'s `final` is true or false, got a number"),
+            ("model m : sequence[3] = lstm(4, final = true) >> linear(2)",
+             "`linear` takes 1 stream, got 3"),
+            ("model m : sequence[3] = item(0)", "unknown name `item`")]:
+        with pytest.raises(ssnc.SsnError) as info:
+            model(text)
+        assert message in info.value.render()
+
+
+def test_pt2_export_keeps_the_loop_with_a_dynamic_length(tmp_path: Path) -> None:
+    """`--to torch` traces the loop as torch's scan primitive: one program for every T; named
+    outputs come back as a dict (a saved program cannot hold the generated named tuple)."""
+    from typer.testing import CliRunner
+
+    from ssnc.cli import app
+
+    spec = tmp_path / "enc.ssn"
+    spec.write_text("model enc : tokens[20] = (x) => let r = (embedding(20, 6) >> "
+                    "hmrnn(layers = 2, dim = 5, out_dim = 4) >> lstm(3, final = true))(x) in "
+                    "outputs(y = r[0], h = r[1])\n")
+    out = tmp_path / "enc.pt2"
+    result = CliRunner().invoke(app, ["compile", str(spec), "--to", "torch", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Expect archive file" not in result.output
+    program = torch.export.load(str(out))
+    assert "scan" in str(program.graph)  # one loop, not T copies of the cell
+    eager = ssnc.load(spec).model().to_torch(seed=0).eval()
+    for steps in (1, 7, 23):
+        x = torch.randint(0, 20, (3, steps), generator=torch.Generator().manual_seed(steps))
+        with torch.no_grad():
+            got, want = program.module()(x), eager(x)
+        assert set(got) == {"y", "h"}
+        torch.testing.assert_close(got["y"], want.y)
+        torch.testing.assert_close(got["h"], want.h)

@@ -27,7 +27,7 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
             continue
         op = OPS[node.op]
         inputs = [done[i] for i in node.inputs]
-        shapes = [i.shape for i in inputs]
+        shapes = list(inputs[0].outputs) if op.projects else [i.shape for i in inputs]
         assert all(s is not None for s in shapes)
         if {i.dtype for i in inputs} != {op.reads}:  # the dtype rule is the op's declaration
             if op.reads == "i64":
@@ -38,12 +38,15 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
                         hint="turn token ids into vectors with `embedding(vocab, dim)` first")
         dtype = "f32"
         body = None
+        several: tuple[Shape, ...] = ()
         try:
             if op.body is not None and node.body is not None:
                 body = _infer_body(node, op.body.inputs(shapes, node.attrs),  # type: ignore[arg-type]
                                    done, top)
                 outs = [done[o].shape or () for o in body.outputs]
                 shape = op.body.output(shapes, outs, node.attrs)  # type: ignore[arg-type]
+                if op.body.extra is not None:
+                    several = (shape, *op.body.extra(shapes, outs, node.attrs))  # type: ignore[arg-type]
             else:
                 shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
             params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
@@ -66,7 +69,8 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
                             notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
                                         owner.span)],
                             hint="a shared block must see the same input shape at every use")
-        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body)
+        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
+                                      outputs=several)
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
 
 
