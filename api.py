@@ -492,3 +492,10 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
 def all_sources() -> dict[str, str]:
     """The standard library's texts, for rendering diagnostics that point into it."""
     return dict(_prelude()[1])
+
+
+def anneal_slope(epoch: float, start: float = 1.0, rate: float = 0.04,
+                 cap: float = 5.0) -> float:
+    """HM-RNN's slope schedule for its boundary detectors (Chung et al. 2016):
+    ``a = min(cap, start + rate * epoch)``, for ``model.set_slope(anneal_slope(epoch))``."""
+    return min(cap, start + rate * epoch)

@@ -245,8 +245,16 @@ def lower_affine(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out:
 
 def lower_hard_sigmoid(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                        ins: Sequence[Node]) -> None:
-    e.add("HardSigmoid", [xs[0]], [out], n.name,
-          alpha=float(n.attrs["slope"]) / 2, beta=0.5)  # type: ignore[arg-type]
+    """``clip(x * slope / 2 + 1/2, 0, 1)``, the slope read from its buffer (ONNX's
+    HardSigmoid takes it as a constant attribute)."""
+    half = e.constant(f"{n.name}.half", np.array(0.5, np.float32))
+    scale, scaled, shifted = e.fresh(n.name), e.fresh(n.name), e.fresh(n.name)
+    e.add("Mul", [ws[0], half], [scale], f"{n.name}/scale")
+    e.add("Mul", [xs[0], scale], [scaled], f"{n.name}/mul")
+    e.add("Add", [scaled, half], [shifted], f"{n.name}/add")
+    low, high = (e.constant(f"{n.name}.{b}", np.array(v, np.float32))
+                 for b, v in (("low", 0.0), ("high", 1.0)))
+    e.add("Clip", [shifted, low, high], [out], n.name)
 
 
 def lower_step(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
@@ -497,7 +505,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     builder.emit(main, top_nodes, children, lambda v: v)
     step("weights")
     values = tensors if tensors is not None else initial_state(graph, seed)
-    initializers = [numpy_helper.from_array(np.ascontiguousarray(values[k], np.float32), k)
+    initializers = [numpy_helper.from_array(np.require(values[k], np.float32, "C"), k)
                     for k in expected_tensors(graph)]
     inputs = [_value_info(graph.inputs[0], graph[graph.inputs[0]])]
     outputs = []

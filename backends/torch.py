@@ -135,8 +135,7 @@ def lower_affine(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -
 
 
 def lower_hard_sigmoid(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    half = float(node.attrs["slope"]) / 2  # type: ignore[arg-type]
-    return Lowered(None, f"torch.clamp({args[0]} * {literal(half)} + 0.5, 0.0, 1.0)")
+    return Lowered(f"_HardSigmoid({literal(node.attrs['slope'])})", f"{m}({args[0]})")
 
 
 def lower_slice(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -227,7 +226,8 @@ _RESERVED = ({"self", "x", "keep", "masks", "plan", "np"} | _RUNTIME_GLOBALS
 # generated class's): those submodules are read through `_modules[...]`.
 _TORCH_OWNED = set(vars(nn.Module()))
 _MODULE_ATTRS = set(dir(nn.Module)) | {"training", "DROP_JOINS", "FRACTAL_WIDTHS",
-                                       "ssnc_drop_path", "forward_dropping", "forward_masked"}
+                                       "ssnc_drop_path", "forward_dropping", "forward_masked",
+                                       "set_slope"}
 
 
 def _module_ref(path: str) -> str:
@@ -670,8 +670,22 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
                   *gen.body("masked")]
     for method in gen.methods:
         lines += ["", *method]
+    lines += _slope_method(graph)
     lines += ["", "", f"MODEL = {cls}", ""]
     return "\n".join(lines)
+
+
+def _slope_method(graph: Graph) -> list[str]:
+    """``set_slope(value)``, where the model has hard sigmoids: their slopes are buffers a
+    training loop anneals (see ``ssnc.anneal_slope``)."""
+    keys = [key for key, spec in graph.tensors().items() if spec.name == "slope"]
+    if not keys:
+        return []
+    return ["",
+            "    def set_slope(self, value: float) -> None:",
+            '        """Set every hard sigmoid\'s slope (buffers, exported with the weights)."""',
+            f"        for key in ({''.join(literal(k) + ', ' for k in keys)}):",
+            "            self.get_buffer(key).fill_(value)"]
 
 
 def _renamed_lines(graph: Graph) -> list[str]:
@@ -715,7 +729,7 @@ def load_tensors(module: nn.Module, tensors: dict[str, np.ndarray]) -> None:
             target = state[key]
             if tuple(target.shape) != value.shape:
                 raise ValueError(f"{key}: expected {tuple(target.shape)}, got {value.shape}")
-            target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            target.copy_(torch.from_numpy(np.require(value, requirements="C")))  # 0-d stays 0-d
 
 
 def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | None = None,

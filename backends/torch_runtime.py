@@ -58,6 +58,20 @@ def _scan(cell, x: torch.Tensor, *states: torch.Tensor,  # type: ignore[no-untyp
     return (torch.stack(outputs, 1), *states)
 
 
+class _HardSigmoid(nn.Module):
+    """``clamp((slope * x + 1) / 2, 0, 1)`` with the slope a buffer: training anneals it
+    (HM-RNN's ``a = min(5, 1 + 0.04 * epoch)``) through the model's ``set_slope``."""
+
+    slope: torch.Tensor
+
+    def __init__(self, slope: float) -> None:
+        super().__init__()
+        self.register_buffer("slope", torch.tensor(slope))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x * (self.slope * 0.5) + 0.5, 0.0, 1.0)
+
+
 class DropPlan(NamedTuple):
     """One mini-batch's drop-path decisions.
 

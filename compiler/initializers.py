@@ -8,7 +8,8 @@ Initializers (PyTorch's defaults, so training behaves as users expect):
   (torch's kaiming_uniform_ with a = sqrt(5));
 - ``fan_in_uniform``: U(-b, b), b = 1/sqrt(fan_in) — conv and linear biases;
 - ``normal``: N(0, 1) — embeddings;
-- ``ones`` / ``zeros`` — BatchNorm scale / shift and running statistics."""
+- ``ones`` / ``zeros`` — BatchNorm scale / shift and running statistics;
+- ``constant`` — the spec's ``fill`` value (a hard sigmoid's slope)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def initial_value(spec: ParamSpec, key: str, seed: int) -> np.ndarray:
         return np.ones(spec.shape, dtype=np.float32)
     if spec.init == "zeros":
         return np.zeros(spec.shape, dtype=np.float32)
+    if spec.init == "constant":
+        return np.full(spec.shape, spec.fill, dtype=np.float32)
     rng = _generator(seed, key)
     if spec.init in ("kaiming_uniform", "fan_in_uniform"):
         bound = 1.0 / np.sqrt(max(spec.fan_in, 1))

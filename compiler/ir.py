@@ -87,7 +87,8 @@ class Node:
         the state_dict key)."""
         a = self.attrs
         return ParamSpec(str(a["role"]), tuple(int(d) for d in self.shape or ()), str(a["init"]),
-                         int(a["fan_in"]), bool(a["trainable"]))  # type: ignore[arg-type]
+                         int(a["fan_in"]), bool(a["trainable"]),  # type: ignore[arg-type]
+                         float(a["fill"]))  # type: ignore[arg-type]
 
 
 def make_node(**fields: Any) -> Node:

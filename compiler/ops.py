@@ -72,13 +72,15 @@ class Attr:
 class ParamSpec:
     """One tensor an op instance owns: a trainable parameter or a buffer (BN statistics).
 
-    ``init`` names an initializer in ``compiler.initializers``; ``fan_in`` feeds it."""
+    ``init`` names an initializer in ``compiler.initializers``; ``fan_in`` feeds it, and
+    ``fill`` is the value of a ``constant`` one."""
 
     name: str
     shape: tuple[int, ...]
     init: str
     fan_in: int = 1
     trainable: bool = True
+    fill: float = 0.0
 
     @property
     def numel(self) -> int:
@@ -445,6 +447,15 @@ def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
     return (start + size if start < 0 else start), (stop + size if stop < 0 else stop)
 
 
+def _slope_weight(attrs: Attrs) -> tuple[str, ...]:
+    return ("slope",)
+
+
+def _slope_param(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    return (ParamSpec("slope", (), "constant", trainable=False,
+                      fill=float(attrs["slope"])),)  # type: ignore[arg-type]
+
+
 def _zeros_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return (inputs[0][0], _int(attrs, "size"))
 
@@ -535,7 +546,8 @@ OPS: dict[str, OpDecl] = {
             (Attr("role", (str,), REQUIRED, "the weight port it was made for (`weight`)"),
              Attr("init", (str,), "zeros", "initializer (compiler/initializers.py)"),
              Attr("fan_in", _INT, 1, "fan-in the initializer scales by", POSITIVE),
-             Attr("trainable", _BOOL, True, "a parameter (true) or a buffer (false)")),
+             Attr("trainable", _BOOL, True, "a parameter (true) or a buffer (false)"),
+             Attr("fill", _FLOAT, 0.0, "the value of a `constant` initializer")),
             _input_shape, arity=0, source=True,
         ),
         OpDecl(
@@ -624,8 +636,11 @@ OPS: dict[str, OpDecl] = {
                (Attr("scale", _FLOAT, 1.0, "factor", FINITE),
                 Attr("shift", _FLOAT, 0.0, "added after scaling", FINITE)), _same),
         OpDecl("hard_sigmoid", "`max(0, min(1, (slope * x + 1) / 2))` (HM-RNN's boundary "
-               "detector; a larger slope is closer to a step).",
-               (Attr("slope", _FLOAT, 1.0, "slope of the linear part", POSITIVE_FINITE),), _same),
+               "detector; a larger slope is closer to a step). The slope is a buffer that "
+               "starts at `slope`, so training can anneal it without recompiling.",
+               (Attr("slope", _FLOAT, 1.0, "initial slope of the linear part",
+                     POSITIVE_FINITE),), _same,
+               params=_slope_param, weights=_slope_weight),
         OpDecl("step", "Straight-through step: 1 where x > 0.5, else 0; its gradient is "
                "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same),
         OpDecl("zeros", "A [N, size] tensor of zeros, N from its input: a zero initial state.",

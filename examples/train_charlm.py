@@ -6,7 +6,8 @@ often each layer's boundary detector fires.
     python examples/train_charlm.py [--steps 300] [--json]
 
 The model has two named outputs: at each step, the logits over the characters and the
-boundaries z^1, z^2 (0 or 1) of `hmrnn(..., boundaries = true)`.
+boundaries z^1, z^2 (0 or 1) of `hmrnn(..., boundaries = true)`. The boundary detectors'
+slope is annealed as in the paper, a = min(5, 1 + 0.04 * epoch), through `net.set_slope`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def main() -> None:
     vocab = len(chars)
     start = time.perf_counter()
     net.train()
-    for _ in range(args.steps):
+    per_epoch = max(1, len(train) // (48 * 32))  # steps that read the training text once
+    for i in range(args.steps):
+        net.set_slope(ssnc.anneal_slope(i / per_epoch))  # a buffer: no recompiling
         x, y = batches(train, 48, 32, gen)
         logits = net(x).logits
         loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
@@ -91,6 +94,7 @@ def main() -> None:
               "gain_bits": round(unigram - held_bits, 3),
               "boundary_rate": {f"z{i + 1}": round(r, 3) for i, r in enumerate(rates)},
               "steps": args.steps, "train_seconds": round(seconds, 1),
+              "final_slope": round(ssnc.anneal_slope((args.steps - 1) / per_epoch), 3),
               "parameters": model.total_params, "characters": len(text)}
     if args.json:
         print(json.dumps(result))

@@ -518,3 +518,40 @@ def test_pt2_export_keeps_the_loop_with_a_dynamic_length(tmp_path: Path) -> None
         assert set(got) == {"y", "h"}
         torch.testing.assert_close(got["y"], want.y)
         torch.testing.assert_close(got["h"], want.h)
+
+
+def test_the_slope_is_a_buffer_that_training_anneals(tmp_path: Path) -> None:
+    """`set_slope` changes every hard sigmoid's slope buffer: the straight-through gradient
+    scales with it (the forward pass does not change); ONNX exports the annealed value."""
+    assert [ssnc.anneal_slope(e) for e in (0, 25, 100, 1000)] == [1.0, 2.0, 5.0, 5.0]
+    m = model("model m : sequence[5] = (x) => step(hard_sigmoid(slope = 1.0)(x)) * 2.0")
+    net = m.to_torch(seed=0)
+    assert "slope" not in dict(net.named_parameters()) and m.total_params == 0
+    x = torch.linspace(-0.1, 0.1, 5).reshape(1, 1, 5)
+
+    def grad(slope: float) -> torch.Tensor:
+        net.set_slope(slope)
+        leaf = x.clone().requires_grad_()
+        net(leaf).sum().backward()
+        assert leaf.grad is not None
+        return leaf.grad
+
+    torch.testing.assert_close(grad(3.0), 3.0 * grad(1.0))  # d/dx = 2 * slope / 2 near 0
+    assert float(net.state_dict()["hard_sigmoid.slope"]) == 1.0
+
+    hm = model(HMRNN)
+    trained = hm.to_torch(seed=1).eval()
+    trained.set_slope(ssnc.anneal_slope(40))
+    keys = [k for k in trained.state_dict() if k.endswith(".slope")]
+    assert len(keys) == 2  # one detector per layer below the top
+    path = tmp_path / "w.pt"
+    torch.save(trained.state_dict(), path)
+    proto = hm.to_onnx(weights=path)
+    slopes = {i.name: float(onnx.numpy_helper.to_array(i)) for i in proto.graph.initializer
+              if i.name in keys}
+    assert slopes == dict.fromkeys(keys, pytest.approx(2.6))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    xs = torch.randn(2, 6, 3)
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.run(None, {"input": xs.numpy()})[0],
+                                   trained(xs).numpy(), rtol=1e-4, atol=1e-5)

@@ -59,7 +59,7 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
             if param.shape is None:
                 done[w] = param.evolve(shape=spec.shape, attrs={
                     **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
-                    "trainable": spec.trainable})
+                    "trainable": spec.trainable, "fill": spec.fill})
             elif param.shape != spec.shape:
                 owner = top.first_reader(w)
                 first_shape = done[owner.inputs[0]].shape or ()
