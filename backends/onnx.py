@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..compiler.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
-from ..compiler.ops import slice_bounds
+from ..compiler.ops import reshape_lead, slice_bounds
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
@@ -313,6 +313,15 @@ def lower_scan(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
           scan_output_directions=[1 if n.attrs["reverse"] else 0])
 
 
+def lower_reshape(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                  ins: Sequence[Node]) -> None:
+    """ONNX Reshape: 0 keeps an input axis (the batch and time axes), the rest are known."""
+    lead = reshape_lead(ins[0].shape or ())
+    sizes = [0] * lead + [int(d) for d in (n.shape or ())[lead:]]
+    shape = e.constant(f"{n.name}.shape", np.array(sizes, np.int64))
+    e.add("Reshape", [xs[0], shape], [out], n.name)
+
+
 def tuple_item(value: str, index: int) -> str:
     """The ONNX value holding output ``index`` of the tuple-valued node whose first output
     is ``value`` (a node and its `item`s share a scope, so a function)."""
@@ -352,6 +361,7 @@ LOWERINGS: dict[str, Lowering] = {
     "zeros": lower_zeros,
     "scan": lower_scan,
     "item": lower_item,
+    "reshape": lower_reshape,
 }
 
 

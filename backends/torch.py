@@ -26,7 +26,7 @@ from torch import nn
 from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, walk
-from ..compiler.ops import fmt_shape, slice_bounds
+from ..compiler.ops import fmt_shape, reshape_lead, slice_bounds
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
 
@@ -151,6 +151,12 @@ def lower_scan(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
     return Lowered(None, f"_scan({m}, {', '.join(args)}{reverse})")
 
 
+def lower_reshape(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    lead = reshape_lead(ins[0].shape or ())
+    sizes = node.shape[lead:] if node.shape else ()
+    return Lowered(None, f"{args[0]}.reshape({args[0]}.shape[:{lead}] + {literal(sizes)})")
+
+
 def lower_item(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     return Lowered(None, f"{args[0]}[{literal(node.attrs['index'])}]")
 
@@ -190,6 +196,7 @@ LOWERINGS: dict[str, Lowering] = {
     "zeros": _function("{0}.new_zeros({0}.shape[0], {size})"),
     "scan": lower_scan,
     "item": lower_item,
+    "reshape": lower_reshape,
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:

@@ -333,6 +333,12 @@ class Evaluator(Instantiator):
                     want = " or ".join(sorted({_type_name(t) for t in attr.types}))
                     raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) must be "
                                 f"{want}, got {kind_of(value)}", where.get(attr.name, span))
+                odd = [v for v in value if not isinstance(v, int) or isinstance(v, bool)] \
+                    if isinstance(value, tuple) else []
+                if odd:  # a list attribute holds integers (sizes)
+                    raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) must be a "
+                                f"list of integers, got one holding {kind_of(odd[0])}",
+                                where.get(attr.name, span))
                 attrs[attr.name] = value
             elif attr.default is REQUIRED:
                 raise error(E_ARGUMENT, f"`{op.name}` needs `{attr.name}` ({attr.doc})", span,
@@ -553,7 +559,7 @@ def _binop_hint(op: str, left: Value, right: Value) -> str | None:
 
 def _type_name(t: type) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            type(None): "`none`"}.get(t, t.__name__)
+            type(None): "`none`", tuple: "a list"}.get(t, t.__name__)
 
 
 

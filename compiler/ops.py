@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 Dim = int | str
 Shape = tuple[Dim, ...]
-AttrValue = int | float | bool | str | None
+AttrValue = int | float | bool | str | None | tuple[int, ...]
 Attrs = Mapping[str, AttrValue]
 
 REQUIRED = object()
@@ -240,6 +240,7 @@ def _int(attrs: Attrs, name: str) -> int:
 
 def _opt_int(attrs: Attrs, name: str, default: int) -> int:
     value = attrs.get(name)
+    assert not isinstance(value, tuple)
     return default if value is None else int(value)
 
 
@@ -437,6 +438,32 @@ def _slice_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         raise ShapeMismatch(f"slice [{attrs['start']}, {stop_text}) is empty or outside "
                             f"axis {axis} of size {size}", inputs=(0,))
     return (*x[:axis], stop - start, *x[axis + 1:])
+
+
+def reshape_lead(x: Shape) -> int:
+    """How many leading axes a reshape keeps: the symbolic batch (and time) axes."""
+    lead = 0
+    while lead < len(x) and isinstance(x[lead], str):
+        lead += 1
+    return lead
+
+
+def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    lead = reshape_lead(x)
+    sizes = attrs["shape"]
+    assert isinstance(sizes, tuple)
+    if not sizes or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1)
+                            for d in sizes) or sizes.count(-1) > 1:
+        shown = "[" + ", ".join(str(d) for d in sizes) + "]"
+        raise ShapeMismatch(f"reshape's shape {shown} must be positive integers, at most one "
+                            "of them -1 (inferred)", inputs=(0,))
+    total = math.prod(int(d) for d in x[lead:])
+    known = math.prod(d for d in sizes if d != -1)
+    if (total % known if -1 in sizes else total != known):
+        raise ShapeMismatch(f"cannot reshape the {total} features of {fmt_shape(x)} into "
+                            f"{list(sizes)}", inputs=(0,))
+    return (*x[:lead], *(total // known if d == -1 else d for d in sizes))
 
 
 def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
@@ -662,6 +689,10 @@ OPS: dict[str, OpDecl] = {
                 Attr("start", _INT, 0, "first position"),
                 Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
                _slice_shape),
+        OpDecl("reshape", "The axes after the batch (and time) axis take the sizes `shape`, "
+               "in row-major order; one size may be -1, inferred.",
+               (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),),
+               _reshape_shape),
     )
 }
 

@@ -14,6 +14,8 @@ def format_value(v: AttrValue) -> str:
         return "true" if v else "false"
     if v is None:
         return "none"
+    if isinstance(v, tuple):
+        return _list(v)
     return repr(v) if isinstance(v, float) else str(v)
 
 

@@ -271,6 +271,13 @@ def test_arithmetic_on_wires_makes_sub_and_affine_nodes() -> None:
     ("slice(1, 2, 2)", "is empty or outside axis 1 of size 4"),
     ("slice(0)", "slice axis 0 is not a feature axis"),
     ("hard_sigmoid(0)", "`hard_sigmoid`'s `slope` must be positive and finite"),
+    ("reshape([5, -1])", "cannot reshape the 36 features of [N,4,3,3] into [5, -1]"),
+    ("reshape([-1, -1])", "must be positive integers, at most one of them -1"),
+    ("reshape([0, 36])", "must be positive integers"),
+    ('reshape(["a"])', "`reshape`'s `shape` (the new sizes, a list such as [4, -1]) must be a "
+                       "list of integers, got one holding a string"),
+    ("reshape([conv, 2])", "must be a list of integers, got one holding"),
+    ("reshape(36)", "`reshape`'s `shape` (the new sizes, a list such as [4, -1]) must be a list"),
 ])
 def test_cell_op_mistakes_are_diagnostics(text: str, message: str) -> None:
     with pytest.raises(ssnc.SsnError) as info:

@@ -82,6 +82,11 @@ OP_CASES = {
     "slice_channels": "model m : tensor[5, 4, 4] = (x) => slice(1, 0, 2)(x) - slice(1, 3)(x)",
     "layernorm": "model m : sequence[6] = layernorm >> linear(4) >> "
                  "layernorm(affine = false, eps = 0.001)",
+    "reshape": "model m : tensor[4, 6, 6] = (x) => concat(reshape([2, -1, 6])(x), "
+               "(reshape([2, 3, 4, 6]) >> softmax >> reshape([2, 12, 6]))(x), axis = -1) >> "
+               "reshape([-1]) >> linear(3)",
+    "reshape_sequence": "model m : sequence[12] = reshape([3, -1]) >> softmax >> "
+                        "reshape([12]) >> linear(2)",
     "scan": "model m : sequence[3] = lstm(4) >> scan((x, h) => (x + h, h * 0.5 + x), "
             "state = [4], reverse = true) >> rnn(2)",
 }

@@ -13,7 +13,8 @@ SEEDS = sorted([*ROOT.glob("specs/*.ssn"), *ROOT.glob("compiler/stdlib/*.ssn")])
 
 OPS = ["conv", "bn", "relu", "sigmoid", "tanh", "softmax", "identity", "dropout", "maxpool",
        "avgpool", "gap", "flatten", "linear", "embedding", "mean", "sum", "max", "concat",
-       "mul", "sub", "affine", "hard_sigmoid", "step", "slice", "zeros", "layernorm"]
+       "mul", "sub", "affine", "hard_sigmoid", "step", "slice", "zeros", "layernorm",
+       "reshape"]
 BUILTINS = ["range", "len", "zip", "enumerate", "seq", "shared", "repeat", "fail", "min",
             "abs", "int", "float", "round", "scan", "outputs"]
 RULES = ["fractal", "fractal_pooled", "mlpconv", "nin", "conv3x3", "conv_bn_relu", "residual",
