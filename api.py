@@ -275,6 +275,9 @@ class Model:
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""
         from . import __version__
+        from .extras import require_torch
+
+        require_torch("Model.torch_source()")
         from .backends.torch import generate_source
 
         return self._sourced(lambda: generate_source(self.ir, origin=self.program.file,
@@ -291,6 +294,9 @@ class Model:
         is the share of global draws; ``drop_seed`` (default: ``seed``) seeds the draws,
         identically on every rank. ``drop_path=`` is the old name of ``drop_mode``."""
         from . import __version__
+        from .extras import require_torch
+
+        require_torch("Model.to_torch()")
         from .backends.torch import to_torch
 
         if drop_path is not None:

@@ -18,6 +18,7 @@ from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .compiler.ops import fmt_shape
+from .extras import require_torch
 from .output import EXTERNAL_DATA_THRESHOLD, Terminated, check_target, write_atomic, write_onnx
 
 DEFAULT_MAX_NODES = Limits().max_nodes
@@ -240,6 +241,8 @@ def compile(
             step("elaborating")
             _check_target_options(to, weights=weights, flat=flat, opset=opset,
                                   external_data_threshold=external_data_threshold)
+            if to is not Target.onnx:
+                require_torch(f"--to {to.value}")
             if output is not None:
                 check_target(output, [spec])
             m = load_model(spec, model, set_, max_nodes)
@@ -303,13 +306,18 @@ def progress_display() -> Iterator[Callable[[str], None]]:
         yield lambda what: status.update(f"{what}...")
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")]
-          = False) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from . import __version__
         typer.echo(f"ssnc {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version.")]
+          = False) -> None:
+    """Compile self-similar neural-network specs (.ssn) to PyTorch and ONNX."""
 
 
 def main() -> None:

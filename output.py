@@ -30,6 +30,7 @@ from .compiler.diagnostics import E_OUTPUT, E_WEIGHTS, Note, Span, SsnError, err
 from .compiler.initializers import expected_tensors
 from .compiler.ir import Graph
 from .compiler.ops import ParamSpec
+from .extras import require_torch
 
 if TYPE_CHECKING:
     import onnx
@@ -241,14 +242,12 @@ def read_weights(path: str | os.PathLike[str],
             from safetensors.numpy import load_file
 
             return dict(load_file(str(p)))
+        require_torch(f"reading {p.name} (a torch checkpoint)")
         import torch
 
         state = torch.load(p, map_location="cpu", weights_only=True)
     except SsnError:
         raise
-    except ImportError as exc:
-        raise error(E_WEIGHTS, f"cannot read {path}: {exc}", where,
-                    hint="install the package named above, or save the weights as .npz") from None
     except Exception as exc:
         raise error(E_WEIGHTS, f"cannot read weights from {path}: {type(exc).__name__}: {exc}",
                     where, hint="expected a state_dict saved with torch.save, an .npz or a "

@@ -80,6 +80,7 @@ E_IMPORT_CYCLE = Code("E0503", Kind.IMPORT, "files that import each other")
 E_OPTION = Code("E0601", Kind.USAGE, "a command-line option or library argument that is wrong")
 E_WEIGHTS = Code("E0602", Kind.USAGE, "a weights file that cannot be read or does not fit")
 E_OUTPUT = Code("E0603", Kind.USAGE, "an output file that cannot be written")
+E_EXTRA = Code("E0604", Kind.USAGE, "a feature whose optional dependency is not installed")
 E_INTERNAL = Code("E9001", Kind.INTERNAL, "a bug in ssnc")
 
 ALL_CODES: tuple[Code, ...] = (
@@ -104,6 +105,7 @@ ALL_CODES: tuple[Code, ...] = (
     E_OPTION,
     E_WEIGHTS,
     E_OUTPUT,
+    E_EXTRA,
     E_INTERNAL,
 )
 

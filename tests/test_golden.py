@@ -4,6 +4,7 @@ error code. Regenerate with `pytest --update-goldens` and review the diff."""
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,9 @@ def test_rendered_diagnostic(case: Path, golden, monkeypatch) -> None:  # type: 
     header = [ln[len("# ssnc: "):] for ln in case.read_text(errors="replace").splitlines()
               if ln.startswith("# ssnc: ")]
     command, *extra = shlex.split(header[0]) if header else ["check"]
+    for line in case.read_text(errors="replace").splitlines():
+        if line.startswith("# ssnc-without: "):  # as if that package were not installed
+            monkeypatch.setitem(sys.modules, line.split(": ", 1)[1], None)
     result = CliRunner().invoke(app, [command, case.name, *extra])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
