@@ -102,17 +102,43 @@ def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes:
 
 
 @app.command()
-def check(spec: SpecArg, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
-    """Parse, elaborate and verify every model in SPEC."""
-    def run() -> None:
+def check(specs: Annotated[list[Path], typer.Argument(
+              help="The .ssn spec files.", show_default=False, metavar="SPEC...")],
+          set_: SetOpt = None, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
+    """Parse, elaborate and verify every model in each SPEC (`--set` applies to the models
+    that have the parameter); every file is checked, exit 1 if any fails."""
+    failed = False
+
+    def one(spec: Path, values: dict[str, Any], spans: dict[str, Span],
+            sources: dict[str, str], used: set[str]) -> None:
         program = load(spec)
-        models = program.check(Limits(max_nodes=max_nodes))
-        for m in models:
+        program.sources.update(sources)
+        for name, decl in program.models.items():
+            mine = {k: v for k, v in values.items() if k in {p.name for p in decl.params}}
+            used.update(mine)
+            m = program.model(name, limits=Limits(max_nodes=max_nodes), spans=spans, **mine)
             typer.echo(f"{spec}: model `{m.name}` ok: {m.ir.op_count} nodes, "
                        f"{m.total_params:,} parameters")
-        if not models:
+        if not program.models:
             typer.echo(f"{spec}: ok (no models)")
+
+    def run() -> None:
+        nonlocal failed
+        values, spans, sources = parse_sets(set_)
+        used: set[str] = set()
+        for spec in specs:
+            try:
+                one(spec, values, spans, sources, used)
+            except SsnError as exc:
+                sys.stderr.write(exc.render() + "\n")
+                failed = True
+        for key in values:
+            if key not in used and not failed:
+                raise error(E_OPTION, f"no model in {', '.join(map(str, specs))} has a "
+                            f"parameter `{key}`", spans[key]).with_sources(sources)
     _guard(run)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -29,7 +29,15 @@ from ..compiler.values import json_value
 DOMAIN = "ssnc.functions"
 DEFAULT_OPSET = 18
 OPSETS = range(13, 22)
-IR_VERSION = 10
+FUNCTIONS_IR_VERSION = 8
+"""Model-local functions (the default form) need IR version 8."""
+
+
+def ir_version(opset: int, functions: bool) -> int:
+    """The oldest IR version that carries ``opset`` (``onnx.helper.VERSION_TABLE``), so that
+    older runtimes load the file; at least 8 where the model holds functions."""
+    oldest = min(ir for _, ir, ai_onnx, *_ in helper.VERSION_TABLE if ai_onnx >= opset)
+    return max(oldest, FUNCTIONS_IR_VERSION) if functions else oldest
 
 _DTYPES = {"f32": TensorProto.FLOAT, "i64": TensorProto.INT64}
 
@@ -533,7 +541,8 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
         fn.doc_string = "instances: " + "; ".join(builder.signatures[fn.name])
     model = helper.make_model(g, opset_imports=_opsets(opset, bool(functions)),
                               functions=functions, producer_name="ssnc",
-                              producer_version=version, ir_version=IR_VERSION)
+                              producer_version=version,
+                              ir_version=ir_version(opset, bool(functions)))
     meta = {
         "ssnc.version": version,
         "ssnc.model": graph.model,

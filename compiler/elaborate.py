@@ -43,6 +43,7 @@ class Elaborator(Evaluator):
                          model.name_span, hint=f"pass --set {names[0]}=VALUE")
 
         frame = self.bind_params(model.params, overrides, self.globals, missing)
+        self._check_override_kinds(model, overrides, override_spans or {}, frame)
         itype = self._input_type(model.input_type, frame)
         value = self.eval(model.body, frame)
         block = self.as_block(value, model.body.span)
@@ -68,6 +69,24 @@ class Elaborator(Evaluator):
                            {n: frame.names[n] for n in names},
                            f"{model.input_type.name}[{sizes}]",
                            output_names=named.names if named is not None else ())
+
+    def _check_override_kinds(self, model: ast.Model, overrides: Mapping[str, Value],
+                              spans: Mapping[str, Span], frame: Env) -> None:
+        """A model parameter takes its default's kind: an integer, a number, a boolean, a
+        string or a list (`--set C=2.5` is refused where C's default is 3)."""
+        for p in model.params:
+            if p.name not in overrides or p.default is None:
+                continue
+            default = self.eval(p.default, frame)
+            given = overrides[p.name]
+            want = _kind(default)
+            if want is None or _kind(given) == want or (want == "a number" and
+                                                         _kind(given) == "an integer"):
+                continue
+            raise error(E_TYPE, f"`{p.name}` must be {want}, like its default "
+                        f"{show(default)}; got {show(given)}",
+                        spans.get(p.name, model.name_span),
+                        notes=[Note(f"`{p.name}`'s default is here", p.default.span)])
 
     def _type_args(self, t: ast.TypeExpr, env: Env) -> list[int]:
         args = []
@@ -95,3 +114,18 @@ class Elaborator(Evaluator):
 
 
 __all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "check_int"]
+
+
+def _kind(value: Value) -> str | None:
+    """The kind a model parameter's values keep; None for kinds not checked (blocks)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, tuple):
+        return "a list"
+    return None

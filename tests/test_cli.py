@@ -9,6 +9,7 @@ import sys
 
 from typer.testing import CliRunner
 
+import ssnc
 from ssnc.cli import app
 from tests.conftest import ROOT, SPECS
 
@@ -78,3 +79,39 @@ def test_installed_console_script() -> None:
     case = ROOT / "tests/golden/diagnostics/E0101_unknown_name.ssn"
     bad = subprocess.run([exe, "check", str(case)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "did you mean `conv`?" in bad.stderr
+
+
+def test_version() -> None:
+    from ssnc import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"ssnc {__version__}\n"
+
+
+def test_a_model_parameter_keeps_its_defaults_kind() -> None:
+    for value, message in [("C=2.5", "`C` must be an integer, like its default 3; got 2.5"),
+                           ("C=1e999", "`C` must be an integer, like its default 3; got inf"),
+                           ("C=true", "`C` must be an integer"),
+                           ("widths=3", "`widths` must be a list"),
+                           ("C=def", "`def` is not a value")]:
+        result = runner.invoke(app, ["info", FRACTAL, "--set", value])
+        assert result.exit_code == 1, (value, result.output)
+        assert message in result.stderr and "E0202" in result.stderr, (value, result.stderr)
+        assert "__value__" not in result.stderr and "expected" not in result.stderr
+    # a number-valued parameter takes an integer too
+    ok = runner.invoke(app, ["info", FRACTAL, "--set", "drop_path=0", "--json"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_check_takes_several_files_and_set() -> None:
+    nin = str(SPECS / "nin_cifar10.ssn")
+    both = runner.invoke(app, ["check", FRACTAL, nin, "--set", "C=2", "--set", "classes=10"])
+    assert both.exit_code == 0, both.output
+    want = ssnc.load(FRACTAL).model(C=2, classes=10).total_params
+    assert "fractalnet` ok: " in both.stdout and f"{want:,} parameters" in both.stdout
+    assert "`nin` ok" in both.stdout
+    bad = runner.invoke(app, ["check", "no/such.ssn", nin])
+    assert bad.exit_code == 1 and "error[E0501]" in bad.stderr
+    assert "`nin` ok" in bad.stdout  # every file is checked
+    unknown = runner.invoke(app, ["check", nin, "--set", "C=2"])
+    assert unknown.exit_code == 1 and "no model in" in unknown.stderr

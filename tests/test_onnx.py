@@ -102,6 +102,20 @@ def test_layernorm_before_and_after_its_onnx_op(opset: int) -> None:
     assert_parity(m, proto, seed=2)
 
 
+@pytest.mark.parametrize("opset,flat,ir", [(13, True, 7), (13, False, 8), (17, False, 8),
+                                           (18, True, 8), (21, False, 10)])
+def test_the_ir_version_is_the_oldest_that_carries_the_opset(opset: int, flat: bool,
+                                                            ir: int) -> None:
+    """Older runtimes load the file: IR 7 for opset 13 (8 with functions, which need it)."""
+    m = ssnc.loads("def block = conv(4) >> bn >> relu\nmodel m : tensor[3, 6, 6] = block >> "
+                   "block >> gap >> (linear(6) >> layernorm)", "op.ssn").model()
+    proto = m.to_onnx(seed=1, opset=opset, flat=flat)
+    assert proto.ir_version == ir and bool(proto.functions) != flat
+    onnx.checker.check_model(proto, full_check=True)
+    assert {o.domain: o.version for o in proto.opset_import}[""] == opset
+    assert_parity(m, proto, seed=1)
+
+
 def test_every_op_has_a_parity_case() -> None:
     """Each case runs in both backends and compares them: together they cover every op."""
     seen = {n.op for text in OP_CASES.values() for n in ssnc.loads(text, "op.ssn").model().ir}

@@ -4,6 +4,7 @@ codes, and a non-editable wheel carries the grammar and the standard library."""
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -58,3 +59,14 @@ def test_wheel_includes_package_data(tmp_path: Path) -> None:
     assert {"ssnc/compiler/stdlib/fractal.ssn", "ssnc/compiler/stdlib/nin.ssn"} <= names
     assert "ssnc/cli.py" in names and "ssnc/compiler/passes/tag_columns.py" in names
     assert not any(n.startswith("ssnc/tests/") or n.startswith("ssnc/specs") for n in names)
+
+
+def test_readme_set_examples_work_as_printed() -> None:
+    runs = [c for c in readme_commands() if "--set" in c]
+    assert runs
+    for command in runs:
+        args = shlex.split(command)
+        assert args[0] == ".venv/bin/ssnc"
+        done = subprocess.run([sys.executable, "-m", "ssnc.cli", *args[1:]], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, (command, done.stderr)
