@@ -40,13 +40,15 @@ from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state
 from .compiler.ir import Graph
+from .compiler.ops import fmt_shape
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
 from .compiler.printer import format_graph
-from .compiler.stats import ScopeRow, info_json, summarize
+from .compiler.stats import info_json
 from .compiler.values import Env, Rule, Value
 from .grammar import ast
 from .grammar.parser import parse, parse_expr, shift
+from .summary import Summary
 
 STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn")
 
@@ -178,9 +180,15 @@ class Model:
         """Multiply-accumulates per sample."""
         return self.ir.total_macs
 
-    def summary(self, max_depth: int | None = None) -> list[ScopeRow]:
-        """Per-scope rows: output shape, parameters, MACs."""
-        return summarize(self.ir, max_depth)
+    def summary(self, max_depth: int | None = None) -> Summary:
+        """Per-scope rows (output shape, parameters, MACs), a list that prints as a table
+        with the totals (trainable parameters, buffers)."""
+        return Summary(self.ir, max_depth)
+
+    def __repr__(self) -> str:
+        outs = ", ".join(fmt_shape(self.ir[o].shape or ()) for o in self.ir.outputs)
+        return (f"<ssnc.Model {self.name}: {self.ir.input_type} -> {outs}, "
+                f"{self.ir.op_count:,} nodes, {self.total_params:,} parameters>")
 
     def info(self, max_depth: int | None = None, steps: int | None = None) -> dict[str, Any]:
         """The data of `ssnc info --json`; with ``steps``, also the MACs of a whole sequence of

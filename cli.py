@@ -17,7 +17,6 @@ import typer
 from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
-from .compiler.ops import fmt_shape
 from .extras import require_torch
 from .output import EXTERNAL_DATA_THRESHOLD, Terminated, check_target, write_atomic, write_onnx
 
@@ -159,31 +158,15 @@ def info(
             typer.echo(json.dumps(m.info(depth, steps), indent=2))
             return
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=f"{m.name} : {m.ir.input_type}", title_justify="left")
-        table.add_column("scope", no_wrap=True)
-        table.add_column("op")
-        table.add_column("output", no_wrap=True)
-        table.add_column("params", justify="right")
-        timed = "T" in (m.ir[m.ir.inputs[0]].shape or ())  # a sequence: MACs of one step
-        table.add_column("MACs/step" if timed else "MACs", justify="right")
-        for row in m.summary(depth):
-            leaf = row.path.rsplit(".", 1)[-1]
-            table.add_row("  " * (row.depth - 1) + leaf, row.op or "", fmt_shape(row.shape),
-                          f"{row.params:,}", f"{row.macs:,}")
-        table.add_section()
-        table.add_row("total", "", "", f"{m.total_params:,}", f"{m.total_macs:,}")
+        summary = m.summary(depth)
         console = Console(highlight=False, markup=False)
-        console.print(table)
-        g = m.ir
+        console.print(summary.table())
         if steps is not None:
             console.print(f"MACs per sequence of {steps:,} steps: "
                           f"{m.macs_per_sequence(steps):,}")
-        if len(g.outputs) > 1 or g.output_names:
-            console.print("outputs: " + ", ".join(
-                f"{g.output_name(i)} {fmt_shape(g[o].shape or ())}"
-                for i, o in enumerate(g.outputs)))
+        for line in summary.footer():
+            console.print(line)
     _guard(run)
 
 
@@ -211,8 +194,14 @@ def graph(
 ) -> None:
     """Draw the model: scopes as nested clusters, collapsible by nesting depth."""
     def run() -> None:
-        from .backends.dot import render, to_dot
+        from .backends.dot import RENDERED, render, to_dot
 
+        accepted = (".dot", *RENDERED)
+        if output.suffix not in accepted:
+            raise error(E_OPTION, f"`ssnc graph` cannot draw into {output}: "
+                        f"{'its extension' if output.suffix else 'a name with no extension'} "
+                        "does not say a picture format", Span.unknown(str(output)),
+                        hint=f"name a {', '.join(accepted[:-1])} or {accepted[-1]} file")
         check_target(output, [spec])
         m = load_model(spec, model, set_, max_nodes)
         if column is not None:
@@ -232,20 +221,42 @@ class Target(StrEnum):
 
 
 _SUFFIX = {Target.onnx: ".onnx", Target.torch: ".pt2", Target.python: ".py"}
+_ACCEPTED = ", ".join(f"{suffix} (--to {t.value})" for t, suffix in _SUFFIX.items())
+
+
+def _target(to: Target | None, output: Path | None) -> Target:
+    """What to compile to: --to, else -o's extension; an extension of another target is
+    refused before any work (E0601). With --to, other extensions are the user's choice."""
+    implied = next((t for t, suffix in _SUFFIX.items()
+                    if output is not None and output.suffix == suffix), None)
+    if to is None and implied is None:
+        what = (f"{output} has no extension it can say" if output is not None
+                else "no --to and no -o")
+        raise error(E_OPTION, f"what to compile to is not given: {what}",
+                    Span.unknown(str(output) if output is not None else "--to"),
+                    hint=f"pass --to onnx|torch|python, or an -o ending in one of {_ACCEPTED}")
+    if to is not None and implied is not None and implied is not to:
+        raise error(E_OPTION, f"{output} does not end in {_SUFFIX[to]}, the extension of "
+                    f"--to {to.value}", Span.unknown(str(output)),
+                    hint=f"the accepted extensions are {_ACCEPTED}")
+    return to or implied  # type: ignore[return-value]
 
 
 @app.command()
 def compile(
     spec: SpecArg,
-    to: Annotated[Target, typer.Option("--to", help="onnx: an ONNX model; torch: a "
-                                                     "torch.export program (.pt2); python: "
-                                                     "standalone PyTorch source.")],
+    given_to: Annotated[Target | None, typer.Option(
+        "--to", help="onnx: an ONNX model (.onnx); torch: a torch.export program (.pt2); "
+                     "python: standalone PyTorch source (.py). Default: from -o's "
+                     "extension.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                  help="Output file (default: MODEL + suffix).")]
     = None,
     model: ModelOpt = None,
     set_: SetOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights.")] = 0,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of the compiler's initial weights (ONNX, torch; default 0).")]
+    = None,
     column: Annotated[int | None, typer.Option(
         "--column", help="Compile only column K of every fractal (1 = shallowest).")] = None,
     weights: Annotated[Path | None, typer.Option(
@@ -263,9 +274,10 @@ def compile(
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
     def run() -> None:
+        to = _target(given_to, output)
         with progress_display() as step:
             step("elaborating")
-            _check_target_options(to, weights=weights, flat=flat, opset=opset,
+            _check_target_options(to, weights=weights, seed=seed, flat=flat, opset=opset,
                                   external_data_threshold=external_data_threshold)
             if to is not Target.onnx:
                 require_torch(f"--to {to.value}")
@@ -277,7 +289,7 @@ def compile(
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
             written = [out]
             if to is Target.onnx:
-                proto = m.to_onnx(seed, column=column, weights=weights, flat=flat, opset=opset,
+                proto = m.to_onnx(seed or 0, column=column, weights=weights, flat=flat, opset=opset,
                                   progress=step)
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
@@ -292,7 +304,7 @@ def compile(
 
                 from .backends.torch import export_program
 
-                net = m.to_torch(seed, column=column, weights=weights)
+                net = m.to_torch(seed or 0, column=column, weights=weights)
                 program = export_program(compiled.ir, net)
                 buffer = io.BytesIO()  # saved whole first: torch names files by suffix
                 torch.export.save(program, buffer)
@@ -307,13 +319,16 @@ def compile(
 
 def _check_target_options(to: Target, **given: object) -> None:
     """Options that mean nothing for the target are refused rather than silently ignored."""
-    applies = {"weights": to is not Target.python, "flat": to is Target.onnx,
+    applies = {"weights": to is not Target.python, "seed": to is not Target.python,
+               "flat": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:
             why = ("generated source holds no weights: load them with "
                    "`model.load_state_dict(torch.load(path))`" if name == "weights"
-                   else "it is an ONNX option")
+                   else "generated source builds its weights with torch's own initialisers "
+                   "(seed them with torch.manual_seed); `Model.to_torch(seed=N)` loads the "
+                   "compiler's" if name == "seed" else "it is an ONNX option")
             flag = "--" + name.replace("_", "-")
             raise error(E_OPTION, f"{flag} does not apply to --to {to.value}",
                         Span.unknown(flag), hint=why)

@@ -81,7 +81,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None], *,
         tmp = _temporary(path, target)
         try:
             write(tmp)
-            _publish(tmp, target)
+            _publish(tmp, target, _mode_for(target))
         except SsnError:
             raise
         except OSError as exc:
@@ -160,7 +160,7 @@ def _write_data(model: onnx.ModelProto, path: str | os.PathLike[str], target: Pa
                           "uint64_data", "string_data"):
                 tensor.ClearField(field)
         final = target.with_name(name)
-        _publish(tmp, final)
+        _publish(tmp, final, _mode_for(target))  # the model's permissions: one pair
         return final
     except OSError as exc:
         raise _refuse(path, exc.strerror or str(exc)) from None
@@ -179,11 +179,18 @@ def _temporary(path: str | os.PathLike[str], target: Path) -> Path:
     return Path(name)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Give ``tmp`` the permissions a new file gets, then rename it onto ``final``."""
+def _mode_for(target: Path) -> int:
+    """The permissions an output gets: those of the file it replaces, else a new file's."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.stat(target).st_mode)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    return 0o666 & ~umask
+
+
+def _publish(tmp: Path, final: Path, mode: int) -> None:
+    """Give ``tmp`` the permissions ``mode``, then rename it onto ``final``."""
+    os.chmod(tmp, mode)
     os.replace(tmp, final)
 
 

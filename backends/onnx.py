@@ -410,7 +410,7 @@ class ModelBuilder:
             if isinstance(item, Region):
                 self._call(e, item, rename)
             else:
-                e.source = str(item.span)
+                e.source = item.span.position()
                 try:
                     LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
                                        [rename(w) for w in item.weights],
@@ -427,7 +427,7 @@ class ModelBuilder:
             self.emit(e, inst.nodes, inst.children, rename)
             return
         fname = self._function(inst)
-        e.source = str(inst.scope.span)
+        e.source = inst.scope.span.position()
         e.add(fname, [rename(v) for v in inst.inputs + inst.weights],
               [rename(v) for v in inst.outputs], rename(inst.prefix) if inst.prefix else fname,
               domain=DOMAIN)

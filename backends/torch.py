@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import PurePath
 
 import numpy as np
 import torch
@@ -551,12 +551,8 @@ class _Codegen:
 
 
 def position(span: Span) -> str:
-    """`fractalnet.ssn:7:18`: where a statement comes from, for tracebacks into the spec
-    (the file by name, so the source is the same from any working directory)."""
-    if span.line <= 0:
-        return ""
-    name = span.file if span.file.startswith("<") else Path(span.file).name
-    return f"{name}:{span.line}:{span.col}"
+    """`fractalnet.ssn:7:18`: where a statement comes from, for tracebacks into the spec."""
+    return span.position()
 
 
 def runtime_source() -> str:
@@ -618,7 +614,8 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
     has_drop = bool(gen.drop)
     lines = [
         *docstring([
-            f"{graph.model}, compiled by ssnc {version} from {origin or 'a spec'}.",
+            f"{graph.model}, compiled by ssnc {version} from "
+            f"{PurePath(origin).name if origin else 'a spec'}.",
             "",
             f"Parameters: {params or 'none'}. Input {inp.dtype}{fmt_shape(inp.shape or ())}; "
             f"output {outs}.",

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from pathlib import PurePath
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,6 +28,14 @@ class Span(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    def position(self) -> str:
+        """`fractalnet.ssn:7:18`, the file by name only: what compiled outputs record, so
+        that they are the same from any working directory and path spelling ("" if none)."""
+        if self.line <= 0:
+            return ""
+        name = self.file if self.file.startswith("<") else PurePath(self.file).name
+        return f"{name}:{self.line}:{self.col}"
 
     @staticmethod
     def unknown(file: str = "<unknown>") -> Span:

@@ -18,7 +18,7 @@ from .evaluate import Evaluator, check_int
 from .instantiate import Limits
 from .ir import Graph
 from .ops import INPUT_TYPES, OPS, input_type
-from .values import Env, Value, Wire, show
+from .values import Env, Value, Wire, kind_of, show
 
 
 class Elaborator(Evaluator):
@@ -118,14 +118,7 @@ __all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "check_int"]
 
 def _kind(value: Value) -> str | None:
     """The kind a model parameter's values keep; None for kinds not checked (blocks)."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, tuple):
-        return "a list"
-    return None
+    kind = kind_of(value)
+    return kind if kind in ("a boolean", "a number", "a string", "a list") else None

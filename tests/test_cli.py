@@ -115,3 +115,33 @@ def test_check_takes_several_files_and_set() -> None:
     assert "`nin` ok" in bad.stdout  # every file is checked
     unknown = runner.invoke(app, ["check", nin, "--set", "C=2"])
     assert unknown.exit_code == 1 and "no model in" in unknown.stderr
+
+
+def test_summary_is_the_rows_and_prints_as_a_table() -> None:
+    m = ssnc.load(SPECS / "hmrnn_charlm.ssn").model()
+    summary = m.summary(2)
+    assert [r.path for r in summary] == ["embedding", "hmrnn", "hmrnn.scan", "linear"]
+    assert summary[1].params == 8_417_410 and isinstance(summary, list)  # rows, as before
+    text = str(summary)
+    assert text.splitlines()[0].rstrip() == "hmrnn_charlm : tokens[50]"
+    assert "MACs/step" in text and "│ total     │" in text and "8,449,460" in text
+    assert "trainable parameters: 8,449,460; buffers (not trained): 2" in text  # the slopes
+    html = summary._repr_html_()
+    assert html.startswith("<!DOCTYPE html>") and "8,449,460" in html
+    result = runner.invoke(app, ["info", str(SPECS / "hmrnn_charlm.ssn"), "-d", "2"])
+    assert result.exit_code == 0
+    assert [ln.rstrip() for ln in result.stdout.splitlines()] == \
+        [ln.rstrip() for ln in text.splitlines()]  # one table, two places
+
+
+def test_a_model_repr_is_one_line() -> None:
+    m = ssnc.load(FRACTAL).model(classes=10)
+    assert repr(m) == ("<ssnc.Model fractalnet: tensor[3, 32, 32] -> [N,10], "
+                       f"{m.ir.op_count:,} nodes, 33,724,618 parameters>")
+
+
+def test_seed_is_refused_where_no_weights_are_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["compile", FRACTAL, "-o", str(tmp_path / "m.py"),
+                                 "--seed", "3"])
+    assert result.exit_code == 1 and "--seed does not apply to --to python" in result.stderr
+    assert "torch.manual_seed" in result.stderr and not (tmp_path / "m.py").exists()

@@ -95,8 +95,13 @@ def test_never_onto_an_input(tmp_path: Path) -> None:
             assert result.exit_code == 1 and "input of this compile" in result.output, \
                 result.output
         result = runner.invoke(app, ["graph", str(spec), "-o", str(target)])
-        assert result.exit_code == 1 and "error[E0603]" in result.output
+        assert result.exit_code == 1 and "error[E0601]" in result.output  # not a picture
         assert target.read_text(encoding="utf-8") == text
+    picture = tmp_path / "view.dot"
+    picture.symlink_to(spec)
+    result = runner.invoke(app, ["graph", str(spec), "-o", str(picture)])
+    assert result.exit_code == 1 and "input of this compile" in result.output
+    assert spec.read_text(encoding="utf-8").startswith('import "lib.ssn"')
 
 
 def test_an_unwritable_folder_is_a_diagnostic(tmp_path: Path,
@@ -264,3 +269,75 @@ def test_write_onnx_in_the_library(tmp_path: Path) -> None:
     files = write_onnx(proto, tmp_path / "m.onnx", external_data_threshold=0)
     assert files[0].name == "m.onnx" and files[1].name.endswith(".data")
     assert proto.graph.initializer[0].raw_data  # the caller's model is left as it was
+
+
+def test_the_pair_keeps_the_permissions_of_the_model_it_replaces(tmp_path: Path) -> None:
+    spec = spec_file(tmp_path)
+    out = tmp_path / "tiny.onnx"
+    assert compile_to(spec, out)[0] == 0
+    out.chmod(0o640)
+    result = runner.invoke(app, ["compile", str(spec), "-o", str(out),
+                                 "--external-data-threshold", "0"])
+    assert result.exit_code == 0, result.output
+    (data,) = tmp_path.glob("tiny.onnx.*.data")
+    assert f"wrote {out} and {data.name}" in result.stderr  # the line names both files
+    assert out.stat().st_mode & 0o777 == data.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--to", "onnx", "-o", "m.pt2"], "m.pt2 does not end in .onnx, the extension of --to onnx"),
+    (["--to", "python", "-o", "m.onnx"], "does not end in .py"),
+    (["-o", "m.bin"], "what to compile to is not given: m.bin has no extension it can say"),
+    (["-o", "m"], "what to compile to is not given"),
+    ([], "no --to and no -o"),
+])
+def test_the_extension_says_the_target_or_is_refused(args: list[str], message: str,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["compile", str(spec), *args])
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert "error[E0601]" in result.stderr and ".onnx (--to onnx), .pt2 (--to torch)" in \
+        result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ssn"]  # nothing written
+
+
+def test_to_is_inferred_from_the_extension(tmp_path: Path) -> None:
+    spec = spec_file(tmp_path)
+    for name, check in [("m.onnx", lambda p: onnx.load(str(p)).graph.node),
+                        ("m.py", lambda p: "class Tiny(nn.Module)" in p.read_text())]:
+        result = runner.invoke(app, ["compile", str(spec), "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert check(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["m.jpg", "m", "m.svgz"])
+def test_graph_refuses_what_it_cannot_draw(name: str, tmp_path: Path) -> None:
+    spec = spec_file(tmp_path)
+    result = runner.invoke(app, ["graph", str(spec), "-o", str(tmp_path / name)])
+    assert result.exit_code == 1 and "error[E0601]" in result.stderr
+    assert "name a .dot, .svg, .png or .pdf file" in result.stderr
+    assert not (tmp_path / name).exists()
+
+
+def test_outputs_are_the_same_from_any_folder_and_path_spelling(tmp_path: Path) -> None:
+    """Compiled files record the spec by file name: no absolute or typed path."""
+    exe = Path(sys.executable).with_name("ssnc")
+    specs = ROOT / "specs"
+    digests = {}
+    for target in ("onnx", "py"):
+        outs = []
+        for i, (cwd, spelling) in enumerate([(ROOT, "specs/nin_cifar10.ssn"),
+                                             (specs, "./nin_cifar10.ssn"),
+                                             (tmp_path, str(specs / "nin_cifar10.ssn")),
+                                             (specs, "../specs/./nin_cifar10.ssn")]):
+            out = tmp_path / f"{i}.{target}"
+            done = subprocess.run([str(exe), "compile", spelling, "-o", str(out)], cwd=cwd,
+                                  capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stderr
+            outs.append(out.read_bytes())
+        assert all(o == outs[0] for o in outs), target
+        digests[target] = outs[0]
+    assert str(ROOT).encode() not in digests["onnx"] + digests["py"]
+    assert b"nin_cifar10.ssn:" in digests["onnx"]

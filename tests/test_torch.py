@@ -308,7 +308,7 @@ def test_weights_round_trip_and_bad_weights(tmp_path) -> None:  # type: ignore[n
     state["stray"] = torch.zeros(1)
     bad = tmp_path / "bad.pt"
     torch.save(state, bad)
-    out = tmp_path / "out.py"
+    out = tmp_path / "out.pt2"
     result = runner.invoke(app, ["compile", spec, "--to", "torch", "--weights", str(bad),
                                  "-o", str(out)])
     assert result.exit_code == 1
@@ -321,13 +321,13 @@ def test_weights_round_trip_and_bad_weights(tmp_path) -> None:  # type: ignore[n
 
 def test_compile_refuses_bad_options_and_writes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     spec = str(SPECS / "fractalnet.ssn")
-    out = tmp_path / "m.py"
     for target, args, code in [
         ("python", ["--column", "9"], "E0601"), ("python", ["--set", "classez=3"], "E0601"),
         ("torch", ["--weights", str(tmp_path / "none.pt")], "E0602"),
         ("python", ["--weights", str(tmp_path / "none.pt")], "E0601"),
         ("torch", ["--flat"], "E0601"), ("python", ["--opset", "17"], "E0601"),
     ]:
+        out = tmp_path / ("m.py" if target == "python" else "m.pt2")
         result = runner.invoke(app, ["compile", spec, "--to", target, "-o", str(out), *args])
         assert result.exit_code == 1 and f"error[{code}]" in result.stderr, result.output
         assert not out.exists()
