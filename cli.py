@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
@@ -22,19 +23,39 @@ from .output import EXTERNAL_DATA_THRESHOLD, Terminated, check_target, write_ato
 
 DEFAULT_MAX_NODES = Limits().max_nodes
 
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Help shows a flag as a flag (`--json`), not with the type typer prints (`<bool>`)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="ssnc",
     help="Compile self-similar neural-network specs (.ssn) to PyTorch and ONNX.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
 
 SpecArg = Annotated[Path, typer.Argument(help="The .ssn spec file.", show_default=False)]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m",
                                                help="Model to use (default: the only one).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", help="Override a model parameter: KEY=VALUE (repeatable).")]
+    "--set", "-s", metavar="KEY=VALUE", help="Override a model parameter (repeatable).")]
 MaxNodesOpt = Annotated[int, typer.Option("--max-nodes", help="Expansion limit in IR nodes.")]
 
 
@@ -100,9 +121,9 @@ def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes:
     return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans, **values)
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(specs: Annotated[list[Path], typer.Argument(
-              help="The .ssn spec files.", show_default=False, metavar="SPEC...")],
+              help="The .ssn spec files.", show_default=False, metavar="SPEC")],
           set_: SetOpt = None, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
     """Parse, elaborate and verify every model in each SPEC (`--set` applies to the models
     that have the parameter); every file is checked, exit 1 if any fails."""
@@ -140,7 +161,7 @@ def check(specs: Annotated[list[Path], typer.Argument(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
     spec: SpecArg,
     model: ModelOpt = None,
@@ -170,7 +191,7 @@ def info(
     _guard(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
        max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
     """Print the model's IR, one node per line."""
@@ -179,7 +200,7 @@ def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
     _guard(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def graph(
     spec: SpecArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="A .svg, .png or .pdf "
@@ -242,7 +263,7 @@ def _target(to: Target | None, output: Path | None) -> Target:
     return to or implied  # type: ignore[return-value]
 
 
-@app.command()
+@app.command(cls=_Command)
 def compile(
     spec: SpecArg,
     given_to: Annotated[Target | None, typer.Option(

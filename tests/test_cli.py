@@ -145,3 +145,12 @@ def test_seed_is_refused_where_no_weights_are_written(tmp_path) -> None:  # type
                                  "--seed", "3"])
     assert result.exit_code == 1 and "--seed does not apply to --to python" in result.stderr
     assert "torch.manual_seed" in result.stderr and not (tmp_path / "m.py").exists()
+
+
+def test_help_shows_flags_as_flags() -> None:
+    for command in ([], ["check"], ["info"], ["ir"], ["graph"], ["compile"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.stdout and "<list[str]>" not in result.stdout, command
+        assert "--help" in result.stdout
+    assert "KEY=VALUE" in runner.invoke(app, ["info", "--help"]).stdout
