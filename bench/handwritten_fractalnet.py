@@ -1,5 +1,5 @@
 """The baseline: FractalNet written by hand in PyTorch the way public ports write it
-(PyTorch-port layout, REFERENCE.md). Columns are stepped along the deepest one; each join
+(PyTorch-port layout, docs/reference.md). Columns are stepped along the deepest one; each join
 averages the columns that meet; drop-path computes every column and masks the dropped ones."""
 
 from __future__ import annotations

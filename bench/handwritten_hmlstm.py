@@ -1,5 +1,5 @@
 """A hand-written PyTorch HM-LSTM (Chung, Ahn & Bengio 2016), as a practitioner would write it
-from REFERENCE.md's equations: per layer a bottom-up, a recurrent (with the bias) and a
+from docs/reference.md's equations: per layer a bottom-up, a recurrent (with the bias) and a
 top-down linear map, the three output-module gates as one linear map, `torch.where` for
 COPY/UPDATE/FLUSH, and a straight-through step. The baseline of bench/bench_rnn.py; its
 parameters are loaded from the compiled `hmrnn` (`load_from`), so both compute the same."""

@@ -34,3 +34,20 @@ def test_a_spec_block_compiles(doc: Path, text: str, tmp_path: Path) -> None:
         model = program.model(name)
         assert model.total_params >= 0 and model.ir.outputs
         model.to_onnx()
+
+
+def test_headers_refer_only_to_files_in_the_repo() -> None:
+    """Spec, stdlib and bench headers cite docs/reference.md and files that exist."""
+    sources = [*sorted((ROOT / "specs").glob("*.ssn")), *sorted((ROOT / "bench").glob("*.py")),
+               *sorted((ROOT / "compiler" / "stdlib").glob("*.ssn"))]
+    cited = set()
+    for source in sources:
+        text = source.read_text()
+        header = text.split("\nfrom __future__")[0] if source.suffix == ".py" else \
+            text.split("\ndef ")[0].split("\nmodel ")[0]
+        for path in re.findall(r"(?<![\w./])((?:[\w-]+/)*[\w-]+\.(?:md|py|ssn))\b", header):
+            cited.add(path)
+            assert (ROOT / path).exists() or (source.parent / path).exists(), (source, path)
+    assert "docs/reference.md" in cited
+    for spec in ("fractalnet", "fractalnet_caffe", "nin_cifar10", "hmrnn_charlm", "hornn_lm"):
+        assert "arXiv:" in (ROOT / "specs" / f"{spec}.ssn").read_text().split("\nmodel ")[0]

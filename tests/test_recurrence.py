@@ -173,7 +173,7 @@ def test_recurrence_mistakes_are_diagnostics(text: str, code: str, message: str)
 
 def reference_hmlstm(sd: dict[str, torch.Tensor], x: torch.Tensor, layers: int, dim: int,
                      slope: float, ln: bool = False) -> tuple[torch.Tensor, dict[str, int], float]:
-    """HM-LSTM from REFERENCE.md's equations, written independently of the compiler, with the
+    """HM-LSTM from docs/reference.md's equations, written independently of the compiler, with the
     compiled model's weights: outputs, how often each operation ran, and the smallest
     |z~ pre-activation| seen (how far parity is from flipping a boundary)."""
     cell = "hmrnn.scan.hm_cell."
