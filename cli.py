@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -316,7 +317,7 @@ def compile(
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
                              else external_data_threshold)
                 written = write_onnx(proto, out, inputs=inputs,
-                                     external_data_threshold=threshold)
+                                     external_data_threshold=threshold, progress=step)
             elif to is Target.python:
                 source = compiled.torch_source()
                 write_atomic(out, lambda tmp: _write_text(tmp, source), inputs=inputs)
@@ -356,16 +357,32 @@ def _check_target_options(to: Target, **given: object) -> None:
 
 
 @contextmanager
-def progress_display() -> Iterator[Callable[[str], None]]:
-    """A spinner naming the current step on a terminal; silent otherwise."""
+def progress_display() -> Iterator[Callable[..., None]]:
+    """``step(phase, done=None, total=None)``: on a terminal a rich progress bar (a
+    percentage, or bytes while writing); otherwise, once the work has taken a second, one
+    line per phase on stderr (short work stays quiet, so logs and goldens are stable)."""
     if not sys.stderr.isatty():
-        yield lambda _: None
+        start = time.monotonic()
+        shown: list[str] = []
+
+        def line(phase: str, done: int | None = None, total: int | None = None) -> None:
+            if (not shown or shown[-1] != phase) and time.monotonic() - start >= 1.0:
+                shown.append(phase)
+                sys.stderr.write(f"ssnc: {phase} ({time.monotonic() - start:.1f} s)\n")
+
+        yield line
         return
     from rich.console import Console
-    from rich.status import Status
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 
-    with Status("compiling", console=Console(stderr=True)) as status:
-        yield lambda what: status.update(f"{what}...")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TaskProgressColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("compiling", total=None)
+
+        def update(phase: str, done: int | None = None, total: int | None = None) -> None:
+            bar.update(task, description=phase, completed=done or 0, total=total)
+
+        yield update
 
 
 def _print_version(value: bool) -> None:

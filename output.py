@@ -94,9 +94,11 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None], *,
 
 def write_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], *,
                inputs: Collection[Path] = (),
-               external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
+               external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+               progress: Callable[..., None] | None = None) -> list[Path]:
     """Write ``model`` to ``path``; over ``external_data_threshold`` bytes of initializers the
-    weights go to a content-named data file beside it. Returns the files written."""
+    weights go to a content-named data file beside it (``progress("writing", bytes, total)``
+    follows it). Returns the files written."""
     if external_data_threshold < 0:
         raise error(E_OUTPUT, f"the external-data threshold must be >= 0, not "
                     f"{external_data_threshold}", Span.unknown("--external-data-threshold"))
@@ -107,7 +109,7 @@ def write_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], *,
         data: Path | None = None
         if sum(t.ByteSize() for t in tensors) > external_data_threshold:
             model = _copy(model)
-            data = _write_data(model, path, target)
+            data = _write_data(model, path, target, progress or (lambda *_: None))
             written.append(data)
         write_atomic(target, lambda tmp: _write_bytes(tmp, model.SerializeToString(
             deterministic=True)), inputs=inputs)
@@ -133,7 +135,8 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _write_data(model: onnx.ModelProto, path: str | os.PathLike[str], target: Path) -> Path:
+def _write_data(model: onnx.ModelProto, path: str | os.PathLike[str], target: Path,
+                progress: Callable[..., None]) -> Path:
     """Move the initializers' bytes of ``model`` into the content-named data file beside
     ``target`` (in place when this returns) and point ``model`` at it."""
     from onnx import external_data_helper, numpy_helper
@@ -143,6 +146,7 @@ def _write_data(model: onnx.ModelProto, path: str | os.PathLike[str], target: Pa
         digest = hashlib.sha256()
         offset = 0
         places = []
+        total = sum(len(t.raw_data) or t.ByteSize() for t in model.graph.initializer)
         with open(tmp, "wb") as f:
             for tensor in model.graph.initializer:
                 blob = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
@@ -150,6 +154,7 @@ def _write_data(model: onnx.ModelProto, path: str | os.PathLike[str], target: Pa
                 digest.update(blob)
                 places.append((tensor, offset, len(blob)))
                 offset += len(blob)
+                progress("writing", min(offset, total), total)
             f.flush()
             os.fsync(f.fileno())
         name = f"{target.name}.{digest.hexdigest()[:16]}.data"

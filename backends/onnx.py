@@ -510,11 +510,11 @@ def _structure_key(fn: onnx.FunctionProto, rule: str) -> bytes:
 
 def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, seed: int = 0,
                 flat: bool = False, opset: int = DEFAULT_OPSET, spec_text: str = "",
-                version: str = "", progress: Callable[[str], None] | None = None
+                version: str = "", progress: Callable[..., None] | None = None
                 ) -> onnx.ModelProto:
     """The ONNX model of ``graph`` in inference form, with ``tensors`` (by state_dict key;
     default: the compiler's initial weights at ``seed``)."""
-    step = progress or (lambda _: None)
+    step = progress or (lambda *_: None)
     step("lowering")
     builder = ModelBuilder(graph, flat, opset)
     top = graph.region(0)
@@ -522,7 +522,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     main = Emitter()
     builder.emit(main, top_nodes, children, lambda v: v)
     step("weights")
-    values = tensors if tensors is not None else initial_state(graph, seed)
+    values = tensors if tensors is not None else initial_state(graph, seed, progress=step)
     initializers = [numpy_helper.from_array(np.require(values[k], np.float32, "C"), k)
                     for k in expected_tensors(graph)]
     inputs = [_value_info(graph.inputs[0], graph[graph.inputs[0]])]

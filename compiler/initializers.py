@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,9 +54,11 @@ def expected_tensors(graph: Graph) -> dict[str, ParamSpec]:
     return graph.tensors()
 
 
-def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+def initial_state(graph: Graph, seed: int = 0,
+                  progress: Callable[..., None] | None = None) -> dict[str, np.ndarray]:
     """All initial values, by state_dict key; refused (E0404) before allocating when they
-    would not fit in this machine's memory."""
+    would not fit in this machine's memory. ``progress("weights", done, total)`` follows the
+    elements made."""
     tensors = expected_tensors(graph)
     need = 4 * sum(spec.numel for spec in tensors.values())
     have = _memory_bytes()
@@ -63,7 +66,14 @@ def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         raise error(E_VALUE_LIMIT, f"the weights of `{graph.model}` need {need / 2**30:,.1f} "
                     f"GiB, more than this machine's {have / 2**30:,.1f} GiB of memory",
                     graph.scopes[0].span, hint="check the sizes given to conv/linear/embedding")
-    return {key: initial_value(spec, key, seed) for key, spec in tensors.items()}
+    out = {}
+    done = 0
+    for key, spec in tensors.items():
+        out[key] = initial_value(spec, key, seed)
+        done += spec.numel
+        if progress is not None:
+            progress("weights", done, need // 4)
+    return out
 
 
 def _memory_bytes() -> int:

@@ -154,3 +154,33 @@ def test_help_shows_flags_as_flags() -> None:
         assert "<bool>" not in result.stdout and "<list[str]>" not in result.stdout, command
         assert "--help" in result.stdout
     assert "KEY=VALUE" in runner.invoke(app, ["info", "--help"]).stdout
+
+
+def test_progress_off_a_terminal_is_one_line_per_phase_once_work_is_long(
+        monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import ssnc.cli as cli
+
+    clock = iter([0.0, 0.2, 0.5, 1.5, 1.6, 2.0, 3.0])  # start, then each reading
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    with cli.progress_display() as step:  # stderr is not a terminal under pytest
+        step("elaborating")  # 0.2 s: quiet
+        step("lowering")  # 0.5 s: quiet
+        step("weights", 10, 100)  # 1.5 s: announced
+        step("weights", 50, 100)  # the same phase: no second line
+        step("writing", 1, 4)  # 2.0 s
+    assert capsys.readouterr().err == "ssnc: weights (1.6 s)\nssnc: writing (3.0 s)\n"
+
+
+def test_weights_and_writing_report_their_progress(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ssnc.output import write_onnx
+
+    m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
+    calls: list[tuple[object, ...]] = []
+    proto = m.to_onnx(progress=lambda *a: calls.append(a))
+    weights = [c for c in calls if c[0] == "weights" and len(c) == 3]
+    assert weights[-1] == ("weights", 966_986, 966_986)
+    assert [c[1] for c in weights] == sorted(c[1] for c in weights)  # it only grows
+    calls.clear()
+    write_onnx(proto, tmp_path / "m.onnx", external_data_threshold=0,
+               progress=lambda *a: calls.append(a))
+    assert calls[-1][0] == "writing" and calls[-1][1] == calls[-1][2] >= 4 * 966_986
