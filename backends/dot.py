@@ -4,9 +4,12 @@ and output shape, so a 40-layer fractal can be read at the level of its blocks."
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import defaultdict
+from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
@@ -38,17 +41,27 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
     """DOT text for ``graph``; scopes deeper than ``depth`` segments become single boxes."""
     order = [n for n in graph.order() if n.op != "param"]  # weights show as counts
 
+    blocks: dict[int, list[str]] = {}  # fractal -> its scope path
+    for node in order:
+        parts = node.name.split(".")
+        if node.fractal is not None and f"col{node.column}" in parts:
+            blocks.setdefault(node.fractal, parts[:parts.index(f"col{node.column}")])
+
     def box(node: Node) -> str:
         parts = node.name.split(".")
-        if depth is not None and len(parts) > depth and node.op != "input":
-            return ".".join(parts[:depth])
-        return node.name
+        if depth is None or node.op == "input":
+            return node.name
+        block = blocks.get(node.fractal) if node.fractal is not None else None
+        if block is not None and len(block) <= depth <= len(block) + 1:
+            return ".".join(block)  # a column alone would read join -> column -> join
+        return ".".join(parts[:depth]) if len(parts) > depth else node.name
 
     members: dict[str, list[Node]] = defaultdict(list)
     for node in order:
         members[box(node)].append(node)
 
     lines = [f"digraph {_q(graph.model)} {{", "  rankdir=TB;", "  compound=true;",
+             "  newrank=true;",
              '  node [shape=box, style="rounded,filled", fillcolor="#f7f7f7", '
              'fontname="Helvetica", fontsize=10];',
              '  edge [color="#555555", arrowsize=0.6];']
@@ -70,20 +83,25 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
         lines.extend(indent + decl for decl in clusters.get(prefix, []))
         children = sorted({p for p in clusters if p and (p.rsplit(".", 1)[0] == prefix
                                                          if "." in p else not prefix)},
-                          key=lambda p: min(n.index for k, ns in members.items()
-                                            if k == p or k.startswith(p + ".") for n in ns))
+                          key=lambda p: _cluster_order(p, members))
         for child in children:
             lines.append(f"{indent}subgraph {_q('cluster_' + child)} {{")
             lines.append(f"{indent}  label={_q(child.rsplit('.', 1)[-1])}; style=rounded; "
                          'color="#9aa7b1"; fontname="Helvetica"; fontsize=10;')
+            if child in anchors:  # a column: its invisible top, which orders the columns
+                lines.append(f"{indent}  {_q(anchors[child])} [style=invis, shape=point, "
+                             "width=0, height=0, label=\"\"];")
             emit(child, indent + "  ")
             lines.append(f"{indent}}}")
 
+    anchors, order_lines = _column_anchors(graph, order, box, clusters)
     for prefix in list(clusters):  # every enclosing prefix needs a cluster to nest in
         parts = prefix.split(".") if prefix else []
         for i in range(1, len(parts)):
             clusters.setdefault(".".join(parts[:i]), [])
     emit("", "  ")
+    lines.extend(_fractal_ranks(graph, order, box))
+    lines.extend(order_lines)
     seen: set[tuple[str, str]] = set()
     for node in order:
         for src in node.inputs:
@@ -93,6 +111,77 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
                 lines.append(f"  {_q(edge[0])} -> {_q(edge[1])};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _cluster_order(prefix: str, members: dict[str, list[Node]]) -> tuple[int, int]:
+    """Sibling clusters in order of creation, except a fractal's columns, by number."""
+    column = re.fullmatch(r"col(\d+)", prefix.rsplit(".", 1)[-1])
+    if column is not None:
+        return (0, int(column.group(1)))
+    return (1, min(n.index for k, ns in members.items()
+                   if k == prefix or k.startswith(prefix + ".") for n in ns))
+
+
+def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
+                    clusters: dict[str, list[str]]
+                    ) -> tuple[dict[str, str], list[str]]:
+    """An invisible node at the top of each drawn column cluster, the tops of one fractal
+    in one rank: every column starts at the block's top, as in the paper's Figure 1, and
+    the columns keep one order all the way down. Graphviz puts the deepest column (the
+    longest chain) on the left and the shallowest on the right, whatever flat edges ask."""
+    anchors: dict[str, str] = {}
+    tops: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    lines = []
+    for node in order:
+        if node.fractal is None or node.column is None:
+            continue
+        name = box(node)
+        parts = node.name.split(".")
+        if f"col{node.column}" not in parts:
+            continue
+        prefix = ".".join(parts[:parts.index(f"col{node.column}") + 1])
+        if not (name == prefix or name.startswith(prefix + ".")) or prefix in anchors:
+            continue  # collapsed above the column, or seen
+        anchors[prefix] = f"{prefix}.__top"
+        tops[node.fractal].append((node.column, anchors[prefix]))
+        lines.append(f"  {_q(anchors[prefix])} -> {_q(name)} [style=invis];")
+        clusters.setdefault(prefix, [])
+    for columns in tops.values():
+        names = [n for _, n in sorted(columns)]
+        if len(names) > 1:
+            lines.append("  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }")
+            lines.extend(f"  {_q(a)} -> {_q(b)} [style=invis];" for a, b in pairwise(names))
+    return anchors, lines
+
+
+def _fractal_ranks(graph: Graph, order: list[Node],
+                   box: Callable[[Node], str]) -> list[str]:
+    """FractalNet's Figure 1: inside each fractal, units level by depth. A unit of column
+    c at position p ends at depth p·2^(C−c), so the k-th op of every unit ending at depth d
+    shares a rank; a join sits at its depth, below the units it closes."""
+    fractals = graph.fractals()
+    step: dict[tuple[int, int, int], int] = defaultdict(int)  # unit -> ops seen so far
+    ranks: dict[tuple[int, int, int], dict[str, int]] = defaultdict(dict)
+    for node in order:
+        b = node.fractal
+        if b is None or b not in fractals:
+            continue
+        name = box(node)
+        if node.depth is not None and node.column is None:  # a column join
+            ranks[(b, node.depth, 1 << 20)].setdefault(name, 0)
+        elif node.column is not None and node.position is not None:
+            width = fractals[b].width
+            level = node.position << (width - node.column)
+            k = step[(b, node.column, node.position)]
+            step[(b, node.column, node.position)] += 1
+            ranks[(b, level, k)].setdefault(name, node.column)
+    lines = []
+    for members in ranks.values():
+        names = [n for n, _ in sorted(members.items(), key=lambda kv: kv[1])]
+        if len(set(names)) < 2:
+            continue
+        lines.append("  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }")
+    return lines
 
 
 def render(dot_text: str, out: Path, tmp: Path) -> None:

@@ -41,8 +41,12 @@ def test_depth_collapses_scopes_into_boxes() -> None:
     assert ("stage1", "stage2") in edges(dot) and ("stage5", "flatten") in edges(dot)
     stage1 = sum(m.ir.param_count(n) for n in m.ir if n.name.startswith("stage1."))
     assert f"{stage1:,} params" in dot
-    deeper = to_dot(m.ir, depth=3)
-    assert {"stage1.fractal.col1", "stage1.fractal.col3", "stage1.fractal.join2"} <= boxes(deeper)
+    deeper = to_dot(m.ir, depth=3)  # columns alone would draw cycles: the block is one box
+    assert {"stage1.fractal", "stage2.fractal"} <= boxes(deeper)
+    assert not any(".col" in b or ".join" in b for b in boxes(deeper))
+    units = to_dot(m.ir, depth=4)
+    assert {"stage1.fractal.col1.unit1", "stage1.fractal.col3.unit4",
+            "stage1.fractal.join2"} <= boxes(units)
 
 
 def test_cli_writes_dot_and_renders(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -65,3 +69,57 @@ def test_missing_graphviz_is_a_diagnostic(tmp_path, monkeypatch) -> None:  # typ
     result = runner.invoke(app, ["graph", str(SPECS / "nin_cifar10.ssn"), "-o", str(out)])
     assert result.exit_code == 1 and "error[E0603]" in result.stderr
     assert "write a .dot file instead" in result.stderr and not out.exists()
+
+
+def _plain(dot: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Node centres (inches, y up) from Graphviz's plain output."""
+    import subprocess
+
+    out = subprocess.run(["dot", "-Tplain"], input=dot, capture_output=True, text=True,
+                         check=True, timeout=120)
+    pos = {}
+    for line in out.stdout.splitlines():
+        part = line.split()
+        if part[0] == "node":
+            pos[part[1].strip('"')] = (float(part[2]), float(part[3]))
+    return pos, out.stderr
+
+
+FRACTAL4 = """
+def unit(w) = conv(w, 3, bias = false) >> bn >> relu
+model f(C = 4) : tensor[3, 8, 8] = fractal(C, unit(4)) >> gap >> linear(3)
+"""
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+@pytest.mark.parametrize("width,depth", [(3, None), (4, None), (4, 3), (5, 3)])
+def test_a_fractal_is_drawn_like_figure_1(width: int, depth: int | None) -> None:
+    """Units level by depth, each join at its depth below the units it closes, every edge
+    pointing down the page, the columns in one order, and no cycle when collapsed."""
+    import networkx as nx
+
+    m = ssnc.loads(FRACTAL4, "f.ssn").model(C=width)
+    dot = to_dot(m.ir, depth)
+    pos, warnings = _plain(dot)
+    assert "Warning" not in warnings
+    drawn = edges(dot)
+    assert nx.is_directed_acyclic_graph(nx.DiGraph(list(drawn)))
+    for tail, head in drawn:
+        assert pos[tail][1] > pos[head][1], (tail, head)  # down the page
+    # the columns' tops: one row, in one order (Graphviz puts the deepest on the left)
+    tops = [pos[f"fractal.col{c}.__top"] for c in range(1, width + 1)]
+    assert max(y for _, y in tops) - min(y for _, y in tops) < 1 / 72
+    xs = [x for x, _ in tops]
+    assert xs == sorted(xs, reverse=True) and len(set(xs)) == width
+    # units level by depth: the last box of every unit ending at depth d shares its y
+    level: dict[int, set[float]] = {}
+    for node in m.ir:
+        name = node.name if depth is None else ".".join(node.name.split(".")[:depth])
+        if node.column is not None and node.position is not None and name in pos:
+            d = node.position << (width - node.column)
+            if node.op == "relu" or depth is not None:
+                level.setdefault(d, set()).add(round(pos[name][1] * 72))
+    assert len(level) == 2 ** (width - 1) and all(max(ys) - min(ys) <= 1 for ys in level.values())
+    for join in (n for n in m.ir if n.op == "mean"):
+        assert join.depth is not None
+        assert pos[join.name][1] * 72 < min(level[join.depth]) - 1  # below what it closes
