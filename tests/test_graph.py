@@ -123,3 +123,13 @@ def test_a_fractal_is_drawn_like_figure_1(width: int, depth: int | None) -> None
     for join in (n for n in m.ir if n.op == "mean"):
         assert join.depth is not None
         assert pos[join.name][1] * 72 < min(level[join.depth]) - 1  # below what it closes
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_a_model_shows_its_picture_in_jupyter(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10)
+    svg = m._repr_svg_()
+    assert svg is not None and svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "stage1.fractal" in svg  # 158 ops: drawn collapsed to the blocks
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert m._repr_svg_() is None  # Jupyter then shows the one-line repr
