@@ -20,7 +20,14 @@ from .api import Model, Program, load, parse_value
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .extras import require_torch
-from .output import EXTERNAL_DATA_THRESHOLD, Terminated, check_target, write_atomic, write_onnx
+from .output import (
+    EXTERNAL_DATA_THRESHOLD,
+    Terminated,
+    check_target,
+    write_atomic,
+    write_bytes,
+    write_onnx,
+)
 
 DEFAULT_MAX_NODES = Limits().max_nodes
 
@@ -33,14 +40,17 @@ def _plain_flags(params: list[Any]) -> list[Any]:
     return params
 
 
-class _Command(TyperCommand):
+class _PlainFlags:
     def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_flags(super().get_params(ctx))
+        return _plain_flags(super().get_params(ctx))  # type: ignore[misc]
 
 
-class _Group(TyperGroup):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_flags(super().get_params(ctx))
+class _Command(_PlainFlags, TyperCommand):
+    pass
+
+
+class _Group(_PlainFlags, TyperGroup):
+    pass
 
 
 app = typer.Typer(
@@ -108,10 +118,6 @@ def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span],
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int) -> Model:
@@ -330,7 +336,7 @@ def compile(
                 program = export_program(compiled.ir, net)
                 buffer = io.BytesIO()  # saved whole first: torch names files by suffix
                 torch.export.save(program, buffer)
-                write_atomic(out, lambda tmp: _write_bytes(tmp, buffer.getvalue()),
+                write_atomic(out, lambda tmp: write_bytes(tmp, buffer.getvalue()),
                              inputs=inputs)
         what = f"{m.name}, column {column}" if column is not None else m.name
         extra = "".join(f" and {p.name}" for p in written[1:])

@@ -111,7 +111,7 @@ def write_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], *,
             model = _copy(model)
             data = _write_data(model, path, target, progress or (lambda *_: None))
             written.append(data)
-        write_atomic(target, lambda tmp: _write_bytes(tmp, model.SerializeToString(
+        write_atomic(target, lambda tmp: write_bytes(tmp, model.SerializeToString(
             deterministic=True)), inputs=inputs)
         for old in target.parent.glob(glob_escape(target.name) + ".*.data"):
             if old != data and _DATA_NAME.fullmatch(old.name[len(target.name):]):
@@ -120,7 +120,8 @@ def write_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], *,
     return written
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (a ``write_atomic`` filler)."""
     path.write_bytes(data)
 
 

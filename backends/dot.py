@@ -9,7 +9,6 @@ import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
-from itertools import pairwise
 from pathlib import Path
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
@@ -114,7 +113,9 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
 
 
 def _cluster_order(prefix: str, members: dict[str, list[Node]]) -> tuple[int, int]:
-    """Sibling clusters in order of creation, except a fractal's columns, by number."""
+    """Sibling clusters in order of creation, except a fractal's columns, by number: with
+    the column tops, that keeps the columns in one order at every depth (Graphviz draws
+    them deepest first, from the left)."""
     column = re.fullmatch(r"col(\d+)", prefix.rsplit(".", 1)[-1])
     if column is not None:
         return (0, int(column.group(1)))
@@ -127,8 +128,7 @@ def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
                     ) -> tuple[dict[str, str], list[str]]:
     """An invisible node at the top of each drawn column cluster, the tops of one fractal
     in one rank: every column starts at the block's top, as in the paper's Figure 1, and
-    the columns keep one order all the way down. Graphviz puts the deepest column (the
-    longest chain) on the left and the shallowest on the right, whatever flat edges ask."""
+    the columns keep one order all the way down."""
     anchors: dict[str, str] = {}
     tops: dict[int, list[tuple[int, str]]] = defaultdict(list)
     lines = []
@@ -150,7 +150,6 @@ def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
         names = [n for _, n in sorted(columns)]
         if len(names) > 1:
             lines.append("  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }")
-            lines.extend(f"  {_q(a)} -> {_q(b)} [style=invis];" for a, b in pairwise(names))
     return anchors, lines
 
 
@@ -161,27 +160,20 @@ def _fractal_ranks(graph: Graph, order: list[Node],
     shares a rank; a join sits at its depth, below the units it closes."""
     fractals = graph.fractals()
     step: dict[tuple[int, int, int], int] = defaultdict(int)  # unit -> ops seen so far
-    ranks: dict[tuple[int, int, int], dict[str, int]] = defaultdict(dict)
+    ranks: dict[tuple[int, int, int], dict[str, None]] = defaultdict(dict)  # ordered sets
     for node in order:
         b = node.fractal
         if b is None or b not in fractals:
             continue
-        name = box(node)
         if node.depth is not None and node.column is None:  # a column join
-            ranks[(b, node.depth, 1 << 20)].setdefault(name, 0)
+            ranks[(b, node.depth, 1 << 20)][box(node)] = None
         elif node.column is not None and node.position is not None:
-            width = fractals[b].width
-            level = node.position << (width - node.column)
+            level = node.position << (fractals[b].width - node.column)
             k = step[(b, node.column, node.position)]
             step[(b, node.column, node.position)] += 1
-            ranks[(b, level, k)].setdefault(name, node.column)
-    lines = []
-    for members in ranks.values():
-        names = [n for n, _ in sorted(members.items(), key=lambda kv: kv[1])]
-        if len(set(names)) < 2:
-            continue
-        lines.append("  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }")
-    return lines
+            ranks[(b, level, k)][box(node)] = None
+    return ["  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }"
+            for names in ranks.values() if len(names) > 1]
 
 
 def render(dot_text: str, out: Path, tmp: Path) -> None:

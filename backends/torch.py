@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..compiler.diagnostics import E_RESERVED, Note, Span, SsnError, error, lowering_error
+from ..compiler.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, walk
 from ..compiler.ops import fmt_shape, reshape_lead, slice_bounds
@@ -331,7 +331,7 @@ class _Codegen:
             if low.module is not None and not shared:
                 self.body_modules.append(f"        _put(self, {inner.name!r}, {low.module})")
             stmts.append(_Stmt(local[inner.name], low.expr,
-                               tuple(local[i] for i in inner.inputs), where=position(inner.span)))
+                               tuple(local[i] for i in inner.inputs), where=inner.span.position()))
         params = ", ".join(local[i] for i in (*body.inputs, *data_captures))
         self.methods.append([
             f"    def {method}(self, {params}):  # type: ignore[no-untyped-def]",
@@ -382,7 +382,7 @@ class _Codegen:
             if low.module is not None:
                 init.append(f"        _put(self, {rel!r}, {low.module})")
             stmts.append(_Stmt(local[n.name], low.expr, tuple(local[i] for i in n.inputs),
-                               where=position(n.span)))
+                               where=n.span.position()))
         body = self._render(stmts, (local[output.name],))
         text = "\n".join([
             "    def __init__(self) -> None:",
@@ -398,7 +398,7 @@ class _Codegen:
         definition.first = min(definition.first, output.index)
         if scope.signature not in definition.signatures:
             definition.signatures.append(scope.signature)
-        self.uses[output.name] = _ClassUse(prefix, definition, source, position(scope.span))
+        self.uses[output.name] = _ClassUse(prefix, definition, source, scope.span.position())
         self.members |= {n.name for n in nodes}
         self.var[output.name] = identifier(prefix, self.taken)
 
@@ -469,7 +469,7 @@ class _Codegen:
             args = [self.var[i] for i in node.inputs]
             expr = self.lowered[node.name].expr
             guard = None
-            where = position(node.span)
+            where = node.span.position()
             use = self.uses.get(node.name)
             if use is not None:
                 args = [self.var[use.source]]
@@ -548,11 +548,6 @@ class _Codegen:
             result = f"{result_type}({', '.join(outs)})"
         lines.append(f"        return {result}")
         return lines
-
-
-def position(span: Span) -> str:
-    """`fractalnet.ssn:7:18`: where a statement comes from, for tracebacks into the spec."""
-    return span.position()
 
 
 def runtime_source() -> str:
@@ -688,7 +683,7 @@ def _slope_method(graph: Graph) -> list[str]:
     return ["",
             "    def set_slope(self, value: float) -> None:",
             '        """Set every hard sigmoid\'s slope (buffers, exported with the weights)."""',
-            f"        for key in ({''.join(literal(k) + ', ' for k in keys)}):",
+            f"        for key in {literal(tuple(keys))}:",
             "            self.get_buffer(key).fill_(value)"]
 
 

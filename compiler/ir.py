@@ -91,6 +91,12 @@ class Node:
                          float(a["fill"]))  # type: ignore[arg-type]
 
 
+def _tuple_valued(node: Node) -> bool:
+    """Whether ``node`` has several outputs (an unknown op, which verify reports, has not)."""
+    op = OPS.get(node.op)
+    return op is not None and op.tuple_valued
+
+
 def make_node(**fields: Any) -> Node:
     """Build a node, freezing its attribute mapping."""
     fields["attrs"] = MappingProxyType(dict(fields.get("attrs", {})))
@@ -346,24 +352,20 @@ class Graph:
         return sum(n.spec().numel for _, n in walk(self)
                    if n.op == "param" and n.attrs["trainable"])
 
-    @staticmethod
-    def _is_tuple(node: Node) -> bool:
-        rule = OPS[node.op].body if node.op in OPS else None
-        return rule is not None and rule.extra is not None
-
-    def _tuple_problems(self, node: Node, several: bool) -> list[str]:
+    def _tuple_problems(self, node: Node) -> list[str]:
         """A tuple-valued node is read only by `item`s in its scope, an `item` only reads one
         (a tuple never crosses a region's boundary), at an index it has."""
         problems = []
-        if several:
+        if OPS[node.op].tuple_valued:
             for dst, _ in self.consumers(node.name):
                 reader = self.nodes_by_name[dst]
-                if not OPS[reader.op].projects or reader.scope != node.scope:
+                reads = OPS.get(reader.op)
+                if reads is None or not reads.projects or reader.scope != node.scope:
                     problems.append(f"{node.name}: tuple-valued, read by `{dst}`, not by an "
                                     "`item` in its scope")
         if OPS[node.op].projects:
             src = self.nodes_by_name.get(node.inputs[0]) if node.inputs else None
-            if src is not None and not self._is_tuple(src):
+            if src is not None and not _tuple_valued(src):
                 problems.append(f"{node.name}: reads `{src.name}`, which is not tuple-valued")
             elif src is not None and src.outputs and not (
                     0 <= int(node.attrs["index"]) < len(src.outputs)):  # type: ignore[arg-type]
@@ -417,13 +419,12 @@ class Graph:
                     if got is not None and got.shape != p.shape:
                         problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
                                         f"needs {p.shape}")
-            problems += self._tuple_problems(node, op.body is not None and
-                                             op.body.extra is not None)
+            problems += self._tuple_problems(node)
             if node.shape is not None and any(isinstance(d, int) and d <= 0
                                               for d in node.shape):
                 problems.append(f"{node.name}: empty shape {node.shape}")
         for name in (*self.inputs, *self.outputs):
-            if name in self.nodes_by_name and self._is_tuple(self.nodes_by_name[name]):
+            if name in self.nodes_by_name and _tuple_valued(self.nodes_by_name[name]):
                 problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
             if name not in self.nodes_by_name:
                 problems.append(f"graph input/output `{name}` does not exist")

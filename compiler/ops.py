@@ -165,6 +165,11 @@ class OpDecl:
     projects: bool = False
 
     @property
+    def tuple_valued(self) -> bool:
+        """Whether instances have several outputs, read through `item` nodes."""
+        return self.body is not None and self.body.extra is not None
+
+    @property
     def has_params(self) -> bool:
         """Whether instances read weights (and so share them under `shared`)."""
         return self.weights is not _no_weights
@@ -453,8 +458,7 @@ def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     lead = reshape_lead(x)
     sizes = attrs["shape"]
     assert isinstance(sizes, tuple)
-    if not sizes or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1)
-                            for d in sizes) or sizes.count(-1) > 1:
+    if not sizes or not all(d > 0 or d == -1 for d in sizes) or sizes.count(-1) > 1:
         shown = "[" + ", ".join(str(d) for d in sizes) + "]"
         raise ShapeMismatch(f"reshape's shape {shown} must be positive integers, at most one "
                             "of them -1 (inferred)", inputs=(0,))

@@ -72,3 +72,15 @@ def test_what_needs_torch_names_the_extra(core_venv: Path, tmp_path: Path,
     assert "error[E0604]: PyTorch is not installed" in done.stderr
     assert "pip install 'ssnc[torch]'" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_torch_weights_name_the_extra(core_venv: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"not read: torch is needed first")
+    out = tmp_path / "m.onnx"
+    done = _run([str(core_venv / "bin" / "ssnc"), "compile", str(ROOT / "specs" /
+                                                                  "nin_cifar10.ssn"),
+                 "-o", str(out), "--weights", str(weights)], tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "w.pt (a torch checkpoint): error[E0604]: PyTorch is not installed" in done.stderr
+    assert "pip install 'ssnc[torch]'" in done.stderr and not out.exists()
