@@ -47,6 +47,7 @@ from .compiler.printer import format_graph
 from .compiler.stats import info_json
 from .compiler.values import Env, Rule, Value
 from .grammar import ast
+from .grammar.format import format_text
 from .grammar.parser import parse, parse_expr, shift
 from .summary import Summary
 
@@ -517,6 +518,16 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
         return Program(main, loader.sources, tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
+
+
+def format_spec(text: str, file: str = "<string>") -> str:
+    """``text`` in the canonical layout that `ssnc fmt` writes: comments kept, and the same
+    AST (so the same IR). A syntax error is a diagnostic, as when loading."""
+    text = text.removeprefix("\ufeff")
+    try:
+        return guarded(lambda: format_text(text, file), file)
+    except SsnError as exc:
+        raise exc.with_sources({file: text}) from None
 
 
 def all_sources() -> dict[str, str]:

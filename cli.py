@@ -3,6 +3,7 @@ stderr with exit status 1, never a traceback."""
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import sys
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .api import Model, Program, load, parse_value
+from .api import Model, Program, decode_spec, format_spec, load, parse_value, read_spec
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .extras import require_torch
@@ -89,9 +90,14 @@ def _guard(fn: Callable[[], None]) -> None:
         sys.stderr.write("terminated\n")
         raise typer.Exit(128 + exc.signum) from None
     except Exception as exc:  # a bug: still reported as a diagnostic, never a traceback
-        _fail(error(E_INTERNAL, f"internal compiler error: {type(exc).__name__}: {exc}",
-                    Span.unknown("ssnc"),
-                    notes=[Note("please report this with the spec and command that caused it")]))
+        _fail(_internal(exc))
+
+
+def _internal(exc: Exception) -> SsnError:
+    """A bug, as a diagnostic."""
+    return error(E_INTERNAL, f"internal compiler error: {type(exc).__name__}: {exc}",
+                 Span.unknown("ssnc"),
+                 notes=[Note("please report this with the spec and command that caused it")])
 
 
 def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span], dict[str, str]]:
@@ -238,6 +244,64 @@ def graph(
         write_atomic(output, lambda tmp: render(text, output, tmp), inputs=m.program.files)
         typer.echo(f"wrote {output}", err=True)
     _guard(run)
+
+
+@app.command(cls=_Command)
+def fmt(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Spec files, folders (their .ssn files), or - for stdin to stdout.",
+        show_default=False, metavar="SPEC")],
+    check_only: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; show a diff and exit 1 if a file is not formatted.")]
+    = False,
+) -> None:
+    """Rewrite specs in the canonical layout (comments kept, same IR), each file atomically."""
+    counts = {"failed": 0, "changed": 0}
+    files = _spec_files(paths)
+
+    def one(path: Path) -> None:
+        display = str(path)
+        text = (decode_spec(sys.stdin.buffer.read(), "<stdin>") if display == "-"
+                else read_spec(path, display))
+        new = format_spec(text, "<stdin>" if display == "-" else display)
+        if display == "-" and not check_only:
+            sys.stdout.write(new)
+        elif new != text:
+            counts["changed"] += 1
+            if check_only:
+                sys.stdout.writelines(difflib.unified_diff(
+                    text.splitlines(keepends=True), new.splitlines(keepends=True),
+                    f"{display} (as it is)", f"{display} (formatted)"))
+            else:
+                write_atomic(path, lambda tmp: _write_text(tmp, new))
+                sys.stderr.write(f"reformatted {display}\n")
+
+    def run() -> None:
+        for path in files:
+            try:
+                one(path)
+            except Exception as exc:  # reported per file; the others are still formatted
+                problem = exc if isinstance(exc, SsnError) else _internal(exc)
+                sys.stderr.write(problem.render("format") + "\n")
+                counts["failed"] += 1
+        if check_only and counts["changed"]:
+            sys.stderr.write(f"{counts['changed']} of {len(files)} spec"
+                             f"{'s' * (len(files) != 1)} would be reformatted\n")
+
+    _guard(run)
+    if counts["failed"] or (check_only and counts["changed"]):
+        raise typer.Exit(1)
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    """The files named, with the .ssn files under each folder, in order."""
+    out: list[Path] = []
+    for path in paths:
+        if str(path) != "-" and path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*.ssn") if p.is_file()))
+        else:
+            out.append(path)
+    return out
 
 
 class Target(StrEnum):

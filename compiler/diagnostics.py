@@ -238,11 +238,12 @@ class SsnError(Exception):
         """The code of the first diagnostic, which tests and callers usually match on."""
         return self.diagnostics[0].code.id
 
-    def render(self) -> str:
-        """All diagnostics rendered, separated by blank lines, with a closing count."""
+    def render(self, action: str = "compile") -> str:
+        """All diagnostics rendered, separated by blank lines, with a closing count (``could
+        not <action>``)."""
         parts = [d.render(self.sources) for d in self.diagnostics]
         n = len(self.diagnostics)
-        parts.append(f"error: could not compile ({n} error{'s' if n != 1 else ''})")
+        parts.append(f"error: could not {action} ({n} error{'s' if n != 1 else ''})")
         return "\n\n".join(parts[:-1]) + "\n\n" + parts[-1]
 
     def with_note(self, note: Note) -> SsnError:

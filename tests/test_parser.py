@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 import ssnc
 from ssnc.compiler.diagnostics import SsnError, SsnSyntaxError
 from ssnc.grammar import ast
-from ssnc.grammar.format import format_expr, format_program
 from ssnc.grammar.parser import parse, parse_expr
+from tests.ast_text import format_expr, format_program
 
 
 def body(text: str) -> ast.Expr:
