@@ -59,6 +59,10 @@ def test_the_core_install_has_no_torch_and_compiles_to_onnx(core_venv: Path,
                 "try:\n    m.to_torch()\nexcept ssnc.SsnError as e:\n    print(e.code)\n"],
                tmp_path)
     assert api.stdout.split() == ["8449460", "False", "E0604"], api.stdout + api.stderr
+    for command in (["fmt", "--check"], ["info"], ["ir"]):
+        done = _run([str(core_venv / "bin" / "ssnc"), *command,
+                     str(ROOT / "specs" / "nin_cifar10.ssn")], tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
 
 
 @pytest.mark.parametrize("target", ["torch", "python"])
