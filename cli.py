@@ -213,11 +213,28 @@ def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
     _guard(run)
 
 
+class Picture(StrEnum):
+    """What `ssnc graph` draws."""
+
+    dot = "dot"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    mermaid = "mermaid"
+
+
+_PICTURE_SUFFIX = {".dot": Picture.dot, ".svg": Picture.svg, ".png": Picture.png,
+                   ".pdf": Picture.pdf, ".mmd": Picture.mermaid}
+
+
 @app.command(cls=_Command)
 def graph(
     spec: SpecArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="A .svg, .png or .pdf "
-                                                                "(rendered by Graphviz) or .dot.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="A .svg, .png or .pdf (rendered by Graphviz), .dot or .mmd "
+        "(Mermaid) file; without it, --format dot or mermaid prints the text.")] = None,
+    format_: Annotated[Picture | None, typer.Option(
+        "--format", "-f", help="The picture's format (default: -o's extension).")] = None,
     model: ModelOpt = None,
     set_: SetOpt = None,
     depth: Annotated[int | None, typer.Option(
@@ -228,22 +245,45 @@ def graph(
 ) -> None:
     """Draw the model: scopes as nested clusters, collapsible by nesting depth."""
     def run() -> None:
-        from .backends.dot import RENDERED, render, to_dot
+        from .backends.dot import render, to_dot, to_mermaid
 
-        accepted = (".dot", *RENDERED)
-        if output.suffix not in accepted:
-            raise error(E_OPTION, f"`ssnc graph` cannot draw into {output}: "
-                        f"{'its extension' if output.suffix else 'a name with no extension'} "
-                        "does not say a picture format", Span.unknown(str(output)),
-                        hint=f"name a {', '.join(accepted[:-1])} or {accepted[-1]} file")
-        check_target(output, [spec])
+        kind = _picture_format(format_, output)
+        if output is not None:
+            check_target(output, [spec])
         m = load_model(spec, model, set_, max_nodes)
         if column is not None:
             m = m.column(column)
-        text = to_dot(m.ir, depth)
-        write_atomic(output, lambda tmp: render(text, output, tmp), inputs=m.program.files)
+        text = to_mermaid(m.ir, depth) if kind is Picture.mermaid else to_dot(m.ir, depth)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        write_atomic(output, lambda tmp: render(text, kind.value, output, tmp),
+                     inputs=m.program.files)
         typer.echo(f"wrote {output}", err=True)
     _guard(run)
+
+
+def _picture_format(given: Picture | None, output: Path | None) -> Picture:
+    """--format, else -o's extension; refused (E0601) before any work when they disagree,
+    when the extension is not a picture's, or when a rendered picture has no file."""
+    accepted = ", ".join(_PICTURE_SUFFIX)
+    implied = _PICTURE_SUFFIX.get(output.suffix) if output is not None else None
+    if output is not None and implied is None and given is None:
+        raise error(E_OPTION, f"`ssnc graph` cannot draw into {output}: "
+                    f"{'its extension' if output.suffix else 'a name with no extension'} "
+                    "does not say a picture format", Span.unknown(str(output)),
+                    hint=f"name a {accepted.rsplit(', ', 1)[0]} or .mmd file, or give --format")
+    kind = given or implied
+    if kind is None:
+        raise error(E_OPTION, "`ssnc graph` needs -o FILE, or --format dot or mermaid to print "
+                    "the text", Span.unknown("--output"))
+    if implied is not None and implied is not kind:
+        raise error(E_OPTION, f"--format {kind.value} contradicts {output}'s extension",
+                    Span.unknown(str(output)), hint=f"accepted extensions: {accepted}")
+    if output is None and kind not in (Picture.dot, Picture.mermaid):
+        raise error(E_OPTION, f"a {kind.value} picture needs a file: give -o FILE",
+                    Span.unknown("--output"))
+    return kind
 
 
 @app.command(cls=_Command)

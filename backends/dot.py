@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
@@ -16,7 +17,8 @@ from ..compiler.ir import Graph, Node, named_after
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs
 
-RENDERED = (".svg", ".png", ".pdf")
+RENDERED = ("svg", "png", "pdf")
+"""The formats Graphviz renders from DOT."""
 
 
 def _q(text: str) -> str:
@@ -36,10 +38,45 @@ def _label(node: Node) -> str:
     return f"{head}{detail}\\n{fmt_shape(node.shape or ())}"
 
 
-def to_dot(graph: Graph, depth: int | None = None) -> str:
-    """DOT text for ``graph``; scopes deeper than ``depth`` segments become single boxes."""
-    order = [n for n in graph.order() if n.op != "param"]  # weights show as counts
+@dataclass
+class Picture:
+    """What a drawing shows, whatever draws it: boxes (an op, a join, or a collapsed scope
+    with its op count), the scope clusters they sit in, and the edges between boxes."""
 
+    graph: Graph
+    order: list[Node]  # the drawn nodes (weights show as counts)
+    box: Callable[[Node], str]  # the box a node is drawn in
+    members: dict[str, list[Node]]
+    clusters: dict[str, list[str]]  # cluster prefix ("" for the top) -> its boxes
+    edges: list[tuple[str, str]]
+
+    def kind(self, key: str) -> str:
+        """"op", "join" or "scope" (a collapsed box)."""
+        nodes = self.members[key]
+        if len(nodes) == 1 and nodes[0].name == key:
+            op = OPS.get(nodes[0].op)
+            return "join" if op is not None and op.is_join else "op"
+        return "scope"
+
+    def label(self, key: str) -> str:
+        """The box's text, lines separated by ``\\n``."""
+        nodes = self.members[key]
+        if self.kind(key) != "scope":
+            return _label(nodes[0])
+        params = sum(self.graph.param_count(n) for n in nodes)
+        return (f"{key.rsplit('.', 1)[-1]}\\n{len(nodes)} ops, {params:,} params\\n"
+                f"{fmt_shape(nodes[-1].shape or ())}")
+
+    def children(self, prefix: str) -> list[str]:
+        """The clusters directly inside ``prefix``, in drawing order."""
+        return sorted({p for p in self.clusters if p and (p.rsplit(".", 1)[0] == prefix
+                                                          if "." in p else not prefix)},
+                      key=lambda p: _cluster_order(p, self.members))
+
+
+def picture(graph: Graph, depth: int | None = None) -> Picture:
+    """The boxes, clusters and edges of ``graph``, scopes deeper than ``depth`` collapsed."""
+    order = [n for n in graph.order() if n.op != "param"]
     blocks: dict[int, list[str]] = {}  # fractal -> its scope path
     for node in order:
         parts = node.name.split(".")
@@ -58,32 +95,38 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
     members: dict[str, list[Node]] = defaultdict(list)
     for node in order:
         members[box(node)].append(node)
+    clusters: dict[str, list[str]] = defaultdict(list)
+    for key in members:
+        clusters[key.rsplit(".", 1)[0] if "." in key else ""].append(key)
+    for prefix in list(clusters):  # every enclosing prefix needs a cluster to nest in
+        parts = prefix.split(".") if prefix else []
+        for i in range(1, len(parts)):
+            clusters.setdefault(".".join(parts[:i]), [])
+    edges: dict[tuple[str, str], None] = {}
+    for node in order:
+        for src in node.inputs:
+            edge = (box(graph[src]), box(node))
+            if edge[0] != edge[1]:
+                edges[edge] = None
+    return Picture(graph, order, box, members, clusters, list(edges))
 
+
+def to_dot(graph: Graph, depth: int | None = None) -> str:
+    """DOT text for ``graph``; scopes deeper than ``depth`` segments become single boxes."""
+    pic = picture(graph, depth)
     lines = [f"digraph {_q(graph.model)} {{", "  rankdir=TB;", "  compound=true;",
              "  newrank=true;",
              '  node [shape=box, style="rounded,filled", fillcolor="#f7f7f7", '
              'fontname="Helvetica", fontsize=10];',
              '  edge [color="#555555", arrowsize=0.6];']
-    clusters: dict[str, list[str]] = defaultdict(list)  # parent prefix -> boxes directly in it
-    for key, nodes in members.items():
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        if len(nodes) == 1 and nodes[0].name == key:
-            decl = f"{_q(key)} [label={_q(_label(nodes[0]))}"
-            if OPS.get(nodes[0].op) is not None and OPS[nodes[0].op].is_join:
-                decl += ', shape=ellipse, fillcolor="#fde7c8"'
-            clusters[parent].append(decl + "];")
-        else:
-            params = sum(graph.param_count(n) for n in nodes)
-            label = (f"{key.rsplit('.', 1)[-1]}\\n{len(nodes)} ops, {params:,} params\\n"
-                     f"{fmt_shape(nodes[-1].shape or ())}")
-            clusters[parent].append(f'{_q(key)} [label={_q(label)}, fillcolor="#dbe9f6"];')
+    style = {"op": "", "join": ', shape=ellipse, fillcolor="#fde7c8"',
+             "scope": ', fillcolor="#dbe9f6"'}
+    anchors, order_lines = _column_anchors(pic)
 
     def emit(prefix: str, indent: str) -> None:
-        lines.extend(indent + decl for decl in clusters.get(prefix, []))
-        children = sorted({p for p in clusters if p and (p.rsplit(".", 1)[0] == prefix
-                                                         if "." in p else not prefix)},
-                          key=lambda p: _cluster_order(p, members))
-        for child in children:
+        lines.extend(f"{indent}{_q(key)} [label={_q(pic.label(key))}{style[pic.kind(key)]}];"
+                     for key in pic.clusters.get(prefix, []))
+        for child in pic.children(prefix):
             lines.append(f"{indent}subgraph {_q('cluster_' + child)} {{")
             lines.append(f"{indent}  label={_q(child.rsplit('.', 1)[-1])}; style=rounded; "
                          'color="#9aa7b1"; fontname="Helvetica"; fontsize=10;')
@@ -93,22 +136,43 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
             emit(child, indent + "  ")
             lines.append(f"{indent}}}")
 
-    anchors, order_lines = _column_anchors(graph, order, box, clusters)
-    for prefix in list(clusters):  # every enclosing prefix needs a cluster to nest in
-        parts = prefix.split(".") if prefix else []
-        for i in range(1, len(parts)):
-            clusters.setdefault(".".join(parts[:i]), [])
     emit("", "  ")
-    lines.extend(_fractal_ranks(graph, order, box))
+    lines.extend(_fractal_ranks(pic))
     lines.extend(order_lines)
-    seen: set[tuple[str, str]] = set()
-    for node in order:
-        for src in node.inputs:
-            edge = (box(graph[src]), box(node))
-            if edge[0] != edge[1] and edge not in seen:
-                seen.add(edge)
-                lines.append(f"  {_q(edge[0])} -> {_q(edge[1])};")
+    lines.extend(f"  {_q(tail)} -> {_q(head)};" for tail, head in pic.edges)
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(graph: Graph, depth: int | None = None) -> str:
+    """Mermaid flowchart text for ``graph`` (for Markdown), collapsed as ``to_dot`` is:
+    scopes as subgraphs, boxes labelled with their op, attributes and shape."""
+    pic = picture(graph, depth)
+    ids: dict[str, str] = {}
+
+    def ident(key: str) -> str:
+        return ids.setdefault(key, f"n{len(ids)}")
+
+    def text(label: str) -> str:
+        escaped = "".join(f"#{ord(ch)};" if ch in '"#<>&' else ch
+                          for ch in label.replace("\\n", "\n"))
+        return escaped.replace("\n", "<br/>")
+
+    shape = {"op": ('["', '"]'), "join": ('(["', '"])'), "scope": ('[["', '"]]')}
+    lines = [f"%% {graph.model}: drawn by ssnc graph", "flowchart TD"]
+
+    def emit(prefix: str, indent: str) -> None:
+        for key in pic.clusters.get(prefix, []):
+            left, right = shape[pic.kind(key)]
+            lines.append(f"{indent}{ident(key)}{left}{text(pic.label(key))}{right}")
+        for child in pic.children(prefix):
+            lines.append(f'{indent}subgraph {ident("cluster " + child)}'
+                         f'["{text(child.rsplit(".", 1)[-1])}"]')
+            emit(child, indent + "  ")
+            lines.append(f"{indent}end")
+
+    emit("", "  ")
+    lines.extend(f"  {ident(tail)} --> {ident(head)}" for tail, head in pic.edges)
     return "\n".join(lines) + "\n"
 
 
@@ -123,19 +187,17 @@ def _cluster_order(prefix: str, members: dict[str, list[Node]]) -> tuple[int, in
                    if k == prefix or k.startswith(prefix + ".") for n in ns))
 
 
-def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
-                    clusters: dict[str, list[str]]
-                    ) -> tuple[dict[str, str], list[str]]:
+def _column_anchors(pic: Picture) -> tuple[dict[str, str], list[str]]:
     """An invisible node at the top of each drawn column cluster, the tops of one fractal
     in one rank: every column starts at the block's top, as in the paper's Figure 1, and
     the columns keep one order all the way down."""
     anchors: dict[str, str] = {}
     tops: dict[int, list[tuple[int, str]]] = defaultdict(list)
     lines = []
-    for node in order:
+    for node in pic.order:
         if node.fractal is None or node.column is None:
             continue
-        name = box(node)
+        name = pic.box(node)
         parts = node.name.split(".")
         if f"col{node.column}" not in parts:
             continue
@@ -145,7 +207,7 @@ def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
         anchors[prefix] = f"{prefix}.__top"
         tops[node.fractal].append((node.column, anchors[prefix]))
         lines.append(f"  {_q(anchors[prefix])} -> {_q(name)} [style=invis];")
-        clusters.setdefault(prefix, [])
+        pic.clusters.setdefault(prefix, [])
     for columns in tops.values():
         names = [n for _, n in sorted(columns)]
         if len(names) > 1:
@@ -153,15 +215,15 @@ def _column_anchors(graph: Graph, order: list[Node], box: Callable[[Node], str],
     return anchors, lines
 
 
-def _fractal_ranks(graph: Graph, order: list[Node],
-                   box: Callable[[Node], str]) -> list[str]:
+def _fractal_ranks(pic: Picture) -> list[str]:
     """FractalNet's Figure 1: inside each fractal, units level by depth. A unit of column
     c at position p ends at depth p·2^(C−c), so the k-th op of every unit ending at depth d
     shares a rank; a join sits at its depth, below the units it closes."""
-    fractals = graph.fractals()
+    fractals = pic.graph.fractals()
+    box = pic.box
     step: dict[tuple[int, int, int], int] = defaultdict(int)  # unit -> ops seen so far
     ranks: dict[tuple[int, int, int], dict[str, None]] = defaultdict(dict)  # ordered sets
-    for node in order:
+    for node in pic.order:
         b = node.fractal
         if b is None or b not in fractals:
             continue
@@ -176,17 +238,18 @@ def _fractal_ranks(graph: Graph, order: list[Node],
             for names in ranks.values() if len(names) > 1]
 
 
-def render(dot_text: str, out: Path, tmp: Path) -> None:
-    """Write ``dot_text`` to ``tmp``: as is for .dot, rendered by Graphviz for .svg/.png/.pdf."""
-    if out.suffix not in RENDERED:
-        tmp.write_text(dot_text, encoding="utf-8")
+def render(text: str, kind: str, out: Path, tmp: Path) -> None:
+    """Write the picture ``out`` (``kind`` "dot", "mermaid", "svg", "png" or "pdf") into
+    ``tmp``: text as it is, or rendered from DOT by Graphviz."""
+    if kind not in RENDERED:
+        tmp.write_text(text, encoding="utf-8")
         return
     exe = shutil.which("dot")
     if exe is None:
         raise error(E_OUTPUT, f"cannot render {out}: Graphviz's `dot` is not installed",
                     Span.unknown(str(out)), hint="write a .dot file instead, or install "
                     "Graphviz (Debian: apt-get install graphviz)")
-    proc = subprocess.run([exe, f"-T{out.suffix[1:]}", "-o", str(tmp)], input=dot_text,
+    proc = subprocess.run([exe, f"-T{kind}", "-o", str(tmp)], input=text,
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise error(E_OUTPUT, f"Graphviz could not render {out}: {proc.stderr.strip()[:300]}",

@@ -133,3 +133,47 @@ def test_a_model_shows_its_picture_in_jupyter(monkeypatch: pytest.MonkeyPatch) -
     assert "stage1.fractal" in svg  # 158 ops: drawn collapsed to the blocks
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert m._repr_svg_() is None  # Jupyter then shows the one-line repr
+
+
+def test_mermaid_has_the_same_boxes_clusters_and_edges_as_dot() -> None:
+    from ssnc.backends.dot import to_mermaid
+
+    m = ssnc.loads(FRACTAL4, "f.ssn").model(C=3)
+    for depth in (None, 2):
+        text = to_mermaid(m.ir, depth)
+        dot = to_dot(m.ir, depth)
+        assert text.startswith("%% f: drawn by ssnc graph\nflowchart TD\n")
+        declared = dict(re.findall(r'^\s*(n\d+)[\[(]+"([^"]*)"[\])]+$', text, re.M))
+        assert len(declared) == len(boxes(dot))  # one Mermaid node per DOT box
+        links = re.findall(r"^\s*(n\d+) --> (n\d+)$", text, re.M)
+        assert len(links) == len(edges(dot)) and {a for pair in links for a in pair} <= \
+            set(declared)
+        opened = re.findall(r'^\s*subgraph (n\d+)\["([^"]*)"\]$', text, re.M)
+        assert len(opened) == dot.count("subgraph ") == len(re.findall(r"^\s*end$", text, re.M))
+        assert depth or "mean ×2<br/>drop_path=0.15" in text  # DOT's line breaks
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["-f", "mermaid"], 0, "flowchart TD"),
+    (["--format", "dot"], 0, 'digraph "fractalnet_digits"'),
+    ([], 1, "needs -o FILE, or --format dot or mermaid"),
+    (["-f", "png"], 1, "a png picture needs a file"),
+])
+def test_graph_prints_text_formats(args: list[str], code: int, needle: str) -> None:
+    result = runner.invoke(app, ["graph", str(SPECS / "fractalnet_digits.ssn"), "-d", "2",
+                                 *args])
+    assert result.exit_code == code, result.output
+    assert needle in (result.stdout if code == 0 else result.stderr)
+
+
+def test_graph_format_and_extension_agree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = str(SPECS / "fractalnet_digits.ssn")
+    clash = tmp_path / "g.svg"
+    result = runner.invoke(app, ["graph", spec, "-o", str(clash), "-f", "mermaid"])
+    assert result.exit_code == 1 and "contradicts" in result.stderr and not clash.exists()
+    text = tmp_path / "g.mmd"
+    result = runner.invoke(app, ["graph", spec, "-o", str(text), "-d", "2"])
+    assert result.exit_code == 0 and text.read_text().startswith("%% fractalnet_digits")
+    chosen = tmp_path / "g.txt"  # an extension that says nothing: --format decides
+    result = runner.invoke(app, ["graph", spec, "-o", str(chosen), "-f", "dot"])
+    assert result.exit_code == 0 and chosen.read_text().startswith("digraph")

@@ -317,7 +317,7 @@ def test_graph_refuses_what_it_cannot_draw(name: str, tmp_path: Path) -> None:
     spec = spec_file(tmp_path)
     result = runner.invoke(app, ["graph", str(spec), "-o", str(tmp_path / name)])
     assert result.exit_code == 1 and "error[E0601]" in result.stderr
-    assert "name a .dot, .svg, .png or .pdf file" in result.stderr
+    assert "name a .dot, .svg, .png, .pdf or .mmd file" in result.stderr
     assert not (tmp_path / name).exists()
 
 
