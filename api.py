@@ -192,20 +192,14 @@ class Model:
                 f"{self.ir.op_count:,} nodes, {self.total_params:,} parameters>")
 
     def _repr_svg_(self) -> str | None:
-        """The picture in Jupyter, as `ssnc graph` draws it (collapsed to rule instances
-        beyond 80 ops); None without Graphviz, so the one-line repr shows instead."""
-        import shutil
-        import subprocess
+        """The picture in Jupyter, as `ssnc graph` draws it (collapsed until it has at most
+        60 boxes); None without Graphviz, so the one-line repr shows instead."""
+        from .backends.dot import legible_depth, svg, to_dot
 
-        from .backends.dot import to_dot
-
-        exe = shutil.which("dot")
-        if exe is None:
+        try:
+            return svg(to_dot(self.ir, legible_depth(self.ir)))
+        except SsnError:  # no Graphviz, or it failed
             return None
-        text = to_dot(self.ir, None if self.ir.op_count <= 80 else 3)
-        done = subprocess.run([exe, "-Tsvg"], input=text, capture_output=True, text=True,
-                              timeout=120, check=False)
-        return done.stdout if done.returncode == 0 else None
 
     def info(self, max_depth: int | None = None, steps: int | None = None) -> dict[str, Any]:
         """The data of `ssnc info --json`; with ``steps``, also the MACs of a whole sequence of

@@ -4,6 +4,7 @@ and output shape, so a 40-layer fractal can be read at the level of its blocks."
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
 from ..compiler.ir import Graph, Node, named_after
@@ -109,6 +111,17 @@ def picture(graph: Graph, depth: int | None = None) -> Picture:
             if edge[0] != edge[1]:
                 edges[edge] = None
     return Picture(graph, order, box, members, clusters, list(edges))
+
+
+def legible_depth(graph: Graph, max_boxes: int = 60) -> int | None:
+    """The deepest collapsing (None: none) that draws ``graph`` in at most ``max_boxes``
+    boxes, for pictures nobody chose a depth for (Jupyter, the gallery)."""
+    deepest = max((n.name.count(".") + 1 for n in graph.order()), default=1)
+    depths: list[int | None] = [None, *range(deepest, 0, -1)]
+    for depth in depths:
+        if len(picture(graph, depth).members) <= max_boxes:
+            return depth
+    return 1
 
 
 def to_dot(graph: Graph, depth: int | None = None) -> str:
@@ -240,17 +253,223 @@ def _fractal_ranks(pic: Picture) -> list[str]:
 
 def render(text: str, kind: str, out: Path, tmp: Path) -> None:
     """Write the picture ``out`` (``kind`` "dot", "mermaid", "svg", "png" or "pdf") into
-    ``tmp``: text as it is, or rendered from DOT by Graphviz."""
+    ``tmp``: text as it is, or laid out (``layout``) and drawn by Graphviz."""
     if kind not in RENDERED:
         tmp.write_text(text, encoding="utf-8")
         return
-    exe = shutil.which("dot")
+    _graphviz("neato", ["-n2", "-Gsplines=true", f"-T{kind}", "-o", str(tmp)],
+              layout(text, out), out)
+
+
+def svg(text: str) -> str:
+    """The SVG picture of DOT ``text``, laid out as ``render`` does."""
+    return _graphviz("neato", ["-n2", "-Gsplines=true", "-Tsvg"], layout(text), "the picture")
+
+
+def layout(text: str, out: Path | str = "the picture") -> str:
+    """DOT laid out by Graphviz's dot, then adjusted, with every position fixed for
+    ``neato -n2`` to draw:
+
+    - dot puts a fractal's columns deepest-first from the left (the mirror image crosses
+      no less, and it breaks the tie that way); the picture is then mirrored left-right,
+      so that columns read col1 ... colC, as in the paper's Figure 1;
+    - when the top-level scopes and ops form a chain, they are stacked down the page and
+      centred on one axis: dot starts each fractal block beside the end of the one before,
+      a staircase. Edges between them are drawn again."""
+    data = json.loads(_graphviz("dot", ["-Tjson"], text, out))
+    objects: list[dict[str, Any]] = data.get("objects", [])
+    clusters = {o["name"]: o for o in objects if str(o.get("name", "")).startswith("cluster_")}
+    nodes = [o for o in objects if "pos" in o]
+    x1, _, x2, _ = (float(v) for v in data["bb"].split(","))
+    if _columns_reversed(nodes):
+        _shift(data, lambda x, y: (x1 + x2 - x, y), whole=True)
+    _straighten(data, clusters, nodes)
+    return _to_dot(data, clusters, nodes)
+
+
+def _columns_reversed(nodes: list[dict[str, Any]]) -> bool:
+    """Whether most fractals came out with their columns deepest-first."""
+    tops: dict[str, dict[int, float]] = defaultdict(dict)
+    for node in nodes:
+        m = re.fullmatch(r"(.+)\.col(\d+)\.__top", node["name"])
+        if m is not None:
+            tops[m.group(1)][int(m.group(2))] = float(node["pos"].split(",")[0])
+    votes = 0
+    for columns in tops.values():
+        xs = [columns[c] for c in sorted(columns)]
+        votes += (xs == sorted(xs, reverse=True)) - (xs == sorted(xs))
+    return votes > 0
+
+
+_Move = Callable[[float, float], tuple[float, float]]
+
+
+def _shift(item: dict[str, Any], move: _Move, whole: bool = False) -> None:
+    """Apply ``move`` to every point of a laid-out object (with ``whole``, of the graph and
+    everything in it)."""
+    def point(text: str) -> str:
+        *prefix, x, y = text.split(",")
+        nx, ny = move(float(x), float(y))
+        return ",".join([*prefix, _num(nx), _num(ny)])
+
+    everything = [*item.get("objects", []), *item.get("edges", [])] if whole else []
+    for obj in [item, *everything]:
+        for key in ("pos", "lp", "xlp", "head_lp", "tail_lp"):
+            if key in obj:
+                obj[key] = " ".join(point(p) for p in obj[key].split())
+        if "bb" in obj:
+            a, b, c, d = (float(v) for v in obj["bb"].split(","))
+            (x1, y1), (x2, y2) = move(a, b), move(c, d)
+            obj["bb"] = ",".join(_num(v) for v in (min(x1, x2), min(y1, y2), max(x1, x2),
+                                                   max(y1, y2)))
+
+
+_GAP = 36.0
+"""Points between stacked top-level items (dot's default rank separation)."""
+
+
+def _straighten(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
+                nodes: list[dict[str, Any]]) -> None:
+    """When the top-level scopes and ops form a chain (each feeds only the next), stack
+    them down the page centred on one axis, each keeping its own layout; the edges between
+    them lose their route (neato draws them straight)."""
+    tops = [name for name in clusters
+            if not any(name.startswith(other + ".") for other in clusters)]
+    owner: dict[int, str] = {}  # node id -> the top-level item holding it
+    items: dict[str, tuple[float, float, float, float]] = {}
+    for name in tops:
+        for gvid in clusters[name].get("nodes", []):
+            owner.setdefault(gvid, name)
+        a, b, c, d = (float(v) for v in clusters[name]["bb"].split(","))
+        items[name] = (a, b, c, d)
+    for node in nodes:
+        if node["_gvid"] not in owner:
+            key = "node:" + node["name"]
+            owner[node["_gvid"]] = key
+            x, y = (float(v) for v in node["pos"].split(",")[:2])
+            w, h = float(node.get("width", 0)) * 36, float(node.get("height", 0)) * 36
+            items[key] = (x - w, y - h, x + w, y + h)
+    chain = _chain(items, [(owner[e["tail"]], owner[e["head"]])
+                           for e in data.get("edges", [])])
+    if chain is None:
+        return
+    axis = max((r[2] - r[0], (r[0] + r[2]) / 2) for r in items.values())[1]
+    top = max(r[3] for r in items.values())
+    moves: dict[str, tuple[float, float]] = {}
+    for name in chain:
+        x1, y1, x2, y2 = items[name]
+        moves[name] = (axis - (x1 + x2) / 2, top - y2)
+        top -= (y2 - y1) + _GAP
+
+    def by(name: str) -> _Move:
+        dx, dy = moves[name]
+        return lambda x, y: (x + dx, y + dy)
+
+    for sub in clusters.values():
+        name = next(t for t in tops if sub["name"] == t or sub["name"].startswith(t + "."))
+        _shift(sub, by(name))
+    for node in nodes:
+        _shift(node, by(owner[node["_gvid"]]))
+    for edge in data.get("edges", []):
+        tail, head = owner[edge["tail"]], owner[edge["head"]]
+        if tail == head:
+            _shift(edge, by(tail))
+        else:
+            for key in ("pos", "lp", "head_lp", "tail_lp"):
+                edge.pop(key, None)
+    placed = [(x1 + moves[n][0], y1 + moves[n][1], x2 + moves[n][0], y2 + moves[n][1])
+              for n, (x1, y1, x2, y2) in items.items()]
+    data["bb"] = ",".join(_num(v) for v in (min(0.0, *(p[0] for p in placed)) - 4,
+                                            min(p[1] for p in placed) - 4,
+                                            max(p[2] for p in placed) + 4,
+                                            max(p[3] for p in placed) + 4))
+
+
+def _chain(items: dict[str, tuple[float, float, float, float]],
+           edges: list[tuple[str, str]]) -> list[str] | None:
+    """The items in order, if the edges between them make one path through all of them."""
+    succ: dict[str, set[str]] = defaultdict(set)
+    pred: dict[str, set[str]] = defaultdict(set)
+    for tail, head in edges:
+        if tail != head:
+            succ[tail].add(head)
+            pred[head].add(tail)
+    starts = [n for n in items if not pred[n]]
+    if len(items) < 2 or len(starts) != 1:
+        return None
+    order = [starts[0]]
+    while succ[order[-1]]:
+        if len(succ[order[-1]]) != 1:
+            return None
+        (following,) = succ[order[-1]]
+        if pred[following] != {order[-1]} or following in order:
+            return None
+        order.append(following)
+    return order if len(order) == len(items) else None
+
+
+_INTERNAL = {"_gvid", "_draw_", "_ldraw_", "_hdraw_", "_tdraw_", "_hldraw_", "_tldraw_",
+             "nodes", "edges", "subgraphs", "objects", "name", "directed", "strict",
+             "_subgraph_cnt", "tail", "head", "xdotversion"}
+
+
+def _attrs(obj: dict[str, Any]) -> str:
+    return ", ".join(f'{k}="{_dot_escape(str(v))}"' for k, v in obj.items()
+                     if k not in _INTERNAL)
+
+
+def _dot_escape(value: str) -> str:
+    return value.replace('"', '\\"')
+
+
+def _to_dot(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
+            nodes: list[dict[str, Any]]) -> str:
+    """The laid-out graph as DOT again, clusters nested by name, positions pinned."""
+    by_id = {n["_gvid"]: n for n in nodes}
+    lines = [f"digraph {_q(data['name'])} {{", f"  graph [{_attrs(data)}];",
+             "  node [pin=true];"]
+    placed: set[int] = set()
+
+    def emit(name: str, indent: str) -> None:
+        c = clusters[name]
+        lines.append(f"{indent}subgraph {_q(name)} {{")
+        lines.append(f"{indent}  graph [{_attrs(c)}];")
+        inner = [k for k in clusters if k.startswith(name + ".")
+                 and not any(k.startswith(m + ".") and m.startswith(name + ".")
+                             for m in clusters)]
+        for child in sorted(inner):
+            emit(child, indent + "  ")
+        for gvid in c.get("nodes", []):
+            if gvid not in placed:
+                placed.add(gvid)
+                lines.append(f"{indent}  {_q(by_id[gvid]['name'])} [{_attrs(by_id[gvid])}];")
+        lines.append(f"{indent}}}")
+
+    for name in sorted(clusters):
+        if not any(name.startswith(other + ".") for other in clusters):
+            emit(name, "  ")
+    lines.extend(f"  {_q(n['name'])} [{_attrs(n)}];" for n in nodes if n["_gvid"] not in placed)
+    lines.extend(f"  {_q(by_id[e['tail']]['name'])} -> {_q(by_id[e['head']]['name'])} "
+                 f"[{_attrs(e)}];" for e in data.get("edges", []))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _graphviz(program: str, args: list[str], text: str, out: Path | str) -> str:
+    """Run Graphviz's ``program`` on DOT ``text``; a missing Graphviz or a failure is a
+    diagnostic naming ``out``."""
+    exe = shutil.which(program)
     if exe is None:
-        raise error(E_OUTPUT, f"cannot render {out}: Graphviz's `dot` is not installed",
+        raise error(E_OUTPUT, f"cannot render {out}: Graphviz's `{program}` is not installed",
                     Span.unknown(str(out)), hint="write a .dot file instead, or install "
                     "Graphviz (Debian: apt-get install graphviz)")
-    proc = subprocess.run([exe, f"-T{kind}", "-o", str(tmp)], input=text,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([exe, *args], input=text, capture_output=True, text=True,
+                          timeout=300)
     if proc.returncode != 0:
         raise error(E_OUTPUT, f"Graphviz could not render {out}: {proc.stderr.strip()[:300]}",
                     Span.unknown(str(out)))
+    return proc.stdout

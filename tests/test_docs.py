@@ -51,3 +51,19 @@ def test_headers_refer_only_to_files_in_the_repo() -> None:
     assert "docs/reference.md" in cited
     for spec in ("fractalnet", "fractalnet_caffe", "nin_cifar10", "hmrnn_charlm", "hornn_lm"):
         assert "arXiv:" in (ROOT / "specs" / f"{spec}.ssn").read_text().split("\nmodel ")[0]
+
+
+def test_the_gallery_is_current() -> None:
+    """docs/gallery.md is what docs/gallery.py writes for today's specs, and shows a picture
+    of each (the SVGs themselves vary with the Graphviz version, so only their presence is
+    checked)."""
+    import runpy
+
+    docs = ROOT / "docs"
+    gallery = runpy.run_path(str(docs / "gallery.py"))
+    items = gallery["entries"]()
+    assert {e.spec for e in items} == {p.name for p in (ROOT / "specs").glob("*.ssn")}
+    assert (docs / "gallery.md").read_text(encoding="utf-8") == gallery["page"](items), \
+        "run .venv/bin/python docs/gallery.py"
+    for e in items:
+        assert (docs / e.picture).read_text(encoding="utf-8").lstrip().startswith("<?xml")

@@ -21,7 +21,8 @@ def boxes(dot: str) -> set[str]:
 
 
 def edges(dot: str) -> set[tuple[str, str]]:
-    return set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";', dot, re.M))
+    """The drawn edges (not the invisible ones that only place things)."""
+    return set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)"(?: \[weight=\d+\])?;', dot, re.M))
 
 
 def test_full_graph_has_every_node_edge_and_scope_cluster() -> None:
@@ -72,11 +73,14 @@ def test_missing_graphviz_is_a_diagnostic(tmp_path, monkeypatch) -> None:  # typ
 
 
 def _plain(dot: str) -> tuple[dict[str, tuple[float, float]], str]:
-    """Node centres (inches, y up) from Graphviz's plain output."""
+    """Node centres (inches, y up) as `ssnc graph` draws them (laid out by dot, mirrored
+    where dot put the deepest column first), from Graphviz's plain output."""
     import subprocess
 
-    out = subprocess.run(["dot", "-Tplain"], input=dot, capture_output=True, text=True,
-                         check=True, timeout=120)
+    from ssnc.backends.dot import layout
+
+    out = subprocess.run(["neato", "-n2", "-Tplain"], input=layout(dot), capture_output=True,
+                         text=True, check=True, timeout=120)
     pos = {}
     for line in out.stdout.splitlines():
         part = line.split()
@@ -106,11 +110,11 @@ def test_a_fractal_is_drawn_like_figure_1(width: int, depth: int | None) -> None
     assert nx.is_directed_acyclic_graph(nx.DiGraph(list(drawn)))
     for tail, head in drawn:
         assert pos[tail][1] > pos[head][1], (tail, head)  # down the page
-    # the columns' tops: one row, in one order (Graphviz puts the deepest on the left)
+    # the columns' tops: one row, col1 ... colC from the left
     tops = [pos[f"fractal.col{c}.__top"] for c in range(1, width + 1)]
     assert max(y for _, y in tops) - min(y for _, y in tops) < 1 / 72
     xs = [x for x, _ in tops]
-    assert xs == sorted(xs, reverse=True) and len(set(xs)) == width
+    assert xs == sorted(xs) and len(set(xs)) == width
     # units level by depth: the last box of every unit ending at depth d shares its y
     level: dict[int, set[float]] = {}
     for node in m.ir:
@@ -123,6 +127,35 @@ def test_a_fractal_is_drawn_like_figure_1(width: int, depth: int | None) -> None
     for join in (n for n in m.ir if n.op == "mean"):
         assert join.depth is not None
         assert pos[join.name][1] * 72 < min(level[join.depth]) - 1  # below what it closes
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+@pytest.mark.parametrize("depth", [None, 4])
+def test_fractal_blocks_stack_without_a_staircase(depth: int | None) -> None:
+    """The stages and the ops between them are centred on one axis (dot alone shifts each
+    block sideways from the one before), and every block's columns read col1 ... col3."""
+    from ssnc.backends.dot import layout
+
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10)
+    dot = to_dot(m.ir, depth)
+    pos, _ = _plain(dot)
+    laid = layout(dot)
+    centres = []
+    for name in ("input", "flatten", "linear"):
+        at = re.search(rf'^\s*"{name}" \[.*?pos="([-\d.]+),', laid, re.M)
+        assert at is not None
+        centres.append(float(at.group(1)))
+    for s in range(1, 6):
+        bb = re.search(rf'"cluster_stage{s}" {{\s*graph \[[^\]]*?bb="([^"]+)"', laid)
+        assert bb is not None
+        x1, _, x2, _ = (float(v) for v in bb.group(1).split(","))
+        centres.append((x1 + x2) / 2)
+    assert max(centres) - min(centres) < 1, centres  # points
+    ys = [pos[f"stage{s}.maxpool"][1] for s in range(1, 6)]
+    assert ys == sorted(ys, reverse=True)  # one below the other
+    for s in range(1, 6):
+        tops = [pos[f"stage{s}.fractal.col{c}.__top"][0] for c in (1, 2, 3)]
+        assert tops == sorted(tops)
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
