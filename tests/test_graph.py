@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import ssnc
 from ssnc.backends.dot import to_dot
 from ssnc.cli import app
-from tests.conftest import SPECS
+from tests.conftest import GOLDEN, SPECS
 
 runner = CliRunner()
 
@@ -210,3 +210,22 @@ def test_graph_format_and_extension_agree(tmp_path) -> None:  # type: ignore[no-
     chosen = tmp_path / "g.txt"  # an extension that says nothing: --format decides
     result = runner.invoke(app, ["graph", spec, "-o", str(chosen), "-f", "dot"])
     assert result.exit_code == 0 and chosen.read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("depth", [None, 2])
+def test_golden_pictures_of_a_fractal(golden, depth: int | None  # type: ignore[no-untyped-def]
+                                      ) -> None:
+    """The DOT (with its rank constraints: column tops in a row, units by depth, joins below
+    what they close) and the Mermaid text of a 3-column fractal, pinned."""
+    from ssnc.backends.dot import to_mermaid
+
+    m = ssnc.loads(FRACTAL4, "f.ssn").model(C=3)
+    name = f"fractal3_depth{depth}"
+    dot = to_dot(m.ir, depth)
+    if depth is None:
+        assert '{ rank=same; "fractal.col1.__top"; "fractal.col2.__top"; "fractal.col3.__top"; }' \
+            in dot
+        assert ('{ rank=same; "fractal.col3.unit4.conv"; "fractal.col2.unit2.conv"; '
+                '"fractal.col1.unit1.conv"; }') in dot  # the units ending at depth 4
+    golden(GOLDEN / "pictures" / f"{name}.dot", dot)
+    golden(GOLDEN / "pictures" / f"{name}.mmd", to_mermaid(m.ir, depth))
