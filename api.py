@@ -39,6 +39,7 @@ from .compiler.diagnostics import (
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state
+from .compiler.instantiate import Progress
 from .compiler.ir import Graph
 from .compiler.ops import fmt_shape
 from .compiler.passes.extract_column import extract_column
@@ -112,16 +113,20 @@ class Program:
             i.name: i for i in main.program.items if isinstance(i, ast.Model)}
 
     def model(self, name: str | None = None, *, limits: Limits | None = None,
-              spans: Mapping[str, Span] | None = None, **params: Any) -> Model:
-        """Elaborate model ``name`` (the only one if omitted) with parameter overrides."""
+              spans: Mapping[str, Span] | None = None, progress: Progress | None = None,
+              **params: Any) -> Model:
+        """Elaborate model ``name`` (the only one if omitted) with parameter overrides;
+        ``progress(phase, done, total)`` hears how far a big model has got."""
         try:
             decl = self._pick(name)
             elab = Elaborator(self._main.env, limits)
+            elab.builder.progress = progress
 
             def elaborate() -> Graph:
                 values = {k: _from_python(k, v, (spans or {}).get(k))
                           for k, v in params.items()}
-                return run_passes(elab.elaborate_model(decl, values, spans))
+                return run_passes(elab.elaborate_model(decl, values, spans),
+                                  progress=progress)
 
             graph = guarded(elaborate, self.file)
             return Model(graph, self, elab.steps)

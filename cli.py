@@ -126,12 +126,19 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int) -> Model:
-    """The CLI's common path: load the spec, pick the model, apply --set overrides."""
+def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int,
+               step: Callable[..., None] | None = None) -> Model:
+    """The CLI's common path: load the spec, pick the model, apply --set overrides; a big
+    model's elaboration shows as progress (``step``, else a display of its own)."""
     values, spans, sources = parse_sets(sets)
     program: Program = load(spec)
     program.sources.update(sources)
-    return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans, **values)
+    if step is not None:
+        return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans,
+                             progress=step, **values)
+    with progress_display() as shown:
+        return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans,
+                             progress=shown, **values)
 
 
 @app.command(cls=_Command)
@@ -149,7 +156,9 @@ def check(specs: Annotated[list[Path], typer.Argument(
         for name, decl in program.models.items():
             mine = {k: v for k, v in values.items() if k in {p.name for p in decl.params}}
             used.update(mine)
-            m = program.model(name, limits=Limits(max_nodes=max_nodes), spans=spans, **mine)
+            with progress_display() as step:
+                m = program.model(name, limits=Limits(max_nodes=max_nodes), spans=spans,
+                                  progress=step, **mine)
             typer.echo(f"{spec}: model `{m.name}` ok: {m.ir.op_count} nodes, "
                        f"{m.total_params:,} parameters")
         if not program.models:
@@ -415,7 +424,7 @@ def compile(
                 require_torch(f"--to {to.value}")
             if output is not None:
                 check_target(output, [spec])
-            m = load_model(spec, model, set_, max_nodes)
+            m = load_model(spec, model, set_, max_nodes, step)
             compiled = m.column(column) if column is not None else m
             out = output or Path(m.name + _SUFFIX[to])
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
@@ -490,7 +499,8 @@ def progress_display() -> Iterator[Callable[..., None]]:
         task = bar.add_task("compiling", total=None)
 
         def update(phase: str, done: int | None = None, total: int | None = None) -> None:
-            bar.update(task, description=phase, completed=done or 0, total=total)
+            counted = f"{phase} ({done:,})" if total is None and done else phase
+            bar.update(task, description=counted, completed=done or 0, total=total)
 
         yield update
 

@@ -8,7 +8,7 @@ instantiated here, beside the scope and sharing machinery it reuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,12 @@ class Limits:
                             Span.unknown(flag))
 
 
+Progress = Callable[[str, int | None, int | None], None]
+"""``progress(phase, done, total)``: long work reports how far it is (total None: unknown)."""
+
+PROGRESS_EVERY = 500
+
+
 class _Effects:
     """Counts side effects (nodes made, `shared` values made) so memoisation stays sound."""
 
@@ -80,6 +86,8 @@ class NodeBuilder:
     """Nodes made that compute (parameters do not count against the node budget)."""
     made: int = 0
     """Every node made, bodies included: the next creation index."""
+    progress: Progress | None = None
+    """Told ``("elaborating", nodes made, None)`` every PROGRESS_EVERY nodes."""
 
     def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
                    transparent: bool = False) -> int:
@@ -97,6 +105,8 @@ class NodeBuilder:
                         f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
                         hint="reduce the model's size, or raise the limit (--max-nodes)")
         self.ops += 1
+        if self.progress is not None and self.ops % PROGRESS_EVERY == 0:
+            self.progress("elaborating", self.ops, None)
         weights: tuple[str, ...] = ()
         if op.has_params:
             replay = self.sharing[-1] if self.sharing else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .diagnostics import E_INTERNAL, Note, Span, SsnError, error
+from .instantiate import Progress
 from .ir import Graph
 from .passes.assign_names import assign_names
 from .passes.flatten_joins import flatten_joins
@@ -18,9 +19,12 @@ PASSES: tuple[Pass, ...] = (flatten_joins, tag_columns, assign_names, infer_shap
 
 
 def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,
-               verify_each: bool = False) -> Graph:
-    """Run ``passes`` in order and verify the result (after each pass if asked)."""
+               verify_each: bool = False, progress: Progress | None = None) -> Graph:
+    """Run ``passes`` in order and verify the result (after each pass if asked);
+    ``progress`` hears of each pass by name, as done of total."""
     for done, p in enumerate(passes):
+        if progress is not None:
+            progress(p.__name__.replace("_", " "), done, len(passes) + 1)
         try:
             graph = p(graph)
             if verify_each:
@@ -34,5 +38,7 @@ def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,
                         notes=[Note(f"passes that ran before it: {before}"),
                                Note("please report this with the spec that caused it")]
                         ) from exc
+    if progress is not None:
+        progress("verify", len(passes), len(passes) + 1)
     graph.verify()
     return graph

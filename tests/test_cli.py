@@ -148,7 +148,7 @@ def test_seed_is_refused_where_no_weights_are_written(tmp_path) -> None:  # type
 
 
 def test_help_shows_flags_as_flags() -> None:
-    for command in ([], ["check"], ["info"], ["ir"], ["graph"], ["compile"]):
+    for command in ([], ["check"], ["info"], ["ir"], ["graph"], ["compile"], ["fmt"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.stdout and "<list[str]>" not in result.stdout, command
@@ -169,6 +169,17 @@ def test_progress_off_a_terminal_is_one_line_per_phase_once_work_is_long(
         step("weights", 50, 100)  # the same phase: no second line
         step("writing", 1, 4)  # 2.0 s
     assert capsys.readouterr().err == "ssnc: weights (1.6 s)\nssnc: writing (3.0 s)\n"
+
+
+def test_elaboration_and_passes_report_their_progress() -> None:
+    calls: list[tuple[object, ...]] = []
+    m = ssnc.load(SPECS / "fractalnet.ssn").model(C=5, progress=lambda *a: calls.append(a))
+    made = [c for c in calls if c[0] == "elaborating"]
+    assert made == [("elaborating", n, None) for n in range(500, m.ir.op_count + 1, 500)]
+    passes = [c for c in calls if c[0] != "elaborating"]
+    assert [c[0] for c in passes] == ["flatten joins", "tag columns", "assign names",
+                                      "infer shapes", "verify"]
+    assert [c[1:] for c in passes] == [(k, 5) for k in range(5)]
 
 
 def test_weights_and_writing_report_their_progress(tmp_path) -> None:  # type: ignore[no-untyped-def]
