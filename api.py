@@ -275,11 +275,13 @@ class Model:
             raise exc.with_sources(self.program.sources) from None
 
     def to_onnx(self, seed: int = 0, *, column: int | None = None,
-                weights: str | os.PathLike[str] | None = None, flat: bool = False,
+                weights: str | os.PathLike[str] | None = None, flat: bool = True,
                 opset: int | None = None, progress: Any = None) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
-        imported unless ``weights`` is a torch checkpoint). Rule instances become model-local
-        functions unless ``flat``; batch (and time) dimensions are dynamic."""
+        imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
+        dynamic. Flat by default, the form every runtime loads, with the hierarchy in node
+        names; ``flat=False`` makes each rule instance a model-local function (ONNX Runtime
+        and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md)."""
         from . import __version__
         from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model
 

@@ -403,8 +403,11 @@ def compile(
     weights: Annotated[Path | None, typer.Option(
         "--weights", help="Trained weights: a torch state_dict, .npz or .safetensors.")] = None,
     flat: Annotated[bool, typer.Option(
-        "--flat", help="ONNX: inline everything instead of one function per rule instance.")]
+        "--flat", help="ONNX: one flat graph, the hierarchy in node names (the default).")]
     = False,
+    functions: Annotated[bool, typer.Option(
+        "--functions", help="ONNX: one model-local function per rule instance (ONNX Runtime "
+        "and Netron read them; OpenVINO, tract and onnx2torch do not).")] = False,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
     = None,
     external_data_threshold: Annotated[int | None, typer.Option(
@@ -418,8 +421,12 @@ def compile(
         to = _target(given_to, output)
         with progress_display() as step:
             step("elaborating")
-            _check_target_options(to, weights=weights, seed=seed, flat=flat, opset=opset,
+            _check_target_options(to, weights=weights, seed=seed, flat=flat,
+                                  functions=functions, opset=opset,
                                   external_data_threshold=external_data_threshold)
+            if flat and functions:
+                raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",
+                            Span.unknown("--functions"), hint="give one (flat is the default)")
             if to is not Target.onnx:
                 require_torch(f"--to {to.value}")
             if output is not None:
@@ -430,7 +437,8 @@ def compile(
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
             written = [out]
             if to is Target.onnx:
-                proto = m.to_onnx(seed or 0, column=column, weights=weights, flat=flat, opset=opset,
+                proto = m.to_onnx(seed or 0, column=column, weights=weights,
+                                  flat=not functions, opset=opset,
                                   progress=step)
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
@@ -461,7 +469,7 @@ def compile(
 def _check_target_options(to: Target, **given: object) -> None:
     """Options that mean nothing for the target are refused rather than silently ignored."""
     applies = {"weights": to is not Target.python, "seed": to is not Target.python,
-               "flat": to is Target.onnx,
+               "flat": to is Target.onnx, "functions": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:

@@ -32,10 +32,12 @@ def test_generated_pytorch_source(case: str, golden) -> None:  # type: ignore[no
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_printed_onnx(case: str, golden) -> None:  # type: ignore[no-untyped-def]
-    proto = model(case).to_onnx()
+@pytest.mark.parametrize("form", ["flat", "functions"])
+def test_printed_onnx(case: str, form: str, golden) -> None:  # type: ignore[no-untyped-def]
+    proto = model(case).to_onnx(flat=form == "flat")
     del proto.graph.initializer[:]  # the structure, not the weights
-    golden(GOLDEN / "code" / f"{case}.onnx.txt", onnx.printer.to_text(proto) + "\n")
+    suffix = ".onnx.txt" if form == "functions" else ".flat.onnx.txt"
+    golden(GOLDEN / "code" / f"{case}{suffix}", onnx.printer.to_text(proto) + "\n")
 
 
 def test_a_runtime_error_points_back_into_the_spec() -> None:

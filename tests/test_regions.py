@@ -44,7 +44,7 @@ def test_region_boundaries() -> None:
 
 def test_onnx_functions_have_the_regions_boundaries() -> None:
     m = ssnc.loads(SPEC).model()
-    proto = m.to_onnx()
+    proto = m.to_onnx(flat=False)
     g = m.ir
     calls = {n.name: n for n in proto.graph.node if n.domain == "ssnc.functions"}
     for region in g.region(0).children:

@@ -1,0 +1,202 @@
+"""Which runtimes load ssnc's ONNX, in each form: every shipped spec is compiled flat (the
+default) and with functions (`--functions`), run in each runtime installed here, and
+compared with ONNX Runtime on the flat model. The table goes into docs/onnx.md between its
+`compat` markers; a runtime that is not installed is listed as such, with how to get it.
+
+    .venv/bin/python bench/compat.py    # prints the table and updates docs/onnx.md
+
+OpenVINO and tract come with the `dev` (and `runtimes`) extra; onnx2torch needs torchvision
+and TensorRT a GPU, so they appear only where they are importable."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import ssnc
+from ssnc.compiler.ir import Graph
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+DOC = ROOT / "docs" / "onnx.md"
+FORMS = {"flat (default)": True, "functions (`--functions`)": False}
+TOLERANCE = 1e-4
+"""Largest |difference| from ONNX Runtime, relative to the largest |output|, that counts as
+equal (float32 kernels sum in different orders)."""
+
+Runner = Callable[[str, np.ndarray], np.ndarray]
+
+
+def _ort() -> Runner:
+    import onnxruntime as ort
+
+    def run(path: str, x: np.ndarray) -> np.ndarray:
+        s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0])
+    return run
+
+
+def _openvino() -> Runner:
+    import openvino as ov
+
+    def run(path: str, x: np.ndarray) -> np.ndarray:
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(path), "CPU")
+        return np.asarray(compiled([x])[compiled.output(0)])
+    return run
+
+
+def _tract() -> Runner:
+    import tract
+
+    def run(path: str, x: np.ndarray) -> np.ndarray:
+        runnable = tract.onnx().load(path).into_model().into_runnable()
+        return np.asarray(runnable.run([x])[0].to_numpy())
+    return run
+
+
+def _onnx2torch() -> Runner:
+    import onnx
+    import torch
+    from onnx2torch import convert
+
+    def run(path: str, x: np.ndarray) -> np.ndarray:
+        module = convert(onnx.load(path)).eval()
+        with torch.no_grad():
+            return np.asarray(module(torch.from_numpy(x)).numpy())
+    return run
+
+
+def _tensorrt() -> Runner:
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        raise ImportError("ONNX Runtime here has no TensorRT provider")
+
+    def run(path: str, x: np.ndarray) -> np.ndarray:
+        s = ort.InferenceSession(path, providers=["TensorrtExecutionProvider"])
+        return np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0])
+    return run
+
+
+RUNTIMES: dict[str, tuple[Callable[[], Runner], str]] = {
+    "ONNX Runtime": (_ort, "pip install onnxruntime"),
+    "OpenVINO": (_openvino, "pip install openvino"),
+    "tract": (_tract, "pip install tract"),
+    "onnx2torch": (_onnx2torch, "pip install onnx2torch (needs torchvision)"),
+    "TensorRT (via ONNX Runtime)": (_tensorrt, "a GPU and onnxruntime-gpu with TensorRT"),
+}
+
+
+def feed(graph: Graph, batch: int = 2, steps: int = 7, seed: int = 0) -> np.ndarray:
+    """A deterministic input of the model's type: images, or token ids below the vocabulary."""
+    node = graph[graph.inputs[0]]
+    shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
+             for d in node.shape or ()]
+    rng = np.random.default_rng(seed)
+    if node.dtype == "i64":
+        vocab = min((n.params[0].shape[0] for n in graph.order() if n.op == "embedding"),
+                    default=2)
+        return rng.integers(0, vocab, shape).astype(np.int64)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@dataclass
+class Cell:
+    """One runtime and form over every spec."""
+
+    passed: list[str]
+    failed: dict[str, str]
+    worst: float = 0.0
+
+    def text(self, total: int) -> str:
+        if not self.failed and self.worst == 0:
+            return f"runs all {total}, identical to ORT"
+        if not self.failed:
+            exponent = math.ceil(math.log10(self.worst))
+            return f"runs all {total}, equal to ORT within 1e{exponent} (relative)"
+        first = next(iter(self.failed.values()))
+        return f"{len(self.passed)} of {total} run; e.g. {first}"
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    m = re.search(r"(No conversion rule found for operations: \S+|Unimplemented\([^)]*\)|"
+                  r"is not a registered function/op|[Cc]onverter is not implemented[^.]*)", text)
+    return (m.group(1) if m else text[:90]).replace("|", "/")
+
+
+def measure(specs: list[Path]) -> tuple[dict[str, dict[str, Cell]], dict[str, str]]:
+    """Every installed runtime on every spec in both forms; the missing runtimes and why."""
+    runners: dict[str, Runner] = {}
+    missing: dict[str, str] = {}
+    for name, (make, how) in RUNTIMES.items():
+        try:
+            runners[name] = make()
+        except ImportError as exc:
+            missing[name] = f"not installed here ({how}): {exc}"
+    cells = {r: {f: Cell([], {}) for f in FORMS} for r in runners}
+    reference = runners["ONNX Runtime"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in specs:
+            program = ssnc.load(path)
+            for name in program.models:
+                model = program.model(name)
+                x = feed(model.ir)
+                files = {}
+                for form, flat in FORMS.items():
+                    files[form] = str(Path(tmp) / f"{name}-{flat}.onnx")
+                    Path(files[form]).write_bytes(model.to_onnx(flat=flat).SerializeToString())
+                want = reference(files["flat (default)"], x)
+                scale = max(float(np.abs(want).max()), 1e-6)
+                for runtime, run in runners.items():
+                    for form in FORMS:
+                        cell = cells[runtime][form]
+                        try:
+                            got = run(files[form], x)
+                            diff = float(np.abs(got - want).max()) / scale
+                            if got.shape != want.shape or not diff <= TOLERANCE:
+                                raise ValueError(f"differs: shape {got.shape}, rel. {diff:.1e}")
+                            cell.passed.append(name)
+                            cell.worst = max(cell.worst, diff)
+                        except Exception as exc:  # a runtime's refusal is the finding
+                            cell.failed[name] = _short(exc)
+    return cells, missing
+
+
+def table(cells: dict[str, dict[str, Cell]], missing: dict[str, str], total: int) -> str:
+    """The Markdown table (runtime × form) and the runtimes not measured."""
+    lines = ["| runtime | " + " | ".join(FORMS) + " |",
+             "|---|" + "---|" * len(FORMS)]
+    for runtime, row in cells.items():
+        lines.append(f"| {runtime} | " + " | ".join(row[f].text(total) for f in FORMS) + " |")
+    for runtime in missing:
+        lines.append(f"| {runtime} | " + " | ".join("not measured" for _ in FORMS) + " |")
+    notes = [f"- {runtime}: {why.split(':')[0]}." for runtime, why in missing.items()]
+    return "\n".join([*lines, "", *notes]).rstrip() + "\n"
+
+
+BEGIN, END = "<!-- compat:begin (bench/compat.py) -->", "<!-- compat:end -->"
+
+
+def main() -> None:
+    specs = sorted(SPECS.glob("*.ssn"))
+    cells, missing = measure(specs)
+    text = table(cells, missing, len(specs))
+    print(text)
+    doc = DOC.read_text(encoding="utf-8")
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END),
+                 lambda _: f"{BEGIN}\n{text}{END}", doc, flags=re.S)
+    DOC.write_text(new, encoding="utf-8")
+    print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
