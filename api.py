@@ -276,27 +276,43 @@ class Model:
 
     def to_onnx(self, seed: int = 0, *, column: int | None = None,
                 weights: str | os.PathLike[str] | None = None, flat: bool = True,
-                opset: int | None = None, progress: Any = None) -> Any:
+                opset: int | None = None, precision: str = "fp32",
+                io_precision: str | None = None, progress: Any = None) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
         imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
         dynamic. Flat by default, the form every runtime loads, with the hierarchy in node
         names; ``flat=False`` makes each rule instance a model-local function (ONNX Runtime
-        and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md)."""
+        and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md).
+        ``precision`` ("fp32", "fp16", "bf16") is that of the weights and compute;
+        ``io_precision`` (default "fp32") that of the graph's inputs and outputs."""
         from . import __version__
         from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model
+        from .backends.precision import BF16_OPSET, check_precision, convert
 
-        chosen = DEFAULT_OPSET if opset is None else opset
+        check_precision("--precision", precision)
+        io = check_precision("--io-precision", io_precision or "fp32")
+        if precision != "fp32" and not flat:
+            raise error(E_OPTION, f"--precision {precision} is built for the flat form",
+                        Span.unknown("--functions"),
+                        hint="leave out --functions (flat=False) for half precision")
+        bf16 = "bf16" in (precision, io)
+        chosen = (BF16_OPSET if bf16 else DEFAULT_OPSET) if opset is None else opset
         if chosen not in OPSETS:
             self.program.sources["<--opset>"] = str(opset)
             raise error(E_OPTION, f"opset {opset} is not supported", Span(
                 file="<--opset>", line=1, col=1, end_line=1, end_col=len(str(opset)) + 1),
                 hint=f"choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})"
             ).with_sources(self.program.sources)
+        if bf16 and chosen < BF16_OPSET:
+            raise error(E_OPTION, f"bfloat16 needs opset {BF16_OPSET} or newer (Conv and "
+                        f"pooling accept it from there), not {chosen}", Span.unknown("--opset"),
+                        hint=f"leave out --opset (bf16 chooses {BF16_OPSET})")
         model, tensors = self._select(column, weights)
-        return self._sourced(lambda: build_model(
+        proto = self._sourced(lambda: build_model(
             model.ir, tensors, seed=seed, flat=flat, opset=chosen,
             spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
             progress=progress))
+        return self._sourced(lambda: convert(proto, precision, io))
 
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .api import Model, Program, decode_spec, format_spec, load, parse_value, read_spec
+from .backends.precision import check_precision
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .extras import require_torch
@@ -408,7 +409,14 @@ def compile(
     functions: Annotated[bool, typer.Option(
         "--functions", help="ONNX: one model-local function per rule instance (ONNX Runtime "
         "and Netron read them; OpenVINO, tract and onnx2torch do not).")] = False,
-    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
+    opset: Annotated[int | None, typer.Option(
+        "--opset", help="ONNX opset (default 18; 22 for bf16).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", metavar="fp32|fp16|bf16",
+        help="ONNX: the weights' and compute's type (default fp32).")] = None,
+    io_precision: Annotated[str | None, typer.Option(
+        "--io-precision", metavar="fp32|fp16|bf16",
+        help="ONNX: the inputs' and outputs' type (default fp32, a Cast at each end).")]
     = None,
     external_data_threshold: Annotated[int | None, typer.Option(
         "--external-data-threshold", metavar="BYTES",
@@ -422,8 +430,12 @@ def compile(
         with progress_display() as step:
             step("elaborating")
             _check_target_options(to, weights=weights, seed=seed, flat=flat,
-                                  functions=functions, opset=opset,
+                                  functions=functions, opset=opset, precision=precision,
+                                  io_precision=io_precision,
                                   external_data_threshold=external_data_threshold)
+            for name, value in (("--precision", precision), ("--io-precision", io_precision)):
+                if value is not None:
+                    check_precision(name, value)
             if flat and functions:
                 raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",
                             Span.unknown("--functions"), hint="give one (flat is the default)")
@@ -439,6 +451,7 @@ def compile(
             if to is Target.onnx:
                 proto = m.to_onnx(seed or 0, column=column, weights=weights,
                                   flat=not functions, opset=opset,
+                                  precision=precision or "fp32", io_precision=io_precision,
                                   progress=step)
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
@@ -470,6 +483,7 @@ def _check_target_options(to: Target, **given: object) -> None:
     """Options that mean nothing for the target are refused rather than silently ignored."""
     applies = {"weights": to is not Target.python, "seed": to is not Target.python,
                "flat": to is Target.onnx, "functions": to is Target.onnx,
+               "precision": to is Target.onnx, "io_precision": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:

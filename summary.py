@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .compiler.ir import Graph
 from .compiler.ops import fmt_shape
-from .compiler.stats import ScopeRow, summarize
+from .compiler.stats import ScopeRow, summarize, weight_bytes
 
 WIDTH = 110
 """Characters per line of the text form (rich wraps the table to it)."""
@@ -28,6 +28,7 @@ class Summary(list[ScopeRow]):
         self.timed = "T" in (graph[graph.inputs[0]].shape or ())
         self.total_params = graph.total_params
         self.buffers = sum(spec.numel for spec in graph.tensors().values() if not spec.trainable)
+        self.weight_bytes = weight_bytes(graph)
         self.total_macs = graph.total_macs
         self.outputs = [(graph.output_name(i), graph[o].shape or ())
                         for i, o in enumerate(graph.outputs)]
@@ -52,7 +53,9 @@ class Summary(list[ScopeRow]):
     def footer(self) -> list[str]:
         """The lines under the table: what the totals count, and the named outputs."""
         lines = [f"trainable parameters: {self.total_params:,}; buffers (not trained): "
-                 f"{self.buffers:,}"]
+                 f"{self.buffers:,}",
+                 "weights: " + ", ".join(f"{_mib(b)} as {p}" for p, b in self.weight_bytes.items()
+                                         if p != "bf16") + " or bf16"]
         if len(self.outputs) > 1 or self.named:
             lines.append("outputs: " + ", ".join(f"{name} {fmt_shape(shape)}"
                                                  for name, shape in self.outputs))
@@ -71,3 +74,7 @@ class Summary(list[ScopeRow]):
 
     def _repr_html_(self) -> str:
         return self._render().export_html(inline_styles=True)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"

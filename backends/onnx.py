@@ -28,7 +28,7 @@ from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
 DEFAULT_OPSET = 18
-OPSETS = range(13, 22)
+OPSETS = range(13, 23)
 FUNCTIONS_IR_VERSION = 8
 """Model-local functions (the default form) need IR version 8."""
 

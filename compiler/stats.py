@@ -70,6 +70,13 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     return rows
 
 
+def weight_bytes(graph: Graph) -> dict[str, int]:
+    """Bytes of every stored tensor (parameters and buffers) in each precision the ONNX
+    backend writes (`--precision`)."""
+    count = sum(spec.numel for spec in graph.tensors().values())
+    return {"fp32": 4 * count, "fp16": 2 * count, "bf16": 2 * count}
+
+
 def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
     """The `ssnc info --json` object."""
     return {
@@ -77,6 +84,7 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
         "input": graph.input_type,
         "params": {k: json_value(v) for k, v in graph.params.items()},
         "total_params": graph.total_params,
+        "weight_bytes": weight_bytes(graph),
         "total_macs": graph.total_macs,
         "nodes": graph.op_count,
         "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ())}

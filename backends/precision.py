@@ -1,0 +1,193 @@
+"""Half-precision ONNX: a float32 model rewritten so that its weights and compute are in
+float16 or bfloat16, with its inputs and outputs in the IO precision (float32 by default, one
+Cast at each boundary). Normalisation statistics and reductions that lose accuracy in half
+precision stay in float32 islands (a Cast in, float32 parameters, a Cast out); LayerNormalization
+keeps its own float32 statistics (``stash_type``). Function bodies and Scan bodies are
+rewritten the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..compiler.diagnostics import E_OPTION, E_VALUE_LIMIT, Span, error
+
+if TYPE_CHECKING:
+    import onnx
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+"""The supported precisions (the CLI checks them without importing onnx)."""
+
+BF16_OPSET = 22
+"""Conv, pooling and most arithmetic accept bfloat16 from opset 22."""
+
+FP16_MAX = 65504.0
+
+ISLANDS = {"BatchNormalization", "Softmax", "LogSoftmax", "GlobalAveragePool", "ReduceMean",
+           "ReduceSum", "ReduceL2"}
+"""Ops computed in float32 in a half-precision model: their first input is cast up, their
+float parameters stay float32, their output is cast back."""
+
+
+def check_precision(name: str, value: str) -> str:
+    """``value`` if it is a supported precision, else E0601 listing them."""
+    if value not in PRECISIONS:
+        raise error(E_OPTION, f"{name} {value} is not supported", Span.unknown(name),
+                    hint="choose " + ", ".join(PRECISIONS))
+    return value
+
+
+def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.ModelProto:
+    """``model`` (float32) with its compute in ``precision`` and its graph inputs and outputs
+    in ``io_precision``; fp16 weights beyond ±65504 are refused (E0404), naming the tensor."""
+    import onnx
+    from onnx import TensorProto
+
+    if precision == "fp32" and io_precision == "fp32":
+        return model
+    types = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16,
+             "bf16": TensorProto.BFLOAT16}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    target = types[precision]
+    graph = out.graph
+    kept = _island_parameters(out)
+    for tensor in graph.initializer:
+        if tensor.data_type == TensorProto.FLOAT and tensor.name not in kept:
+            _retype(tensor, target)
+    for g in _graphs(out):
+        _rewrite_nodes(g, target)
+    for fn in out.functions:
+        _rewrite_node_list(fn.node, target)
+    _boundaries(graph, target, types[io_precision])
+    return out
+
+
+def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph and every subgraph (Scan and Loop bodies), in functions too."""
+    todo = [model.graph]
+    for fn in model.functions:
+        todo.extend(a.g for n in fn.node for a in n.attribute if a.type == a.GRAPH)
+    while todo:
+        g = todo.pop()
+        yield g
+        todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
+
+
+def _island_parameters(model: onnx.ModelProto) -> set[str]:
+    """Initializers read only as the float parameters of island ops (they stay float32)."""
+    readers: dict[str, set[bool]] = {}
+    for g in _graphs(model):
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                readers.setdefault(name, set()).add(node.op_type in ISLANDS and i > 0)
+    return {name for name, kinds in readers.items() if kinds == {True}}
+
+
+def _retype(tensor: onnx.TensorProto, target: int) -> None:
+    """A float32 tensor converted in place to ``target``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    values = numpy_helper.to_array(tensor).astype(np.float32)
+    if target == TensorProto.FLOAT16:
+        big = float(np.abs(values).max()) if values.size else 0.0
+        if big > FP16_MAX:
+            raise error(E_VALUE_LIMIT, f"weight `{tensor.name}` holds {big:.6g}, beyond "
+                        f"float16's ±{FP16_MAX:g}", Span.unknown(tensor.name),
+                        hint="use --precision bf16 (float32's range) or fp32")
+        new = numpy_helper.from_array(values.astype(np.float16), tensor.name)
+    else:
+        new = helper.make_tensor(tensor.name, TensorProto.BFLOAT16, values.shape,
+                                 _bfloat16_bits(values).tobytes(), raw=True)
+    tensor.CopyFrom(new)
+
+
+def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as uint16 bits."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(values)
+    return np.where(nan, np.uint16(0x7FC0), rounded)
+
+
+def _rewrite_nodes(graph: onnx.GraphProto, target: int) -> None:
+    from onnx import TensorProto
+
+    _rewrite_node_list(graph.node, target)
+    for info in [*graph.input, *graph.output, *graph.value_info]:
+        tensor_type = info.type.tensor_type
+        if tensor_type.elem_type == TensorProto.FLOAT:
+            tensor_type.elem_type = target
+
+
+def _rewrite_node_list(nodes: Any, target: int) -> None:
+    """Constants, casts and zeros in ``target``; islands wrapped in casts."""
+    from onnx import TensorProto, helper
+
+    rewritten: list[onnx.NodeProto] = []
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.type == attr.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+                _retype(attr.t, target)  # Constant values, ConstantOfShape's fill
+            elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = target
+        if node.op_type not in ISLANDS:
+            rewritten.append(node)
+            continue
+        up, result = f"{node.input[0]}/{node.name}/fp32", node.output[0]
+        rewritten.append(helper.make_node("Cast", [node.input[0]], [up], name=f"{node.name}/up",
+                                          to=TensorProto.FLOAT))
+        node.input[0] = up
+        node.output[0] = f"{result}/fp32"
+        rewritten.append(node)
+        rewritten.append(helper.make_node("Cast", [node.output[0]], [result],
+                                          name=f"{node.name}/down", to=target))
+    del nodes[:]  # a repeated protobuf field: rewritten in place
+    nodes.extend(rewritten)
+
+
+def _boundaries(graph: onnx.GraphProto, compute: int, io: int) -> None:
+    """Graph inputs and outputs in the IO type, with a Cast where it differs from compute."""
+    from onnx import helper
+
+    if io == compute:
+        return
+    casts: list[onnx.NodeProto] = []
+    for info in _retyped(graph.input, compute, io):
+        _rename_reads(graph, info.name, f"{info.name}/cast")
+        casts.append(helper.make_node("Cast", [info.name], [f"{info.name}/cast"],
+                                      name=f"{info.name}/cast", to=compute))
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*casts, *existing])
+    for info in _retyped(graph.output, compute, io):
+        inner = f"{info.name}/compute"
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == info.name:
+                    node.output[i] = inner
+        _rename_reads(graph, info.name, inner)
+        graph.node.append(helper.make_node("Cast", [inner], [info.name],
+                                           name=f"{info.name}/cast", to=io))
+
+
+def _retyped(values: Any, compute: int, io: int) -> list[onnx.ValueInfoProto]:
+    """The values of type ``compute`` among ``values``, now typed ``io``."""
+    found = [v for v in values if v.type.tensor_type.elem_type == compute]
+    for v in found:
+        v.type.tensor_type.elem_type = io
+    return found
+
+
+def _rename_reads(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Every read of value ``old`` in ``graph`` and its subgraphs reads ``new``."""
+    todo = [graph]
+    while todo:
+        g = todo.pop()
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = new
+            todo.extend(a.g for a in node.attribute if a.type == a.GRAPH)
