@@ -88,3 +88,19 @@ def test_an_older_opset_converts_up(spec: str, start: int) -> None:
         converted = version_converter.convert_version(proto, opset)
         onnx.checker.check_model(converted, full_check=True)
         np.testing.assert_allclose(run(converted), want, rtol=1e-5, atol=1e-6)
+
+
+def test_graph_inputs_and_outputs_have_stable_names() -> None:
+    """`input` and `logits` whatever op comes last; a spec's own names where it gives them;
+    N (and T) symbolic."""
+    nin = ssnc.load(SPECS / "nin_cifar10.ssn").model().to_onnx()
+    assert [i.name for i in nin.graph.input] == ["input"]
+    assert [o.name for o in nin.graph.output] == ["logits"]
+    dims = [d.dim_param or d.dim_value for d in nin.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 10]
+    lm = ssnc.load(SPECS / "hmrnn_charlm.ssn").model().to_onnx()
+    dims = [d.dim_param or d.dim_value for d in lm.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", "T"] and [o.name for o in lm.graph.output] == ["logits"]
+    named = ssnc.loads("model m : sequence[4] = (x) => let r = lstm(3, final = true)(x) in "
+                       "outputs(y = r[0], h = r[1])\n", "m.ssn").model().to_onnx()
+    assert [o.name for o in named.graph.output] == ["y", "h"]
