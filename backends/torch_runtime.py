@@ -39,8 +39,9 @@ def _scan(cell, x: torch.Tensor, *states: torch.Tensor,  # type: ignore[no-untyp
           reverse: bool = False) -> tuple[torch.Tensor, ...]:
     """``cell`` at every step t of ``x`` [N, T, ...]: ``y_t, *states = cell(x[:, t], *states)``;
     returns the step outputs stacked along the time axis [N, T, ...], then the final states.
-    Under torch.export the loop is torch's scan primitive, so T stays dynamic."""
-    if torch.compiler.is_exporting():
+    Under torch.export and torch.compile the loop is torch's scan primitive: T stays dynamic
+    and the step is compiled once, not unrolled T times (eager runs the plain loop)."""
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
         from torch._higher_order_ops.scan import scan
 
         def step(carry, xt):  # type: ignore[no-untyped-def]
