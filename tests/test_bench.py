@@ -28,3 +28,24 @@ def test_benchmark_runs(script: str, section: str, rows: tuple[str, ...], tmp_pa
     assert f"<!-- {section} -->" in text
     for row in rows:
         assert row in text
+
+
+def test_the_gpu_script_rehearses_on_the_cpu(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`bench/gpu.py --dry-run`: every step of the GPU run, tiny, on the CPU; each row is in
+    the file as soon as it is measured, and nothing fails."""
+    out = tmp_path / "gpu.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--dry-run",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("## GPU: none (dry run on the CPU)") and "torch 2." in text
+    for model in ("fractalnet", "nin_cifar10", "hmrnn_charlm"):
+        for precision in ("fp32", "bf16", "fp16"):
+            for kind in ("eager", "torch.compile"):
+                assert f"| {model}, batch 64, {precision}, {kind} |" not in text  # tiny batch
+                assert f"| {model}, batch 4, {precision}, {kind} | " in text
+    for mode in ("global", "local", "50/50 mix"):
+        assert f"bf16 autocast, {mode} drop-path |" in text
+    assert "ONNX Runtime CUDA fp16 | not available |" in text and "| total time |" in text
+    assert "| failed |" not in text

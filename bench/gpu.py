@@ -1,0 +1,225 @@
+"""The GPU measurements, in one script for a machine borrowed for minutes: forward latency of
+torch eager and torch.compile (fp32, and bf16 and fp16 autocast) at batch 1 and 64 for
+`fractalnet`, `nin_cifar10` and `hmrnn_charlm`, each checked against the fp32 result; the
+training step of the compiled FractalNet C=3 (bf16 autocast, batch 128) against the
+hand-written one in each drop-path mode; ONNX Runtime CUDA and TensorRT rows where they are
+importable. Every row is appended to `--out` as soon as it is measured, under the GPU's name,
+so a run cut short still reports.
+
+    python bench/gpu.py --out bench/results/gpu.md      # on the GPU machine (< 4 minutes)
+    python bench/gpu.py --dry-run --out /tmp/gpu.md     # the same steps on the CPU, tiny
+
+It uses the machine's own torch and needs no install: the repository is put on the path as
+the package `ssnc`. torch.compile rows stop being measured once the run passes
+`--budget` seconds (default 200), and say so. `--dry-run` compiles with the `eager` backend
+(graph capture only, no kernel generation) to keep CI short."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _import_ssnc() -> None:
+    """Make `import ssnc` work from a checkout that is not installed."""
+    try:
+        import ssnc  # noqa: F401
+    except ImportError:
+        link_dir = Path(tempfile.mkdtemp(prefix="ssnc-path-"))
+        (link_dir / "ssnc").symlink_to(ROOT, target_is_directory=True)
+        sys.path.insert(0, str(link_dir))
+
+
+_import_ssnc()
+sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402, N812
+from bench_torch import copy_weights, per_block  # noqa: E402
+from handwritten_fractalnet import FractalNet  # noqa: E402
+
+import ssnc  # noqa: E402
+from ssnc.backends.torch import example_input  # noqa: E402
+
+
+class Table:
+    """The results file, written again after every row."""
+
+    def __init__(self, path: Path, header: list[str]):
+        self.path, self.lines = path, [*header, "", "| measurement | value | note |",
+                                       "|---|---:|---|"]
+        self.flush()
+
+    def row(self, label: str, value: str, note: str = "") -> None:
+        self.lines.append(f"| {label} | {value} | {note} |")
+        print(self.lines[-1], flush=True)
+        self.flush()
+
+    def flush(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("\n".join(self.lines) + "\n")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def latency(fn: Callable[[], object], device: str, reps: int) -> float:
+    """Median seconds of ``fn`` after two warm-up calls."""
+    fn(), fn()
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _models(dry: bool) -> dict[str, ssnc.Model]:
+    specs = ROOT / "specs"
+    if dry:
+        return {"fractalnet": ssnc.load(specs / "fractalnet.ssn").model(
+                    C=2, classes=10, widths=[4, 4, 8, 8, 8]),
+                "nin_cifar10": ssnc.loads(
+                    "def stage(w, k, mlp) = mlpconv(w, k, mlp) >> maxpool(3, 2, ceil = true)\n"
+                    "model nin(classes = 10) : tensor[3, 32, 32] = nin(stage(8, 5, [8, 8]) >> "
+                    "stage(8, 5, [8, 8]) >> mlpconv(8, 3, [8]), classes)\n", "nin.ssn").model(),
+                "hmrnn_charlm": ssnc.loads(
+                    "model lm(vocab = 50) : tokens[vocab] = embedding(vocab, 8) >> "
+                    "hmrnn(layers = 2, dim = 8, out_dim = 8) >> linear(vocab)\n", "lm.ssn"
+                ).model()}
+    return {"fractalnet": ssnc.load(specs / "fractalnet.ssn").model(classes=10),
+            "nin_cifar10": ssnc.load(specs / "nin_cifar10.ssn").model(),
+            "hmrnn_charlm": ssnc.load(specs / "hmrnn_charlm.ssn").model()}
+
+
+def forward_rows(table: Table, args: argparse.Namespace, device: str, start: float) -> None:
+    batches = (1, 4) if args.dry_run else (1, 64)
+    backend = "eager" if args.dry_run else "inductor"
+    for name, model in _models(args.dry_run).items():
+        net = model.to_torch(seed=0).to(device).eval()
+        compiled = torch.compile(net, fullgraph=True, backend=backend)
+        for batch in batches:
+            x = example_input(model.ir, batch=batch, steps=16 if args.dry_run else 100).to(device)
+            with torch.no_grad():
+                want = net(x).float()
+            scale = float(want.abs().max())
+            for precision, dtype in PRECISIONS.items():
+                for kind, module in (("eager", net), ("torch.compile", compiled)):
+                    label = f"{name}, batch {batch}, {precision}, {kind}"
+                    if kind == "torch.compile" and time.monotonic() - start > args.budget:
+                        table.row(label, "skipped", f"past the {args.budget} s budget")
+                        continue
+
+                    def run(module: torch.nn.Module = module, dtype: torch.dtype | None = dtype
+                            ) -> torch.Tensor:
+                        with torch.no_grad(), torch.autocast(
+                                device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                            return module(x)
+                    try:
+                        got = run().float()
+                        err = float((got - want).abs().max()) / max(scale, 1e-12)
+                        seconds = latency(run, device, args.reps)
+                        table.row(label, f"{seconds * 1e3:.3f} ms",
+                                  f"max |Δ| vs fp32 eager: {err:.1e} of the largest logit")
+                    except Exception as exc:  # a mode this torch or device lacks: say so
+                        table.row(label, "failed", f"{type(exc).__name__}: {str(exc)[:120]}")
+
+
+def training_rows(table: Table, args: argparse.Namespace, device: str) -> None:
+    widths = [4, 4, 8, 8, 8] if args.dry_run else [64, 128, 256, 512, 512]
+    batch = 8 if args.dry_run else 128
+    spec = ssnc.load(ROOT / "specs" / "fractalnet.ssn").model(classes=10, C=3, widths=widths)
+    compiled = spec.to_torch(seed=0)
+    baseline = FractalNet(10, 3, tuple(widths))
+    copy_weights(compiled, baseline)
+    compiled.to(device).train()
+    baseline.to(device).train()
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    opts = (torch.optim.SGD(compiled.parameters(), lr=1e-4),
+            torch.optim.SGD(baseline.parameters(), lr=1e-4))
+    draw = compiled.ssnc_drop_path
+    for mode, ratio in (("global", 1.0), ("local", 0.0), ("50/50 mix", 0.5)):
+        draw.global_ratio = ratio
+        keep = draw.draw(batch).keep
+
+        def step(which: int, keep: tuple[tuple[bool, ...], ...] = keep) -> None:
+            with torch.autocast(device, dtype=torch.bfloat16):
+                out = (compiled.forward_dropping(x, keep) if which == 0
+                       else baseline(x, per_block(keep, 5)))
+                loss = F.cross_entropy(out.float(), y)
+            opts[which].zero_grad()
+            loss.backward()
+            opts[which].step()
+
+        ours = latency(lambda: step(0), device, args.reps)
+        theirs = latency(lambda: step(1), device, args.reps)
+        table.row(f"FractalNet C=3 training step, bf16 autocast, {mode} drop-path",
+                  f"{ours / theirs:.2f}",
+                  f"ssnc {ours * 1e3:.2f} ms / hand-written {theirs * 1e3:.2f} ms, batch {batch}")
+
+
+def runtime_rows(table: Table, args: argparse.Namespace) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        table.row("ONNX Runtime CUDA, TensorRT", "not available", f"onnxruntime: {exc}")
+        return
+    providers = ort.get_available_providers()
+    model = _models(args.dry_run)["nin_cifar10"]
+    proto = model.to_onnx(precision="fp16").SerializeToString()
+    x = example_input(model.ir, batch=64).numpy()
+    for name, provider in (("ONNX Runtime CUDA fp16", "CUDAExecutionProvider"),
+                           ("TensorRT (ORT) fp16", "TensorrtExecutionProvider")):
+        if provider not in providers:
+            table.row(f"nin_cifar10, batch 64, {name}", "not available",
+                      f"onnxruntime {ort.__version__} has {', '.join(providers)}")
+            continue
+        session = ort.InferenceSession(proto, providers=[provider])
+        seconds = latency(lambda s=session: s.run(None, {"input": x}), "cpu", args.reps)
+        table.row(f"nin_cifar10, batch 64, {name}", f"{seconds * 1e3:.3f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="the results file (Markdown)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="the same steps on the CPU with tiny sizes")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--budget", type=float, default=200.0,
+                        help="seconds after which torch.compile rows are skipped")
+    args = parser.parse_args()
+    args.reps = args.reps or (2 if args.dry_run else 20)
+    device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
+    if device == "cpu" and not args.dry_run:
+        sys.exit("bench/gpu.py: no CUDA device here; use --dry-run for the CPU rehearsal")
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (dry run on the CPU)"
+    start = time.monotonic()
+    table = Table(args.out, [
+        f"## GPU: {gpu}", "",
+        f"`python bench/gpu.py{' --dry-run' if args.dry_run else ''}`: torch {torch.__version__}, "
+        f"Python {platform.python_version()}, ssnc {ssnc.__version__}; median of {args.reps} "
+        "runs after two warm-ups."])
+    forward_rows(table, args, device, start)
+    training_rows(table, args, device)
+    runtime_rows(table, args)
+    table.row("total time", f"{time.monotonic() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
