@@ -125,8 +125,8 @@ def forward_rows(table: Table, args: argparse.Namespace, device: str, start: flo
                         table.row(label, "skipped", f"past the {args.budget} s budget")
                         continue
 
-                    def run(module: torch.nn.Module = module, dtype: torch.dtype | None = dtype
-                            ) -> torch.Tensor:
+                    def run(module: torch.nn.Module = module, dtype: torch.dtype | None = dtype,
+                            x: torch.Tensor = x) -> torch.Tensor:
                         with torch.no_grad(), torch.autocast(
                                 device, dtype=dtype or torch.float32, enabled=dtype is not None):
                             return module(x)
