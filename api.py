@@ -217,14 +217,16 @@ class Model:
     def macs_per_sequence(self, steps: int) -> int:
         """Multiply-accumulates per sample of a sequence of ``steps`` steps: every op of a
         sequence model runs once per step, so the per-step count times ``steps``."""
+        return self.total_macs * self._steps(steps)
+
+    def _steps(self, steps: int) -> int:
+        """``steps``, checked: a positive integer, for a model with a time axis."""
         where = Span.unknown("<--steps>")
         if "T" not in (self.ir[self.ir.inputs[0]].shape or ()):
             raise error(E_OPTION, f"model `{self.name}` has no time axis, so no sequence "
                         "length", where, hint="--steps applies to `sequence` and `tokens` "
                         "inputs")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise error(E_OPTION, f"--steps must be a positive integer, not {steps!r}", where)
-        return self.total_macs * steps
+        return positive("--steps", steps)
 
     def format_ir(self) -> str:
         """The printed IR."""
@@ -277,18 +279,23 @@ class Model:
     def to_onnx(self, seed: int = 0, *, column: int | None = None,
                 weights: str | os.PathLike[str] | None = None, flat: bool = True,
                 opset: int | None = None, precision: str = "fp32",
-                io_precision: str | None = None, progress: Any = None) -> Any:
+                io_precision: str | None = None, batch: int | None = None,
+                steps: int | None = None, progress: Any = None) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
         imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
         dynamic. Flat by default, the form every runtime loads, with the hierarchy in node
         names; ``flat=False`` makes each rule instance a model-local function (ONNX Runtime
         and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md).
         ``precision`` ("fp32", "fp16", "bf16") is that of the weights and compute;
-        ``io_precision`` (default "fp32") that of the graph's inputs and outputs."""
+        ``io_precision`` (default "fp32") that of the graph's inputs and outputs. ``batch``
+        and ``steps`` fix the batch and time dimensions (symbolic `N` and `T` otherwise)."""
         from . import __version__
-        from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model
+        from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model, fix_dims
         from .backends.precision import BF16_OPSET, check_precision, convert
 
+        fixed = {"N": positive("--batch", batch)} if batch is not None else {}
+        if steps is not None:
+            fixed["T"] = self._steps(steps)
         check_precision("--precision", precision)
         io = check_precision("--io-precision", io_precision or "fp32")
         if precision != "fp32" and not flat:
@@ -312,7 +319,7 @@ class Model:
             model.ir, tensors, seed=seed, flat=flat, opset=chosen,
             spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
             progress=progress))
-        return self._sourced(lambda: convert(proto, precision, io))
+        return fix_dims(self._sourced(lambda: convert(proto, precision, io)), fixed)
 
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""
@@ -535,6 +542,14 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
         return Program(main, loader.sources, tuple(loader.files))
     except SsnError as exc:
         raise exc.with_sources(loader.sources) from None
+
+
+def positive(flag: str, value: int) -> int:
+    """``value`` if it is a positive integer, else E0601."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(E_OPTION, f"{flag} must be a positive integer, not {value!r}",
+                    Span.unknown(f"<{flag}>"))
+    return value
 
 
 def format_spec(text: str, file: str = "<string>") -> str:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .api import Model, Program, decode_spec, format_spec, load, parse_value, read_spec
+from .api import Model, Program, decode_spec, format_spec, load, parse_value, positive, read_spec
 from .backends.precision import check_precision
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
@@ -411,6 +411,10 @@ def compile(
         "and Netron read them; OpenVINO, tract and onnx2torch do not).")] = False,
     opset: Annotated[int | None, typer.Option(
         "--opset", help="ONNX opset (default 18; 22 for bf16).")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", help="ONNX: a fixed batch size (default: symbolic N).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", help="ONNX: a fixed sequence length (default: symbolic T).")] = None,
     precision: Annotated[str | None, typer.Option(
         "--precision", metavar="fp32|fp16|bf16",
         help="ONNX: the weights' and compute's type (default fp32).")] = None,
@@ -431,11 +435,13 @@ def compile(
             step("elaborating")
             _check_target_options(to, weights=weights, seed=seed, flat=flat,
                                   functions=functions, opset=opset, precision=precision,
-                                  io_precision=io_precision,
+                                  io_precision=io_precision, batch=batch, steps=steps,
                                   external_data_threshold=external_data_threshold)
             for name, value in (("--precision", precision), ("--io-precision", io_precision)):
                 if value is not None:
                     check_precision(name, value)
+            if batch is not None:
+                positive("--batch", batch)
             if flat and functions:
                 raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",
                             Span.unknown("--functions"), hint="give one (flat is the default)")
@@ -452,7 +458,7 @@ def compile(
                 proto = m.to_onnx(seed or 0, column=column, weights=weights,
                                   flat=not functions, opset=opset,
                                   precision=precision or "fp32", io_precision=io_precision,
-                                  progress=step)
+                                  batch=batch, steps=steps, progress=step)
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
                              else external_data_threshold)
@@ -484,6 +490,7 @@ def _check_target_options(to: Target, **given: object) -> None:
     applies = {"weights": to is not Target.python, "seed": to is not Target.python,
                "flat": to is Target.onnx, "functions": to is Target.onnx,
                "precision": to is Target.onnx, "io_precision": to is Target.onnx,
+               "batch": to is Target.onnx, "steps": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:

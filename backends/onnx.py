@@ -508,6 +508,22 @@ def _structure_key(fn: onnx.FunctionProto, rule: str) -> bytes:
 
 # ---------------------------------------------------------------- the model
 
+def fix_dims(model: onnx.ModelProto, values: dict[str, int]) -> onnx.ModelProto:
+    """``model`` with the symbolic dimensions named in ``values`` (`N`, `T`) fixed, in every
+    graph and body, for engines that build static shapes."""
+    if not values:
+        return model
+    todo = [model.graph]
+    while todo:
+        g = todo.pop()
+        for info in [*g.input, *g.output, *g.value_info]:
+            for dim in info.type.tensor_type.shape.dim:
+                if dim.dim_param in values:
+                    dim.dim_value = values[dim.dim_param]  # clears dim_param (a oneof)
+        todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
+    return model
+
+
 def onnx_output_name(graph: Graph, i: int) -> str:
     """The graph output's name, stable whatever op comes last: the spec's name for it, else
     `logits` (or `output1`, `output2`, ... for several unnamed outputs)."""

@@ -104,3 +104,28 @@ def test_graph_inputs_and_outputs_have_stable_names() -> None:
     named = ssnc.loads("model m : sequence[4] = (x) => let r = lstm(3, final = true)(x) in "
                        "outputs(y = r[0], h = r[1])\n", "m.ssn").model().to_onnx()
     assert [o.name for o in named.graph.output] == ["y", "h"]
+
+
+def test_batch_and_steps_can_be_fixed(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "lm.onnx"
+    result = runner.invoke(app, ["compile", str(SPECS / "hmrnn_charlm.ssn"), "-o", str(out),
+                                 "--batch", "4", "--steps", "9"])
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(out))
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*proto.graph.input, *proto.graph.output]]
+    assert dims == [[4, 9], [4, 9, 50]]
+    onnx.checker.check_model(proto, full_check=True)
+    s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert s.run(None, {"input": np.zeros((4, 9), np.int64)})[0].shape == (4, 9, 50)
+    for args, needle in [(["--batch", "0"], "--batch must be a positive integer, not 0"),
+                         (["--steps", "-3"], "--steps must be a positive integer")]:
+        bad = tmp_path / "bad.onnx"
+        result = runner.invoke(app, ["compile", str(SPECS / "hmrnn_charlm.ssn"), "-o", str(bad),
+                                     *args])
+        assert result.exit_code == 1 and needle in result.stderr and not bad.exists()
+    result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "-o",
+                                 str(tmp_path / "n.onnx"), "--steps", "5"])
+    assert result.exit_code == 1 and "has no time axis" in result.stderr
