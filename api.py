@@ -335,8 +335,10 @@ class Model:
     def to_torch(self, seed: int = 0, *, column: int | None = None,
                  weights: str | os.PathLike[str] | None = None,
                  drop_mode: DropMode | str = DropMode.BATCH, global_ratio: float = 0.5,
-                 drop_seed: int | None = None, drop_path: str | None = None) -> Any:
-        """An ``nn.Module`` with the compiler's initial weights at ``seed`` (or ``weights``).
+                 drop_seed: int | None = None, drop_path: str | None = None,
+                 device: Any = None, dtype: Any = None) -> Any:
+        """An ``nn.Module`` with the compiler's initial weights at ``seed`` (or ``weights``),
+        on ``device`` and in ``dtype`` if given (as ``.to(device, dtype)`` would).
 
         ``column``: compile the single-column subnetwork. ``drop_mode`` (a DropMode): how
         drop-path acts while training; the spec's ``drop_path`` is its rate. ``global_ratio``
@@ -359,10 +361,11 @@ class Model:
                         f"{', '.join(m.value for m in DropMode)}, not {drop_mode!r}",
                         Span.unknown("<drop_mode>")) from None
         model, tensors = self._select(column, weights)
-        return self._sourced(lambda: to_torch(
+        net = self._sourced(lambda: to_torch(
             model.ir, seed=seed, tensors=tensors, origin=self.program.file,
             version=__version__, drop_mode=mode.value, global_ratio=global_ratio,
             drop_seed=drop_seed))
+        return net if device is None and dtype is None else net.to(device=device, dtype=dtype)
 
     def __str__(self) -> str:
         return self.format_ir()

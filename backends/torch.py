@@ -649,7 +649,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
     if has_drop:
         lines += [
             "        if self.training and self.ssnc_drop_path.active:",
-            "            plan = self.ssnc_drop_path.draw(x.shape[0])",
+            "            plan = self.ssnc_drop_path.draw(x.shape[0], x.device)",
             "            if plan.per_sample:",
             "                return self.forward_masked(x, plan.masks)",
             "            return self.forward_dropping(x, plan.keep)",

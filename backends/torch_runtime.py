@@ -106,7 +106,10 @@ class DropPath:
         self.widths = widths
         self.mode = mode
         self.global_ratio = global_ratio
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._ids: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.active = mode != "off" and any(rate > 0 for _, _, rate in joins)
 
     def _uniform(self, *shape: int) -> torch.Tensor:
@@ -134,29 +137,50 @@ class DropPath:
             keep.append(tuple(bool(f) for f in flags))
         return tuple(keep)
 
-    def draw(self, batch: int) -> DropPlan:
-        """The decisions for one mini-batch of ``batch`` samples."""
+    def draw(self, batch: int, device: torch.device | str = "cpu") -> DropPlan:
+        """The decisions for one mini-batch of ``batch`` samples. "batch" mode decides on
+        the host, once per step and up front, from the CPU generator (which columns to
+        compute is a host decision); "sample" mode draws its masks on ``device`` (the
+        model's) with no host synchronisation: no branch on drawn values, no copies."""
         if self.mode == "batch":
             is_global = bool(self._uniform(1)[0] < self.global_ratio) and bool(self.widths)
             keep = self._global_keep(self._column()) if is_global else self._local_keep()
             return DropPlan(False, keep, ())
+        dev = torch.device(device)
+        gen = self._device_generator(dev)
         n_global = int(batch * self.global_ratio) if self.widths else 0
-        columns = [self._column() for _ in range(n_global)]
+        columns = torch.randint(1, max(self.widths, default=1) + 1, (n_global,),
+                                generator=gen, device=dev)
         masks = []
-        for block, cols, rate in self.joins:
-            m = (self._uniform(batch, len(cols)) >= rate).float()
-            empty = m.sum(1) == 0
-            if bool(empty.any()):
-                pick = torch.randint(len(cols), (batch,), generator=self.generator)
-                m[empty, pick[empty]] = 1.0
-            for s, column in enumerate(columns):
+        for j, (block, cols, rate) in enumerate(self.joins):
+            m = (torch.rand(batch, len(cols), generator=gen, device=dev) >= rate).float()
+            pick = torch.randint(len(cols), (batch,), generator=gen, device=dev)
+            empty = (m.sum(1, keepdim=True) == 0).float()  # keep one input at random there
+            m = torch.maximum(m, torch.nn.functional.one_hot(pick, len(cols)).float() * empty)
+            if n_global:
+                ids = self._column_ids(j, dev)
+                chosen = columns if block < 0 else columns.clamp(max=self.widths[block])
+                forced = (ids[None, :] == chosen[:, None]).float()
                 if block < 0:
-                    m[s] = 1.0
-                else:
-                    c = min(column, self.widths[block])
-                    m[s] = torch.tensor([float(col == c) for col in cols])
+                    forced = torch.ones_like(forced)
+                m = torch.cat([forced, m[n_global:]], 0)
             masks.append(m)
         return DropPlan(True, (), tuple(masks))
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        """A generator on ``device``, seeded like the CPU one (the same on every rank)."""
+        found = self._generators.get(device)
+        if found is None:
+            found = torch.Generator(device=device).manual_seed(self.seed)
+            self._generators[device] = found
+        return found
+
+    def _column_ids(self, j: int, device: torch.device) -> torch.Tensor:
+        """The column of each input of join ``j``, as a tensor on ``device`` (made once)."""
+        key = (j, device)
+        if key not in self._ids:
+            self._ids[key] = torch.tensor(self.joins[j][1], device=device)
+        return self._ids[key]
 
 
 def _kept(xs: tuple[torch.Tensor | None, ...]) -> list[torch.Tensor]:

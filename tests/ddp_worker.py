@@ -31,8 +31,8 @@ def main(out: str) -> None:
     dp = net.ssnc_drop_path
     draw = dp.draw
 
-    def recording_draw(n: int):  # type: ignore[no-untyped-def]
-        plan = draw(n)
+    def recording_draw(n: int, device: object = "cpu"):  # type: ignore[no-untyped-def]
+        plan = draw(n, device)
         draws.append(plan.keep)
         return plan
 
