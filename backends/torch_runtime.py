@@ -140,31 +140,43 @@ class DropPath:
     def draw(self, batch: int, device: torch.device | str = "cpu") -> DropPlan:
         """The decisions for one mini-batch of ``batch`` samples. "batch" mode decides on
         the host, once per step and up front, from the CPU generator (which columns to
-        compute is a host decision); "sample" mode draws its masks on ``device`` (the
-        model's) with no host synchronisation: no branch on drawn values, no copies."""
-        if self.mode == "batch":
+        compute is a host decision). "sample" mode, and "batch" mode under torch.compile,
+        draw masks on ``device`` (the model's) with no host synchronisation."""
+        if self.mode == "batch" and not torch.compiler.is_compiling():
             is_global = bool(self._uniform(1)[0] < self.global_ratio) and bool(self.widths)
             keep = self._global_keep(self._column()) if is_global else self._local_keep()
             return DropPlan(False, keep, ())
-        dev = torch.device(device)
-        gen = self._device_generator(dev)
-        n_global = int(batch * self.global_ratio) if self.widths else 0
-        columns = torch.randint(1, max(self.widths, default=1) + 1, (n_global,),
+        return self._masks(batch, torch.device(device))
+
+    def _masks(self, batch: int, dev: torch.device) -> DropPlan:
+        """Branch-free masks: per sample (the first ``global_ratio`` of the batch global,
+        one column each), or, for "batch" mode, one row for the whole batch. Under
+        torch.compile they come from torch's global generator (the compiler cannot trace a
+        Generator object): seed it alike on every rank."""
+        compiling = torch.compiler.is_compiling()
+        gen = None if compiling else self._device_generator(dev)
+        rows = batch if self.mode == "sample" else 1
+        if not self.widths:
+            is_global = torch.zeros(rows, 1, dtype=torch.bool, device=dev)
+        elif self.mode == "sample":
+            is_global = (torch.arange(rows, device=dev) < int(batch * self.global_ratio))[:, None]
+        else:
+            is_global = torch.rand(1, 1, generator=gen, device=dev) < self.global_ratio
+        columns = torch.randint(1, max(self.widths, default=1) + 1, (rows,),
                                 generator=gen, device=dev)
         masks = []
         for j, (block, cols, rate) in enumerate(self.joins):
-            m = (torch.rand(batch, len(cols), generator=gen, device=dev) >= rate).float()
-            pick = torch.randint(len(cols), (batch,), generator=gen, device=dev)
+            m = (torch.rand(rows, len(cols), generator=gen, device=dev) >= rate).float()
+            pick = torch.randint(len(cols), (rows,), generator=gen, device=dev)
             empty = (m.sum(1, keepdim=True) == 0).float()  # keep one input at random there
             m = torch.maximum(m, torch.nn.functional.one_hot(pick, len(cols)).float() * empty)
-            if n_global:
-                ids = self._column_ids(j, dev)
-                chosen = columns if block < 0 else columns.clamp(max=self.widths[block])
-                forced = (ids[None, :] == chosen[:, None]).float()
-                if block < 0:
-                    forced = torch.ones_like(forced)
-                m = torch.cat([forced, m[n_global:]], 0)
-            masks.append(m)
+            ids = (torch.tensor(cols, device=dev) if compiling  # a graph constant
+                   else self._column_ids(j, dev))
+            chosen = columns if block < 0 else columns.clamp(max=self.widths[block])
+            forced = (ids[None, :] == chosen[:, None]).float()
+            if block < 0:
+                forced = torch.ones_like(forced)
+            masks.append(torch.where(is_global, forced, m).expand(batch, len(cols)))
         return DropPlan(True, (), tuple(masks))
 
     def _device_generator(self, device: torch.device) -> torch.Generator:

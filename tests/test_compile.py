@@ -52,3 +52,24 @@ def test_the_time_loop_stays_one_scan_and_trains_compiled() -> None:
     net(x).sum().backward()
     for k, p in net.named_parameters():
         torch.testing.assert_close(grads[k], p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["batch", "sample"])
+def test_training_with_drop_path_compiles_to_one_graph(mode: str) -> None:
+    """Under torch.compile drop-path selects with masks, branch-free (eager batch mode skips
+    dropped columns instead): one graph per model, whatever the draw."""
+    m = ssnc.loads("model f : tensor[2, 8, 8] = fractal(3, conv(4) >> bn >> relu, "
+                   "drop_path = 1e-9) >> gap >> linear(3)", "f.ssn").model()
+    net = m.to_torch(seed=0, drop_mode=mode, global_ratio=0.0).train()
+    x = example_input(m.ir, batch=4)
+    graphs = []
+
+    def capture(gm, inputs):  # type: ignore[no-untyped-def]
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(net, backend=capture, fullgraph=True)
+    out = compiled(x)
+    compiled(x)  # a second draw: no new graph
+    assert len(graphs) == 1
+    torch.testing.assert_close(out, net(x))  # every path kept: the same computation
