@@ -6,8 +6,10 @@ hand-written one in each drop-path mode; ONNX Runtime CUDA and TensorRT rows whe
 importable. Every row is appended to `--out` as soon as it is measured, under the GPU's name,
 so a run cut short still reports.
 
-    python bench/gpu.py --out bench/results/gpu.md      # on the GPU machine (< 4 minutes)
-    python bench/gpu.py --dry-run --out /tmp/gpu.md     # the same steps on the CPU, tiny
+    python bench/gpu.py --out FILE              # on the GPU machine (< 4 minutes)
+    python bench/gpu.py --dry-run --out FILE    # the same steps on the CPU, tiny
+
+The GPU run's file is committed in the bench/results folder.
 
 It uses the machine's own torch and needs no install: the repository is put on the path as
 the package `ssnc`. torch.compile rows stop being measured once the run passes
