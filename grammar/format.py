@@ -54,16 +54,20 @@ _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
 
 
 def _comments(text: str) -> list[_Comment]:
-    """Every comment of ``text`` (a `#` outside a string, to the end of its line)."""
+    """Every comment of ``text`` (a `#` outside a string, to the end of its line); one pass,
+    so a large file with many comments stays linear."""
     found = []
+    line, counted = 1, 0
     for m in _STRING_OR_COMMENT.finditer(text):
-        if m.group().startswith("#"):
-            before = text[:m.start()].rstrip(" \t\f")
-            after = re.match(r"[ \t\f]*\n[ \t\f]*\n", text[m.end():m.end() + 4096])
-            found.append(_Comment(m.group().rstrip(), m.start(), text.count("\n", 0, m.start()) + 1,
-                                  before.endswith("\n\n") or (before.endswith("\n")
-                                  and before[:-1].rstrip(" \t\f").endswith("\n")),
-                                  after is not None))
+        if not m.group().startswith("#"):
+            continue
+        line += text.count("\n", counted, m.start())
+        counted = m.start()
+        before = text[max(0, m.start() - 4096):m.start()].rstrip(" \t\f")
+        after = re.match(r"[ \t\f]*\n[ \t\f]*\n", text[m.end():m.end() + 4096])
+        blank_before = before.endswith("\n") and before[:-1].rstrip(" \t\f").endswith("\n")
+        found.append(_Comment(m.group().rstrip(), m.start(), line, blank_before,
+                              after is not None))
     return found
 
 
