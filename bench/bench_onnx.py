@@ -76,7 +76,8 @@ def main() -> None:
         "",
         f"`python bench/bench_onnx.py{' --quick' if args.quick else ''}` — FractalNet "
         f"(PyTorch-port layout, C=3, {'narrow widths' if args.quick else 'full widths'}, "
-        f"10 classes), same weights on both sides (outputs checked equal first); {machine()}; "
+        f"10 classes; ssnc's default flat form), same weights on both sides (outputs checked "
+        f"equal first); {machine()}; "
         f"onnxruntime {ort.__version__} (2 intra-op threads, no spinning, for both); "
         f"paired repetitions ({args.reps} for latency, "
         f"{3 if not args.quick else 1} for compile time). ssnc's compile time is the whole "
