@@ -298,10 +298,6 @@ class Model:
             fixed["T"] = self._steps(steps)
         check_precision("--precision", precision)
         io = check_precision("--io-precision", io_precision or "fp32")
-        if precision != "fp32" and not flat:
-            raise error(E_OPTION, f"--precision {precision} is built for the flat form",
-                        Span.unknown("--functions"),
-                        hint="leave out --functions (flat=False) for half precision")
         bf16 = "bf16" in (precision, io)
         chosen = (BF16_OPSET if bf16 else DEFAULT_OPSET) if opset is None else opset
         if chosen not in OPSETS:

@@ -77,13 +77,36 @@ def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
 
 
 def _island_parameters(model: onnx.ModelProto) -> set[str]:
-    """Initializers read only as the float parameters of island ops (they stay float32)."""
+    """Initializers read only as the float parameters of island ops (they stay float32),
+    directly or through the inputs of model-local functions that use them that way."""
+    functions = {fn.name: fn for fn in model.functions}
+    island_inputs: dict[str, set[int]] = {}
+
+    def kind(node: onnx.NodeProto, i: int) -> bool:
+        if node.op_type in ISLANDS:
+            return i > 0
+        if node.op_type in functions:
+            return i in inputs_of(node.op_type)
+        return False
+
+    def inputs_of(name: str) -> set[int]:  # ONNX functions never recurse: no cycle here
+        if name not in island_inputs:
+            fn = functions[name]
+            island_inputs[name] = {k for k, formal in enumerate(fn.input)
+                                   if _only({kind(n, i) for n in fn.node
+                                             for i, x in enumerate(n.input) if x == formal})}
+        return island_inputs[name]
+
     readers: dict[str, set[bool]] = {}
     for g in _graphs(model):
         for node in g.node:
             for i, name in enumerate(node.input):
-                readers.setdefault(name, set()).add(node.op_type in ISLANDS and i > 0)
-    return {name for name, kinds in readers.items() if kinds == {True}}
+                readers.setdefault(name, set()).add(kind(node, i))
+    return {name for name, kinds in readers.items() if _only(kinds)}
+
+
+def _only(kinds: set[bool]) -> bool:
+    return kinds == {True}
 
 
 def _retype(tensor: onnx.TensorProto, target: int) -> None:
