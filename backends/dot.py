@@ -257,13 +257,16 @@ def render(text: str, kind: str, out: Path, tmp: Path) -> None:
     if kind not in RENDERED:
         tmp.write_text(text, encoding="utf-8")
         return
-    _graphviz("neato", ["-n2", "-Gsplines=true", f"-T{kind}", "-o", str(tmp)],
-              layout(text, out), out)
+    _graphviz("neato", [*_PINNED, f"-T{kind}", "-o", str(tmp)], layout(text, out), out)
+
+
+_PINNED = ["-n2", "-Gsplines=true"]
+"""neato drawing a laid-out graph: positions kept, the edges left without a route drawn."""
 
 
 def svg(text: str) -> str:
     """The SVG picture of DOT ``text``, laid out as ``render`` does."""
-    return _graphviz("neato", ["-n2", "-Gsplines=true", "-Tsvg"], layout(text), "the picture")
+    return _graphviz("neato", [*_PINNED, "-Tsvg"], layout(text), "the picture")
 
 
 def layout(text: str, out: Path | str = "the picture") -> str:
@@ -328,13 +331,31 @@ _GAP = 36.0
 """Points between stacked top-level items (dot's default rank separation)."""
 
 
+def _parents(clusters: dict[str, Any]) -> dict[str, str | None]:
+    """Each cluster's innermost enclosing cluster (None at the top), by name: the clusters
+    of `stage1.fractal` sit inside those of `stage1`."""
+    parents: dict[str, str | None] = {}
+    for name in clusters:
+        parts = name.split(".")
+        parents[name] = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                              if ".".join(parts[:i]) in clusters), None)
+    return parents
+
+
+def _top(name: str, parents: dict[str, str | None]) -> str:
+    """The top-level cluster holding cluster ``name``."""
+    while (up := parents[name]) is not None:
+        name = up
+    return name
+
+
 def _straighten(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
                 nodes: list[dict[str, Any]]) -> None:
     """When the top-level scopes and ops form a chain (each feeds only the next), stack
     them down the page centred on one axis, each keeping its own layout; the edges between
     them lose their route (neato draws them straight)."""
-    tops = [name for name in clusters
-            if not any(name.startswith(other + ".") for other in clusters)]
+    parents = _parents(clusters)
+    tops = [name for name, up in parents.items() if up is None]
     owner: dict[int, str] = {}  # node id -> the top-level item holding it
     items: dict[str, tuple[float, float, float, float]] = {}
     for name in tops:
@@ -365,9 +386,8 @@ def _straighten(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
         dx, dy = moves[name]
         return lambda x, y: (x + dx, y + dy)
 
-    for sub in clusters.values():
-        name = next(t for t in tops if sub["name"] == t or sub["name"].startswith(t + "."))
-        _shift(sub, by(name))
+    for name, sub in clusters.items():
+        _shift(sub, by(_top(name, parents)))
     for node in nodes:
         _shift(node, by(owner[node["_gvid"]]))
     for edge in data.get("edges", []):
@@ -429,15 +449,13 @@ def _to_dot(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
     lines = [f"digraph {_q(data['name'])} {{", f"  graph [{_attrs(data)}];",
              "  node [pin=true];"]
     placed: set[int] = set()
+    parents = _parents(clusters)
 
     def emit(name: str, indent: str) -> None:
         c = clusters[name]
         lines.append(f"{indent}subgraph {_q(name)} {{")
         lines.append(f"{indent}  graph [{_attrs(c)}];")
-        inner = [k for k in clusters if k.startswith(name + ".")
-                 and not any(k.startswith(m + ".") and m.startswith(name + ".")
-                             for m in clusters)]
-        for child in sorted(inner):
+        for child in sorted(k for k, up in parents.items() if up == name):
             emit(child, indent + "  ")
         for gvid in c.get("nodes", []):
             if gvid not in placed:
@@ -445,9 +463,8 @@ def _to_dot(data: dict[str, Any], clusters: dict[str, dict[str, Any]],
                 lines.append(f"{indent}  {_q(by_id[gvid]['name'])} [{_attrs(by_id[gvid])}];")
         lines.append(f"{indent}}}")
 
-    for name in sorted(clusters):
-        if not any(name.startswith(other + ".") for other in clusters):
-            emit(name, "  ")
+    for name in sorted(k for k, up in parents.items() if up is None):
+        emit(name, "  ")
     lines.extend(f"  {_q(n['name'])} [{_attrs(n)}];" for n in nodes if n["_gvid"] not in placed)
     lines.extend(f"  {_q(by_id[e['tail']]['name'])} -> {_q(by_id[e['head']]['name'])} "
                  f"[{_attrs(e)}];" for e in data.get("edges", []))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -511,17 +511,23 @@ def _structure_key(fn: onnx.FunctionProto, rule: str) -> bytes:
 def fix_dims(model: onnx.ModelProto, values: dict[str, int]) -> onnx.ModelProto:
     """``model`` with the symbolic dimensions named in ``values`` (`N`, `T`) fixed, in every
     graph and body, for engines that build static shapes."""
-    if not values:
-        return model
-    todo = [model.graph]
-    while todo:
-        g = todo.pop()
+    for g in all_graphs(model) if values else ():
         for info in [*g.input, *g.output, *g.value_info]:
             for dim in info.type.tensor_type.shape.dim:
                 if dim.dim_param in values:
                     dim.dim_value = values[dim.dim_param]  # clears dim_param (a oneof)
-        todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
     return model
+
+
+def all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph and every body graph (Scan, Loop), in functions too."""
+    todo = [model.graph]
+    todo.extend(a.g for fn in model.functions for n in fn.node for a in n.attribute
+                if a.type == a.GRAPH)
+    while todo:
+        g = todo.pop()
+        yield g
+        todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
 
 
 def onnx_output_name(graph: Graph, i: int) -> str:

@@ -7,7 +7,6 @@ rewritten the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +44,8 @@ def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.M
     import onnx
     from onnx import TensorProto
 
+    from .onnx import all_graphs
+
     if precision == "fp32" and io_precision == "fp32":
         return model
     types = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16,
@@ -53,11 +54,12 @@ def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.M
     out.CopyFrom(model)
     target = types[precision]
     graph = out.graph
-    kept = _island_parameters(out)
+    kept = _island_parameters(out, list(all_graphs(out)))
     for tensor in graph.initializer:
         if tensor.data_type == TensorProto.FLOAT and tensor.name not in kept:
             _retype(tensor, target)
-    for g in _graphs(out):
+    # lazily: a rewrite copies a graph's nodes, so its bodies are found after it
+    for g in all_graphs(out):
         _rewrite_nodes(g, target)
     for fn in out.functions:
         _rewrite_node_list(fn.node, target)
@@ -65,18 +67,7 @@ def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.M
     return out
 
 
-def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    """The main graph and every subgraph (Scan and Loop bodies), in functions too."""
-    todo = [model.graph]
-    for fn in model.functions:
-        todo.extend(a.g for n in fn.node for a in n.attribute if a.type == a.GRAPH)
-    while todo:
-        g = todo.pop()
-        yield g
-        todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
-
-
-def _island_parameters(model: onnx.ModelProto) -> set[str]:
+def _island_parameters(model: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> set[str]:
     """Initializers read only as the float parameters of island ops (they stay float32),
     directly or through the inputs of model-local functions that use them that way."""
     functions = {fn.name: fn for fn in model.functions}
@@ -98,7 +89,7 @@ def _island_parameters(model: onnx.ModelProto) -> set[str]:
         return island_inputs[name]
 
     readers: dict[str, set[bool]] = {}
-    for g in _graphs(model):
+    for g in graphs:
         for node in g.node:
             for i, name in enumerate(node.input):
                 readers.setdefault(name, set()).add(kind(node, i))

@@ -170,12 +170,13 @@ class DropPath:
             pick = torch.randint(len(cols), (rows,), generator=gen, device=dev)
             empty = (m.sum(1, keepdim=True) == 0).float()  # keep one input at random there
             m = torch.maximum(m, torch.nn.functional.one_hot(pick, len(cols)).float() * empty)
-            ids = (torch.tensor(cols, device=dev) if compiling  # a graph constant
-                   else self._column_ids(j, dev))
-            chosen = columns if block < 0 else columns.clamp(max=self.widths[block])
-            forced = (ids[None, :] == chosen[:, None]).float()
-            if block < 0:
-                forced = torch.ones_like(forced)
+            if block < 0:  # outside fractals: a global draw keeps every input
+                forced = torch.ones_like(m)
+            else:
+                ids = (torch.tensor(cols, device=dev) if compiling  # a graph constant
+                       else self._column_ids(j, dev))
+                chosen = columns.clamp(max=self.widths[block])
+                forced = (ids[None, :] == chosen[:, None]).float()
             masks.append(torch.where(is_global, forced, m).expand(batch, len(cols)))
         return DropPlan(True, (), tuple(masks))
 

@@ -24,7 +24,7 @@ from lark import Token, Tree
 from ..compiler.diagnostics import E_INTERNAL, Note, Span, error
 from . import ast
 from .doc import FRESH, LINE, Align, Doc, Fill, Group, Nest, render
-from .parser import parse
+from .parser import lambda_params, parse
 
 WIDTH = 100
 """The line width the layout aims for (comments and long names may exceed it)."""
@@ -298,16 +298,10 @@ class _Printer:
         return Group([self.tok(open_), Align(parts), self.tok(close)])
 
     def target(self, t: _Node) -> Doc:
+        """`x`, or `(a, b)` written like any bracketed list (no trailing comma)."""
         if t.data == "target":
             return self.tok(t.children[0])
-        open_, *inner, close = [c for c in t.children if c is not None]
-        out: list[Doc] = [self.tok(open_)]
-        pairs = _pairs(inner)
-        for i, (name, comma) in enumerate(pairs):
-            out.append(self.tok(name))
-            if comma is not None and i + 1 < len(pairs):
-                out += [self.tok(comma), " "]
-        return [*out, self.tok(close)]
+        return self.bracketed(t, self.tok)
 
     def e_neg(self, t: _CST) -> Doc:
         return [self.tok(t.children[0]), self.expr(t.children[1])]
@@ -383,9 +377,8 @@ class _Printer:
     def e_lambda_expr(self, t: _CST) -> Doc:
         """`(x, *rest) => body`: the body after the head, or indented below it."""
         head, body = t.children
-        inner = str(head)[str(head).index("(") + 1:str(head).rindex(")")]
-        names = [p.strip() for p in inner.split(",") if p.strip()]
-        return [self.tok(head, f"({', '.join(names)}) =>"), Group(Nest(4, [LINE, self.expr(body)]))]
+        names = ", ".join(lambda_params(str(head)))
+        return [self.tok(head, f"({names}) =>"), Group(Nest(4, [LINE, self.expr(body)]))]
 
 
 def _op(t: _CST) -> Token:

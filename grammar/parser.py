@@ -128,9 +128,7 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def lambda_expr(self, meta: Meta, c: list[Any]) -> ast.Lambda:
-        head = str(c[0])
-        inner = head[head.index("(") + 1 : head.rindex(")")]
-        params = tuple(p.strip() for p in inner.split(",") if p.strip())
+        params = lambda_params(str(c[0]))
         starred = [i for i, p in enumerate(params) if p.startswith("*")]
         if starred and starred != [len(params) - 1]:
             raise error(E_SYNTAX, "only the last parameter of `=>` can collect the rest (`*`)",
@@ -255,6 +253,12 @@ class ToAst(Transformer[Token, Any]):
 
     def tuple_target(self, c: list[Any]) -> tuple[tuple[str, ...], bool]:
         return tuple(str(x) for x in c if x is not None), True
+
+
+def lambda_params(head: str) -> tuple[str, ...]:
+    """The parameters of a `(x, *rest) =>` head, as written (`*` kept)."""
+    inner = head[head.index("(") + 1 : head.rindex(")")]
+    return tuple(p.strip() for p in inner.split(",") if p.strip())
 
 
 def _unquote(tok: Token | str) -> str:
