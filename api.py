@@ -280,7 +280,8 @@ class Model:
                 weights: str | os.PathLike[str] | None = None, flat: bool = True,
                 opset: int | None = None, precision: str = "fp32",
                 io_precision: str | None = None, batch: int | None = None,
-                steps: int | None = None, progress: Any = None) -> Any:
+                steps: int | None = None, symbolic_hw: bool = False,
+                progress: Any = None) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
         imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
         dynamic. Flat by default, the form every runtime loads, with the hierarchy in node
@@ -288,10 +289,20 @@ class Model:
         and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md).
         ``precision`` ("fp32", "fp16", "bf16") is that of the weights and compute;
         ``io_precision`` (default "fp32") that of the graph's inputs and outputs. ``batch``
-        and ``steps`` fix the batch and time dimensions (symbolic `N` and `T` otherwise)."""
+        and ``steps`` fix the batch and time dimensions (symbolic `N` and `T` otherwise);
+        ``symbolic_hw`` makes a fully convolutional image model's height and width symbolic
+        (`H`, `W`; a diagnostic for any other model)."""
         from . import __version__
-        from .backends.onnx import DEFAULT_OPSET, OPSETS, build_model, fix_dims
+        from .backends.onnx import (
+            DEFAULT_OPSET,
+            OPSETS,
+            build_model,
+            fix_dims,
+            name_dims,
+            onnx_output_name,
+        )
         from .backends.precision import BF16_OPSET, check_precision, convert
+        from .compiler.spatial import spatial_axes
 
         fixed = {"N": positive("--batch", batch)} if batch is not None else {}
         if steps is not None:
@@ -311,11 +322,17 @@ class Model:
                         f"pooling accept it from there), not {chosen}", Span.unknown("--opset"),
                         hint=f"leave out --opset (bf16 chooses {BF16_OPSET})")
         model, tensors = self._select(column, weights)
+        names: dict[str, dict[int, str]] = {}
+        if symbolic_hw:
+            axes = self._sourced(lambda: spatial_axes(model.ir))
+            names = {onnx_output_name(model.ir, i): a for i, a in enumerate(axes)}
+            names[model.ir.inputs[0]] = {2: "H", 3: "W"}
         proto = self._sourced(lambda: build_model(
             model.ir, tensors, seed=seed, flat=flat, opset=chosen,
             spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
             progress=progress))
-        return fix_dims(self._sourced(lambda: convert(proto, precision, io)), fixed)
+        return name_dims(fix_dims(self._sourced(lambda: convert(proto, precision, io)), fixed),
+                         names)
 
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""

@@ -415,6 +415,9 @@ def compile(
         "--batch", help="ONNX: a fixed batch size (default: symbolic N).")] = None,
     steps: Annotated[int | None, typer.Option(
         "--steps", help="ONNX: a fixed sequence length (default: symbolic T).")] = None,
+    symbolic_hw: Annotated[bool, typer.Option(
+        "--symbolic-hw", help="ONNX: symbolic height and width (H, W) for a fully "
+        "convolutional image model.")] = False,
     precision: Annotated[str | None, typer.Option(
         "--precision", metavar="fp32|fp16|bf16",
         help="ONNX: the weights' and compute's type (default fp32).")] = None,
@@ -436,6 +439,7 @@ def compile(
             _check_target_options(to, weights=weights, seed=seed, flat=flat,
                                   functions=functions, opset=opset, precision=precision,
                                   io_precision=io_precision, batch=batch, steps=steps,
+                                  symbolic_hw=symbolic_hw,
                                   external_data_threshold=external_data_threshold)
             for name, value in (("--precision", precision), ("--io-precision", io_precision)):
                 if value is not None:
@@ -458,7 +462,8 @@ def compile(
                 proto = m.to_onnx(seed or 0, column=column, weights=weights,
                                   flat=not functions, opset=opset,
                                   precision=precision or "fp32", io_precision=io_precision,
-                                  batch=batch, steps=steps, progress=step)
+                                  batch=batch, steps=steps, symbolic_hw=symbolic_hw,
+                                  progress=step)
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
                              else external_data_threshold)
@@ -491,6 +496,7 @@ def _check_target_options(to: Target, **given: object) -> None:
                "flat": to is Target.onnx, "functions": to is Target.onnx,
                "precision": to is Target.onnx, "io_precision": to is Target.onnx,
                "batch": to is Target.onnx, "steps": to is Target.onnx,
+               "symbolic_hw": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:

@@ -519,6 +519,15 @@ def fix_dims(model: onnx.ModelProto, values: dict[str, int]) -> onnx.ModelProto:
     return model
 
 
+def name_dims(model: onnx.ModelProto, names: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    """``model`` with the axes in ``names`` (by graph input or output, then axis) made
+    symbolic dimensions of those names: an image model's height and width."""
+    for info in [*model.graph.input, *model.graph.output]:
+        for axis, name in names.get(info.name, {}).items():
+            info.type.tensor_type.shape.dim[axis].dim_param = name  # clears dim_value
+    return model
+
+
 def all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
     """The main graph and every body graph (Scan, Loop), in functions too."""
     todo = [model.graph]

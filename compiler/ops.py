@@ -163,6 +163,7 @@ class OpDecl:
     source: bool = False
     body: BodyRule | None = None
     projects: bool = False
+    fixes: Callable[[Sequence[Shape], Attrs], object] | None = None
 
     @property
     def tuple_valued(self) -> bool:
@@ -470,6 +471,17 @@ def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return (*x[:lead], *(total // known if d == -1 else d for d in sizes))
 
 
+def _slice_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
+    """A slice's lowering writes its bounds."""
+    (x,) = inputs
+    return slice_bounds(int(x[_feature_axis(x, _int(attrs, "axis"), "slice")]), attrs)
+
+
+def _reshape_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
+    """A reshape's lowering writes the sizes after the batch (and time) axes."""
+    return _reshape_shape(inputs, attrs)[reshape_lead(inputs[0]):]
+
+
 def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
     """A slice's [start, stop) on an axis of ``size`` (negative counts from the end, as in
     Python; a stop of none is the end)."""
@@ -692,11 +704,11 @@ OPS: dict[str, OpDecl] = {
                (Attr("axis", _INT, -1, "the axis (1 = channels; -1 = last)"),
                 Attr("start", _INT, 0, "first position"),
                 Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
-               _slice_shape),
+               _slice_shape, fixes=_slice_fixes),
         OpDecl("reshape", "The axes after the batch (and time) axis take the sizes `shape`, "
                "in row-major order; one size may be -1, inferred.",
                (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),),
-               _reshape_shape),
+               _reshape_shape, fixes=_reshape_fixes),
     )
 }
 

@@ -48,7 +48,7 @@ def test_info_table_and_set_lists() -> None:
 def test_ir_command() -> None:
     result = runner.invoke(app, ["ir", str(SPECS / "nin_cifar10.ssn")])
     assert result.exit_code == 0
-    assert result.stdout.startswith("model nin(classes=10) : tensor[3, 32, 32]")
+    assert result.stdout.startswith("model nin(classes=10, pool=true) : tensor[3, 32, 32]")
     assert "%nin.stage1.mlpconv.conv1 : f32[N,192,32,32] = conv[out=192, k=5]" in result.stdout
 
 

@@ -129,3 +129,85 @@ def test_batch_and_steps_can_be_fixed(tmp_path: Path) -> None:
     result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "-o",
                                  str(tmp_path / "n.onnx"), "--steps", "5"])
     assert result.exit_code == 1 and "has no time axis" in result.stderr
+
+
+def _dims(info: Any) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in info.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("runtime", ["ONNX Runtime", "OpenVINO", "tract"])
+def test_a_fully_convolutional_model_takes_any_image_size(runtime: str,
+                                                          tmp_path: Path) -> None:
+    """NiN without its final pooling, exported with symbolic H and W, runs at sizes other
+    than the spec's and equals the PyTorch module (which takes any size) at each."""
+    import torch
+
+    run = _runner(runtime)
+    out = tmp_path / "nin.onnx"
+    result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "-o", str(out),
+                                 "--set", "pool=false", "--set", "classes=4", "--symbolic-hw"])
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(out))
+    assert _dims(proto.graph.input[0]) == ["N", 3, "H", "W"]
+    assert _dims(proto.graph.output[0]) == ["N", 4, "H_out", "W_out"]
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    module = ssnc.load(SPECS / "nin_cifar10.ssn").model(pool=False, classes=4).to_torch().eval()
+    rng = np.random.default_rng(0)
+    for batch, h, w in ((1, 32, 32), (2, 48, 40), (1, 37, 29)):
+        x = rng.standard_normal((batch, 3, h, w)).astype(np.float32)
+        got = run(str(out), x)
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        assert got.shape == want.shape == (batch, 4, _pooled(_pooled(h)), _pooled(_pooled(w)))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+
+
+def _pooled(n: int) -> int:
+    """A size after NiN's max-pool (3, stride 2, ceil mode)."""
+    return -(-(n - 3) // 2) + 1
+
+
+def test_symbolic_hw_names_the_axes_that_follow_the_image() -> None:
+    """An output axis of the input's size is `H`; one of fixed size stays fixed (a slice of
+    fixed bounds, a global pool); batch and channels keep theirs."""
+    same = ssnc.loads("model m : tensor[3, 16, 12] = conv(5, 3) >> relu\n", "m.ssn").model()
+    proto = same.to_onnx(symbolic_hw=True, batch=2)
+    assert _dims(proto.graph.output[0]) == [2, 5, "H", "W"]
+    fixed = ssnc.loads("model m : tensor[3, 16, 12] = conv(5, 3) >> slice(axis = 2, start = 1, "
+                       "stop = 4)\n", "m.ssn").model()
+    assert _dims(fixed.to_onnx(symbolic_hw=True).graph.output[0]) == ["N", 5, 3, "W"]
+    pooled = ssnc.load(SPECS / "nin_cifar10.ssn").model().to_onnx(symbolic_hw=True)
+    assert _dims(pooled.graph.input[0]) == ["N", 3, "H", "W"]
+    assert _dims(pooled.graph.output[0]) == ["N", 10]
+
+
+@pytest.mark.parametrize(("source", "code", "needle", "column"), [
+    ("model m : tensor[3, 8, 8] = conv(4, 3) >> flatten >> linear(2)\n", "E0301",
+     "`linear`'s weight is [2,256] and [2,512] at height 8 and 16", 54),
+    ("model m : tensor[3, 8, 8] = conv(4, 3) >> reshape([4, -1])\n", "E0301",
+     "`reshape` writes sizes that follow the image's", 43),
+    ("model m : tensor[3, 8, 8] = conv(4, 3) >> slice(axis = 3, start = -2)\n", "E0301",
+     "so the model cannot have symbolic W", 43),
+    ("model m : tensor[3, 8, 8] = conv(4, 3) >> (slice(axis = 2, start = 0, stop = 8) + "
+     "identity)\n", "E0301", "at height 16 (twice the spec's 8): sum inputs do not match", 44),
+    ("model m : sequence[4] = lstm(3)\n", "E0601",
+     "need an image input `tensor[C, H, W]`, not `sequence[4]`", 11),
+])
+def test_symbolic_hw_refuses_models_that_are_not_fully_convolutional(
+        source: str, code: str, needle: str, column: int, tmp_path: Path) -> None:
+    spec = tmp_path / "m.ssn"
+    spec.write_text(source)
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["compile", str(spec), "-o", str(out), "--symbolic-hw"])
+    assert result.exit_code == 1 and not out.exists()
+    assert f"error[{code}]" in result.stderr and needle in result.stderr, result.stderr
+    if column:
+        assert f"m.ssn:1:{column}:" in result.stderr
+    assert "Traceback" not in result.output
+    plain = runner.invoke(app, ["compile", str(spec), "-o", str(out)])
+    assert plain.exit_code == 0, plain.output  # each model compiles with fixed sizes
+    torch_target = runner.invoke(app, ["compile", str(spec), "--to", "torch", "-o",
+                                       str(tmp_path / "m.pt"), "--symbolic-hw"])
+    assert torch_target.exit_code == 1
+    assert "--symbolic-hw does not apply to --to torch" in torch_target.stderr
