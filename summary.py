@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +34,7 @@ class Summary(list[ScopeRow]):
         self.outputs = [(graph.output_name(i), graph[o].shape or ())
                         for i, o in enumerate(graph.outputs)]
         self.named = bool(graph.output_names)
+        self.generated = graph.generated()
 
     def table(self) -> Table:
         """The rows and totals as a rich table."""
@@ -56,6 +58,11 @@ class Summary(list[ScopeRow]):
                  f"{self.buffers:,}",
                  "weights: " + ", ".join(f"{_mib(b)} as {p}" for p, b in self.weight_bytes.items()
                                          if p != "bf16") + " or bf16"]
+        if self.generated:
+            n = len(self.generated)
+            elements = sum(math.prod(int(d) for d in s) for s in self.generated.values())
+            lines.append(f"generated weights (computed, not counted above): {n:,} "
+                         f"tensor{'s' if n != 1 else ''}, {elements:,} values")
         if len(self.outputs) > 1 or self.named:
             lines.append("outputs: " + ", ".join(f"{name} {fmt_shape(shape)}"
                                                  for name, shape in self.outputs))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compiler.diagnostics import E_OUTPUT, Span, error
-from ..compiler.ir import Graph, Node, named_after
+from ..compiler.ir import Graph, Node, named_after, owned
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs
 
@@ -78,7 +78,7 @@ class Picture:
 
 def picture(graph: Graph, depth: int | None = None) -> Picture:
     """The boxes, clusters and edges of ``graph``, scopes deeper than ``depth`` collapsed."""
-    order = [n for n in graph.order() if n.op != "param"]
+    order = [n for n in graph.order() if not owned(n)]  # a `param` value is a box
     blocks: dict[int, list[str]] = {}  # fractal -> its scope path
     for node in order:
         parts = node.name.split(".")
@@ -105,8 +105,8 @@ def picture(graph: Graph, depth: int | None = None) -> Picture:
         for i in range(1, len(parts)):
             clusters.setdefault(".".join(parts[:i]), [])
     edges: dict[tuple[str, str], None] = {}
-    for node in order:
-        for src in node.inputs:
+    for node in order:  # a weight given to an op (generated, a `param`) is an edge too
+        for src in (*node.inputs, *(w for w in node.weights if not owned(graph[w]))):
             edge = (box(graph[src]), box(node))
             if edge[0] != edge[1]:
                 edges[edge] = None

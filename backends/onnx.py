@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..compiler.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
-from ..compiler.ops import reshape_lead, slice_bounds
+from ..compiler.ops import permute_axes, reshape_lead, slice_bounds
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
@@ -330,6 +330,12 @@ def lower_reshape(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out
     e.add("Reshape", [xs[0], shape], [out], n.name)
 
 
+def lower_permute(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                  ins: Sequence[Node]) -> None:
+    e.add("Transpose", [xs[0]], [out], n.name,
+          perm=list(permute_axes(ins[0].shape or (), n.attrs)))
+
+
 def tuple_item(value: str, index: int) -> str:
     """The ONNX value holding output ``index`` of the tuple-valued node whose first output
     is ``value`` (a node and its `item`s share a scope, so a function)."""
@@ -370,6 +376,7 @@ LOWERINGS: dict[str, Lowering] = {
     "scan": lower_scan,
     "item": lower_item,
     "reshape": lower_reshape,
+    "permute": lower_permute,
 }
 
 

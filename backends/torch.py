@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import linecache
+import math
 import re
 import sys
 import types
@@ -25,8 +26,8 @@ from torch import nn
 
 from ..compiler.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
-from ..compiler.ir import Graph, Node, Scope, captures, named_after, walk
-from ..compiler.ops import fmt_shape, reshape_lead, slice_bounds
+from ..compiler.ir import Graph, Node, Scope, captures, named_after, owned, walk
+from ..compiler.ops import ParamSpec, fmt_shape, permute_axes, reshape_lead, slice_bounds
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
 
@@ -53,12 +54,26 @@ def _channels(node: Node) -> int:
     return int(node.shape[1])
 
 
+def _given_bias(node: Node) -> str | None:
+    """The module owning the bias of an op whose weight is given to it (generated)."""
+    if len(node.params) < 2:
+        return None
+    bias = node.params[1]
+    return f"_Bias({bias.shape[0]}, {literal(1.0 / math.sqrt(bias.fan_in))})"
+
+
 def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """nn.Conv2d; with a weight given (``args[1]``, generated), F.conv2d on it."""
     a = node.attrs
     weight = node.params[0].shape
     out, cin = weight[0], _channels(ins[0])
     k, dilation = int(a["k"]), int(a["dilation"])  # type: ignore[arg-type]
     pad = a["pad"] if a["pad"] is not None else (k - 1) // 2 * dilation
+    if len(args) > 1:
+        bias = _given_bias(node)
+        return Lowered(bias, f"torch.nn.functional.conv2d({args[0]}, {args[1]}, "
+                       f"{m + '.bias' if bias else 'None'}, {literal(a['stride'])}, "
+                       f"{literal(pad)}, {dilation}, {literal(a['groups'])})")
     return Lowered(f"nn.Conv2d({cin}, {out}, {k}, stride={literal(a['stride'])}, "
                    f"padding={literal(pad)}, dilation={dilation}, "
                    f"groups={literal(a['groups'])}, bias={literal(a['bias'])})",
@@ -74,7 +89,12 @@ def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lo
 
 
 def lower_linear(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """nn.Linear; with a weight given (``args[1]``, generated), F.linear on it."""
     out, fan_in = node.params[0].shape
+    if len(args) > 1:
+        bias = _given_bias(node)
+        return Lowered(bias, f"torch.nn.functional.linear({args[0]}, {args[1]}, "
+                       f"{m + '.bias' if bias else 'None'})")
     return Lowered(f"nn.Linear({fan_in}, {out}, bias={literal(node.attrs['bias'])})",
                    f"{m}({args[0]})")
 
@@ -157,6 +177,11 @@ def lower_reshape(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) 
     return Lowered(None, f"{args[0]}.reshape({args[0]}.shape[:{lead}] + {literal(sizes)})")
 
 
+def lower_permute(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    axes = permute_axes(ins[0].shape or (), node.attrs)
+    return Lowered(None, f"{args[0]}.permute{literal(axes)}")
+
+
 def lower_item(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     return Lowered(None, f"{args[0]}[{literal(node.attrs['index'])}]")
 
@@ -197,6 +222,7 @@ LOWERINGS: dict[str, Lowering] = {
     "scan": lower_scan,
     "item": lower_item,
     "reshape": lower_reshape,
+    "permute": lower_permute,
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -235,6 +261,24 @@ _TORCH_OWNED = set(vars(nn.Module()))
 _MODULE_ATTRS = set(dir(nn.Module)) | {"training", "DROP_JOINS", "FRACTAL_WIDTHS",
                                        "ssnc_drop_path", "forward_dropping", "forward_masked",
                                        "set_slope"}
+
+
+def _param_ref(path: str) -> str:
+    """Source reading the `param` value registered at the dotted ``path`` of ``self``."""
+    parent, _, leaf = path.rpartition(".")
+    ref = _module_ref(parent) if parent else "self"
+    if is_plain(leaf) and not leaf.startswith("_") and leaf not in _MODULE_ATTRS:
+        return f"{ref}.{leaf}"
+    return f"{ref}._parameters[{literal(leaf)}]"
+
+
+def _initial(spec: ParamSpec) -> str:
+    """Source making a `param` value's initial tensor as its spec says (torch's generator,
+    so standalone source trains as written; `to_torch` loads the compiler's values)."""
+    shape = literal(spec.shape)
+    if spec.init == "uniform":
+        return f"torch.rand({shape}) * {literal(spec.scale)} + {literal(spec.fill)}"
+    return f"torch.randn({shape}) * {literal(spec.scale)} + {literal(spec.fill)}"
 
 
 def _module_ref(path: str) -> str:
@@ -282,6 +326,10 @@ class _Codegen:
         self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
         self.taken = _RESERVED | {f"need{j}" for j in range(len(self.drop))}
         self.var = {i: "x" for i in graph.inputs}
+        every = graph.all_nodes()
+        self.values = {n: every[n] for n in every if every[n].op == "param" and not owned(every[n])}
+        self.refs = {_param_ref(n) for n in self.values}  # read as attributes, never freed
+        self.var.update((n, _param_ref(n)) for n in self.values)
         for node in self.order:
             self.var[node.name] = identifier(node.name, self.taken)
         blocks = sorted({n.fractal for n in self.drop if n.fractal is not None and
@@ -302,8 +350,28 @@ class _Codegen:
         for node in self.order:
             ins = [graph[i] for i in node.inputs]
             ref = (self._body_method(node, self.var) if node.body is not None
-                   else _module_ref(graph.shares(node) or node.name))
-            self.lowered[node.name] = lower(node, ins, [self.var[i] for i in node.inputs], ref)
+                   else _module_ref(self.owner(node)))
+            self.lowered[node.name] = lower(node, ins, self.args(node, self.var), ref)
+
+    def owner(self, node: Node) -> str:
+        """The path of the module holding ``node``'s own parameters: where their names say
+        (their first reader's path, which a single-column model may no longer hold)."""
+        every = self.graph.all_nodes()
+        mine = [w for w in node.weights if owned(every[w])]
+        if not mine:
+            return node.name
+        return mine[0][:-len(every[mine[0]].attrs["role"]) - 1]  # type: ignore[arg-type]
+
+    def args(self, node: Node, names: dict[str, str]) -> list[str]:
+        """The expressions ``node`` reads: its inputs, then the weights given to it (generated
+        or `param` values; its own parameters live in its module)."""
+        every = self.graph.all_nodes()
+        return [names[i] for i in node.inputs] + [names[w] for w in node.weights
+                                                  if not owned(every[w])]
+
+    def reads(self, args: Sequence[str]) -> tuple[str, ...]:
+        """The locals among ``args`` (a `param` value is an attribute, never freed)."""
+        return tuple(a for a in args if a not in self.refs)
 
     def _body_method(self, node: Node, outer: dict[str, str]) -> str:
         """A method of the generated class computing ``node``'s body, and the callable the
@@ -318,6 +386,7 @@ class _Codegen:
         data_captures = [c for c in captures(body) if every[c].op != "param"]
         for name in (*body.inputs, *data_captures):
             local[name] = identifier(name, taken)
+        local.update((n, _param_ref(n)) for n in self.values)
         stmts = []
         for inner in body.order():
             if inner.is_source:
@@ -325,13 +394,14 @@ class _Codegen:
             local[inner.name] = identifier(inner.name, taken)
             shared = self.graph.shares(inner)
             ref = (self._body_method(inner, local) if inner.body is not None
-                   else _module_ref(shared or inner.name))
-            low = lower(inner, [every[i] for i in inner.inputs],
-                        [local[i] for i in inner.inputs], ref)
+                   else _module_ref(self.owner(inner)))
+            args = self.args(inner, local)
+            low = lower(inner, [every[i] for i in inner.inputs], args, ref)
             if low.module is not None and not shared:
-                self.body_modules.append(f"        _put(self, {inner.name!r}, {low.module})")
-            stmts.append(_Stmt(local[inner.name], low.expr,
-                               tuple(local[i] for i in inner.inputs), where=inner.span.position()))
+                self.body_modules.append(f"        _put(self, {self.owner(inner)!r}, "
+                                         f"{low.module})")
+            stmts.append(_Stmt(local[inner.name], low.expr, self.reads(args),
+                               where=inner.span.position()))
         params = ", ".join(local[i] for i in (*body.inputs, *data_captures))
         self.methods.append([
             f"    def {method}(self, {params}):  # type: ignore[no-untyped-def]",
@@ -363,7 +433,7 @@ class _Codegen:
                     or any(not n.name.startswith(prefix + ".") for n in nodes)
                     or any(n.startswith(prefix + ".") and n not in inside for n in names)
                     or any(n.name in self.drop_index or g.shares(n) or n.body is not None
-                           for n in nodes)
+                           or self.owner(n) != n.name for n in nodes)
                     or len(region.inputs) != 1 or len(region.outputs) != 1):
                 continue
             self._add_class(region.scope, nodes, prefix, region.inputs[0], g[region.outputs[0]])
@@ -377,11 +447,11 @@ class _Codegen:
         init, stmts = [], []
         for n in nodes:
             rel = n.name[len(prefix) + 1:]
-            low = lower(n, [self.graph[i] for i in n.inputs], [local[i] for i in n.inputs],
-                        _module_ref(rel))
+            args = self.args(n, local)
+            low = lower(n, [self.graph[i] for i in n.inputs], args, _module_ref(rel))
             if low.module is not None:
                 init.append(f"        _put(self, {rel!r}, {low.module})")
-            stmts.append(_Stmt(local[n.name], low.expr, tuple(local[i] for i in n.inputs),
+            stmts.append(_Stmt(local[n.name], low.expr, self.reads(args),
                                where=n.span.position()))
         body = self._render(stmts, (local[output.name],))
         text = "\n".join([
@@ -447,7 +517,8 @@ class _Codegen:
         return "(\n" + "\n".join(rows) + "\n    )" if rows else "()"
 
     def init_lines(self) -> list[str]:
-        lines = []
+        lines = [f"        _put_param(self, {literal(n)}, {_initial(p.spec())})"
+                 for n, p in self.values.items()]
         for node in self.order:
             use = self.uses.get(node.name)
             if use is not None:
@@ -455,7 +526,7 @@ class _Codegen:
                 continue
             ctor = self.lowered[node.name].module
             if ctor is not None and not self.graph.shares(node) and node.name not in self.members:
-                lines.append(f"        _put(self, {node.name!r}, {ctor})")
+                lines.append(f"        _put(self, {self.owner(node)!r}, {ctor})")
         return lines + self.body_modules
 
 
@@ -466,7 +537,7 @@ class _Codegen:
             stmts += self._need_flags()
         for node in self.order:
             target = self.var[node.name]
-            args = [self.var[i] for i in node.inputs]
+            args = self.args(node, self.var)
             expr = self.lowered[node.name].expr
             guard = None
             where = node.span.position()
@@ -491,7 +562,7 @@ class _Codegen:
                 # inside a column (an inner join too): computed only when the column is
                 j, port = self.segment[node.name]
                 guard = f"need{j} and keep[{j}][{port}]"
-            stmts.append(_Stmt(target, expr, tuple(args), guard, where))
+            stmts.append(_Stmt(target, expr, self.reads(args), guard, where))
         return self._render(stmts, tuple(self.var[o] for o in self.graph.outputs),
                             self.result_type)
 

@@ -14,13 +14,36 @@ def _put(root: nn.Module, path: str, module: nn.Module) -> None:
     """Register ``module`` at the dotted ``path``, creating containers on the way. Names are
     the spec's scope paths, so they go into ``_modules`` even where they coincide with an
     attribute of nn.Module (`train`, `to`): the code reads those through ``_modules``."""
+    parent, leaf = _parent(root, path)
+    parent._modules[leaf] = module
+
+
+def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """The module holding the dotted ``path`` (containers created on the way), and its last
+    segment."""
     *parents, leaf = path.split(".")
     for name in parents:
         child = root._modules.get(name)
         if child is None:
             child = root._modules[name] = nn.Module()
         root = child
-    root._modules[leaf] = module
+    return root, leaf
+
+
+def _put_param(root: nn.Module, path: str, value: torch.Tensor) -> None:
+    """Register a `param(...)` value as a parameter at the dotted ``path`` (its state_dict
+    key), creating containers on the way."""
+    parent, leaf = _parent(root, path)
+    parent._parameters[leaf] = nn.Parameter(value)
+
+
+class _Bias(nn.Module):
+    """The bias an op owns when its weight is given to it (generated), under the key
+    ``bias``: U(-bound, bound), torch's default with bound = 1/sqrt(fan_in)."""
+
+    def __init__(self, size: int, bound: float) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(size).uniform_(-bound, bound))
 
 
 def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, arguments, machine, paired, report
+from common import ROOT, arguments, machine, paired, report, sgd_step
 from handwritten_hmlstm import CharLM
 
 import ssnc
@@ -58,19 +58,11 @@ def main() -> None:
         gap = float((net(x) - hand(x)).abs().max())
     assert gap < 1e-4, f"the two models differ by {gap}"
 
-    def trainer(module: torch.nn.Module):  # type: ignore[no-untyped-def]
-        opt = torch.optim.SGD(module.parameters(), lr=1e-3)
-
-        def step() -> None:
-            module.train()
-            loss = F.cross_entropy(module(x).reshape(-1, vocab), y.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return step
+    def loss(module: torch.nn.Module) -> torch.Tensor:
+        return F.cross_entropy(module(x).reshape(-1, vocab), y.reshape(-1))
 
     rows = [(f"training step (forward, backward, SGD), batch {batch}, T = {steps}",
-             paired(trainer(net), trainer(hand), args.reps))]
+             paired(sgd_step(net, loss), sgd_step(hand, loss), args.reps))]
 
     proto = model.to_onnx(seed=0)
     ours = work / "ssnc.onnx"

@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,22 @@ def paired(a: Callable[[], object], b: Callable[[], object], reps: int,
         ratios.append(times[a] / times[b])
     return {"a_s": statistics.median(ta), "b_s": statistics.median(tb),
             "ratio": statistics.median(ratios)}
+
+
+def sgd_step(module: Any, loss: Callable[[Any], Any], **sgd: float) -> Callable[[], None]:
+    """One training step of ``module`` as a closure: train mode, ``loss(module)``, backward,
+    an SGD update (``sgd``: its options; lr 1e-3 by default)."""
+    import torch
+
+    opt = torch.optim.SGD(module.parameters(), **{"lr": 1e-3, **sgd})
+
+    def step() -> None:
+        module.train()
+        value = loss(module)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return step
 
 
 def machine() -> str:

@@ -3,6 +3,7 @@ outermost frame that holds them with the primitive ops."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 from .diagnostics import E_ARGUMENT, E_DUPLICATE, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
@@ -12,6 +13,7 @@ from .values import (
     Block,
     Builtin,
     Env,
+    Init,
     NamedOutputs,
     OpCtor,
     PrimBlock,
@@ -166,6 +168,59 @@ def _b_fail(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     raise error(E_FAIL, args[0], span)
 
 
+MAX_PARAM_ELEMENTS = 1 << 40
+"""The most elements one `param(...)` value may have (as for any activation)."""
+
+
+def _b_param(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+             span: Span) -> Value:
+    """A learned tensor as a wire, made where it is evaluated (once per instance of the
+    `=>` block it is in; a `shared` block's later instances read the first's)."""
+    bound = el.bind_args("param", ("shape", "init"), args, kw, spans, span)
+    if "shape" not in bound:
+        raise error(E_ARGUMENT, "`param` needs a shape: `param([16, 64])`", span)
+    where = kw["shape"][1] if "shape" in kw else spans[0]
+    shape = bound["shape"]
+    if (not isinstance(shape, tuple) or not shape
+            or any(not isinstance(d, int) or isinstance(d, bool) for d in shape)):
+        raise error(E_TYPE, f"`param`'s shape must be a list of integers, got {kind_of(shape)}"
+                    f"{' holding something else' if isinstance(shape, tuple) and shape else ''}",
+                    where, hint="write the sizes as a list: `param([16, 64])`")
+    if any(d <= 0 for d in shape):
+        raise error(E_TYPE, f"`param`'s shape must be positive sizes, got "
+                    f"[{', '.join(str(d) for d in shape)}]", where)
+    elements = 1
+    for d in shape:
+        elements *= d
+        if elements > MAX_PARAM_ELEMENTS:
+            raise error(E_VALUE_LIMIT, f"`param` of shape [{', '.join(str(d) for d in shape)}] "
+                        "holds more elements than any tensor can", where)
+    init = bound.get("init", Init("normal", 0.0, 1.0))
+    if not isinstance(init, Init):
+        raise error(E_TYPE, f"`param`'s init must be `normal(mean, std)` or "
+                    f"`uniform(low, high)`, got {kind_of(init)}",
+                    kw["init"][1] if "init" in kw else spans[1])
+    el.effects.count += 1
+    return Wire(el.builder.value_param(tuple(shape), init.name, init.fill, init.scale, span),
+                span)
+
+
+def _init(name: str, first: str, second: str) -> Callable[..., Value]:
+    """`normal(mean, std)` and `uniform(low, high)`: how a `param(...)` starts."""
+    def make(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+             span: Span) -> Value:
+        bound = el.bind_args(name, (first, second), args, kw, spans, span)
+        a, b = (el.number(bound.get(k, d), span) for k, d in ((first, 0), (second, 1)))
+        if not all(math.isfinite(v) for v in (a, b)):
+            raise error(E_TYPE, f"`{name}` takes finite numbers, got {a} and {b}", span)
+        if name == "normal" and b < 0:
+            raise error(E_TYPE, f"`normal`'s std must be a non-negative number, got {b}", span)
+        if name == "uniform" and not a <= b:
+            raise error(E_TYPE, f"`uniform` needs low <= high, got {a} and {b}", span)
+        return Init(name, float(a), float(b - a if name == "uniform" else b))
+    return make
+
+
 def _numeric(name: str, fn: Callable[..., Value], *, many: bool = False) -> Callable[..., Value]:
     """A numeric built-in of one number, or (``many``) of a list or of two or more numbers."""
     def run(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...], span: Span) -> Value:
@@ -202,6 +257,12 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false, final = false): "
                 "the cell applied at every step of a sequence, carrying states that start at "
                 "zero; gives the step outputs, then with `final` each state's last value"),
+        Builtin("param", _b_param, "param([sizes], init = normal(0, 1)): a learned tensor "
+                "as a wire (an embedding, a generator's input), counted as parameters"),
+        Builtin("normal", _init("normal", "mean", "std"),
+                "normal(mean = 0, std = 1): a `param`'s initial values, drawn from N(mean, std²)"),
+        Builtin("uniform", _init("uniform", "low", "high"),
+                "uniform(low = 0, high = 1): a `param`'s initial values, drawn from U(low, high)"),
         Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
         Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
         Builtin("abs", _numeric("abs", abs), "abs(x)"),

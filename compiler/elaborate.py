@@ -16,7 +16,7 @@ from .builtins import builtin_env
 from .diagnostics import E_EXPANSION, E_OPTION, E_TYPE, Note, Span, SsnError, did_you_mean, error
 from .evaluate import Evaluator, check_int
 from .instantiate import Limits
-from .ir import Graph
+from .ir import Graph, Node
 from .ops import INPUT_TYPES, OPS, input_type
 from .values import Env, Value, Wire, kind_of, show
 
@@ -64,6 +64,7 @@ class Elaborator(Evaluator):
                         named.span, notes=[Note("the model's outputs are made here",
                                                 model.body.span)],
                         hint="name the outputs in the model's last `=>` block")
+        _check_params_read(b.nodes)
         sizes = ", ".join(show(a) for a in self._type_args(model.input_type, frame))
         return Graph.build(model.name, b.nodes, b.scopes, [inp], [w.node for w in outs],
                            {n: frame.names[n] for n in names},
@@ -114,6 +115,25 @@ class Elaborator(Evaluator):
 
 
 __all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "check_int"]
+
+
+def _check_params_read(nodes: list[Node]) -> None:
+    """Every `param(...)` value is read by some op (inside a loop's body too), or it is a
+    diagnostic at the `param`: a tensor nothing reads would train nothing."""
+    every: list[Node] = []
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        every.append(node)
+        if node.body is not None:
+            todo.extend(node.body.nodes_by_name.values())
+    read = {r for n in every for r in (*n.inputs, *n.weights)}
+    for n in sorted(every, key=lambda n: n.index):
+        if n.op == "param" and n.name not in read:
+            raise error(E_TYPE, "this `param` is never read by an op", n.span,
+                        hint="give it to an op as an input (`linear(64)(z)`) or as a weight "
+                        "(`conv(64, 3, weight = k)`); a model's output is computed, never a "
+                        "`param` itself")
 
 
 def _kind(value: Value) -> str | None:

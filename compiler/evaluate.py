@@ -28,7 +28,7 @@ from .diagnostics import (
     error,
 )
 from .instantiate import Instantiator, Limits, as_wires, flatten_wires, is_wires
-from .ops import OPS, REQUIRED, OpDecl
+from .ops import OPS, REQUIRED, OpDecl, TensorValue
 from .values import (
     Block,
     Builtin,
@@ -559,7 +559,7 @@ def _binop_hint(op: str, left: Value, right: Value) -> str | None:
 
 def _type_name(t: type) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            type(None): "`none`", tuple: "a list"}.get(t, t.__name__)
+            type(None): "`none`", tuple: "a list", TensorValue: "a wire"}.get(t, t.__name__)
 
 
 

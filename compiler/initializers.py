@@ -7,7 +7,8 @@ Initializers (PyTorch's defaults, so training behaves as users expect):
 - ``kaiming_uniform``: U(-b, b), b = 1/sqrt(fan_in) — conv and linear weights
   (torch's kaiming_uniform_ with a = sqrt(5));
 - ``fan_in_uniform``: U(-b, b), b = 1/sqrt(fan_in) — conv and linear biases;
-- ``normal``: N(0, 1) — embeddings;
+- ``normal``: N(fill, scale²), N(0, 1) by default — embeddings, `param(...)` values;
+- ``uniform``: U(fill, fill + scale) — `param(..., init = uniform(low, high))`;
 - ``ones`` / ``zeros`` — BatchNorm scale / shift and running statistics;
 - ``constant`` — the spec's ``fill`` value (a hard sigmoid's slope)."""
 
@@ -44,7 +45,9 @@ def initial_value(spec: ParamSpec, key: str, seed: int) -> np.ndarray:
         bound = 1.0 / np.sqrt(max(spec.fan_in, 1))
         return rng.uniform(-bound, bound, spec.shape).astype(np.float32)
     if spec.init == "normal":
-        return rng.standard_normal(spec.shape).astype(np.float32)
+        return (spec.fill + spec.scale * rng.standard_normal(spec.shape)).astype(np.float32)
+    if spec.init == "uniform":
+        return (spec.fill + spec.scale * rng.uniform(0.0, 1.0, spec.shape)).astype(np.float32)
     raise ValueError(f"unknown initializer {spec.init!r}")
 
 

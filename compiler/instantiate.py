@@ -16,7 +16,7 @@ from typing import Any
 from ..grammar import ast
 from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
 from .ir import Graph, Node, Scope, make_node
-from .ops import OPS, OpDecl
+from .ops import OPS, OpDecl, TensorValue
 from .values import (
     Block,
     Env,
@@ -109,17 +109,35 @@ class NodeBuilder:
             self.progress("elaborating", self.ops, None)
         weights: tuple[str, ...] = ()
         if op.has_params:
-            replay = self.sharing[-1] if self.sharing else None
-            if replay is not None and replay[2][0] >= 0:
-                _, owned, cursor = replay
-                weights = owned[cursor[0]]
-                cursor[0] += 1
-            else:
-                weights = tuple(self._node(OPS["param"], {"role": role}, (), span)
-                                for role in op.weights(attrs))
-                if replay is not None:
-                    replay[1].append(weights)
+            roles = op.weights(attrs)
+            given = {r: attrs[r].node for r in roles if isinstance(attrs.get(r), TensorValue)}
+            owned = self._owned(tuple(r for r in roles if r not in given), span)
+            weights = tuple(given[r] if r in given else owned.pop(0) for r in roles)
+            attrs = {k: None if k in given else v for k, v in attrs.items()}
         return self._node(op, attrs, inputs, span, weights=weights, **extra)
+
+    def _owned(self, roles: tuple[str, ...], span: Span) -> list[str]:
+        """Parameter nodes for ``roles``: fresh, or, as a later instance of a `shared`
+        block, its first instance's (recorded in order, so they replay in order)."""
+        replay = self.sharing[-1] if self.sharing else None
+        if replay is not None and replay[2][0] >= 0:
+            _, recorded, cursor = replay
+            cursor[0] += 1
+            return list(recorded[cursor[0] - 1])
+        made = tuple(self._node(OPS["param"], {"role": role}, (), span) for role in roles)
+        if replay is not None:
+            replay[1].append(made)
+        return list(made)
+
+    def value_param(self, shape: tuple[int, ...], init: str, fill: float, scale: float,
+                    span: Span) -> str:
+        """A `param(...)` value: a parameter node of the given shape that any port may read
+        (in a `shared` block's later instances, the first instance's)."""
+        (name,) = self._owned(("value",), span)
+        if self.nodes[-1].name == name:  # made now, not replayed: give it its shape
+            self.nodes[-1] = self.nodes[-1].evolve(shape=shape, attrs={
+                **self.nodes[-1].attrs, "init": init, "fill": fill, "scale": scale})
+        return name
 
     def _node(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,
               **extra: Any) -> str:

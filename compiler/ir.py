@@ -88,7 +88,7 @@ class Node:
         a = self.attrs
         return ParamSpec(str(a["role"]), tuple(int(d) for d in self.shape or ()), str(a["init"]),
                          int(a["fan_in"]), bool(a["trainable"]),  # type: ignore[arg-type]
-                         float(a["fill"]))  # type: ignore[arg-type]
+                         float(a["fill"]), float(a["scale"]))  # type: ignore[arg-type]
 
 
 def _tuple_valued(node: Node) -> bool:
@@ -304,17 +304,29 @@ class Graph:
 
     def shares(self, node: Node) -> str | None:
         """The node whose weights ``node`` reads as a later instance of a ``shared`` block
-        (None: it reads its own, or none)."""
-        if not node.weights:
+        (None: it reads its own, or none, or only weights given to it)."""
+        every = self.all_nodes()
+        mine = [w for w in node.weights if owned(every[w])]
+        if not mine:
             return None
-        owner = self.first_reader(node.weights[0])
+        owner = self.first_reader(mine[0])
         return None if owner.name == node.name else owner.name
 
     def param_count(self, node: Node) -> int:
-        """Trainable parameters ``node`` brings: those it is the first reader of."""
+        """Trainable parameters ``node`` brings: those it is the first reader of (a
+        `param(...)` value counts at its own row)."""
         every = self.all_nodes()
-        return sum(every[w].spec().numel for w in node.weights
-                   if self.first_reader(w).name == node.name and every[w].attrs["trainable"])
+        own = sum(every[w].spec().numel for w in node.weights
+                  if owned(every[w]) and self.first_reader(w).name == node.name
+                  and every[w].attrs["trainable"])
+        return own + (node.spec().numel if node.op == "param" and not owned(node) else 0)
+
+    def generated(self) -> dict[str, tuple[int | str, ...]]:
+        """The tensors computed in the graph and read as weights (a hypernetwork's kernels),
+        by node name, with their shapes: not parameters, so never counted as such."""
+        every = self.all_nodes()
+        return {w: every[w].shape or () for _, n in walk(self) for w in n.weights
+                if every[w].op != "param"}
 
     def tensors(self) -> dict[str, ParamSpec]:
         """Every parameter and buffer, bodies included, by state_dict key, in order of use."""
@@ -405,10 +417,10 @@ class Graph:
                     problems.append(f"{node.name}: weight `{w}` does not exist")
             if node.op == "param":
                 ports = self.consumers(node.name)
-                if not ports or any(port < len(self.nodes_by_name[dst].inputs)
-                                    for dst, port in ports):
-                    problems.append(f"{node.name}: a parameter must be read, and only on "
-                                    "weight ports")
+                if not ports or (owned(node) and any(
+                        port < len(self.nodes_by_name[dst].inputs) for dst, port in ports)):
+                    problems.append(f"{node.name}: a parameter must be read, and (unless a "
+                                    "`param` value) only on weight ports")
             if node.shape is not None and node.op != "param":
                 want = OPS[node.op].weights(node.attrs)
                 if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
@@ -455,6 +467,12 @@ class Graph:
         step, for a loop's body)."""
         return sum(self.macs(n) for _, n in walk(self))
 
+
+
+def owned(node: Node) -> bool:
+    """Whether ``node`` is a parameter an op made for its own weight port, named after that
+    op (not a `param(...)` value, which is named by its scope and may be read on any port)."""
+    return node.op == "param" and node.attrs["role"] != "value"
 
 
 def numbered_name(text: str, number: int | None, *, legacy: bool = False) -> str:
@@ -527,13 +545,17 @@ def _regions(graph: Graph) -> dict[int, Region]:
         inside = {n.name for n in members}
         inputs: dict[str, None] = {}
         weights: dict[str, None] = {}
+        every = graph.all_nodes()
         for n in members:
             inputs.update((i, None) for i in n.inputs if i not in inside)
-            weights.update((w, None) for w in n.weights)
+            for w in n.weights:  # a generated weight made outside comes in as an input
+                if every[w].op == "param":
+                    weights[w] = None
+                elif w not in inside:
+                    inputs[w] = None
             if n.body is not None:  # a body's reads cross the boundary with its node
-                every = graph.all_nodes()
                 for _, inner in walk(n.body):
-                    weights.update((w, None) for w in inner.weights)
+                    weights.update((w, None) for w in inner.weights if every[w].op == "param")
                 inputs.update((c, None) for c in captures(n.body)
                               if c not in inside and every[c].op != "param")
         outputs = tuple(n.name for n in members if n.name in graph.outputs or any(

@@ -68,12 +68,20 @@ class Attr:
     range: Range | None = None
 
 
+class TensorValue:
+    """A tensor given as an attribute: a generated weight (`conv(64, weight = k)`). The
+    elaborator's wires are these; an op reads one on the weight port of that name."""
+
+    node: str
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One tensor an op instance owns: a trainable parameter or a buffer (BN statistics).
 
-    ``init`` names an initializer in ``compiler.initializers``; ``fan_in`` feeds it, and
-    ``fill`` is the value of a ``constant`` one."""
+    ``init`` names an initializer in ``compiler.initializers``; ``fan_in`` feeds it;
+    ``fill`` is the value of a ``constant`` one and the mean (low end) of a ``normal``
+    (``uniform``) one, ``scale`` its standard deviation (width)."""
 
     name: str
     shape: tuple[int, ...]
@@ -81,6 +89,7 @@ class ParamSpec:
     fan_in: int = 1
     trainable: bool = True
     fill: float = 0.0
+    scale: float = 1.0
 
     @property
     def numel(self) -> int:
@@ -251,8 +260,9 @@ def _opt_int(attrs: Attrs, name: str, default: int) -> int:
 
 
 def _per_sample(shape: Shape) -> int:
-    """Elements per sample: leading batch and symbolic (time) dims count once."""
-    return math.prod(d for d in shape[1:] if isinstance(d, int))
+    """Elements per sample: symbolic (batch, time) dims count once; a tensor without them (a
+    generated weight) counts whole, as it is made once per forward."""
+    return math.prod(d for d in shape if isinstance(d, int))
 
 
 # ---------------------------------------------------------------- the ops
@@ -482,6 +492,27 @@ def _reshape_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
     return _reshape_shape(inputs, attrs)[reshape_lead(inputs[0]):]
 
 
+def permute_axes(x: Shape, attrs: Attrs) -> tuple[int, ...]:
+    """The full permutation a `permute` applies to ``x``: the batch (and time) axes stay."""
+    lead = reshape_lead(x)
+    order = attrs["order"]
+    assert isinstance(order, tuple)
+    return (*range(lead), *(lead + int(i) for i in order))
+
+
+def _permute_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    order = attrs["order"]
+    assert isinstance(order, tuple)
+    lead = reshape_lead(x)
+    if sorted(order) != list(range(len(x) - lead)):
+        shown = "[" + ", ".join(str(d) for d in order) + "]"
+        raise ShapeMismatch(f"permute's order {shown} must list each of the {len(x) - lead} "
+                            f"axes after the batch axes of {fmt_shape(x)} once (0 to "
+                            f"{len(x) - lead - 1})", inputs=(0,))
+    return tuple(x[i] for i in permute_axes(x, attrs))
+
+
 def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
     """A slice's [start, stop) on an axis of ``size`` (negative counts from the end, as in
     Python; a stop of none is the end)."""
@@ -556,6 +587,8 @@ def _embedding_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec,
 
 _INT, _FLOAT, _BOOL = (int,), (int, float), (bool,)
 _OPT_INT = (int, type(None))
+_GENERATED = Attr("weight", (TensorValue, type(None)), None,
+                  "a generated weight (a wire), read in place of a learned one")
 
 _DROP_PATH = Attr("drop_path", _FLOAT, 0.0,
                   "local drop-path rate: each input is dropped with this probability "
@@ -585,12 +618,16 @@ OPS: dict[str, OpDecl] = {
         OpDecl(
             "param",
             "A learned tensor (a parameter, or a buffer such as BN statistics) that ops read "
-            "on their weight ports; its shape is what its first reader needs.",
-            (Attr("role", (str,), REQUIRED, "the weight port it was made for (`weight`)"),
+            "on their weight ports; its shape is what its first reader needs. A `param(...)` "
+            "value (role `value`) has the shape the spec gives and may be read on any port.",
+            (Attr("role", (str,), REQUIRED, "the weight port it was made for (`weight`), or "
+                  "`value`"),
              Attr("init", (str,), "zeros", "initializer (compiler/initializers.py)"),
              Attr("fan_in", _INT, 1, "fan-in the initializer scales by", POSITIVE),
              Attr("trainable", _BOOL, True, "a parameter (true) or a buffer (false)"),
-             Attr("fill", _FLOAT, 0.0, "the value of a `constant` initializer")),
+             Attr("fill", _FLOAT, 0.0, "a `constant`'s value, a `normal`'s mean"),
+             Attr("scale", _FLOAT, 1.0, "a `normal`'s standard deviation, a `uniform`'s "
+                  "width")),
             _input_shape, arity=0, source=True,
         ),
         OpDecl(
@@ -605,6 +642,7 @@ OPS: dict[str, OpDecl] = {
                 Attr("bias", _BOOL, True, "add a learned bias"),
                 Attr("groups", _INT, 1, "channel groups", POSITIVE),
                 Attr("dilation", _INT, 1, "kernel dilation", POSITIVE),
+                _GENERATED,
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
         ),
@@ -654,7 +692,7 @@ OPS: dict[str, OpDecl] = {
             "linear",
             "Fully connected layer over the last axis.",
             (Attr("out", _INT, REQUIRED, "output features", POSITIVE),
-             Attr("bias", _BOOL, True, "add a learned bias")),
+             Attr("bias", _BOOL, True, "add a learned bias"), _GENERATED),
             _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
         ),
         OpDecl(
@@ -709,6 +747,11 @@ OPS: dict[str, OpDecl] = {
                "in row-major order; one size may be -1, inferred.",
                (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),),
                _reshape_shape, fixes=_reshape_fixes),
+        OpDecl("permute", "The axes after the batch (and time) axis in the order `order` "
+               "(0 is the first of them): `permute([1, 0])` swaps the two.",
+               (Attr("order", (tuple,), REQUIRED, "the new order of the axes, a list such as "
+                     "[1, 0, 2]"),),
+               _permute_shape),
     )
 }
 

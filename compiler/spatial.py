@@ -9,7 +9,7 @@ axis whose size changed with the height follows it: that axis is symbolic in the
 from __future__ import annotations
 
 from .diagnostics import E_OPTION, E_SHAPE, Note, SsnError, error
-from .ir import Graph, Node
+from .ir import Graph, Node, owned
 from .ops import OPS, Shape, fmt_shape
 from .passes.infer_shapes import infer_shapes
 
@@ -48,7 +48,7 @@ def _probe(graph: Graph, shape: Shape, dim: str, size: int) -> Graph:
     def reset(node: Node) -> Node:
         if node.name == graph.inputs[0]:
             return node.evolve(shape=shape)
-        return node.evolve(shape=None) if node.op == "param" else node
+        return node.evolve(shape=None) if owned(node) else node
 
     try:
         return infer_shapes(graph.map_nodes(reset))

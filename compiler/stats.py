@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .ir import Graph, walk
+from .ir import Graph, owned, walk
 from .ops import Shape
 from .values import json_value
 
@@ -44,8 +44,8 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
             for _, inner in walk(node.body):
                 owner.setdefault(inner.name, owner.get(node.name, node.name))
     for holder, node in walk(graph):
-        if node.is_source:
-            continue
+        if node.is_source and (node.op != "param" or owned(node)):
+            continue  # the input, and parameters counted at the op that made them
         parts = node.name.split(".")
         node_macs = holder.macs(node)
         for i in range(1, len(parts) + 1):
@@ -89,5 +89,7 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
         "nodes": graph.op_count,
         "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ())}
                     for i, o in enumerate(graph.outputs)],
+        "generated": [{"name": name, "shape": list(shape)}
+                      for name, shape in graph.generated().items()],
         "scopes": [r.as_json() for r in summarize(graph, max_depth)],
     }

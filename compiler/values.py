@@ -11,7 +11,7 @@ from typing import Any
 from ..grammar import ast
 from ..grammar.format import quote
 from .diagnostics import Span
-from .ops import OpDecl
+from .ops import OpDecl, TensorValue
 
 Value = Any
 """int | float | bool | str | None | tuple[Value, ...] | Rule | OpCtor | Builtin | Wire | Block"""
@@ -73,11 +73,27 @@ class Builtin:
 
 
 @dataclass(frozen=True, eq=False)
-class Wire:
-    """A tensor inside a named-wire block: the output of node ``node``."""
+class Wire(TensorValue):
+    """A tensor inside a named-wire block: the output of node ``node`` (a `param(...)` value
+    too); an op given one as `weight` reads it as its weight."""
 
     node: str
     span: Span
+
+
+@dataclass(frozen=True)
+class Init:
+    """How a `param(...)` value starts: `normal(mean, std)` or `uniform(low, high)`, as the
+    initializer name with its fill (mean, low) and scale (std, width)."""
+
+    name: str
+    fill: float
+    scale: float
+
+    def __str__(self) -> str:
+        if self.name == "normal":
+            return f"normal({self.fill!r}, {self.scale!r})"
+        return f"uniform({self.fill!r}, {self.fill + self.scale!r})"
 
 
 class Block:
@@ -192,6 +208,8 @@ def kind_of(value: Value) -> str:
         return "a list"
     if isinstance(value, Wire):
         return "a wire"
+    if isinstance(value, Init):
+        return "an initializer"
     if isinstance(value, NamedOutputs):
         return "named outputs"
     if isinstance(value, Rule):
@@ -251,4 +269,8 @@ def show(value: Value) -> str:
         return value.name
     if isinstance(value, LambdaBlock):
         return f"({', '.join(value.params)}) => ...@{value.span.line}:{value.span.col}"
+    if isinstance(value, Wire):
+        return f"wire@{value.span.line}:{value.span.col}"
+    if isinstance(value, Init):
+        return str(value)
     return "?"

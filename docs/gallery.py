@@ -32,8 +32,12 @@ SENTENCES = {
                         "experiments: three layers that learn their own boundaries.",
     "hornn_lm.ssn": "A higher-order RNN language model: the hidden state is fed back from the "
                     "three preceding steps, each along its own weighted path.",
+    "hyper_wrn.ssn": "Hyper-WRN: the Wide ResNet below with every 3×3 kernel of its groups "
+                     "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "
                        "followed by 1×1 convolutions) and global average pooling.",
+    "wrn.ssn": "Wide ResNet for CIFAR in the authors' layout: three groups of pre-activation "
+               "basic blocks, 16k, 32k and 64k channels wide.",
 }
 
 

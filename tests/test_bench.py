@@ -17,6 +17,7 @@ from tests.conftest import ROOT
     ("bench_rnn.py", "rnn-quick", ("| training step (forward, backward, SGD)",
                                    "| inference, ONNX Runtime vs torch eager",
                                    "| compile to ONNX")),
+    ("bench_hyper.py", "hyper-quick", ("| training step (forward, backward, SGD), Hyper-WRN",)),
 ])
 def test_benchmark_runs(script: str, section: str, rows: tuple[str, ...], tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "B.md"

@@ -85,6 +85,12 @@ OP_CASES = {
     "reshape": "model m : tensor[4, 6, 6] = (x) => concat(reshape([2, -1, 6])(x), "
                "(reshape([2, 3, 4, 6]) >> softmax >> reshape([2, 12, 6]))(x), axis = -1) >> "
                "reshape([-1]) >> linear(3)",
+    "permute": "model m : tensor[6, 5] = permute([1, 0]) >> linear(3) >> permute([1, 0]) >> "
+               "reshape([-1]) >> linear(2)",
+    "generated": "model m : tensor[4, 5, 5] = (x) => let z = param([4, 2]) in "
+                 "conv(6, 3, weight = z >> linear(54) >> reshape([6, 4, 3, 3]) >> "
+                 "permute([0, 1, 3, 2]))(x) >> gap >> linear(2, weight = "
+                 "param([2, 6], init = uniform(-0.5, 0.5)))",
     "reshape_sequence": "model m : sequence[12] = reshape([3, -1]) >> softmax >> "
                         "reshape([12]) >> linear(2)",
     "scan": "model m : sequence[3] = lstm(4) >> scan((x, h) => (x + h, h * 0.5 + x), "

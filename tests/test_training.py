@@ -1,5 +1,6 @@
 """Learning and distribution: the digits example reaches its accuracy, the HM-RNN example
-beats the unigram entropy, and DDP on two CPU processes keeps ranks identical with agreeing
+beats the unigram entropy, the hypernetwork CNN keeps up with a quarter of the parameters, and
+DDP on two CPU processes keeps ranks identical with agreeing
 drop-path draws."""
 
 from __future__ import annotations
@@ -7,15 +8,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import ROOT
 
 
-def test_fractalnet_learns_digits_and_its_deepest_column_is_reported() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits.py"), "--json"],
+def _example(script: str, *args: str) -> dict[str, Any]:
+    """Run ``examples/<script> --json`` as a user would; its JSON result (it exited 0)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args, "--json"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_fractalnet_learns_digits_and_its_deepest_column_is_reported() -> None:
+    result = _example("train_digits.py")
     print("digits:", result)  # shown with pytest -s: the figures a user would see
     assert result["test_accuracy"] >= 0.95
     assert result["deepest_column_accuracy"] >= 0.90
@@ -23,11 +31,7 @@ def test_fractalnet_learns_digits_and_its_deepest_column_is_reported() -> None:
 
 
 def test_hmrnn_learns_characters_and_reports_its_boundaries() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_charlm.py"),
-                           "--steps", "120", "--json"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = _example("train_charlm.py", "--steps", "120")
     print("charlm:", result)
     assert result["unigram_bits"] - result["held_out_bits"] >= 0.5  # the example asserts it too
     assert set(result["boundary_rate"]) == {"z1", "z2"}
@@ -45,3 +49,13 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path) -> None:  # type:
     assert result["draws_equal"], result
     assert result["params_equal"], result
     assert result["changed"], result
+
+
+def test_a_hypernetwork_cnn_learns_digits_with_a_quarter_of_the_parameters() -> None:
+    """examples/train_hyper_digits.py asserts it (exit 0): within 3 points of the plain CNN
+    with at most 25 % of its parameters."""
+    result = _example("train_hyper_digits.py", "--epochs", "20")
+    print("hyper digits:", result)
+    assert result["parameter_share"] <= 0.25 and result["accuracy_gap_points"] <= 3
+    assert result["plain"]["test_accuracy"] >= 0.95
+    assert result["hyper"]["generated_values"] == 4 * 32 * 32 * 9  # four kernels, generated

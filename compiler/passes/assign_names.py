@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..ir import Graph, Node, numbered_name, walk
+from ..ir import Graph, Node, numbered_name, owned, walk
 from .tag_columns import base_key, structural_scopes
 
 # A raw segment: (text, identity, numbering). Identities tell apart siblings with one text;
@@ -29,7 +29,7 @@ _Segment = tuple[str, object, bool | int]
 def assign_names(graph: Graph) -> Graph:
     """Return the graph with final names (inputs, outputs and edges renamed to match)."""
     structural: dict[int, set[int]] = {}
-    order = [n for _, n in walk(graph) if n.op != "param"]  # bodies' nodes too
+    order = [n for _, n in walk(graph) if not owned(n)]  # bodies' nodes too
     join_rank: dict[str, int] = {}
     for f in sorted({n.fractal for n in order if n.fractal is not None}):
         structural[f] = structural_scopes(graph, f)
@@ -65,7 +65,7 @@ def assign_names(graph: Graph) -> Graph:
     before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
     for table in (names, before):  # a parameter is named by its first reader and its port
         table.update((n.name, f"{table[graph.first_reader(n.name).name]}.{n.attrs['role']}")
-                     for n in graph.all_nodes().values() if n.op == "param")
+                     for n in graph.all_nodes().values() if owned(n))
     aliases = {before[k]: names[k] for k in names if before[k] != names[k]}
     renamed = graph.map_nodes(lambda n: n.evolve(
         name=names[n.name], inputs=tuple(names[i] for i in n.inputs),

@@ -9,8 +9,8 @@ at the op's span with notes pointing at the producers of the inputs at fault."""
 from __future__ import annotations
 
 from ..diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
-from ..ir import Graph, Node
-from ..ops import OPS, Shape, ShapeMismatch, fmt_shape
+from ..ir import Graph, Node, owned
+from ..ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
 
 
 def infer_shapes(graph: Graph) -> Graph:
@@ -56,10 +56,12 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
         _check_size(node, shape)
         for spec, w in zip(params, node.weights, strict=True):
             param = done[w]
-            if param.shape is None:
+            if not owned(param):
+                _check_given(node, spec, param)
+            elif param.shape is None:
                 done[w] = param.evolve(shape=spec.shape, attrs={
                     **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
-                    "trainable": spec.trainable, "fill": spec.fill})
+                    "trainable": spec.trainable, "fill": spec.fill, "scale": spec.scale})
             elif param.shape != spec.shape:
                 owner = top.first_reader(w)
                 first_shape = done[owner.inputs[0]].shape or ()
@@ -72,6 +74,20 @@ def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
         done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
                                       outputs=several)
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
+
+
+def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
+    """A weight given to ``node`` (generated, or a `param` value) has the shape and dtype
+    the op needs: a diagnostic at the op, with a note at what made the weight."""
+    if given.shape == spec.shape and given.dtype == "f32":
+        return
+    what = "a `param`" if given.op == "param" else f"`{given.op}`"
+    got = fmt_shape(given.shape or ()) if given.dtype == "f32" else "token ids"
+    raise error(E_SHAPE, f"`{node.op}` needs its {spec.name} to be {fmt_shape(spec.shape)}, "
+                f"but the one it is given is {got}", node.span,
+                notes=[Note(f"the {spec.name} is made here, by {what}", given.span)],
+                hint=f"make the generated {spec.name} {fmt_shape(spec.shape)}, or change the "
+                f"op's sizes to fit it")
 
 
 def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],

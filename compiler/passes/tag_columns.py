@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..ir import Graph, Node, Scope
+from ..ir import Graph, Node, Scope, owned
 from ..ops import OPS
 
 
@@ -80,7 +80,8 @@ def _recurses(graph: Graph, scope: Scope) -> bool:
 def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
     sub = set(graph.subtree(block))
     structural = structural_scopes(graph, block)
-    members = [n for n in graph.order() if n.scope in sub and not n.is_source]
+    members = [n for n in graph.order()  # a `param` value is in the column that reads it
+               if n.scope in sub and (not n.is_source or (n.op == "param" and not owned(n)))]
     inside = {n.name for n in members}
     joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
     width = max(len(j.inputs) for j in joins)
