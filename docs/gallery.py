@@ -32,6 +32,8 @@ SENTENCES = {
                         "experiments: three layers that learn their own boundaries.",
     "hornn_lm.ssn": "A higher-order RNN language model: the hidden state is fed back from the "
                     "three preceding steps, each along its own weighted path.",
+    "hyperlstm_charlm.ssn": "A HyperLSTM character model: a small LSTM rescales the main "
+                            "LSTM's weight rows and biases at every step.",
     "hyper_wrn.ssn": "Hyper-WRN: the Wide ResNet below with every 3×3 kernel of its groups "
                      "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "

@@ -213,3 +213,89 @@ def test_half_precision_converts_the_generator_too() -> None:
     want, got = _ort(model.to_onnx(), x), _ort(half, x)
     assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
     assert (got.argmax(1) == want.argmax(1)).all()
+
+
+class RefHyperLSTM(torch.nn.Module):
+    """An independent HyperLSTM from the equations (docs/reference.md): nn.LSTMCell for the
+    hyper LSTM over [x; h], per gate two scaling embeddings and a bias embedding."""
+
+    def __init__(self, d: int, n: int, nh: int, nz: int):
+        super().__init__()
+        lin = torch.nn.Linear
+        self.n, self.nh = n, nh
+        self.small = torch.nn.LSTMCell(d + n, nh)
+        self.wx, self.wh = lin(d, 4 * n, bias=False), lin(n, 4 * n, bias=False)
+        self.zx = torch.nn.ModuleList(lin(nh, nz) for _ in range(4))
+        self.dx = torch.nn.ModuleList(lin(nz, n, bias=False) for _ in range(4))
+        self.zh = torch.nn.ModuleList(lin(nh, nz) for _ in range(4))
+        self.dh = torch.nn.ModuleList(lin(nz, n, bias=False) for _ in range(4))
+        self.zb = torch.nn.ModuleList(lin(nh, nz, bias=False) for _ in range(4))
+        self.db = torch.nn.ModuleList(lin(nz, n) for _ in range(4))
+
+    def forward(self, xs: torch.Tensor) -> torch.Tensor:
+        h = c = xs.new_zeros(xs.shape[0], self.n)
+        hh = hc = xs.new_zeros(xs.shape[0], self.nh)
+        outs = []
+        for t in range(xs.shape[1]):
+            x = xs[:, t]
+            hh, hc = self.small(torch.cat([x, h], -1), (hh, hc))
+            ax, ah = self.wx(x).chunk(4, -1), self.wh(h).chunk(4, -1)
+            i, g, f, o = (self.dx[k](self.zx[k](hh)) * ax[k] + self.dh[k](self.zh[k](hh)) * ah[k]
+                          + self.db[k](self.zb[k](hh)) for k in range(4))
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+    def load_from(self, state: dict[str, torch.Tensor], d: int) -> None:
+        """The compiled `hyperlstm`'s tensors, by its state_dict keys."""
+        cell = "hyperlstm.scan.hyperlstm_cell."
+        w = state[cell + "lstm_cell.linear.weight"]
+        mine = {"small.weight_ih": w[:, :d + self.n], "small.weight_hh": w[:, d + self.n:],
+                "small.bias_ih": state[cell + "lstm_cell.linear.bias"],
+                "small.bias_hh": torch.zeros(4 * self.nh),
+                "wx.weight": state[cell + "linear1.weight"],
+                "wh.weight": state[cell + "linear2.weight"]}
+        for k in range(4):
+            for z, dd, scope in (("zx", "dx", f"hyper_scale{2 * k + 1}"),
+                                 ("zh", "dh", f"hyper_scale{2 * k + 2}"),
+                                 ("zb", "db", f"hyper_bias{k + 1}")):
+                for key, value in state.items():
+                    if key.startswith(f"{cell}{scope}.linear"):
+                        layer, role = key[len(f"{cell}{scope}.linear"):].split(".")
+                        mine[f"{z if layer == '1' else dd}.{k}.{role}"] = value
+        self.load_state_dict(mine)
+
+
+def test_hyperlstm_equals_an_independent_implementation() -> None:
+    """The stdlib `hyperlstm` against RefHyperLSTM with the same weights, and ONNX Runtime
+    (both forms) against PyTorch at T = 1 and 7."""
+    d, n, nh, nz = 5, 6, 3, 2
+    model = ssnc.loads(f"model m : sequence[{d}] = hyperlstm({n}, {nh}, {nz})\n",
+                       "h.ssn").model()
+    net = model.to_torch().eval()
+    ref = RefHyperLSTM(d, n, nh, nz)
+    ref.load_from(net.state_dict(), d)
+    assert sum(p.numel() for p in ref.parameters()) - 4 * nh == model.total_params
+    for steps in (1, 7):
+        x = np.random.default_rng(steps).standard_normal((3, steps, d)).astype(np.float32)
+        with torch.no_grad():
+            want = ref(torch.from_numpy(x)).numpy()
+            got = net(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        for flat in (True, False):
+            np.testing.assert_allclose(_ort(model.to_onnx(flat=flat), x), want, rtol=1e-4,
+                                       atol=1e-5)
+
+
+def test_hyperlstm_charlm_reports_its_size() -> None:
+    """The paper's PTB configuration: 1000 main units, 128 hyper units, N_z = 4 (the closed
+    form: the hyper LSTM, the main maps, 8 scaling and 4 bias embeddings, embedding and
+    logits)."""
+    model = ssnc.load(SPECS / "hyperlstm_charlm.ssn").model()
+    n, nh, nz, d, vocab = 1000, 128, 4, 128, 50
+    small = 4 * nh * (d + n + nh) + 4 * nh
+    main = 4 * n * d + 4 * n * n
+    embeddings = 8 * (nh * nz + nz + nz * n) + 4 * (nh * nz + nz * n + n)
+    assert model.total_params == small + main + embeddings + vocab * d + n * vocab + vocab
+    assert model.total_params == 5_270_210
