@@ -100,13 +100,7 @@ class NodeBuilder:
             **extra: Any) -> str:
         """A node of ``op`` reading ``inputs``; an op with weights also gets its parameter
         nodes, or, as a later instance of a `shared` block, reads its first instance's."""
-        if self.ops >= self.limits.max_nodes:
-            raise error(E_EXPANSION,
-                        f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
-                        hint="reduce the model's size, or raise the limit (--max-nodes)")
-        self.ops += 1
-        if self.progress is not None and self.ops % PROGRESS_EVERY == 0:
-            self.progress("elaborating", self.ops, None)
+        self._count(span)
         weights: tuple[str, ...] = ()
         if op.has_params:
             roles = op.weights(attrs)
@@ -116,15 +110,28 @@ class NodeBuilder:
             attrs = {k: None if k in given else v for k, v in attrs.items()}
         return self._node(op, attrs, inputs, span, weights=weights, **extra)
 
-    def _owned(self, roles: tuple[str, ...], span: Span) -> list[str]:
-        """Parameter nodes for ``roles``: fresh, or, as a later instance of a `shared`
-        block, its first instance's (recorded in order, so they replay in order)."""
+    def _count(self, span: Span) -> None:
+        """One more node against the budget (and the progress report)."""
+        if self.ops >= self.limits.max_nodes:
+            raise error(E_EXPANSION,
+                        f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
+                        hint="reduce the model's size, or raise the limit (--max-nodes)")
+        self.ops += 1
+        if self.progress is not None and self.ops % PROGRESS_EVERY == 0:
+            self.progress("elaborating", self.ops, None)
+
+    def _owned(self, roles: tuple[str, ...], span: Span, **extra: Any) -> list[str]:
+        """Parameter nodes for ``roles``: fresh (``extra``: their attributes and shape), or,
+        as a later instance of a `shared` block, its first instance's (recorded in order, so
+        they replay in order)."""
         replay = self.sharing[-1] if self.sharing else None
         if replay is not None and replay[2][0] >= 0:
             _, recorded, cursor = replay
             cursor[0] += 1
             return list(recorded[cursor[0] - 1])
-        made = tuple(self._node(OPS["param"], {"role": role}, (), span) for role in roles)
+        attrs = extra.pop("attrs", {})
+        made = tuple(self._node(OPS["param"], {"role": role, **attrs}, (), span, **extra)
+                     for role in roles)
         if replay is not None:
             replay[1].append(made)
         return list(made)
@@ -132,11 +139,11 @@ class NodeBuilder:
     def value_param(self, shape: tuple[int, ...], init: str, fill: float, scale: float,
                     span: Span) -> str:
         """A `param(...)` value: a parameter node of the given shape that any port may read
-        (in a `shared` block's later instances, the first instance's)."""
-        (name,) = self._owned(("value",), span)
-        if self.nodes[-1].name == name:  # made now, not replayed: give it its shape
-            self.nodes[-1] = self.nodes[-1].evolve(shape=shape, attrs={
-                **self.nodes[-1].attrs, "init": init, "fill": fill, "scale": scale})
+        (in a `shared` block's later instances, the first instance's). It counts against
+        the node budget like an op: nothing else bounds how many a spec makes."""
+        self._count(span)
+        (name,) = self._owned(("value",), span, shape=shape,
+                              attrs={"init": init, "fill": fill, "scale": scale})
         return name
 
     def _node(self, op: OpDecl, attrs: Mapping[str, Any], inputs: Sequence[str], span: Span,

@@ -300,3 +300,14 @@ def test_hyperlstm_charlm_reports_its_size() -> None:
     embeddings = 8 * (nh * nz + nz + nz * n) + 4 * (nh * nz + nz * n + n)
     assert model.total_params == small + main + embeddings + vocab * d + n * vocab + vocab
     assert model.total_params == 5_270_210
+
+
+def test_param_values_count_against_the_node_budget(tmp_path: Path) -> None:
+    """Nothing else bounds how many `param`s a comprehension makes."""
+    spec = tmp_path / "many.ssn"
+    spec.write_text("model m : tensor[4] = (x) => let ps = [param([4]) for i in range(50)] in "
+                    "x * sum(ps)\n")
+    result = runner.invoke(app, ["check", str(spec), "--max-nodes", "40"])
+    assert result.exit_code == 1 and "error[E0403]" in result.stderr, result.stderr
+    assert "expands beyond 40 nodes" in result.stderr
+    assert runner.invoke(app, ["check", str(spec)]).exit_code == 0
