@@ -52,7 +52,8 @@ from .grammar.format import format_text
 from .grammar.parser import parse, parse_expr, shift
 from .summary import Summary
 
-STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn", "hyper.ssn")
+STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn", "hyper.ssn",
+                "attention.ssn")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,6 +331,74 @@ def lower_reshape(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out
     e.add("Reshape", [xs[0], shape], [out], n.name)
 
 
+def lower_softmax(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                  ins: Sequence[Node]) -> None:
+    axis = n.attrs["axis"]
+    e.add("Softmax", [xs[0]], [out], n.name, axis=-1 if axis is None else _int(axis))
+
+
+def lower_gelu(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+               ins: Sequence[Node]) -> None:
+    """0.5 x (1 + erf(x / sqrt 2)), or with `tanh` 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715
+    x^3))): basic ops at every opset (ONNX's Gelu needs opset 20)."""
+    x = xs[0]
+
+    def const(what: str, value: float) -> str:
+        return e.constant(f"{n.name}.{what}", np.array(value, np.float32))
+
+    inner, curve, plus = e.fresh(n.name), e.fresh(n.name), e.fresh(n.name)
+    if n.attrs["tanh"]:
+        square, cube, scaled, summed = (e.fresh(n.name) for _ in range(4))
+        e.add("Mul", [x, x], [square], f"{n.name}/square")
+        e.add("Mul", [square, x], [cube], f"{n.name}/cube")
+        e.add("Mul", [cube, const("c", 0.044715)], [scaled], f"{n.name}/scaled")
+        e.add("Add", [x, scaled], [summed], f"{n.name}/sum")
+        e.add("Mul", [summed, const("k", math.sqrt(2.0 / math.pi))], [inner], f"{n.name}/inner")
+        e.add("Tanh", [inner], [curve], f"{n.name}/tanh")
+    else:
+        e.add("Mul", [x, const("k", 1.0 / math.sqrt(2.0))], [inner], f"{n.name}/inner")
+        e.add("Erf", [inner], [curve], f"{n.name}/erf")
+    half = e.fresh(n.name)
+    e.add("Add", [curve, const("one", 1.0)], [plus], f"{n.name}/plus")
+    e.add("Mul", [x, const("half", 0.5)], [half], f"{n.name}/half")
+    e.add("Mul", [half, plus], [out], n.name)
+
+
+def lower_leaky_relu(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                     ins: Sequence[Node]) -> None:
+    e.add("LeakyRelu", [xs[0]], [out], n.name, alpha=float(n.attrs["slope"]))  # type: ignore[arg-type]
+
+
+def lower_clip(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+               ins: Sequence[Node]) -> None:
+    low, high = (e.constant(f"{n.name}.{k}", np.array(float(n.attrs[k]),  # type: ignore[arg-type]
+                                                        np.float32)) for k in ("min", "max"))
+    e.add("Clip", [xs[0], low, high], [out], n.name)
+
+
+def lower_causal_mask(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                      ins: Sequence[Node]) -> None:
+    """Where(column > row, -inf, x), rows and columns counted with Range over the run-time
+    sizes of the last two axes."""
+    shape = e.fresh(n.name)
+    e.add("Shape", [xs[0]], [shape], f"{n.name}/shape")
+    zero, step = (e.constant(f"{n.name}.{k}", np.array(v, np.int64))
+                  for k, v in (("zero", 0), ("step", 1)))
+    ranges = []
+    for axis in (-2, -1):
+        size, index = e.fresh(n.name), e.fresh(n.name)
+        e.add("Gather", [shape, e.constant(f"{n.name}.axis", np.array(axis, np.int64))],
+              [size], f"{n.name}/size")
+        e.add("Range", [zero, size, step], [index], f"{n.name}/range")
+        ranges.append(index)
+    rows, mask = e.fresh(n.name), e.fresh(n.name)
+    e.add("Unsqueeze", [ranges[0], e.constant(f"{n.name}.last", np.array([-1], np.int64))],
+          [rows], f"{n.name}/rows")
+    e.add("Greater", [ranges[1], rows], [mask], f"{n.name}/future")
+    e.add("Where", [mask, e.constant(f"{n.name}.inf", np.array(-np.inf, np.float32)), xs[0]],
+          [out], n.name)
+
+
 def lower_permute(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                   ins: Sequence[Node]) -> None:
     e.add("Transpose", [xs[0]], [out], n.name,
@@ -354,7 +423,13 @@ LOWERINGS: dict[str, Lowering] = {
     "relu": _simple("Relu"),
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),
-    "softmax": _simple("Softmax", axis=-1),
+    "softmax": lower_softmax,
+    "gelu": lower_gelu,
+    "clip": lower_clip,
+    "leaky_relu": lower_leaky_relu,
+    "div": _simple("Div"),
+    "matmul": _simple("MatMul"),
+    "causal_mask": lower_causal_mask,
     "dropout": _simple("Identity"),  # inference: dropout is off
     "maxpool": _pool("MaxPool"),
     "avgpool": _pool("AveragePool", count_include_pad=0),

@@ -177,6 +177,16 @@ def lower_reshape(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) 
     return Lowered(None, f"{args[0]}.reshape({args[0]}.shape[:{lead}] + {literal(sizes)})")
 
 
+def lower_softmax(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    axis = node.attrs["axis"]
+    return Lowered(None, f"torch.softmax({args[0]}, {literal(-1 if axis is None else axis)})")
+
+
+def lower_gelu(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    how = "tanh" if node.attrs["tanh"] else "none"
+    return Lowered(None, f"torch.nn.functional.gelu({args[0]}, approximate={how!r})")
+
+
 def lower_permute(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     axes = permute_axes(ins[0].shape or (), node.attrs)
     return Lowered(None, f"{args[0]}.permute{literal(axes)}")
@@ -199,7 +209,10 @@ LOWERINGS: dict[str, Lowering] = {
     "relu": _function("torch.relu({0})"),
     "sigmoid": _function("torch.sigmoid({0})"),
     "tanh": _function("torch.tanh({0})"),
-    "softmax": _function("torch.softmax({0}, -1)"),
+    "softmax": lower_softmax,
+    "gelu": lower_gelu,
+    "clip": _function("torch.clamp({0}, {min}, {max})"),
+    "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d", ", count_include_pad=False"),
@@ -213,6 +226,11 @@ LOWERINGS: dict[str, Lowering] = {
     "concat": lower_concat,
     "mul": _function("{0} * {1}"),
     "sub": _function("{0} - {1}"),
+    "div": _function("{0} / {1}"),
+    "matmul": _function("torch.matmul({0}, {1})"),
+    # future keys (column > row) at -inf; made on the scores' device, T read from the shape
+    "causal_mask": _function("{0}.masked_fill(torch.ones({0}.shape[-2], {0}.shape[-1], "
+                             "dtype=torch.bool, device={0}.device).triu(1), float('-inf'))"),
     "affine": lower_affine,
     "hard_sigmoid": lower_hard_sigmoid,
     # forward: exactly 0 or 1; backward: the identity (the added term is 0, its gradient 1)

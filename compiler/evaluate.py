@@ -487,7 +487,7 @@ def _required(fn: Rule | OpCtor) -> list[str]:
 
 
 
-_WIRE_OPS = {"+": "sum", "*": "mul", "×": "mul", "-": "sub"}
+_WIRE_OPS = {"+": "sum", "*": "mul", "×": "mul", "-": "sub", "/": "div"}
 """Binary operators between two wires, and the op each makes."""
 
 

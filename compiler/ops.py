@@ -473,6 +473,11 @@ def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         shown = "[" + ", ".join(str(d) for d in sizes) + "]"
         raise ShapeMismatch(f"reshape's shape {shown} must be positive integers, at most one "
                             "of them -1 (inferred)", inputs=(0,))
+    moved = [d for d in x[lead:] if not isinstance(d, int)]
+    if moved:
+        raise ShapeMismatch(f"reshape cannot fold the symbolic axis `{moved[0]}` of "
+                            f"{fmt_shape(x)} into fixed sizes", inputs=(0,),
+                            hint=f"permute `{moved[0]}` back beside the batch axis first")
     total = math.prod(int(d) for d in x[lead:])
     known = math.prod(d for d in sizes if d != -1)
     if (total % known if -1 in sizes else total != known):
@@ -492,23 +497,83 @@ def _reshape_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
     return _reshape_shape(inputs, attrs)[reshape_lead(inputs[0]):]
 
 
+def _batch_lead(x: Shape) -> int:
+    """1 where ``x`` has the batch axis first, 0 for a tensor without one (a `param`)."""
+    return 1 if x and x[0] == "N" else 0
+
+
 def permute_axes(x: Shape, attrs: Attrs) -> tuple[int, ...]:
-    """The full permutation a `permute` applies to ``x``: the batch (and time) axes stay."""
-    lead = reshape_lead(x)
+    """The full permutation a `permute` applies to ``x``: the batch axis stays; the time
+    axis moves like any other (attention puts it beside the features)."""
+    lead = _batch_lead(x)
     order = attrs["order"]
     assert isinstance(order, tuple)
     return (*range(lead), *(lead + int(i) for i in order))
+
+
+def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    axis = attrs["axis"]
+    if axis is None and len(x) == 4 and all(isinstance(d, int) for d in x[1:]):
+        raise ShapeMismatch(f"softmax over the image {fmt_shape(x)} must name its axis: its "
+                            "last one is the width", inputs=(0,),
+                            hint="write `softmax(axis = 1)` for the channels, `-1` for the last")
+    if isinstance(axis, int):
+        _axis(x, axis, "softmax")
+    return x
+
+
+def _axis(x: Shape, axis: int, what: str) -> int:
+    """``axis`` of ``x`` counted from 0 (negative: from the end), not the batch axis."""
+    index = axis + len(x) if axis < 0 else axis
+    if not 1 <= index < len(x):
+        raise ShapeMismatch(f"{what}'s axis {axis} is not an axis after the batch axis of "
+                            f"{fmt_shape(x)}", inputs=(0,))
+    return index
+
+
+def _clip_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    low, high = attrs["min"], attrs["max"]
+    assert isinstance(low, int | float) and isinstance(high, int | float)
+    if low > high:
+        raise ShapeMismatch(f"clip's min {low:g} is above its max {high:g}")
+    return inputs[0]
+
+
+def _matmul_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    a, b = inputs
+    if len(a) < 2 or len(b) < 2:
+        raise ShapeMismatch(f"matmul multiplies matrices (the last two axes), got "
+                            f"{fmt_shape(a)} and {fmt_shape(b)}", inputs=(0, 1))
+    if a[-1] != b[-2]:
+        raise ShapeMismatch(f"matmul's inner dimensions differ: {fmt_shape(a)} @ "
+                            f"{fmt_shape(b)} ({a[-1]} vs {b[-2]})", inputs=(0, 1),
+                            hint="the first's last axis must be the second's next-to-last")
+    return (*broadcast([a[:-2], b[:-2]], "matmul"), a[-2], b[-1])
+
+
+def _matmul_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
+    inner = inputs[0][-1]
+    return _per_sample(out) * (inner if isinstance(inner, int) else 1)
+
+
+def _causal_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    if len(x) < 3 or x[-1] != x[-2]:
+        raise ShapeMismatch(f"causal_mask masks square scores [..., T, T], got {fmt_shape(x)}",
+                            inputs=(0,))
+    return x
 
 
 def _permute_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     order = attrs["order"]
     assert isinstance(order, tuple)
-    lead = reshape_lead(x)
+    lead = _batch_lead(x)
     if sorted(order) != list(range(len(x) - lead)):
         shown = "[" + ", ".join(str(d) for d in order) + "]"
         raise ShapeMismatch(f"permute's order {shown} must list each of the {len(x) - lead} "
-                            f"axes after the batch axes of {fmt_shape(x)} once (0 to "
+                            f"axes after the batch axis of {fmt_shape(x)} once (0 to "
                             f"{len(x) - lead - 1})", inputs=(0,))
     return tuple(x[i] for i in permute_axes(x, attrs))
 
@@ -671,7 +736,15 @@ OPS: dict[str, OpDecl] = {
         OpDecl("tanh", _ELEMENTWISE, (), _same),
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
                passthrough=True),
-        OpDecl("softmax", "Softmax over the last axis.", (), _same),
+        OpDecl("softmax", "Softmax over `axis` (none: the last; a rank-4 tensor must name it).",
+               (Attr("axis", _OPT_INT, None, "the axis (none: the last)"),), _softmax_shape),
+        OpDecl("gelu", "GELU, x Φ(x) (erf); `tanh`: PyTorch's tanh approximation.",
+               (Attr("tanh", _BOOL, False, "the tanh approximation"),), _same),
+        OpDecl("clip", "Clamp to [min, max] (`relu6` is `clip(0, 6)`).",
+               (Attr("min", _FLOAT, REQUIRED, "lower bound", FINITE),
+                Attr("max", _FLOAT, REQUIRED, "upper bound", FINITE)), _clip_shape),
+        OpDecl("leaky_relu", "x where x > 0, else slope * x.",
+               (Attr("slope", _FLOAT, 0.01, "the negative slope", FINITE),), _same),
         OpDecl("dropout", "Dropout while training; identity in eval.",
                (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
         OpDecl(
@@ -711,6 +784,13 @@ OPS: dict[str, OpDecl] = {
                arity=None, is_join=True),
         OpDecl("mul", "Element-wise product (`a * b` on wires), with broadcasting.", (),
                _join_shape("mul"), arity=2),
+        OpDecl("div", "Element-wise quotient (`a / b` on wires), with broadcasting.", (),
+               _join_shape("div"), arity=2),
+        OpDecl("matmul", "Matrix product over the last two axes, batched (and broadcast) over "
+               "the others: [..., n, k] @ [..., k, m] -> [..., n, m].", (), _matmul_shape,
+               arity=2, macs=_matmul_macs),
+        OpDecl("causal_mask", "Scores [..., T, T] with each query's future keys (column > row) "
+               "at -inf, for causal attention.", (), _causal_shape),
         OpDecl("sub", "Element-wise difference (`a - b` on wires), with broadcasting.", (),
                _join_shape("sub"), arity=2),
         OpDecl("affine", "`scale * x + shift`: what `x * 0.5`, `1 - x` or `-x` make on a wire.",

@@ -83,8 +83,15 @@ OP_CASES = {
     "layernorm": "model m : sequence[6] = layernorm >> linear(4) >> "
                  "layernorm(affine = false, eps = 0.001)",
     "reshape": "model m : tensor[4, 6, 6] = (x) => concat(reshape([2, -1, 6])(x), "
-               "(reshape([2, 3, 4, 6]) >> softmax >> reshape([2, 12, 6]))(x), axis = -1) >> "
-               "reshape([-1]) >> linear(3)",
+               "(reshape([2, 3, 4, 6]) >> softmax(axis = -1) >> reshape([2, 12, 6]))(x), "
+               "axis = -1) >> reshape([-1]) >> linear(3)",
+    "activations": "model m : tensor[3, 4, 4] = (x) => concat(gelu(x), gelu(tanh = true)(x), "
+                   "clip(-0.5, 0.25)(x), leaky_relu(0.2)(x), relu6(x * 8), silu(x), "
+                   "hardswish(x * 4)) >> softmax(axis = 1)",
+    "attention": "model m : sequence[8] = (x) => let q = linear(8)(x) >> reshape([2, 4]) >> "
+                 "permute([1, 0, 2]) in let w = causal_mask(matmul(q, q >> permute([0, 2, 1])) "
+                 "/ param([2, 1, 1], init = uniform(1, 2))) >> softmax(axis = -1) in "
+                 "matmul(w, q) >> permute([1, 0, 2]) >> reshape([-1]) >> linear(3)",
     "permute": "model m : tensor[6, 5] = permute([1, 0]) >> linear(3) >> permute([1, 0]) >> "
                "reshape([-1]) >> linear(2)",
     "generated": "model m : tensor[4, 5, 5] = (x) => let z = param([4, 2]) in "

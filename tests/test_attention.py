@@ -1,0 +1,109 @@
+"""Attention written in .ssn (the standard library's `mha` and `transformer_block`) against
+PyTorch's own layers on copied weights, and the ops it is made of: `matmul`, `permute`,
+`softmax(axis)`, `causal_mask`, and the activations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ssnc
+from ssnc.cli import app
+
+runner = CliRunner()
+
+
+def _layer_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The compiled `transformer_block`'s tensors under nn.TransformerEncoderLayer's keys."""
+    names = {"mha.linear1": "self_attn.in_proj_", "mha.linear2": "self_attn.out_proj.",
+             "linear1": "linear1.", "linear2": "linear2.", "layernorm1": "norm1.",
+             "layernorm2": "norm2."}
+    out = {}
+    for key, value in state.items():
+        scope, role = key[len(prefix) + 1:].rsplit(".", 1)
+        out[names[scope] + role] = value
+    return out
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_transformer_block_equals_torch(norm_first: bool, causal: bool) -> None:
+    """transformer_block(512, 8, 2048) is nn.TransformerEncoderLayer(512, 8, 2048,
+    batch_first = True): the same 3,152,384 parameters and, on copied weights in eval mode,
+    the same outputs; ONNX Runtime agrees in both forms."""
+    text = (f"model m : sequence[512] = transformer_block(512, 8, 2048, "
+            f"norm_first = {str(norm_first).lower()}, causal = {str(causal).lower()})\n")
+    model = ssnc.loads(text, "t.ssn").model()
+    layer = torch.nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True,
+                                             norm_first=norm_first).eval()
+    assert model.total_params == sum(p.numel() for p in layer.parameters()) == 3_152_384
+    net = model.to_torch().eval()
+    layer.load_state_dict(_layer_weights(net.state_dict(), "transformer_block"))
+    x = np.random.default_rng(0).standard_normal((3, 7, 512)).astype(np.float32)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(7) if causal else None
+    with torch.no_grad():
+        want = layer(torch.from_numpy(x), src_mask=mask, is_causal=causal).numpy()
+        got = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for flat in (True, False):
+        session = ort.InferenceSession(model.to_onnx(flat=flat).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], want, rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_mha_equals_nn_multihead_attention() -> None:
+    model = ssnc.loads("model m : sequence[12] = mha(3, 12)\n", "a.ssn").model()
+    net = model.to_torch().eval()
+    attn = torch.nn.MultiheadAttention(12, 3, batch_first=True).eval()
+    state = net.state_dict()
+    attn.load_state_dict({"in_proj_weight": state["mha.linear1.weight"],
+                          "in_proj_bias": state["mha.linear1.bias"],
+                          "out_proj.weight": state["mha.linear2.weight"],
+                          "out_proj.bias": state["mha.linear2.bias"]})
+    x = torch.randn(2, 5, 12)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), attn(x, x, x, need_weights=False)[0].numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_activations_from_the_standard_library_equal_torch() -> None:
+    source = ("model m : tensor[5] = (x) => concat(relu6(x * 4), silu(x), hardswish(x * 4), "
+              "gelu(x), gelu(tanh = true)(x), leaky_relu(0.1)(x), x / (x * x + 1), axis = -1)\n")
+    net = ssnc.loads(source, "act.ssn").model().to_torch().eval()
+    x = torch.randn(3, 5)
+    f = torch.nn.functional
+    want = torch.cat([f.relu6(x * 4), f.silu(x), f.hardswish(x * 4), f.gelu(x),
+                      f.gelu(x, approximate="tanh"), f.leaky_relu(x, 0.1), x / (x * x + 1)], -1)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("source", "needle", "column"), [
+    ("model m : sequence[4] = (x) => matmul(x, linear(3)(x))\n",
+     "matmul's inner dimensions differ: [N,T,4] @ [N,T,3] (4 vs T)", 32),
+    ("model m : tensor[3, 4, 4] = softmax\n",
+     "softmax over the image [N,3,4,4] must name its axis", 29),
+    ("model m : sequence[8] = reshape([2, 4]) >> permute([1, 0, 2]) >> reshape([-1])\n",
+     "reshape cannot fold the symbolic axis `T` of [N,2,T,4] into fixed sizes", 66),
+    ("model m : sequence[8] = permute([0])\n",
+     "permute's order [0] must list each of the 2 axes after the batch axis of [N,T,8]", 25),
+    ("model m : tensor[4] = clip(1, 0)\n", "clip's min 1 is above its max 0", 23),
+    ("model m : sequence[8] = softmax(axis = 0)\n",
+     "softmax's axis 0 is not an axis after the batch axis of [N,T,8]", 25),
+    ("model m : sequence[8] = causal_mask\n", "causal_mask masks square scores", 25),
+])
+def test_bad_shapes_are_diagnostics(source: str, needle: str, column: int,
+                                    tmp_path: Path) -> None:
+    spec = tmp_path / "m.ssn"
+    spec.write_text(source)
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["compile", str(spec), "-o", str(out)])
+    assert result.exit_code == 1 and not out.exists()
+    assert needle in result.stderr and f"m.ssn:1:{column}:" in result.stderr, result.stderr
+    assert "Traceback" not in result.output and "E9001" not in result.output
