@@ -124,6 +124,46 @@ def lower_conv(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
           group=_int(a["groups"]))
 
 
+def lower_conv_t(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                 ins: Sequence[Node]) -> None:
+    a = n.attrs
+    k = _int(a["k"])
+    s = _int(a["stride"]) if a["stride"] is not None else k
+    e.add("ConvTranspose", [xs[0], *ws], [out], n.name, kernel_shape=[k, k], strides=[s, s],
+          pads=[_int(a["pad"])] * 4, output_padding=[_int(a["output_pad"])] * 2,
+          group=_int(a["groups"]))
+
+
+def lower_upsample(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                   ins: Sequence[Node]) -> None:
+    """Resize as PyTorch's interpolate: nearest is asymmetric with floor; bilinear is
+    align_corners or pytorch_half_pixel."""
+    a = n.attrs
+    bilinear = a["mode"] == "bilinear"
+    how = ("align_corners" if a["align_corners"] else "pytorch_half_pixel") if bilinear \
+        else "asymmetric"
+    if a["size"] is not None:
+        size = _int(a["size"])
+        shape = e.fresh(n.name)
+        e.add("Shape", [xs[0]], [shape], f"{n.name}/shape", end=2)
+        sizes = e.fresh(n.name)
+        e.add("Concat", [shape, e.constant(f"{n.name}.size", np.array([size, size], np.int64))],
+              [sizes], f"{n.name}/sizes", axis=0)
+        inputs = [xs[0], "", "", sizes]
+    else:
+        scale = float(_int(a["scale"]))
+        inputs = [xs[0], "", e.constant(f"{n.name}.scales",
+                                        np.array([1, 1, scale, scale], np.float32))]
+    e.add("Resize", inputs, [out], n.name, mode="linear" if bilinear else "nearest",
+          coordinate_transformation_mode=how, nearest_mode="floor")
+
+
+def lower_pixel_shuffle(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                        ins: Sequence[Node]) -> None:
+    """DepthToSpace in CRD order, PyTorch's channel layout."""
+    e.add("DepthToSpace", [xs[0]], [out], n.name, blocksize=_int(n.attrs["r"]), mode="CRD")
+
+
 def lower_bn(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
              ins: Sequence[Node]) -> None:
     if n.attrs["affine"]:
@@ -423,6 +463,9 @@ LOWERINGS: dict[str, Lowering] = {
     "relu": _simple("Relu"),
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),
+    "conv_transpose": lower_conv_t,
+    "upsample": lower_upsample,
+    "pixel_shuffle": lower_pixel_shuffle,
     "softmax": lower_softmax,
     "gelu": lower_gelu,
     "clip": lower_clip,

@@ -80,6 +80,24 @@ def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
                    f"{m}({args[0]})")
 
 
+def lower_conv_t(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    a = node.attrs
+    stride = a["stride"] if a["stride"] is not None else a["k"]
+    return Lowered(f"nn.ConvTranspose2d({_channels(ins[0])}, {literal(a['out'])}, "
+                   f"{literal(a['k'])}, stride={literal(stride)}, padding={literal(a['pad'])}, "
+                   f"output_padding={literal(a['output_pad'])}, groups={literal(a['groups'])}, "
+                   f"bias={literal(a['bias'])})", f"{m}({args[0]})")
+
+
+def lower_upsample(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    a = node.attrs
+    how = (f"size=({literal(a['size'])}, {literal(a['size'])})" if a["size"] is not None
+           else f"scale_factor={literal(float(a['scale']))}")  # type: ignore[arg-type]
+    corners = f", align_corners={literal(a['align_corners'])}" if a["mode"] == "bilinear" else ""
+    return Lowered(None, f"torch.nn.functional.interpolate({args[0]}, {how}, "
+                   f"mode={literal(a['mode'])}{corners})")
+
+
 def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
     kind = "BatchNorm2d" if len(node.shape or ()) == 4 else "BatchNorm1d"
@@ -204,6 +222,9 @@ def lower_layernorm(node: Node, ins: Sequence[Node], args: Sequence[str], m: str
 
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
+    "conv_transpose": lower_conv_t,
+    "upsample": lower_upsample,
+    "pixel_shuffle": _function("torch.nn.functional.pixel_shuffle({0}, {r})"),
     "bn": lower_bn,
     "layernorm": lower_layernorm,
     "relu": _function("torch.relu({0})"),

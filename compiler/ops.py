@@ -511,6 +511,76 @@ def permute_axes(x: Shape, attrs: Attrs) -> tuple[int, ...]:
     return (*range(lead), *(lead + int(i) for i in order))
 
 
+def _conv_t_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    _rank(x, 4, "conv_transpose", "[N, C, H, W]")
+    groups, k, s = _int(attrs, "groups"), _int(attrs, "k"), _opt_int(attrs, "stride",
+                                                                     _int(attrs, "k"))
+    pad, extra, out = _int(attrs, "pad"), _int(attrs, "output_pad"), _int(attrs, "out")
+    if isinstance(x[1], int) and (x[1] % groups or out % groups):
+        raise ShapeMismatch(f"conv_transpose with groups={groups} needs channels divisible by "
+                            f"it: in {x[1]}, out {out}", inputs=(0,))
+    if extra >= s:
+        raise ShapeMismatch(f"conv_transpose's output_pad {extra} must be below its stride {s}: "
+                            f"it picks one of the {s} output sizes a stride-{s} convolution "
+                            "maps to the same input size", inputs=(0,))
+
+    def size(d: Dim) -> Dim:
+        if isinstance(d, str):
+            return d
+        got = (d - 1) * s - 2 * pad + k + extra
+        if got <= 0:
+            raise ShapeMismatch(f"conv_transpose's padding {pad} leaves no output from a "
+                                f"spatial size of {d}", inputs=(0,))
+        return got
+    return (x[0], out, size(x[2]), size(x[3]))
+
+
+def _conv_t_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+    cin, k, groups, out = int(inputs[0][1]), _int(attrs, "k"), _int(attrs, "groups"), \
+        _int(attrs, "out")
+    fan_in = out // groups * k * k  # PyTorch's, from the weight's second axis
+    specs = [ParamSpec("weight", (cin, out // groups, k, k), "kaiming_uniform", fan_in)]
+    if attrs["bias"]:
+        specs.append(ParamSpec("bias", (out,), "fan_in_uniform", fan_in))
+    return tuple(specs)
+
+
+def _conv_t_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
+    x = inputs[0]
+    k, groups = _int(attrs, "k"), _int(attrs, "groups")
+    return _per_sample(x) * _int(attrs, "out") // groups * k * k
+
+
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def _upsample_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    _rank(x, 4, "upsample", "[N, C, H, W]")
+    if attrs["mode"] not in UPSAMPLE_MODES:
+        raise ShapeMismatch(f"upsample's mode {attrs['mode']!r} is not one of "
+                            f"{', '.join(repr(m) for m in UPSAMPLE_MODES)}")
+    if attrs["align_corners"] and attrs["mode"] != "bilinear":
+        raise ShapeMismatch("upsample's align_corners applies to bilinear mode only")
+    size = attrs["size"]
+    if size is not None:
+        return (x[0], x[1], size, size)  # type: ignore[return-value]
+    scale = _int(attrs, "scale")
+    return (x[0], x[1], *(d * scale if isinstance(d, int) else d for d in x[2:]))
+
+
+def _pixel_shuffle_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    _rank(x, 4, "pixel_shuffle", "[N, C, H, W]")
+    r = _int(attrs, "r")
+    if isinstance(x[1], int) and x[1] % (r * r):
+        raise ShapeMismatch(f"pixel_shuffle({r}) needs channels divisible by {r * r}, got "
+                            f"{x[1]}", inputs=(0,))
+    c = x[1] // (r * r) if isinstance(x[1], int) else x[1]
+    return (x[0], c, *(d * r if isinstance(d, int) else d for d in x[2:]))
+
+
 def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = attrs["axis"]
@@ -652,6 +722,8 @@ def _embedding_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec,
 
 _INT, _FLOAT, _BOOL = (int,), (int, float), (bool,)
 _OPT_INT = (int, type(None))
+_BIAS = Attr("bias", _BOOL, True, "add a learned bias")
+_GROUPS = Attr("groups", _INT, 1, "channel groups", POSITIVE)
 _GENERATED = Attr("weight", (TensorValue, type(None)), None,
                   "a generated weight (a wire), read in place of a learned one")
 
@@ -704,13 +776,42 @@ OPS: dict[str, OpDecl] = {
                 Attr("k", _INT, 3, "kernel size", POSITIVE),
                 Attr("stride", _INT, 1, "stride", POSITIVE),
                 Attr("pad", _OPT_INT, None, "zero padding on each side", NON_NEGATIVE),
-                Attr("bias", _BOOL, True, "add a learned bias"),
-                Attr("groups", _INT, 1, "channel groups", POSITIVE),
+                _BIAS,
+                _GROUPS,
                 Attr("dilation", _INT, 1, "kernel dilation", POSITIVE),
                 _GENERATED,
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
         ),
+        OpDecl(
+            "conv_transpose",
+            "2-D transposed convolution (learned upsampling): [N, C, H, W] -> [N, out, "
+            "(H - 1) stride - 2 pad + k + output_pad, ...]; `stride` none means `k`.",
+            (
+                Attr("out", _INT, REQUIRED, "output channels", POSITIVE),
+                Attr("k", _INT, 2, "kernel size", POSITIVE),
+                Attr("stride", _OPT_INT, None, "stride (none: k)", POSITIVE),
+                Attr("pad", _INT, 0, "padding removed from each side", NON_NEGATIVE),
+                Attr("output_pad", _INT, 0, "added to one side, below the stride",
+                     NON_NEGATIVE),
+                _BIAS,
+                _GROUPS,
+            ),
+            _conv_t_shape, params=_conv_t_params, macs=_conv_t_macs, weights=_weight_bias,
+        ),
+        OpDecl(
+            "upsample",
+            "Resize by an integer `scale` (or to `size` x `size`): nearest, or bilinear with "
+            "`align_corners` as PyTorch's.",
+            (Attr("scale", _INT, 2, "the factor", POSITIVE),
+             Attr("mode", (str,), "nearest", "`\"nearest\"` or `\"bilinear\"`"),
+             Attr("align_corners", _BOOL, False, "bilinear: corner pixels aligned"),
+             Attr("size", _OPT_INT, None, "the output's height and width (none: by scale)",
+                  POSITIVE)),
+            _upsample_shape,
+        ),
+        OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
+               (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
         OpDecl(
             "bn",
             "Batch normalisation over the channel axis (1).",
@@ -764,8 +865,7 @@ OPS: dict[str, OpDecl] = {
         OpDecl(
             "linear",
             "Fully connected layer over the last axis.",
-            (Attr("out", _INT, REQUIRED, "output features", POSITIVE),
-             Attr("bias", _BOOL, True, "add a learned bias"), _GENERATED),
+            (Attr("out", _INT, REQUIRED, "output features", POSITIVE), _BIAS, _GENERATED),
             _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
         ),
         OpDecl(

@@ -38,6 +38,8 @@ SENTENCES = {
                      "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "
                        "followed by 1×1 convolutions) and global average pooling.",
+    "unet.ssn": "U-Net as the widely used PyTorch port builds it, written as one recursive "
+                "level: down by max-pooling, up by transposed convolutions joined to the skips.",
     "wrn.ssn": "Wide ResNet for CIFAR in the authors' layout: three groups of pre-activation "
                "basic blocks, 16k, 32k and 64k channels wide.",
 }

@@ -85,6 +85,11 @@ OP_CASES = {
     "reshape": "model m : tensor[4, 6, 6] = (x) => concat(reshape([2, -1, 6])(x), "
                "(reshape([2, 3, 4, 6]) >> softmax(axis = -1) >> reshape([2, 12, 6]))(x), "
                "axis = -1) >> reshape([-1]) >> linear(3)",
+    "resampling": "model m : tensor[8, 5, 5] = (x) => concat(conv_transpose(4, 3, 2, 1, 1)(x), "
+                  "upsample(2)(x) >> conv(4, 1), upsample(mode = \"bilinear\")(x) >> conv(4, 1), "
+                  "upsample(mode = \"bilinear\", align_corners = true)(x) >> conv(4, 1), "
+                  "pixel_shuffle(2)(x) >> conv(4, 1) >> upsample(size = 10), "
+                  "conv_transpose(4, groups = 2, bias = false)(x) >> upsample(size = 10))",
     "activations": "model m : tensor[3, 4, 4] = (x) => concat(gelu(x), gelu(tanh = true)(x), "
                    "clip(-0.5, 0.25)(x), leaky_relu(0.2)(x), relu6(x * 8), silu(x), "
                    "hardswish(x * 4)) >> softmax(axis = 1)",

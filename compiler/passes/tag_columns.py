@@ -63,7 +63,8 @@ def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
         scope = graph.scopes[sid]
         if sid != 0 and _recurses(graph, scope):
             structural = structural_scopes(graph, sid)
-            if any(OPS[n.op].is_join for s in structural for n in nodes_in[s]):
+            joins = [n for s in structural for n in nodes_in[s] if OPS[n.op].is_join]
+            if joins and _columns(graph, min(joins, key=lambda n: n.index)):  # one: O(size)
                 blocks.append(sid)
                 return
         for child in graph.scope_children(sid):
@@ -71,6 +72,26 @@ def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
 
     visit(0)
     return blocks
+
+
+def _columns(graph: Graph, join: Node) -> bool:
+    """Whether ``join`` joins parallel columns: no input is computed from another (a U-Net
+    level's concat of a skip and what was computed from it is recursion, not a fractal)."""
+    inputs = set(join.inputs)
+    if len(inputs) < 2:
+        return True
+    seen: set[str] = set()
+    for start in inputs:
+        stack = [p for p in graph.nx.predecessors(start)]
+        while stack:
+            name = stack.pop()
+            if name in inputs:
+                return False
+            if name not in seen:
+                seen.add(name)
+                stack.extend(graph.nx.predecessors(name))
+        seen.clear()
+    return True
 
 
 def _recurses(graph: Graph, scope: Scope) -> bool:
