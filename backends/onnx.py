@@ -164,6 +164,19 @@ def lower_pixel_shuffle(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str
     e.add("DepthToSpace", [xs[0]], [out], n.name, blocksize=_int(n.attrs["r"]), mode="CRD")
 
 
+def lower_pad(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+              ins: Sequence[Node]) -> None:
+    """ONNX Pad (constant): every axis's starts, then every axis's ends."""
+    rank = len(ins[0].shape or ())
+    axis = _int(n.attrs["axis"]) % rank
+    pads = [0] * (2 * rank)
+    pads[axis], pads[rank + axis] = _int(n.attrs["before"]), _int(n.attrs["after"])
+    e.add("Pad", [xs[0], e.constant(f"{n.name}.pads", np.array(pads, np.int64)),
+                  e.constant(f"{n.name}.value",
+                             np.array(float(n.attrs["value"]), np.float32))],  # type: ignore[arg-type]
+          [out], n.name, mode="constant")
+
+
 def lower_bn(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
              ins: Sequence[Node]) -> None:
     if n.attrs["affine"]:
@@ -465,6 +478,7 @@ LOWERINGS: dict[str, Lowering] = {
     "tanh": _simple("Tanh"),
     "conv_transpose": lower_conv_t,
     "upsample": lower_upsample,
+    "pad": lower_pad,
     "pixel_shuffle": lower_pixel_shuffle,
     "softmax": lower_softmax,
     "gelu": lower_gelu,

@@ -98,6 +98,15 @@ def lower_upsample(node: Node, ins: Sequence[Node], args: Sequence[str], m: str)
                    f"mode={literal(a['mode'])}{corners})")
 
 
+def lower_pad(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """F.pad lists the last axis first: zeros for the axes after ``axis``."""
+    rank = len(ins[0].shape or ())
+    axis = int(node.attrs["axis"]) % rank  # type: ignore[arg-type]
+    pads = [0, 0] * (rank - 1 - axis) + [node.attrs["before"], node.attrs["after"]]
+    return Lowered(None, f"torch.nn.functional.pad({args[0]}, {literal(pads)}, "
+                   f"value={literal(node.attrs['value'])})")
+
+
 def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
     kind = "BatchNorm2d" if len(node.shape or ()) == 4 else "BatchNorm1d"
@@ -224,6 +233,7 @@ LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "conv_transpose": lower_conv_t,
     "upsample": lower_upsample,
+    "pad": lower_pad,
     "pixel_shuffle": _function("torch.nn.functional.pixel_shuffle({0}, {r})"),
     "bn": lower_bn,
     "layernorm": lower_layernorm,

@@ -581,6 +581,16 @@ def _pixel_shuffle_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return (x[0], c, *(d * r if isinstance(d, int) else d for d in x[2:]))
 
 
+def _pad_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    axis = _axis(x, _int(attrs, "axis"), "pad")
+    size = x[axis]
+    if not isinstance(size, int):
+        raise ShapeMismatch(f"pad's axis {axis} must have a known size, not `{size}`",
+                            inputs=(0,))
+    return (*x[:axis], size + _int(attrs, "before") + _int(attrs, "after"), *x[axis + 1:])
+
+
 def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = attrs["axis"]
@@ -810,6 +820,14 @@ OPS: dict[str, OpDecl] = {
                   POSITIVE)),
             _upsample_shape,
         ),
+        OpDecl("pad", "Constant padding of one axis after the batch axis (channels by default): "
+               "`before` and `after` positions of `value` (ResNet's parameter-free "
+               "shortcut pads channels with zeros).",
+               (Attr("before", _INT, 0, "positions added before", NON_NEGATIVE),
+                Attr("after", _INT, 0, "positions added after", NON_NEGATIVE),
+                Attr("axis", _INT, 1, "the axis (1 = channels; -1 = last)"),
+                Attr("value", _FLOAT, 0.0, "the padding value", FINITE)),
+               _pad_shape),
         OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
                (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
         OpDecl(

@@ -38,6 +38,10 @@ SENTENCES = {
                      "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "
                        "followed by 1×1 convolutions) and global average pooling.",
+    "mobilenetv2.ssn": "MobileNetV2: inverted residual blocks of 1×1 expansions, depthwise "
+                       "3×3 convolutions and linear projections, with ReLU6.",
+    "resnet20_a.ssn": "CIFAR ResNet-20 with parameter-free shortcuts: subsampled and "
+                      "zero-padded where a stage widens.",
     "unet.ssn": "U-Net as the widely used PyTorch port builds it, written as one recursive "
                 "level: down by max-pooling, up by transposed convolutions joined to the skips.",
     "wrn.ssn": "Wide ResNet for CIFAR in the authors' layout: three groups of pre-activation "

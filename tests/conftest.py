@@ -10,6 +10,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
+SMALL: dict[str, dict[str, int]] = {"unet": {"size": 64, "width": 16}}
+"""Model parameters that keep a shipped spec's runs short where the tests loop over every
+spec (U-Net at 64 x 64, narrow); its published count is asserted at full size elsewhere."""
+
+
+def small_args(spec: Path) -> list[str]:
+    """``SMALL``'s settings for ``spec`` as `--set` options."""
+    return [a for k, v in SMALL.get(spec.stem, {}).items() for a in ("--set", f"{k}={v}")]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-goldens", action="store_true",

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 import ssnc  # noqa: E402
 from ssnc.backends.torch import example_input  # noqa: E402
-from tests.conftest import SPECS  # noqa: E402
+from tests.conftest import SMALL, SPECS  # noqa: E402
 
 SPECS_ALL = sorted(SPECS.glob("*.ssn"))
 HOST_DECISIONS = {"draw", "_column", "_local_keep", "_global_keep", "_uniform"}
@@ -55,7 +55,7 @@ def no_host_sync(allowed: set[str]) -> Iterator[list[str]]:
 
 @pytest.mark.parametrize("spec", SPECS_ALL, ids=lambda p: p.stem)
 def test_the_forward_never_waits_for_the_device(spec) -> None:  # type: ignore[no-untyped-def]
-    m = ssnc.load(spec).model()
+    m = ssnc.load(spec).model(**SMALL.get(spec.stem, {}))
     x = example_input(m.ir, batch=4, steps=3)
     for mode, training, allowed in (("batch", False, set()), ("sample", True, set()),
                                     ("batch", True, HOST_DECISIONS)):

@@ -21,7 +21,7 @@ from ssnc.backends.onnx import LOWERINGS
 from ssnc.backends.torch import example_input
 from ssnc.cli import app
 from ssnc.compiler.ops import OPS
-from tests.conftest import ROOT, SPECS
+from tests.conftest import ROOT, SMALL, SPECS
 
 runner = CliRunner()
 
@@ -90,6 +90,8 @@ OP_CASES = {
                   "upsample(mode = \"bilinear\", align_corners = true)(x) >> conv(4, 1), "
                   "pixel_shuffle(2)(x) >> conv(4, 1) >> upsample(size = 10), "
                   "conv_transpose(4, groups = 2, bias = false)(x) >> upsample(size = 10))",
+    "pad": "model m : tensor[4, 5, 5] = pad(2, 1) >> maxpool(1, 2) >> pad(1, 0, axis = -1, "
+           "value = 0.5) >> conv(3) >> gap >> pad(0, 2, axis = -1)",
     "activations": "model m : tensor[3, 4, 4] = (x) => concat(gelu(x), gelu(tanh = true)(x), "
                    "clip(-0.5, 0.25)(x), leaky_relu(0.2)(x), relu6(x * 8), silu(x), "
                    "hardswish(x * 4)) >> softmax(axis = 1)",
@@ -157,7 +159,7 @@ SHIPPED = [(spec, name) for spec in sorted(SPECS.glob("*.ssn"))
 
 @pytest.mark.parametrize("spec,name", SHIPPED, ids=[f"{s.stem}" for s, _ in SHIPPED])
 def test_shipped_spec_in_both_forms(spec: Path, name: str) -> None:
-    m = ssnc.load(spec).model(name)
+    m = ssnc.load(spec).model(name, **SMALL.get(spec.stem, {}))
     outs = {}
     for flat in (False, True):
         proto = m.to_onnx(flat=flat)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import ssnc
 from ssnc.cli import app
-from tests.conftest import ROOT, SPECS
+from tests.conftest import ROOT, SMALL, SPECS, small_args
 
 COMPAT: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "compat.py"))
 runner = CliRunner()
@@ -39,9 +39,10 @@ def _runner(name: str) -> Any:
 def test_every_shipped_spec_runs_in_other_runtimes(runtime: str, spec: Path,
                                                    tmp_path: Path) -> None:
     run, reference = _runner(runtime), _runner("ONNX Runtime")
-    m = ssnc.load(spec).model()
+    m = ssnc.load(spec).model(**SMALL.get(spec.stem, {}))
     path = tmp_path / "m.onnx"
-    result = runner.invoke(app, ["compile", str(spec), "-o", str(path)])  # the default form
+    result = runner.invoke(app, ["compile", str(spec), "-o", str(path),  # the default form
+                                 *small_args(spec)])
     assert result.exit_code == 0, result.output
     for batch, steps in ((1, 1), (3, 7)):
         x = COMPAT["feed"](m.ir, batch=batch, steps=steps)

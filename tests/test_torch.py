@@ -17,7 +17,7 @@ import ssnc
 from ssnc.backends.torch import LOWERINGS, example_input
 from ssnc.cli import app
 from ssnc.compiler.ops import OPS
-from tests.conftest import SPECS
+from tests.conftest import SMALL, SPECS
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_every_lowered_op_has_a_torch_lowering() -> None:
 def test_forward_and_backward_of_every_shipped_spec(spec: Path) -> None:
     program = ssnc.load(spec)
     for name in program.models:
-        m = program.model(name)
+        m = program.model(name, **SMALL.get(spec.stem, {}))
         net = m.to_torch(seed=0)
         assert sum(p.numel() for p in net.parameters()) == m.total_params
         x = example_input(m.ir, batch=2)

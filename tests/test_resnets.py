@@ -1,0 +1,88 @@
+"""Parameter-free shortcuts and depthwise blocks: specs/resnet20_a.ssn against a hand-written
+CIFAR ResNet-20 with option-A shortcuts on copied weights, and specs/mobilenetv2.ssn's
+published count; both in ONNX Runtime, function and flat form."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+import ssnc
+from tests.conftest import SPECS
+
+
+class Block(nn.Module):
+    """The port's BasicBlock with its option-A shortcut (subsample, zero-pad channels)."""
+
+    def __init__(self, w_in: int, w: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(w_in, w, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.conv2 = nn.Conv2d(w, w, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(w)
+        self.pad = (w - w_in) // 2 if stride != 1 or w_in != w else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        short = x if self.pad is None else F.pad(x[:, :, ::2, ::2],
+                                                 (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + short)
+
+
+class ResNet20(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.blocks = nn.Sequential(*(Block(a if i == 0 else b, b, s if i == 0 else 1)
+                                      for a, b, s in ((16, 16, 1), (16, 32, 2), (32, 64, 2))
+                                      for i in range(3)))
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.fc(self.blocks(F.relu(self.bn(self.conv(x)))).mean((2, 3)))
+        return out
+
+
+def _ort(proto: object, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(proto.SerializeToString(),  # type: ignore[attr-defined]
+                                   providers=["CPUExecutionProvider"])
+    out: np.ndarray = session.run(None, {"input": x})[0]
+    return out
+
+
+def test_resnet20_a_equals_the_hand_written_network() -> None:
+    model = ssnc.load(SPECS / "resnet20_a.ssn").model()
+    hand = ResNet20().eval()
+    assert model.total_params == sum(p.numel() for p in hand.parameters()) == 269_722
+    net = model.to_torch().eval()
+    theirs = [k for k in hand.state_dict() if "num_batches" not in k]
+    ours = [v for k, v in net.state_dict().items() if "num_batches" not in k]
+    hand.load_state_dict(dict(zip(theirs, ours, strict=True)), strict=False)
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = hand(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
+                                   atol=1e-5)
+    for flat in (True, False):
+        np.testing.assert_allclose(_ort(model.to_onnx(flat=flat), x), want, rtol=1e-4,
+                                   atol=1e-4)
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "functions"])
+def test_mobilenetv2_counts_and_runs(flat: bool) -> None:
+    """torchvision's 3,504,872 parameters at full size; at 32 x 32, ONNX Runtime equals
+    PyTorch (depthwise convolutions, ReLU6, the inverted residuals)."""
+    assert ssnc.load(SPECS / "mobilenetv2.ssn").model().total_params == 3_504_872
+    model = ssnc.load(SPECS / "mobilenetv2.ssn").model(classes=10, size=32)
+    net = model.to_torch().eval()
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        with torch.no_grad():
+            want = net(torch.from_numpy(x)).numpy()
+        got = _ort(model.to_onnx(flat=flat), x)
+        assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
