@@ -441,13 +441,19 @@ def _feature_axis(shape: Shape, axis: int, what: str) -> int:
     return axis % rank
 
 
+def _known(x: Shape, axis: int, what: str) -> int:
+    """The size of ``x``'s ``axis``, which must be a number (not `N` or `T`)."""
+    size = x[axis]
+    if not isinstance(size, int):
+        raise ShapeMismatch(f"{what} axis {axis} must have a known size, not `{size}`",
+                            inputs=(0,))
+    return size
+
+
 def _slice_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = _feature_axis(x, _int(attrs, "axis"), "slice")
-    size = x[axis]
-    if not isinstance(size, int):
-        raise ShapeMismatch(f"slice axis {axis} must have a known size, not `{size}`",
-                            inputs=(0,))
+    size = _known(x, axis, "slice")
     start, stop = slice_bounds(size, attrs)
     if not 0 <= start < stop <= size:
         stop_text = "none" if attrs["stop"] is None else attrs["stop"]
@@ -584,10 +590,7 @@ def _pixel_shuffle_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
 def _pad_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = _axis(x, _int(attrs, "axis"), "pad")
-    size = x[axis]
-    if not isinstance(size, int):
-        raise ShapeMismatch(f"pad's axis {axis} must have a known size, not `{size}`",
-                            inputs=(0,))
+    size = _known(x, axis, "pad")
     return (*x[:axis], size + _int(attrs, "before") + _int(attrs, "after"), *x[axis + 1:])
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +59,35 @@ def compile_refused(tmp_path: Path, source: str) -> str:
     assert "Traceback" not in result.output and "E9001" not in result.output, result.output
     stderr: str = result.stderr
     return stderr
+
+
+def ort_output(proto: Any, x: np.ndarray) -> np.ndarray:
+    """The first output of ONNX model ``proto`` on ``x`` in ONNX Runtime (CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    out: np.ndarray = session.run(None, {"input": x})[0]
+    return out
+
+
+def equals_hand_written(model: Any, hand: Any, x: np.ndarray) -> None:
+    """A compiled model against a hand-written PyTorch one with the same layers in the same
+    order: the compiled weights copied across (shapes checked pairwise), then the outputs
+    on ``x`` in eval mode, and ONNX Runtime's in both forms, equal."""
+    import torch
+
+    net = model.to_torch().eval()
+    hand.eval()
+    theirs = [(k, v) for k, v in hand.state_dict().items() if "num_batches" not in k]
+    ours = [(k, v) for k, v in net.state_dict().items() if "num_batches" not in k]
+    assert [v.shape for _, v in ours] == [v.shape for _, v in theirs]
+    hand.load_state_dict({k: v for (k, _), (_, v) in zip(theirs, ours, strict=True)},
+                         strict=False)
+    with torch.no_grad():
+        want = hand(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
+                                   atol=1e-5)
+    for flat in (True, False):
+        np.testing.assert_allclose(ort_output(model.to_onnx(flat=flat), x), want, rtol=1e-4,
+                                   atol=1e-4)

@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import ssnc
 from ssnc.cli import app
-from tests.conftest import SPECS, compile_refused
+from tests.conftest import SPECS, compile_refused, ort_output
 
 runner = CliRunner()
 
@@ -23,13 +22,6 @@ model m(tile = 2, z_dim = 3, k = 3) : tensor[2, 5, 5] =
     let h = hypernet(k, tile, z_dim) in
     (x) => conv(4, k, bias = false, weight = hyper_kernel(h[0], 4, 2, k, tile, z_dim))(x)
 """
-
-
-def _ort(proto: object, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(proto.SerializeToString(),  # type: ignore[attr-defined]
-                                   providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run(None, {"input": x})[0]
-    return out
 
 
 def test_a_generated_kernel_is_the_generator_output_computed_by_hand() -> None:
@@ -57,7 +49,7 @@ def test_a_generated_kernel_is_the_generator_output_computed_by_hand() -> None:
     with torch.no_grad():
         got = net(torch.from_numpy(x)).double().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(_ort(model.to_onnx(), x), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ort_output(model.to_onnx(), x), want, rtol=1e-5, atol=1e-6)
 
 
 def test_gradients_reach_the_embeddings_and_the_generator() -> None:
@@ -128,7 +120,7 @@ def test_onnx_runtime_equals_torch(spec: str, flat: bool) -> None:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
         with torch.no_grad():
             want = net(torch.from_numpy(x)).numpy()
-        got = _ort(proto, x)
+        got = ort_output(proto, x)
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
@@ -156,7 +148,7 @@ def test_columns_and_drop_path_keep_working_with_generated_weights() -> None:
         column.load_state_dict({key: full[key] for key in column.state_dict()})
         with torch.no_grad():
             want = column(torch.from_numpy(x)).numpy()
-        got = _ort(model.to_onnx(column=k, weights=None), x)
+        got = ort_output(model.to_onnx(column=k, weights=None), x)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -168,7 +160,7 @@ def test_a_param_value_in_a_shared_block_is_read_by_every_use() -> None:
     value = model.initial_weights()[key]
     assert np.all(np.abs(value) <= 1) and np.ptp(value) > 0
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(_ort(model.to_onnx(), x), np.broadcast_to(value ** 3, (2, 4)),
+    np.testing.assert_allclose(ort_output(model.to_onnx(), x), np.broadcast_to(value ** 3, (2, 4)),
                                rtol=1e-6)
 
 
@@ -206,7 +198,7 @@ def test_half_precision_converts_the_generator_too() -> None:
     half = model.to_onnx(precision="fp16")
     embeddings = [t for t in half.graph.initializer if t.name.endswith(".param")]
     assert embeddings and all(t.data_type == 10 for t in embeddings)  # FLOAT16
-    want, got = _ort(model.to_onnx(), x), _ort(half, x)
+    want, got = ort_output(model.to_onnx(), x), ort_output(half, x)
     assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
     assert (got.argmax(1) == want.argmax(1)).all()
 
@@ -280,7 +272,7 @@ def test_hyperlstm_equals_an_independent_implementation() -> None:
             got = net(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         for flat in (True, False):
-            np.testing.assert_allclose(_ort(model.to_onnx(flat=flat), x), want, rtol=1e-4,
+            np.testing.assert_allclose(ort_output(model.to_onnx(flat=flat), x), want, rtol=1e-4,
                                        atol=1e-5)
 
 

@@ -5,14 +5,13 @@ published count; both in ONNX Runtime, function and flat form."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 import ssnc
-from tests.conftest import SPECS
+from tests.conftest import SPECS, equals_hand_written, ort_output
 
 
 class Block(nn.Module):
@@ -48,29 +47,12 @@ class ResNet20(nn.Module):
         return out
 
 
-def _ort(proto: object, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(proto.SerializeToString(),  # type: ignore[attr-defined]
-                                   providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run(None, {"input": x})[0]
-    return out
-
-
 def test_resnet20_a_equals_the_hand_written_network() -> None:
     model = ssnc.load(SPECS / "resnet20_a.ssn").model()
-    hand = ResNet20().eval()
+    hand = ResNet20()
     assert model.total_params == sum(p.numel() for p in hand.parameters()) == 269_722
-    net = model.to_torch().eval()
-    theirs = [k for k in hand.state_dict() if "num_batches" not in k]
-    ours = [v for k, v in net.state_dict().items() if "num_batches" not in k]
-    hand.load_state_dict(dict(zip(theirs, ours, strict=True)), strict=False)
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    with torch.no_grad():
-        want = hand(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
-                                   atol=1e-5)
-    for flat in (True, False):
-        np.testing.assert_allclose(_ort(model.to_onnx(flat=flat), x), want, rtol=1e-4,
-                                   atol=1e-4)
+    equals_hand_written(model, hand, x)
 
 
 @pytest.mark.parametrize("flat", [True, False], ids=["flat", "functions"])
@@ -84,5 +66,5 @@ def test_mobilenetv2_counts_and_runs(flat: bool) -> None:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
         with torch.no_grad():
             want = net(torch.from_numpy(x)).numpy()
-        got = _ort(model.to_onnx(flat=flat), x)
+        got = ort_output(model.to_onnx(flat=flat), x)
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))

@@ -5,13 +5,12 @@ at full size."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 import ssnc
-from tests.conftest import SPECS
+from tests.conftest import SPECS, equals_hand_written, ort_output
 
 
 class DoubleConv(nn.Sequential):
@@ -65,23 +64,8 @@ class UNet(nn.Module):
 @pytest.mark.parametrize("bilinear", [False, True], ids=["transposed", "bilinear"])
 def test_unet_equals_the_hand_written_port(bilinear: bool) -> None:
     model = ssnc.load(SPECS / "unet.ssn").model(bilinear=bilinear, width=8, size=64)
-    net = model.to_torch().eval()
-    hand = UNet(3, 2, bilinear, 8).eval()
-    theirs = [(k, v) for k, v in hand.state_dict().items() if "num_batches" not in k]
-    ours = [(k, v) for k, v in net.state_dict().items() if "num_batches" not in k]
-    assert [v.shape for _, v in ours] == [v.shape for _, v in theirs]  # the same layers in order
-    hand.load_state_dict({k: v for (k, _), (_, v) in zip(theirs, ours, strict=True)},
-                         strict=False)
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with torch.no_grad():
-        want = hand(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
-                                   atol=1e-5)
-    for flat in (True, False):
-        session = ort.InferenceSession(model.to_onnx(flat=flat).SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
-        np.testing.assert_allclose(session.run(None, {"input": x})[0], want, rtol=1e-4,
-                                   atol=1e-4)
+    equals_hand_written(model, UNet(3, 2, bilinear, 8), x)
 
 
 def test_unet_counts_and_takes_any_multiple_of_16() -> None:
@@ -93,11 +77,8 @@ def test_unet_counts_and_takes_any_multiple_of_16() -> None:
         hand = UNet(3, 2, bilinear)
         assert spec.model(bilinear=bilinear).total_params == sum(
             p.numel() for p in hand.parameters())
-    narrow = spec.model(width=4, size=32)
-    session = ort.InferenceSession(narrow.to_onnx(symbolic_hw=True).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    out = session.run(None, {"input": np.zeros((1, 3, 48, 80), np.float32)})[0]
-    assert out.shape == (1, 2, 48, 80)
+    narrow = spec.model(width=4, size=32).to_onnx(symbolic_hw=True)
+    assert ort_output(narrow, np.zeros((1, 3, 48, 80), np.float32)).shape == (1, 2, 48, 80)
 
 
 def test_a_recursive_level_is_not_named_like_a_fractal_column() -> None:
