@@ -228,8 +228,10 @@ def _pool(op: str, **extra: Any) -> Lowering:
         k = _int(a["k"])
         s = _int(a["stride"]) if a["stride"] is not None else k
         p = _int(a["pad"])
+        counted: dict[str, Any] = ({"count_include_pad": int(bool(a["count_pad"]))}
+                                   if "count_pad" in a else {})
         e.add(op, [xs[0]], [out], n.name, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
-              ceil_mode=int(bool(a["ceil"])), **extra)
+              ceil_mode=int(bool(a["ceil"])), **counted, **extra)
     return lower
 
 
@@ -489,7 +491,7 @@ LOWERINGS: dict[str, Lowering] = {
     "causal_mask": lower_causal_mask,
     "dropout": _simple("Identity"),  # inference: dropout is off
     "maxpool": _pool("MaxPool"),
-    "avgpool": _pool("AveragePool", count_include_pad=0),
+    "avgpool": _pool("AveragePool"),
     "gap": lower_gap,
     "flatten": _simple("Flatten", axis=1),
     "linear": lower_linear,

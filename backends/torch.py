@@ -145,10 +145,12 @@ def _function(template: str) -> Lowering:
     return lower
 
 
-def _pool(fn: str, extra: str = "") -> Lowering:
+def _pool(fn: str) -> Lowering:
     def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
         a = node.attrs
         stride = a["stride"] if a["stride"] is not None else a["k"]
+        extra = (f", count_include_pad={literal(a['count_pad'])}" if "count_pad" in a
+                 else "")
         return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {literal(a['k'])}, "
                              f"{literal(stride)}, {literal(a['pad'])}, "
                              f"ceil_mode={literal(a['ceil'])}{extra})")
@@ -246,7 +248,7 @@ LOWERINGS: dict[str, Lowering] = {
     "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
     "maxpool": _pool("max_pool2d"),
-    "avgpool": _pool("avg_pool2d", ", count_include_pad=False"),
+    "avgpool": _pool("avg_pool2d"),
     "gap": _function("{0}.mean((2, 3))"),
     "flatten": _function("torch.flatten({0}, 1)"),
     "linear": lower_linear,

@@ -346,7 +346,24 @@ def collect(diagnostics: Sequence[Diagnostic]) -> SsnError:
     return _CLASSES[diagnostics[0].code.kind](diagnostics)
 
 
+SYNONYMS = {
+    "deconv": "conv_transpose", "convt": "conv_transpose", "conv_t": "conv_transpose",
+    "upconv": "conv_transpose", "transposed_conv": "conv_transpose",
+    "conv2d_transpose": "conv_transpose", "interpolate": "upsample", "resize": "upsample",
+    "upsampling": "upsample", "swish": "silu", "hard_swish": "hardswish", "clamp": "clip",
+    "batchnorm": "bn", "batch_norm": "bn", "layer_norm": "layernorm", "dense": "linear",
+    "fc": "linear", "global_avg_pool": "gap", "transpose": "permute", "leakyrelu": "leaky_relu",
+    "attention": "mha", "multihead_attention": "mha", "bmm": "matmul",
+}
+"""Names other frameworks use for an op or rule, and ssnc's name for it."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidate, if one is close enough."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """A hint naming the closest candidate, if one is close enough (or what other
+    frameworks call by that name: `deconv` is `conv_transpose`)."""
+    known = set(candidates)
+    other = SYNONYMS.get(name.lower())
+    if other is not None and other in known:
+        return f"did you mean `{other}`?"
+    matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"did you mean `{matches[0]}`?" if matches else None

@@ -407,10 +407,16 @@ class Evaluator(Instantiator):
                    kwargs: Mapping[str, tuple[Value, Span]], spans: tuple[Span, ...],
                    span: Span) -> Value:
         op = fn.op
+        if fn.preset:  # attributes given earlier: `join = mean(merge = false)`, then join(a, b)
+            kwargs = {**{k: (v, span) for k, v in fn.preset}, **kwargs}
         if len(args) == 1 and isinstance(args[0], tuple):
             args, spans = args[0], spans * len(args[0])
         if not args:
-            raise error(E_ARGUMENT, f"`{op.name}` needs at least one input", span)
+            if kwargs:  # configured now, joined later: checked as if its inputs were given
+                self._configure_op(op, (), kwargs, (), span)
+                return OpCtor(op, tuple((k, v) for k, (v, _) in kwargs.items()))
+            raise error(E_ARGUMENT, f"`{op.name}` needs at least one input", span,
+                        hint=f"join blocks or wires: `{op.name}(a, b)`")
         if all(_is_num(a) for a in args) and not kwargs and op.fold is not None:
             nums = [self.number(a, s) for a, s in zip(args, spans, strict=True)]
             return check_int(op.fold(nums), span)

@@ -877,8 +877,11 @@ OPS: dict[str, OpDecl] = {
         ),
         OpDecl(
             "avgpool",
-            "2-D average pooling (padding not counted); arguments as `maxpool`.",
-            _POOL_ATTRS,
+            "2-D average pooling; arguments as `maxpool`. Padding is not counted in the "
+            "average unless `count_pad` (PyTorch's `count_include_pad`, whose default is "
+            "true).",
+            (*_POOL_ATTRS, Attr("count_pad", _BOOL, False,
+                                "count the padding in the average (count_include_pad)")),
             _pool_shape("avgpool"),
         ),
         OpDecl("gap", "Global average pooling: [N, C, H, W] -> [N, C].", (), _gap_shape),

@@ -58,9 +58,12 @@ class Rule:
 
 @dataclass(frozen=True, eq=False)
 class OpCtor:
-    """A primitive op by name, before its attributes are given (`conv`, `relu`, `mean`)."""
+    """A primitive op by name, before its attributes are given (`conv`, `relu`, `mean`); a
+    join configured without inputs (`mean(merge = false)`) keeps those attributes in
+    ``preset`` until it is given them."""
 
     op: OpDecl
+    preset: tuple[tuple[str, Value], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,7 +267,8 @@ def show(value: Value) -> str:
     if isinstance(value, Rule):
         return value.name
     if isinstance(value, OpCtor):
-        return value.op.name
+        preset = ", ".join(f"{k}={show(v)}" for k, v in value.preset)
+        return f"{value.op.name}({preset})" if preset else value.op.name
     if isinstance(value, Builtin):
         return value.name
     if isinstance(value, LambdaBlock):

@@ -99,3 +99,22 @@ def test_bad_shapes_are_diagnostics(source: str, needle: str, column: int,
                                     tmp_path: Path) -> None:
     stderr = compile_refused(tmp_path, source)
     assert needle in stderr and f"m.ssn:1:{column}:" in stderr, stderr
+
+
+def test_a_configured_join_can_be_passed_as_a_block() -> None:
+    """`join = mean(merge = false)` keeps its attributes until the rule gives it inputs:
+    FractalNet's joins stay nested, two inputs each, instead of merging into one."""
+    source = "model m : tensor[3, 8, 8] = fractal(3, conv(4) >> relu{}) >> gap\n"
+    merged = ssnc.loads(source.format(""), "f.ssn").model()
+    nested = ssnc.loads(source.format(", join = mean(merge = false)"), "f.ssn").model()
+    widths = sorted(len(n.inputs) for n in nested.ir if n.op == "mean")
+    assert widths == [2, 2, 2] and max(len(n.inputs) for n in merged.ir if n.op == "mean") == 3
+
+
+@pytest.mark.parametrize(("name", "meant"), [("deconv", "conv_transpose"),
+                                             ("convT", "conv_transpose"),
+                                             ("upconv", "conv_transpose"),
+                                             ("interpolate", "upsample"), ("swish", "silu")])
+def test_other_frameworks_names_point_at_ours(name: str, meant: str, tmp_path: Path) -> None:
+    stderr = compile_refused(tmp_path, f"model m : tensor[3, 8, 8] = {name}(4) >> gap\n")
+    assert f"unknown name `{name}`" in stderr and f"did you mean `{meant}`?" in stderr, stderr

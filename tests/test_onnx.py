@@ -65,7 +65,8 @@ OP_CASES = {
     "softmax": "model m : tensor[7] = linear(5) >> softmax",
     "dropout": "model m : tensor[3, 4, 4] = dropout(0.5) >> relu",
     "maxpool": "model m : tensor[2, 9, 9] = maxpool(3, 2, ceil=true) >> maxpool(2, 1, 1)",
-    "avgpool": "model m : tensor[2, 9, 9] = avgpool(3, 2, 1) >> avgpool(2, ceil=true)",
+    "avgpool": "model m : tensor[2, 9, 9] = avgpool(3, 2, 1) >> avgpool(2, ceil=true) >> "
+               "avgpool(3, 1, 1, count_pad = true)",
     "gap_flatten_linear": "model m : tensor[3, 4, 4] = conv(5) >> gap >> linear(3) >> "
                           "linear(2, bias=false)",
     "flatten": "model m : tensor[3, 4, 4] = flatten >> linear(4)",
