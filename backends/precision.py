@@ -40,7 +40,8 @@ def check_precision(name: str, value: str) -> str:
 
 def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.ModelProto:
     """``model`` (float32) with its compute in ``precision`` and its graph inputs and outputs
-    in ``io_precision``; fp16 weights beyond ±65504 are refused (E0404), naming the tensor."""
+    in ``io_precision``; fp16 weights beyond ±65504 are refused (E0404), naming the tensor
+    (an infinity, such as a causal mask's -inf, stays one)."""
     import onnx
     from onnx import TensorProto
 
@@ -106,7 +107,8 @@ def _retype(tensor: onnx.TensorProto, target: int) -> None:
 
     values = numpy_helper.to_array(tensor).astype(np.float32)
     if target == TensorProto.FLOAT16:
-        big = float(np.abs(values).max()) if values.size else 0.0
+        finite = np.abs(values[np.isfinite(values)])  # ±inf (a mask's) is float16's too
+        big = float(finite.max()) if finite.size else 0.0
         if big > FP16_MAX:
             raise error(E_VALUE_LIMIT, f"weight `{tensor.name}` holds {big:.6g}, beyond "
                         f"float16's ±{FP16_MAX:g}", Span.unknown(tensor.name),

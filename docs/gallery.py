@@ -42,6 +42,8 @@ SENTENCES = {
                        "3×3 convolutions and linear projections, with ReLU6.",
     "resnet20_a.ssn": "CIFAR ResNet-20 with parameter-free shortcuts: subsampled and "
                       "zero-padded where a stage widens.",
+    "transformer_lm.ssn": "A small causal Transformer language model: two pre-norm blocks of "
+                          "masked self-attention and a GELU feed-forward network.",
     "unet.ssn": "U-Net as the widely used PyTorch port builds it, written as one recursive "
                 "level: down by max-pooling, up by transposed convolutions joined to the skips.",
     "wrn.ssn": "Wide ResNet for CIFAR in the authors' layout: three groups of pre-activation "

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ssnc
-from tests.conftest import compile_refused
+from tests.conftest import SPECS, compile_refused, ort_output
 
 
 def _layer_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -118,3 +118,35 @@ def test_a_configured_join_can_be_passed_as_a_block() -> None:
 def test_other_frameworks_names_point_at_ours(name: str, meant: str, tmp_path: Path) -> None:
     stderr = compile_refused(tmp_path, f"model m : tensor[3, 8, 8] = {name}(4) >> gap\n")
     assert f"unknown name `{name}`" in stderr and f"did you mean `{meant}`?" in stderr, stderr
+
+
+def test_the_transformer_lm_is_causal_and_runs_in_onnx_runtime() -> None:
+    """specs/transformer_lm.ssn: changing the last tokens leaves the earlier positions'
+    logits as they were; ONNX Runtime equals PyTorch at two lengths (T is symbolic)."""
+    model = ssnc.load(SPECS / "transformer_lm.ssn").model()
+    assert model.total_params == 409_650
+    net = model.to_torch().eval()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, (2, 9))
+    changed = x.copy()
+    changed[:, 6:] = (changed[:, 6:] + 1) % 50
+    with torch.no_grad():
+        a, b = (net(torch.from_numpy(t)).numpy() for t in (x, changed))
+    np.testing.assert_allclose(a[:, :6], b[:, :6], rtol=1e-5, atol=1e-5)
+    assert np.abs(a[:, 6:] - b[:, 6:]).max() > 1e-3
+    proto = model.to_onnx()
+    for steps in (1, 9):
+        with torch.no_grad():
+            want = net(torch.from_numpy(x[:, :steps])).numpy()
+        np.testing.assert_allclose(ort_output(proto, x[:, :steps]), want, rtol=1e-4, atol=1e-4)
+
+
+def test_causal_attention_converts_to_half_precision() -> None:
+    """The mask's -inf is float16's too (only finite weights beyond ±65504 are refused):
+    the fp16 language model is within 1e-2 of the float32 one, with the same top-1."""
+    model = ssnc.load(SPECS / "transformer_lm.ssn").model()
+    x = np.random.default_rng(0).integers(0, 50, (4, 16))
+    want, got = ort_output(model.to_onnx(), x), ort_output(model.to_onnx(precision="fp16"), x)
+    assert not np.isnan(got).any()
+    assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.99
