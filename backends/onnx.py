@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..compiler.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
-from ..compiler.ops import permute_axes, reshape_lead, slice_bounds
+from ..compiler.ops import permute_axes, reshape_lead, slice_bounds, unsqueeze_axis
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
@@ -175,6 +175,20 @@ def lower_pad(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: st
                   e.constant(f"{n.name}.value",
                              np.array(float(n.attrs["value"]), np.float32))],  # type: ignore[arg-type]
           [out], n.name, mode="constant")
+
+
+def lower_unsqueeze(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                    ins: Sequence[Node]) -> None:
+    axis = unsqueeze_axis(ins[0].shape or (), n.attrs)
+    e.add("Unsqueeze", [xs[0], e.constant(f"{n.name}.axes", np.array([axis], np.int64))],
+          [out], n.name)
+
+
+def lower_squeeze(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                  ins: Sequence[Node]) -> None:
+    axis = _int(n.attrs["axis"]) % len(ins[0].shape or ())
+    e.add("Squeeze", [xs[0], e.constant(f"{n.name}.axes", np.array([axis], np.int64))],
+          [out], n.name)
 
 
 def lower_bn(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
@@ -481,6 +495,8 @@ LOWERINGS: dict[str, Lowering] = {
     "conv_transpose": lower_conv_t,
     "upsample": lower_upsample,
     "pad": lower_pad,
+    "unsqueeze": lower_unsqueeze,
+    "squeeze": lower_squeeze,
     "pixel_shuffle": lower_pixel_shuffle,
     "softmax": lower_softmax,
     "gelu": lower_gelu,

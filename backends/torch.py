@@ -27,7 +27,14 @@ from torch import nn
 from ..compiler.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, owned, walk
-from ..compiler.ops import ParamSpec, fmt_shape, permute_axes, reshape_lead, slice_bounds
+from ..compiler.ops import (
+    ParamSpec,
+    fmt_shape,
+    permute_axes,
+    reshape_lead,
+    slice_bounds,
+    unsqueeze_axis,
+)
 from ..compiler.values import show
 from .pysource import comment, docstring, identifier, is_plain, literal
 
@@ -105,6 +112,10 @@ def lower_pad(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> L
     pads = [0, 0] * (rank - 1 - axis) + [node.attrs["before"], node.attrs["after"]]
     return Lowered(None, f"torch.nn.functional.pad({args[0]}, {literal(pads)}, "
                    f"value={literal(node.attrs['value'])})")
+
+
+def lower_unsqueeze(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    return Lowered(None, f"{args[0]}.unsqueeze({unsqueeze_axis(ins[0].shape or (), node.attrs)})")
 
 
 def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -236,6 +247,8 @@ LOWERINGS: dict[str, Lowering] = {
     "conv_transpose": lower_conv_t,
     "upsample": lower_upsample,
     "pad": lower_pad,
+    "unsqueeze": lower_unsqueeze,
+    "squeeze": _function("{0}.squeeze({axis})"),
     "pixel_shuffle": _function("torch.nn.functional.pixel_shuffle({0}, {r})"),
     "bn": lower_bn,
     "layernorm": lower_layernorm,

@@ -594,6 +594,31 @@ def _pad_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return (*x[:axis], size + _int(attrs, "before") + _int(attrs, "after"), *x[axis + 1:])
 
 
+def _unsqueeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    axis = _int(attrs, "axis")
+    index = axis + len(x) + 1 if axis < 0 else axis
+    if not 1 <= index <= len(x):
+        raise ShapeMismatch(f"unsqueeze's axis {axis} is not a place after the batch axis of "
+                            f"{fmt_shape(x)}", inputs=(0,))
+    return (*x[:index], 1, *x[index:])
+
+
+def _squeeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    (x,) = inputs
+    index = _axis(x, _int(attrs, "axis"), "squeeze")
+    if x[index] != 1:
+        raise ShapeMismatch(f"squeeze removes an axis of size 1, but axis {index} of "
+                            f"{fmt_shape(x)} is {x[index]}", inputs=(0,))
+    return (*x[:index], *x[index + 1:])
+
+
+def unsqueeze_axis(x: Shape, attrs: Attrs) -> int:
+    """The output position of the axis `unsqueeze` inserts into ``x``."""
+    axis = int(attrs["axis"])  # type: ignore[arg-type]
+    return axis + len(x) + 1 if axis < 0 else axis
+
+
 def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = attrs["axis"]
@@ -831,6 +856,12 @@ OPS: dict[str, OpDecl] = {
                 Attr("axis", _INT, 1, "the axis (1 = channels; -1 = last)"),
                 Attr("value", _FLOAT, 0.0, "the padding value", FINITE)),
                _pad_shape),
+        OpDecl("unsqueeze", "A new axis of size 1 at `axis` (counted in the output): "
+               "`unsqueeze(-1)` makes [N, C] into [N, C, 1].",
+               (Attr("axis", _INT, REQUIRED, "where the new axis goes (-1: last)"),),
+               _unsqueeze_shape),
+        OpDecl("squeeze", "Removes `axis`, which must have size 1.",
+               (Attr("axis", _INT, REQUIRED, "the axis (-1: last)"),), _squeeze_shape),
         OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
                (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
         OpDecl(

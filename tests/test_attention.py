@@ -94,6 +94,10 @@ def test_activations_from_the_standard_library_equal_torch() -> None:
     ("model m : sequence[8] = softmax(axis = 0)\n",
      "softmax's axis 0 is not an axis after the batch axis of [N,T,8]", 25),
     ("model m : sequence[8] = causal_mask\n", "causal_mask masks square scores", 25),
+    ("model m : tensor[4, 5, 5] = squeeze(1)\n",
+     "squeeze removes an axis of size 1, but axis 1 of [N,4,5,5] is 4", 29),
+    ("model m : tensor[4] = unsqueeze(3)\n",
+     "unsqueeze's axis 3 is not a place after the batch axis of [N,4]", 23),
 ])
 def test_bad_shapes_are_diagnostics(source: str, needle: str, column: int,
                                     tmp_path: Path) -> None:
@@ -150,3 +154,4 @@ def test_causal_attention_converts_to_half_precision() -> None:
     assert not np.isnan(got).any()
     assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.99
+

@@ -93,6 +93,9 @@ OP_CASES = {
                   "conv_transpose(4, groups = 2, bias = false)(x) >> upsample(size = 10))",
     "pad": "model m : tensor[4, 5, 5] = pad(2, 1) >> maxpool(1, 2) >> pad(1, 0, axis = -1, "
            "value = 0.5) >> conv(3) >> gap >> pad(0, 2, axis = -1)",
+    "squeeze_excite": "model m : tensor[4, 5, 5] = (x) => x * (x >> gap >> linear(4) >> "
+                      "sigmoid >> unsqueeze(-1) >> unsqueeze(3)) >> unsqueeze(1) >> squeeze(1) "
+                      ">> gap >> unsqueeze(1) >> squeeze(-2)",
     "activations": "model m : tensor[3, 4, 4] = (x) => concat(gelu(x), gelu(tanh = true)(x), "
                    "clip(-0.5, 0.25)(x), leaky_relu(0.2)(x), relu6(x * 8), silu(x), "
                    "hardswish(x * 4)) >> softmax(axis = 1)",
