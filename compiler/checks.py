@@ -98,7 +98,8 @@ def _names(expr: ast.Expr, scope: _Scope) -> list[Diagnostic]:
                                   hint=did_you_mean(expr.id, scope.all())))
         return out
     if isinstance(expr, ast.Let):
-        return _names(expr.value, scope) + _names(expr.body, _Scope((expr.name,), scope))
+        out = _unique(expr.targets, [expr.span] * len(expr.targets), "name")
+        return out + _names(expr.value, scope) + _names(expr.body, _Scope(expr.targets, scope))
     if isinstance(expr, ast.Lambda):
         out = _unique(expr.params, [expr.span] * len(expr.params), "stream")
         return out + _names(expr.body, _Scope(expr.params, scope))
@@ -145,7 +146,7 @@ def _can_stop(expr: ast.Expr, name: str) -> bool:
         return expr.id != name
     if isinstance(expr, ast.Lambda):
         return True
-    if isinstance(expr, ast.Let) and expr.name == name:
+    if isinstance(expr, ast.Let) and name in expr.targets:
         return _can_stop(expr.value, name)
     return all(_can_stop(c, name) for c in _children(expr))
 

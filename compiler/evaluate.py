@@ -116,13 +116,7 @@ class Evaluator(Instantiator):
                         e.iter.span)
         out = []
         for item in items:
-            if e.destructure:
-                if not isinstance(item, tuple) or len(item) != len(e.targets):
-                    raise error(E_TYPE, f"cannot unpack {show(item)} into "
-                                f"({', '.join(e.targets)})", e.iter.span)
-                inner = Env(dict(zip(e.targets, item, strict=True)), env)
-            else:
-                inner = Env({e.targets[0]: item}, env)
+            inner = Env(self.unpack(e.targets, e.destructure, item, e.iter.span), env)
             if e.cond is not None and not self._bool(e.cond, inner):
                 continue
             out.append(self.eval(e.elt, inner))
@@ -148,7 +142,21 @@ class Evaluator(Instantiator):
         return self.eval(e.then if self._bool(e.cond, env) else e.orelse, env)
 
     def _eval_Let(self, e: ast.Let, env: Env) -> Value:
-        return self.eval(e.body, Env({e.name: self.eval(e.value, env)}, env))
+        value = self.eval(e.value, env)
+        return self.eval(e.body, Env(self.unpack(e.targets, e.destructure, value,
+                                                 e.value.span), env))
+
+    def unpack(self, targets: tuple[str, ...], destructure: bool, value: Value,
+               span: Span) -> dict[str, Value]:
+        """``targets`` bound to ``value``: one name, or a tuple's items one to one."""
+        if not destructure:
+            return {targets[0]: value}
+        if not isinstance(value, tuple) or len(value) != len(targets):
+            what = (f"{len(value)} value{'s' if len(value) != 1 else ''}"
+                    if isinstance(value, tuple) else kind_of(value))
+            raise error(E_TYPE, f"cannot unpack {what} into ({', '.join(targets)})", span,
+                        hint=f"it needs a tuple of {len(targets)}")
+        return dict(zip(targets, value, strict=True))
 
     def _eval_Lambda(self, e: ast.Lambda, env: Env) -> Value:
         return LambdaBlock(e.params, e.body, env, e.span, e.rest)

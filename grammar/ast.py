@@ -147,9 +147,10 @@ class If(Node):
 
 
 class Let(Node):
-    """`let name = value in body`."""
+    """`let name = value in body`, or `let (a, b) = value in body` unpacking a tuple."""
 
-    name: str
+    targets: tuple[str, ...]
+    destructure: bool
     value: Expr
     body: Expr
 

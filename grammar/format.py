@@ -364,12 +364,12 @@ class _Printer:
         return Group(Align(out))
 
     def e_let_expr(self, t: _CST) -> Doc:
-        """`let a = x in let b = y in body`: one line, or one binding per line."""
+        """`let a = x in let (b, c) = y in body`: one line, or one binding per line."""
         out: list[Doc] = []
         node: _CST | Token = t
         while isinstance(node, Tree) and node.data == "let_expr":
-            let, name, eq, value, in_, node = node.children
-            out += [self.tok(let), " ", self.tok(name), " ", self.tok(eq), " ",
+            let, target, eq, value, in_, node = node.children
+            out += [self.tok(let), " ", self.target(target), " ", self.tok(eq), " ",
                     self.expr(value), " ", self.tok(in_), LINE]
         out.append(self.expr(node))
         return Group(Align(out))

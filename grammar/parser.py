@@ -142,7 +142,9 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def let_expr(self, meta: Meta, c: list[Any]) -> ast.Let:
-        return ast.Let(span=self._span(meta), name=str(c[0]), value=c[1], body=c[2])
+        (targets, destructure), value, body = c
+        return ast.Let(span=self._span(meta), targets=targets, destructure=destructure,
+                       value=value, body=body)
 
     @v_args(meta=True)
     def seq_op(self, meta: Meta, c: list[Any]) -> ast.BinOp:

@@ -78,7 +78,8 @@ def format_expr(e: ast.Expr) -> str:
         return (f"if {format_expr(e.cond)} then {format_expr(e.then)} "
                 f"else {format_expr(e.orelse)}")
     if isinstance(e, ast.Let):
-        return f"let {e.name} = {format_expr(e.value)} in {format_expr(e.body)}"
+        target = f"({', '.join(e.targets)})" if e.destructure else e.targets[0]
+        return f"let {target} = {format_expr(e.value)} in {format_expr(e.body)}"
     if isinstance(e, ast.Lambda):
         names = [*e.params[:-1], "*" + e.params[-1]] if e.rest else list(e.params)
         return f"({', '.join(names)}) => {format_expr(e.body)}"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import ssnc
 from ssnc.compiler.diagnostics import SsnError
-from tests.conftest import SPECS
+from tests.conftest import SPECS, compile_refused
 
 
 def model(text: str, **params: object) -> ssnc.Model:
@@ -284,3 +284,16 @@ def test_cell_op_mistakes_are_diagnostics(text: str, message: str) -> None:
         model(f"model m : tensor[4, 3, 3] = {text}")
     assert message in info.value.render()
     assert info.value.diagnostics[0].span.line == 1
+
+
+def test_let_unpacks_a_tuple(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`let (y, h, c) = ...` binds each item; a count that does not fit is a diagnostic at
+    the value, and a name given twice is one too."""
+    ok = ssnc.loads("model m : sequence[4] = (x) =>\n    let (y, h, c) = lstm(3, final = true)(x)"
+                    " in outputs(y = y, c = c)\n", "l.ssn").model()
+    assert [ok.ir.output_name(i) for i in range(2)] == ["y", "c"]
+    bad = compile_refused(tmp_path, "model m : sequence[4] = (x) => let (y, h) = "
+                                    "lstm(3, final = true)(x) in y\n")
+    assert "cannot unpack 3 values into (y, h)" in bad and "m.ssn:1:45:" in bad, bad
+    twice = compile_refused(tmp_path, "model m : tensor[4] = (x) => let (a, a) = (x, x) in a\n")
+    assert "error[E0102]" in twice and "name `a` is given twice" in twice, twice

@@ -166,6 +166,7 @@ def test_infinity_and_other_spellings_stay_numbers() -> None:
      "drop_path=0.15, other = 12345678)",
      "def f(C) =\n    if C < 1 then fail(\"no\")\n    else if C == 1 then base\n"
      "    else join(f(C - 1) >> f(C - 1), base, drop_path = 0.15, other = 12345678)\n"),
+    ("def u(x) = let ( a,b ) = x in a", "def u(x) = let (a, b) = x in a\n"),
     ("def c(h) = (x,  *s) => let a = linear(4 * h)(x) in let b = sigmoid(a) in "
      "let d = tanh(a) in (b * d, b, d, s)",
      "def c(h) = (x, *s) =>\n"

@@ -59,7 +59,9 @@ def test_comprehension_and_let() -> None:
     assert isinstance(comp, ast.ListComp)
     assert comp.targets == ("w", "p") and comp.destructure and comp.cond is not None
     let = body("let h = conv(8) in h >> h")
-    assert isinstance(let, ast.Let) and let.name == "h"
+    assert isinstance(let, ast.Let) and let.targets == ("h",) and not let.destructure
+    pair = body("let (y, h) = r in y")
+    assert isinstance(pair, ast.Let) and pair.targets == ("y", "h") and pair.destructure
 
 
 def test_program_items_and_spans() -> None:
@@ -146,8 +148,9 @@ def _exprs() -> st.SearchStrategy[ast.Expr]:
                       st.lists(children, min_size=1, max_size=3)),
             st.builds(lambda c, a, b: ast.If(span=s, cond=c, then=a, orelse=b),
                       children, children, children),
-            st.builds(lambda n, a, b: ast.Let(span=s, name=n, value=a, body=b),
-                      NAMES, children, children),
+            st.builds(lambda t, a, b: ast.Let(span=s, targets=tuple(t), destructure=len(t) > 1,
+                                              value=a, body=b),
+                      st.lists(NAMES, min_size=1, max_size=2, unique=True), children, children),
             st.builds(lambda p, b: ast.Lambda(span=s, params=tuple(p), body=b),
                       st.lists(NAMES, max_size=3), children),
             st.builds(lambda e, t, it, c: ast.ListComp(span=s, elt=e, targets=tuple(t),
