@@ -205,6 +205,45 @@ def _b_param(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
                 span)
 
 
+def _b_size(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+            span: Span) -> Value:
+    """`size(x, axis)`: the static size of a wire's axis, read while the model is built."""
+    bound = el.bind_args("size", ("x", "axis"), args, kw, spans, span)
+    if "x" not in bound or "axis" not in bound:
+        raise error(E_ARGUMENT, "`size` takes a wire and an axis: `size(x, 1)`", span)
+    return _axis_size(el, "size", bound["x"], bound["axis"], span)
+
+
+def _b_channels(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+                span: Span) -> Value:
+    """`channels(x)`: `size(x, 1)`."""
+    bound = el.bind_args("channels", ("x",), args, kw, spans, span)
+    if "x" not in bound:
+        raise error(E_ARGUMENT, "`channels` takes a wire: `channels(x)`", span)
+    return _axis_size(el, "channels", bound["x"], 1, span)
+
+
+def _axis_size(el: Evaluator, what: str, x: Value, axis: Value, span: Span) -> Value:
+    if not isinstance(x, Wire):
+        raise error(E_TYPE, f"`{what}` reads the shape of a wire, not {kind_of(x)}", span,
+                    hint="use it inside a `=>` block: `(x) => conv(channels(x) // 2)(x)`")
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise error(E_TYPE, f"`{what}`'s axis must be an integer, got {kind_of(axis)}", span)
+    shape = el.shape_of(x, span)
+    index = axis + len(shape) if axis < 0 else axis
+    if not 0 <= index < len(shape):
+        raise error(E_TYPE, f"axis {axis} is not an axis of [{', '.join(map(str, shape))}]",
+                    span)
+    dim = shape[index]
+    if not isinstance(dim, int):
+        meaning = {"N": "the batch size", "T": "the sequence length"}.get(dim, "symbolic")
+        raise error(E_TYPE, f"axis {axis} of [{', '.join(map(str, shape))}] is `{dim}`, "
+                    f"{meaning}: it has no value while the model is built", span,
+                    hint="a rule can read the fixed sizes only (channels, height, width, "
+                    "features)")
+    return dim
+
+
 def _init(name: str, first: str, second: str) -> Callable[..., Value]:
     """`normal(mean, std)` and `uniform(low, high)`: how a `param(...)` starts."""
     def make(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
@@ -257,6 +296,9 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("scan", _b_scan, "scan(cell, state = [sizes], reverse = false, final = false): "
                 "the cell applied at every step of a sequence, carrying states that start at "
                 "zero; gives the step outputs, then with `final` each state's last value"),
+        Builtin("channels", _b_channels, "channels(x): the channel count of wire x (its "
+                "axis 1), read while the model is built"),
+        Builtin("size", _b_size, "size(x, axis): the fixed size of an axis of wire x"),
         Builtin("param", _b_param, "param([sizes], init = normal(0, 1)): a learned tensor "
                 "as a wire (an embedding, a generator's input), counted as parameters"),
         Builtin("normal", _init("normal", "mean", "std"),

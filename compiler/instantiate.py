@@ -17,6 +17,7 @@ from ..grammar import ast
 from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
 from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl, TensorValue
+from .passes.infer_shapes import type_node
 from .values import (
     Block,
     Env,
@@ -168,6 +169,24 @@ class Instantiator:
         self.effects = _Effects()
         self.named: NamedOutputs | None = None
         """The last `outputs(...)` a block returned."""
+        self._typed: dict[str, Node] = {}  # nodes typed so far, for `channels(x)`
+        self._typed_upto = 0  # how many of the model's nodes (in order) are typed
+        self._readers: dict[str, Node] = {}
+        self._main = self.builder.nodes
+
+    def shape_of(self, wire: Wire, span: Span) -> tuple[int | str, ...]:
+        """The static shape of ``wire``: the nodes made so far are typed (once each), as
+        shape inference will type them, so a rule can read its input's size."""
+        b = self.builder
+        if b.nodes is not self._main:
+            raise error(E_TYPE, "shapes are not known inside a loop's cell while it is built",
+                        span, hint="pass the size to the cell as a number")
+        for node in b.nodes[self._typed_upto:]:
+            for w in node.weights:
+                self._readers.setdefault(w, node)
+            type_node(node, self._typed, self._readers.__getitem__)
+        self._typed_upto = len(b.nodes)
+        return self._typed[wire.node].shape or ()
 
     def eval(self, expr: ast.Expr, env: Env) -> Value:
         """The value of ``expr`` in ``env`` (the evaluator's job)."""

@@ -297,3 +297,38 @@ def test_let_unpacks_a_tuple(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert "cannot unpack 3 values into (y, h)" in bad and "m.ssn:1:45:" in bad, bad
     twice = compile_refused(tmp_path, "model m : tensor[4] = (x) => let (a, a) = (x, x) in a\n")
     assert "error[E0102]" in twice and "name `a` is given twice" in twice, twice
+
+
+DENSE = """\
+def dense_layer(growth) = (x) => concat(x, (bn >> relu >> conv(growth, 3))(x))
+def transition = (x) => (bn >> relu >> conv(channels(x) // 2, 1) >> avgpool(2))(x)
+model m : tensor[3, 16, 16] = conv(8, 3) >> dense_layer(4) × 3 >> transition
+    >> ((x) => conv(size(x, 2) * size(x, -1))(x))
+"""
+
+
+def test_a_rule_reads_its_input_wires_shape() -> None:
+    """DenseNet's compression without bookkeeping: 8 + 3 * 4 = 20 channels, halved to 10
+    by the transition's conv; `size` reads the spatial size (8 x 8 after its pool)."""
+    m = ssnc.loads(DENSE, "d.ssn").model()
+    shapes = [n.shape for n in m.ir if n.op == "conv"]
+    assert shapes[-2] == ("N", 10, 16, 16) and shapes[-1] == ("N", 64, 8, 8)
+
+
+@pytest.mark.parametrize(("source", "needle", "column"), [
+    ("model m : sequence[4] = (x) => linear(size(x, 1))(x)\n",
+     "axis 1 of [N, T, 4] is `T`, the sequence length: it has no value while the model is "
+     "built", 39),
+    ("model m : tensor[4] = (x) => linear(channels(x) * size(x, 0))(x)\n",
+     "axis 0 of [N, 4] is `N`, the batch size", 51),
+    ("model m : tensor[4] = (x) => linear(size(x, 2))(x)\n", "axis 2 is not an axis of [N, 4]",
+     37),
+    ("model m : tensor[4] = linear(channels(3))\n", "`channels` reads the shape of a wire, not "
+     "a number", 30),
+    ("model m : sequence[4] = scan((x, h) => (linear(channels(x))(x), h), state = [4])\n",
+     "shapes are not known inside a loop's cell while it is built", 48),
+])
+def test_shape_queries_that_have_no_value_are_diagnostics(source: str, needle: str,
+                                                          column: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stderr = compile_refused(tmp_path, source)
+    assert needle in stderr and f"m.ssn:1:{column}:" in stderr, stderr

@@ -8,6 +8,8 @@ at the op's span with notes pointing at the producers of the inputs at fault."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
 from ..ir import Graph, Node, owned
 from ..ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
@@ -15,65 +17,76 @@ from ..ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
 
 def infer_shapes(graph: Graph) -> Graph:
     """Return the graph with shapes, dtypes and parameter specs filled in."""
-    return _infer(graph, {}, graph)
+    return _infer(graph, {}, graph.first_reader)
 
 
-def _infer(graph: Graph, done: dict[str, Node], top: Graph) -> Graph:
-    """``graph`` (the model or a body inside ``top``) with shapes; ``done`` holds every node
+FirstReader = Callable[[str], Node]
+"""The node that reads a parameter first (named in the diagnostic of a `shared` misuse)."""
+
+
+def _infer(graph: Graph, done: dict[str, Node], first_reader: FirstReader) -> Graph:
+    """``graph`` (the model or a body inside it) with shapes; ``done`` holds every node
     typed so far, enclosing graphs' included, which a body may read."""
     for node in graph.order():
-        if node.is_source:
-            done[node.name] = node  # a parameter's shape comes from its first reader
-            continue
-        op = OPS[node.op]
-        inputs = [done[i] for i in node.inputs]
-        shapes = list(inputs[0].outputs) if op.projects else [i.shape for i in inputs]
-        assert all(s is not None for s in shapes)
-        if {i.dtype for i in inputs} != {op.reads}:  # the dtype rule is the op's declaration
-            if op.reads == "i64":
-                raise error(E_SHAPE, f"`{node.op}` reads token ids (a `tokens[...]` input)",
-                            node.span, notes=_producers(inputs, range(len(inputs))))
-            raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
-                        node.span, notes=_producers(inputs, range(len(inputs))),
-                        hint="turn token ids into vectors with `embedding(vocab, dim)` first")
-        dtype = "f32"
-        body = None
-        several: tuple[Shape, ...] = ()
-        try:
-            if op.body is not None and node.body is not None:
-                body = _infer_body(node, op.body.inputs(shapes, node.attrs),  # type: ignore[arg-type]
-                                   done, top)
-                outs = [done[o].shape or () for o in body.outputs]
-                shape = op.body.output(shapes, outs, node.attrs)  # type: ignore[arg-type]
-                if op.body.extra is not None:
-                    several = (shape, *op.body.extra(shapes, outs, node.attrs))  # type: ignore[arg-type]
-            else:
-                shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
-            params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
-        except ShapeMismatch as exc:
-            raise error(E_SHAPE, exc.message, node.span,
-                        notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
-        _check_size(node, shape)
-        for spec, w in zip(params, node.weights, strict=True):
-            param = done[w]
-            if not owned(param):
-                _check_given(node, spec, param)
-            elif param.shape is None:
-                done[w] = param.evolve(shape=spec.shape, attrs={
-                    **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
-                    "trainable": spec.trainable, "fill": spec.fill, "scale": spec.scale})
-            elif param.shape != spec.shape:
-                owner = top.first_reader(w)
-                first_shape = done[owner.inputs[0]].shape or ()
-                raise error(E_SHAPE, f"a shared `{node.op}` is applied to an input of shape "
-                            f"{fmt_shape(shapes[0] or ())}, which needs parameters of other shapes "
-                            "than its first use", node.span,
-                            notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
-                                        owner.span)],
-                            hint="a shared block must see the same input shape at every use")
-        done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
-                                      outputs=several)
+        type_node(node, done, first_reader)
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
+
+
+def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader) -> None:
+    """Type ``node`` (its inputs are in ``done``) into ``done``, and its parameters: a
+    parameter takes the shape its first reader needs. The elaborator calls this as nodes
+    are made, so that a rule can read a wire's shape (`channels(x)`)."""
+    if node.is_source:
+        done[node.name] = node  # a parameter's shape comes from its first reader
+        return
+    op = OPS[node.op]
+    inputs = [done[i] for i in node.inputs]
+    shapes = list(inputs[0].outputs) if op.projects else [i.shape for i in inputs]
+    assert all(s is not None for s in shapes)
+    if {i.dtype for i in inputs} != {op.reads}:  # the dtype rule is the op's declaration
+        if op.reads == "i64":
+            raise error(E_SHAPE, f"`{node.op}` reads token ids (a `tokens[...]` input)",
+                        node.span, notes=_producers(inputs, range(len(inputs))))
+        raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
+                    node.span, notes=_producers(inputs, range(len(inputs))),
+                    hint="turn token ids into vectors with `embedding(vocab, dim)` first")
+    dtype = "f32"
+    body = None
+    several: tuple[Shape, ...] = ()
+    try:
+        if op.body is not None and node.body is not None:
+            body = _infer_body(node, op.body.inputs(shapes, node.attrs),  # type: ignore[arg-type]
+                               done, first_reader)
+            outs = [done[o].shape or () for o in body.outputs]
+            shape = op.body.output(shapes, outs, node.attrs)  # type: ignore[arg-type]
+            if op.body.extra is not None:
+                several = (shape, *op.body.extra(shapes, outs, node.attrs))  # type: ignore[arg-type]
+        else:
+            shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
+        params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
+    except ShapeMismatch as exc:
+        raise error(E_SHAPE, exc.message, node.span,
+                    notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
+    _check_size(node, shape)
+    for spec, w in zip(params, node.weights, strict=True):
+        param = done[w]
+        if not owned(param):
+            _check_given(node, spec, param)
+        elif param.shape is None:
+            done[w] = param.evolve(shape=spec.shape, attrs={
+                **param.attrs, "init": spec.init, "fan_in": spec.fan_in,
+                "trainable": spec.trainable, "fill": spec.fill, "scale": spec.scale})
+        elif param.shape != spec.shape:
+            owner = first_reader(w)
+            first_shape = done[owner.inputs[0]].shape or ()
+            raise error(E_SHAPE, f"a shared `{node.op}` is applied to an input of shape "
+                        f"{fmt_shape(shapes[0] or ())}, which needs parameters of other shapes "
+                        "than its first use", node.span,
+                        notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
+                                    owner.span)],
+                        hint="a shared block must see the same input shape at every use")
+    done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
+                                  outputs=several)
 
 
 def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
@@ -91,7 +104,7 @@ def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
 
 
 def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],
-                top: Graph) -> Graph:
+                first_reader: FirstReader) -> Graph:
     """The body of ``node`` typed, its inputs given ``shapes`` by the op's body rule."""
     assert node.body is not None
     body = node.body
@@ -101,7 +114,7 @@ def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],
     given = dict(zip(body.inputs, shapes, strict=True))
     seeded = body.with_nodes(n.evolve(shape=given[n.name]) if n.name in given else n
                              for n in body.nodes_by_name.values())
-    return _infer(seeded, done, top)
+    return _infer(seeded, done, first_reader)
 
 
 MAX_ELEMENTS = 1 << 40
