@@ -51,8 +51,7 @@ class Elaborator(Evaluator):
         if size > self.limits.max_nodes:
             raise error(E_EXPANSION, f"model `{model.name}` would expand to {size:,} nodes, "
                         f"more than the limit of {self.limits.max_nodes:,}", model.body.span,
-                        hint="a recursive rule doubles its size at every level; reduce it "
-                        "(e.g. fewer fractal columns), or raise the limit (--max-nodes)")
+                        hint=self.growth_hint(block))
         b = self.builder
         b.open_scope(model.name, tuple((n, show(frame.names[n])) for n in names), model.span)
         inp = b.add(OPS["input"], {}, [], model.input_type.span, shape=itype.shape,

@@ -324,9 +324,11 @@ class Instantiator:
 
     # ------------------------------------------------------------ size estimate
 
-    def estimate(self, block: Block, *, steps: bool = False) -> int:
+    def estimate(self, block: Block, *, steps: bool = False,
+                 sizes: dict[str, set[int]] | None = None) -> int:
         """Nodes an instance of ``block`` would make (named-wire blocks count once); with
-        ``steps``, the instantiation steps instead (an `identity` counts too)."""
+        ``steps``, the instantiation steps instead (an `identity` counts too). ``sizes``
+        collects each rule's instance sizes (a recursion's, level by level)."""
         memo: dict[int, int] = {}
 
         def size(b: Block) -> int:
@@ -346,9 +348,25 @@ class Instantiator:
             else:
                 n = 1
             memo[id(b)] = n
+            if sizes is not None and isinstance(b, ScopeBlock):
+                sizes.setdefault(b.rule, set()).add(n)
             return n
 
         return size(block)
+
+    def growth_hint(self, block: Block) -> str:
+        """What to change when ``block`` is too large: the recursive rule that grows most,
+        with its measured growth per level."""
+        sizes: dict[str, set[int]] = {}
+        self.estimate(block, sizes=sizes)
+        levels = {rule: sorted(s) for rule, s in sizes.items() if len(s) > 1}
+        if not levels:
+            return "reduce the model's size, or raise the limit (--max-nodes)"
+        rule = max(levels, key=lambda r: levels[r][-1])
+        *_, before, last = levels[rule]
+        return (f"`{rule}` grows about ×{last / max(before, 1):.1f} per level of its "
+                f"recursion ({before:,} -> {last:,} nodes); reduce its depth (e.g. fewer "
+                "fractal columns), or raise the limit (--max-nodes)")
 
 
 # ---------------------------------------------------------------- wires

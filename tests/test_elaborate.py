@@ -332,3 +332,12 @@ def test_shape_queries_that_have_no_value_are_diagnostics(source: str, needle: s
                                                           column: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
     stderr = compile_refused(tmp_path, source)
     assert needle in stderr and f"m.ssn:1:{column}:" in stderr, stderr
+
+
+def test_the_expansion_hint_measures_the_rules_growth(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """E0403 names the recursive rule and how much it grows per level (×3 here)."""
+    stderr = compile_refused(tmp_path, "def t(d) = if d == 0 then conv(4) >> relu "
+                                       "else t(d - 1) >> t(d - 1) >> t(d - 1)\n"
+                                       "model m : tensor[3, 8, 8] = t(12)\n")
+    assert "error[E0403]" in stderr
+    assert "`t` grows about ×3.0 per level of its recursion (354,294 -> 1,062,882 nodes)" in stderr
