@@ -94,6 +94,13 @@ def test_activations_from_the_standard_library_equal_torch() -> None:
     ("model m : sequence[8] = softmax(axis = 0)\n",
      "softmax's axis 0 is not an axis after the batch axis of [N,T,8]", 25),
     ("model m : sequence[8] = causal_mask\n", "causal_mask masks square scores", 25),
+    ("model m : tensor[4, 5, 5] = conv_transpose(2, 3, 2, output_pad = 2)\n",
+     "conv_transpose's output_pad 2 must be below its stride 2: it picks one of the 2 output "
+     "sizes", 29),
+    ("model m : tensor[4, 5, 5] = upsample(mode = \"cubic\")\n",
+     "upsample's mode 'cubic' is not one of 'nearest', 'bilinear'", 29),
+    ("model m : tensor[6, 5, 5] = pixel_shuffle(2)\n",
+     "pixel_shuffle(2) needs channels divisible by 4, got 6", 29),
     ("model m : tensor[4, 5, 5] = squeeze(1)\n",
      "squeeze removes an axis of size 1, but axis 1 of [N,4,5,5] is 4", 29),
     ("model m : tensor[4] = unsqueeze(3)\n",
