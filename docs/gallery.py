@@ -40,6 +40,8 @@ SENTENCES = {
                        "followed by 1×1 convolutions) and global average pooling.",
     "mobilenetv2.ssn": "MobileNetV2: inverted residual blocks of 1×1 expansions, depthwise "
                        "3×3 convolutions and linear projections, with ReLU6.",
+    "resnet_rnn.ssn": "A ResNet as an unrolled RNN: in each stage, after the block that "
+                      "changes the width, one shared block applied again and again.",
     "resnet20_a.ssn": "CIFAR ResNet-20 with parameter-free shortcuts: subsampled and "
                       "zero-padded where a stage widens.",
     "transformer_lm.ssn": "A small causal Transformer language model: two pre-norm blocks of "

@@ -68,3 +68,33 @@ def test_mobilenetv2_counts_and_runs(flat: bool) -> None:
             want = net(torch.from_numpy(x)).numpy()
         got = ort_output(model.to_onnx(flat=flat), x)
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def _tied_params(widths: tuple[int, ...], n: int, classes: int = 10, cin: int = 3) -> int:
+    """Stem + per stage (a transition block and one tied block) + classifier."""
+    def conv_bn(a: int, b: int, k: int) -> int:
+        return a * b * k * k + 2 * b
+
+    total = conv_bn(cin, widths[0], 3)
+    w_in = widths[0]
+    for i, w in enumerate(widths):
+        projection = conv_bn(w_in, w, 1) if (i > 0 or w_in != w) else 0
+        total += conv_bn(w_in, w, 3) + conv_bn(w, w, 3) + projection
+        total += 2 * conv_bn(w, w, 3) if n > 1 else 0  # the tied block, once
+        w_in = w
+    return total + widths[-1] * classes + classes
+
+
+@pytest.mark.parametrize(("widths", "n"), [((16, 32, 64), 3), ((8, 16), 5), ((8,), 1)])
+def test_the_tied_resnet_counts_each_stage_once(widths: tuple[int, ...], n: int) -> None:
+    spec = ssnc.load(SPECS / "resnet_rnn.ssn")
+    tied = spec.model(widths=widths, n=n)
+    assert tied.total_params == _tied_params(widths, n)
+    untied = spec.model(widths=widths, n=n, tied=False)
+    per_block = sum(2 * (w * w * 9 + 2 * w) for w in widths)
+    assert untied.total_params == tied.total_params + max(n - 2, 0) * per_block
+    assert spec.model().total_params == 175_258
+    stages = [r.params for r in tied.summary(max_depth=1) if r.path.startswith("stage")]
+    stem, classifier = 3 * 9 * widths[0] + 2 * widths[0], widths[-1] * 10 + 10
+    assert len(stages) == len(widths)  # `ssnc info`'s rows: each stage's tied weights once
+    assert sum(stages) == tied.total_params - stem - classifier
