@@ -178,6 +178,9 @@ def test_a_param_value_in_a_shared_block_is_read_by_every_use() -> None:
      "`bn` has no parameter `weight`", ["m.ssn:1:33"]),
     ("model m : tensor[4] = (x) => let z = param([4]) in relu(x)\n",
      "this `param` is never read by an op", ["m.ssn:1:38"]),
+    ("model m : tensor[24, 8, 8] = hyper_conv(hypernet(3, 16, 8), 24, 24)\n",
+     "hyper_conv: channels must be tile multiples",
+     ["error[E0204]", "called from here", "m.ssn:1:30)"]),
     ("model m : tensor[4] = (x) => linear(2, weight = 3)(x)\n",
      "`linear`'s `weight` (a generated weight (a wire), read in place of a learned one) must "
      "be `none` or a wire, got a number", ["m.ssn:1:40"]),
