@@ -121,18 +121,18 @@ class NodeBuilder:
         if self.progress is not None and self.ops % PROGRESS_EVERY == 0:
             self.progress("elaborating", self.ops, None)
 
-    def _owned(self, roles: tuple[str, ...], span: Span, **extra: Any) -> list[str]:
-        """Parameter nodes for ``roles``: fresh (``extra``: their attributes and shape), or,
-        as a later instance of a `shared` block, its first instance's (recorded in order, so
-        they replay in order)."""
+    def _owned(self, roles: tuple[str, ...], span: Span, attrs: Mapping[str, Any] | None = None,
+               shape: tuple[int, ...] | None = None) -> list[str]:
+        """Parameter nodes for ``roles``: fresh (with ``attrs`` and ``shape`` where given),
+        or, as a later instance of a `shared` block, its first instance's (recorded in
+        order, so they replay in order)."""
         replay = self.sharing[-1] if self.sharing else None
         if replay is not None and replay[2][0] >= 0:
             _, recorded, cursor = replay
             cursor[0] += 1
             return list(recorded[cursor[0] - 1])
-        attrs = extra.pop("attrs", {})
-        made = tuple(self._node(OPS["param"], {"role": role, **attrs}, (), span, **extra)
-                     for role in roles)
+        made = tuple(self._node(OPS["param"], {"role": role, **(attrs or {})}, (), span,
+                                shape=shape) for role in roles)
         if replay is not None:
             replay[1].append(made)
         return list(made)

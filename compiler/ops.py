@@ -436,8 +436,8 @@ def _feature_axis(shape: Shape, axis: int, what: str) -> int:
     """``axis`` of ``shape`` made non-negative; the batch axis (0) is not a feature axis."""
     rank = len(shape)
     if not -rank < axis < rank or axis in (0, -rank):
-        raise ShapeMismatch(f"{what} axis {axis} is not a feature axis of a rank-{rank} tensor",
-                            inputs=(0,))
+        raise ShapeMismatch(f"{what}'s axis {axis} is not an axis after the batch axis of "
+                            f"{fmt_shape(shape)}", inputs=(0,))
     return axis % rank
 
 
@@ -589,15 +589,14 @@ def _pixel_shuffle_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
 
 def _pad_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    axis = _axis(x, _int(attrs, "axis"), "pad")
+    axis = _feature_axis(x, _int(attrs, "axis"), "pad")
     size = _known(x, axis, "pad")
     return (*x[:axis], size + _int(attrs, "before") + _int(attrs, "after"), *x[axis + 1:])
 
 
 def _unsqueeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    axis = _int(attrs, "axis")
-    index = axis + len(x) + 1 if axis < 0 else axis
+    axis, index = _int(attrs, "axis"), unsqueeze_axis(x, attrs)
     if not 1 <= index <= len(x):
         raise ShapeMismatch(f"unsqueeze's axis {axis} is not a place after the batch axis of "
                             f"{fmt_shape(x)}", inputs=(0,))
@@ -606,7 +605,7 @@ def _unsqueeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
 
 def _squeeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    index = _axis(x, _int(attrs, "axis"), "squeeze")
+    index = _feature_axis(x, _int(attrs, "axis"), "squeeze")
     if x[index] != 1:
         raise ShapeMismatch(f"squeeze removes an axis of size 1, but axis {index} of "
                             f"{fmt_shape(x)} is {x[index]}", inputs=(0,))
@@ -627,17 +626,8 @@ def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
                             "last one is the width", inputs=(0,),
                             hint="write `softmax(axis = 1)` for the channels, `-1` for the last")
     if isinstance(axis, int):
-        _axis(x, axis, "softmax")
+        _feature_axis(x, axis, "softmax")
     return x
-
-
-def _axis(x: Shape, axis: int, what: str) -> int:
-    """``axis`` of ``x`` counted from 0 (negative: from the end), not the batch axis."""
-    index = axis + len(x) if axis < 0 else axis
-    if not 1 <= index < len(x):
-        raise ShapeMismatch(f"{what}'s axis {axis} is not an axis after the batch axis of "
-                            f"{fmt_shape(x)}", inputs=(0,))
-    return index
 
 
 def _clip_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:

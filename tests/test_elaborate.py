@@ -269,7 +269,7 @@ def test_arithmetic_on_wires_makes_sub_and_affine_nodes() -> None:
     ("(x) => x / 0", "division by zero"),
     ("(x) => x ** 2", "`**` does not apply to a wire and a number"),
     ("slice(1, 2, 2)", "is empty or outside axis 1 of size 4"),
-    ("slice(0)", "slice axis 0 is not a feature axis"),
+    ("slice(0)", "slice's axis 0 is not an axis after the batch axis"),
     ("hard_sigmoid(0)", "`hard_sigmoid`'s `slope` must be positive and finite"),
     ("reshape([5, -1])", "cannot reshape the 36 features of [N,4,3,3] into [5, -1]"),
     ("reshape([-1, -1])", "must be positive integers, at most one of them -1"),
