@@ -53,7 +53,7 @@ from .grammar.parser import parse, parse_expr, shift
 from .summary import Summary
 
 STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn", "hyper.ssn",
-                "attention.ssn")
+                "attention.ssn", "tree.ssn")
 
 
 @dataclass
@@ -223,10 +223,13 @@ class Model:
     def _steps(self, steps: int) -> int:
         """``steps``, checked: a positive integer, for a model with a time axis."""
         where = Span.unknown("<--steps>")
-        if "T" not in (self.ir[self.ir.inputs[0]].shape or ()):
-            raise error(E_OPTION, f"model `{self.name}` has no time axis, so no sequence "
-                        "length", where, hint="--steps applies to `sequence` and `tokens` "
-                        "inputs")
+        shape = self.ir[self.ir.inputs[0]].shape or ()
+        if "T" not in shape:
+            fixed = self.ir.input_type.startswith(("sequence", "tokens")) and len(shape) > 1
+            raise error(E_OPTION, f"model `{self.name}`'s sequence length is fixed at "
+                        f"{shape[1]} by its input type" if fixed else f"model `{self.name}` "
+                        "has no time axis, so no sequence length", where,
+                        hint="--steps applies to `sequence` and `tokens` inputs of any length")
         return positive("--steps", steps)
 
     def format_ir(self) -> str:

@@ -23,6 +23,7 @@ from .values import (
     Value,
     Wire,
     kind_of,
+    show,
 )
 
 # ---------------------------------------------------------------- built-ins
@@ -162,10 +163,17 @@ def _b_repeat(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
 
 def _b_fail(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
             span: Span) -> Value:
+    """`fail("message {} ...", values...)`: each `{}` shows the next value (no other format)."""
     _no_kwargs("fail", kw)
-    if len(args) != 1 or not isinstance(args[0], str):
-        raise error(E_ARGUMENT, "`fail` takes one message string", span)
-    raise error(E_FAIL, args[0], span)
+    if not args or not isinstance(args[0], str):
+        raise error(E_ARGUMENT, "`fail` takes a message string, then the values its `{}` "
+                    "show", span)
+    parts = args[0].split("{}")
+    if len(parts) != len(args):
+        raise error(E_ARGUMENT, f"`fail`'s message has {len(parts) - 1} `{{}}` for "
+                    f"{len(args) - 1} values", span)
+    shown = [show(v) for v in args[1:]] + [""]
+    raise error(E_FAIL, "".join(p + v for p, v in zip(parts, shown, strict=True)), span)
 
 
 MAX_PARAM_ELEMENTS = 1 << 40
@@ -305,7 +313,8 @@ BUILTINS: dict[str, Builtin] = {
                 "normal(mean = 0, std = 1): a `param`'s initial values, drawn from N(mean, std²)"),
         Builtin("uniform", _init("uniform", "low", "high"),
                 "uniform(low = 0, high = 1): a `param`'s initial values, drawn from U(low, high)"),
-        Builtin("fail", _b_fail, 'fail("message"): reject the arguments a rule was given'),
+        Builtin("fail", _b_fail, 'fail("message {}", value): reject the arguments a rule was '
+                'given; each `{}` shows the next value'),
         Builtin("min", _numeric("min", min, many=True), "min(a, b, ...) or min(list)"),
         Builtin("abs", _numeric("abs", abs), "abs(x)"),
         Builtin("int", _numeric("int", lambda x: int(x)), "int(x): rounds towards zero"),

@@ -367,3 +367,17 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
         return f"did you mean `{other}`?"
     matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"did you mean `{matches[0]}`?" if matches else None
+
+
+STDLIB_PREFIX = "<stdlib>"
+
+
+def note_call_site(exc: SsnError, rule: str, display: tuple[tuple[str, str], ...], span: Span,
+                   verb: str = "called") -> SsnError:
+    """An error inside the standard library also points at the user's call that led there."""
+    first = exc.diagnostics[0]
+    if (first.span.file.startswith(STDLIB_PREFIX) and not span.file.startswith(STDLIB_PREFIX)
+            and not any(n.message.startswith("in `") for n in first.notes)):
+        args = ", ".join(f"{k}={v}" for k, v in display)
+        exc.with_note(Note(f"in `{rule}({args})`, {verb} from here", span))
+    return exc

@@ -26,6 +26,7 @@ from .diagnostics import (
     SsnError,
     did_you_mean,
     error,
+    note_call_site,
 )
 from .instantiate import Instantiator, Limits, as_wires, flatten_wires, is_wires
 from .ops import OPS, REQUIRED, OpDecl, TensorValue
@@ -402,7 +403,7 @@ class Evaluator(Instantiator):
             else:
                 result = self.eval(decl.body, frame)
         except SsnError as exc:
-            raise _note_call_site(exc, rule, display, span) from None
+            raise note_call_site(exc, rule.name, display, span) from None
         finally:
             self.depth -= 1
         if isinstance(result, Block):
@@ -466,22 +467,6 @@ class Evaluator(Instantiator):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-STDLIB_PREFIX = "<stdlib>"
-
-
-
-def _note_call_site(exc: SsnError, rule: Rule, display: tuple[tuple[str, str], ...],
-                    span: Span) -> SsnError:
-    """An error inside the standard library also points at the user's call that led there."""
-    first = exc.diagnostics[0]
-    if (first.span.file.startswith(STDLIB_PREFIX) and not span.file.startswith(STDLIB_PREFIX)
-            and not any(n.message.startswith("in `") for n in first.notes)):
-        args = ", ".join(f"{k}={v}" for k, v in display)
-        exc.with_note(Note(f"in `{rule.name}({args})`, called from here", span))
-    return exc
-
 
 
 def _is_num(v: Value) -> bool:

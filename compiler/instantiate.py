@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..grammar import ast
-from .diagnostics import E_ARGUMENT, E_EXPANSION, E_OPTION, E_TYPE, MAX_INT, Span, error
+from .diagnostics import (
+    E_ARGUMENT,
+    E_EXPANSION,
+    E_OPTION,
+    E_TYPE,
+    MAX_INT,
+    Span,
+    SsnError,
+    error,
+    note_call_site,
+)
 from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl, TensorValue
 from .passes.infer_shapes import type_node
@@ -247,7 +257,11 @@ class Instantiator:
             return (self.join_wires(block.op, outs, dict(block.attrs), block.span),)
         if isinstance(block, ScopeBlock):
             with self.scope(block.rule, block.args, block.span):
-                return self.instantiate(block.inner, wires)
+                try:
+                    return self.instantiate(block.inner, wires)
+                except SsnError as exc:  # a check of the wires inside a stdlib rule's block
+                    raise note_call_site(exc, block.rule, block.args, block.span,
+                                         "applied") from None
         if isinstance(block, GroupBlock):
             with self.scope(block.label, (), block.span, transparent=True):
                 return self.instantiate(block.inner, wires)

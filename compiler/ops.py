@@ -991,19 +991,23 @@ class InputType:
 
 INPUT_TYPES: dict[str, tuple[str, str]] = {
     "tensor": ("tensor[C, H, W] or tensor[D, ...]: float images or feature maps", "f32"),
-    "tokens": ("tokens[vocab]: int64 token ids of shape [N, T]", "i64"),
-    "sequence": ("sequence[D]: float vectors of shape [N, T, D]", "f32"),
+    "tokens": ("tokens[vocab] or tokens[vocab, L]: int64 token ids of shape [N, T] "
+               "(or a fixed length, [N, L])", "i64"),
+    "sequence": ("sequence[D] or sequence[D, L]: float vectors of shape [N, T, D] "
+                 "(or a fixed length, [N, L, D])", "f32"),
 }
 
 
 def input_type(name: str, args: Sequence[int]) -> InputType:
-    """The input type `name[args]`; the caller has checked name and argument kinds."""
+    """The input type `name[args]`; the caller has checked name and argument kinds. A
+    sequence's second size fixes its length in place of the symbolic `T`."""
     if name == "tensor":
         return InputType(("N", *args), "f32")
+    if len(args) > 2:
+        what = "the vocabulary size" if name == "tokens" else "the vector size"
+        raise ValueError(f"{name} takes {what} and optionally a fixed length, got "
+                         f"{len(args)} sizes")
+    time: Dim = args[1] if len(args) == 2 else "T"
     if name == "tokens":
-        if len(args) != 1:
-            raise ValueError("tokens takes one argument: the vocabulary size")
-        return InputType(("N", "T"), "i64")
-    if len(args) != 1:
-        raise ValueError("sequence takes one argument: the vector size")
-    return InputType(("N", "T", args[0]), "f32")
+        return InputType(("N", time), "i64")
+    return InputType(("N", time, args[0]), "f32")

@@ -44,8 +44,12 @@ SENTENCES = {
                       "changes the width, one shared block applied again and again.",
     "resnet20_a.ssn": "CIFAR ResNet-20 with parameter-free shortcuts: subsampled and "
                       "zero-padded where a stage widens.",
+    "rir_cifar.ssn": "ResNet in ResNet: two streams side by side, a residual one with "
+                     "shortcuts and a transient one without, crossing at every layer.",
     "transformer_lm.ssn": "A small causal Transformer language model: two pre-norm blocks of "
                           "masked self-attention and a GELU feed-forward network.",
+    "treenet.ssn": "A recursive net: the eight positions of a sentence are the leaves of a "
+                   "binary tree whose inner nodes all apply one shared composition cell.",
     "unet.ssn": "U-Net as the widely used PyTorch port builds it, written as one recursive "
                 "level: down by max-pooling, up by transposed convolutions joined to the skips.",
     "wrn.ssn": "Wide ResNet for CIFAR in the authors' layout: three groups of pre-activation "

@@ -73,11 +73,20 @@ def ort_output(proto: Any, x: np.ndarray) -> np.ndarray:
 
 def equals_hand_written(model: Any, hand: Any, x: np.ndarray) -> None:
     """A compiled model against a hand-written PyTorch one with the same layers in the same
-    order: the compiled weights copied across (shapes checked pairwise), then the outputs
-    on ``x`` in eval mode, and ONNX Runtime's in both forms, equal."""
+    order: the compiled weights copied across (shapes checked pairwise; batch norms given
+    random statistics and affines first, so where each sits matters), then the outputs on
+    ``x`` in eval mode, and ONNX Runtime's on the same weights in both forms, equal."""
+    import tempfile
+
     import torch
 
     net = model.to_torch().eval()
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            for t, low, high in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.5, 2.0),
+                                 (m.weight, 0.5, 1.5), (m.bias, -0.5, 0.5)):
+                t.data.copy_(torch.rand(t.shape, generator=gen) * (high - low) + low)
     hand.eval()
     theirs = [(k, v) for k, v in hand.state_dict().items() if "num_batches" not in k]
     ours = [(k, v) for k, v in net.state_dict().items() if "num_batches" not in k]
@@ -88,6 +97,9 @@ def equals_hand_written(model: Any, hand: Any, x: np.ndarray) -> None:
         want = hand(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
                                    atol=1e-5)
-    for flat in (True, False):
-        np.testing.assert_allclose(ort_output(model.to_onnx(flat=flat), x), want, rtol=1e-4,
-                                   atol=1e-4)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.pt"
+        torch.save(net.state_dict(), weights)
+        for flat in (True, False):
+            np.testing.assert_allclose(ort_output(model.to_onnx(flat=flat, weights=weights), x),
+                                       want, rtol=1e-4, atol=1e-4)

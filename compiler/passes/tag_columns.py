@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import networkx as nx
+
 from ..ir import Graph, Node, Scope, owned
 from ..ops import OPS
 
@@ -76,10 +78,13 @@ def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
 
 def _columns(graph: Graph, join: Node) -> bool:
     """Whether ``join`` joins parallel columns: no input is computed from another (a U-Net
-    level's concat of a skip and what was computed from it is recursion, not a fractal)."""
+    level's concat of a skip and what was computed from it is recursion, not a fractal), and
+    the columns differ in depth (a tree's two halves, equally deep, are recursion too)."""
     inputs = set(join.inputs)
     if len(inputs) < 2:
         return True
+    if len({_depth(graph, i) for i in inputs}) == 1:
+        return False
     seen: set[str] = set()
     for start in inputs:
         stack = [p for p in graph.nx.predecessors(start)]
@@ -92,6 +97,15 @@ def _columns(graph: Graph, join: Node) -> bool:
                 stack.extend(graph.nx.predecessors(name))
         seen.clear()
     return True
+
+
+def _depth(graph: Graph, name: str) -> int:
+    """The longest path from a source to ``name``."""
+    sub = graph.nx.subgraph(nx.ancestors(graph.nx, name) | {name})
+    depth: dict[str, int] = {}
+    for node in nx.topological_sort(sub):
+        depth[node] = 1 + max((depth[p] for p in sub.predecessors(node)), default=-1)
+    return depth[name]
 
 
 def _recurses(graph: Graph, scope: Scope) -> bool:
