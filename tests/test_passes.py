@@ -47,6 +47,14 @@ def test_flatten_joins_merges_chains_only_when_sole_reader() -> None:
     assert sorted(len(n.inputs) for n in g if n.op == "mean") == [2, 2]
 
 
+def test_flatten_joins_merges_a_join_of_one_input() -> None:
+    """sum([a]) + b: the inner join of one input merges too, and nothing reads the removed
+    node (the outer join's arity does not change, its inputs do)."""
+    g = flatten_joins(elaborated("model m : tensor[4] = (x) => sum([relu(x)]) + tanh(x)"))
+    g.verify()
+    assert [[g[i].op for i in n.inputs] for n in g if n.op == "sum"] == [["relu", "tanh"]]
+
+
 def test_flatten_joins_keeps_concat_order() -> None:
     g = flatten_joins(elaborated(
         "model m : tensor[4, 2, 2] = (x) => concat(concat(relu(x), tanh(x)), sigmoid(x))"))

@@ -26,7 +26,7 @@ def flatten_joins(graph: Graph) -> Graph:
                     merged.add(src)
                 else:
                     inputs.append(src)
-            node = node.evolve(inputs=tuple(inputs)) if len(inputs) != len(node.inputs) else node
+            node = node.evolve(inputs=tuple(inputs)) if tuple(inputs) != node.inputs else node
         current[node.name] = node
     if not merged:
         return graph
