@@ -21,6 +21,8 @@ DOCS = Path(__file__).resolve().parent
 SPECS = DOCS.parent / "specs"
 
 SENTENCES = {
+    "cic_cifar.ssn": "Convolution in Convolution: Network in Network whose 1×1 MLP layers "
+                     "are sparse, each channel reading only its neighbouring channels.",
     "fractalnet.ssn": "FractalNet for CIFAR in the PyTorch port's layout: five fractal blocks "
                       "of three columns joined by means, with local and global drop-path.",
     "fractalnet_caffe.ssn": "FractalNet as the authors' Caffe code builds it: biased "
