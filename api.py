@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -246,6 +246,27 @@ class Model:
             return self._columns[k]
         except SsnError as exc:
             raise exc.with_sources({"<--column>": str(k)}) from None
+
+    def with_outputs(self, *targets: str, **named: str) -> Model:
+        """This model with more outputs: each target names a node or a scope of the IR
+        (``"stage3.fractal"``: the value the scope gives the rest of the model), by keyword
+        under that name, else under the target's name with dots as underscores. The model's
+        own outputs come first (an unnamed one as ``logits``). The parameters are the same,
+        so trained weights load into it."""
+        return self.tapped([(None, t) for t in targets] + list(named.items()))
+
+    def tapped(self, taps: Sequence[tuple[str | None, str]]) -> Model:
+        """``with_outputs`` with the taps in a given order, as ``(name or None, target)``."""
+        from .compiler.taps import add_taps
+
+        graph = self.ir
+        for name, target in taps:
+            try:
+                graph = add_taps(graph, [(name, target)])
+            except SsnError as exc:
+                text = target if name is None else f"{name}={target}"
+                raise exc.with_sources({"<--tap>": text}) from None
+        return Model(run_passes(graph, ()), self.program)
 
     def weights(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Tensors read from a weights file and checked against this model (by key)."""

@@ -403,6 +403,10 @@ def compile(
         "--column", help="Compile only column K of every fractal (1 = shallowest).")] = None,
     weights: Annotated[Path | None, typer.Option(
         "--weights", help="Trained weights: a torch state_dict, .npz or .safetensors.")] = None,
+    tap: Annotated[list[str] | None, typer.Option(
+        "--tap", metavar="[NAME=]SCOPE",
+        help="Also output the value of a scope or node of the IR, named NAME (default: "
+             "SCOPE with dots as underscores); repeatable.")] = None,
     flat: Annotated[bool, typer.Option(
         "--flat", help="ONNX: one flat graph, the hierarchy in node names (the default).")]
     = False,
@@ -454,6 +458,9 @@ def compile(
             if output is not None:
                 check_target(output, [spec])
             m = load_model(spec, model, set_, max_nodes, step)
+            if tap:
+                m = m.tapped([(t.split("=", 1)[0] if "=" in t else None, t.split("=", 1)[-1])
+                              for t in tap])
             compiled = m.column(column) if column is not None else m
             out = output or Path(m.name + _SUFFIX[to])
             inputs = [*m.program.files, *([weights] if weights is not None else [])]

@@ -555,19 +555,23 @@ class _Codegen:
         return node.name in self.drop_index and bool(node.input_columns)
 
     def _segments(self) -> dict[str, tuple[int, int]]:
-        """For nodes inside fractals: the droppable join input (join, port) they feed."""
+        """For nodes inside fractals: the droppable join input (join, port) they feed, where
+        that is all they feed (a value also read elsewhere, an output or a tap, is always
+        computed)."""
         seg: dict[str, tuple[int, int]] = {}
         for node in reversed(self.order):
-            if node.fractal is None or self._is_column_join(node):
+            if (node.fractal is None or self._is_column_join(node)
+                    or node.name in self.graph.outputs):
                 continue
+            feeds: set[tuple[int, int] | None] = set()
             for consumer, port in self.graph.consumers(node.name):
-                c = self.graph[consumer]
-                if self._is_column_join(c):
-                    seg[node.name] = (self.drop_index[consumer], port)
-                    break
-                if consumer in seg:
-                    seg[node.name] = seg[consumer]
-                    break
+                if self._is_column_join(self.graph[consumer]):
+                    feeds.add((self.drop_index[consumer], port))
+                else:
+                    feeds.add(seg.get(consumer))
+            only = feeds.pop() if len(feeds) == 1 else None
+            if only is not None:
+                seg[node.name] = only
         return seg
 
     def joins_table(self) -> str:

@@ -201,6 +201,11 @@ class Graph:
                            self.outputs if outputs is None else outputs, self.params,
                            self.input_type, self.aliases, self.output_names)
 
+    def with_outputs(self, outputs: Iterable[str], names: Iterable[str]) -> Graph:
+        """The same graph with these outputs, named ``names``."""
+        return Graph.build(self.model, self.nodes_by_name.values(), self.scopes, self.inputs,
+                           outputs, self.params, self.input_type, self.aliases, names)
+
     def map_nodes(self, fn: Callable[[Node], Node],
                   rename: Mapping[str, str] | None = None) -> Graph:
         """A new graph with ``fn`` applied to every node, bodies included (each rebuilt the

@@ -71,12 +71,17 @@ def train(epochs: int = 30, seed: int = 0) -> dict[str, object]:
             "parameters": model.total_params, "epochs": epochs}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=30)
+def arguments(doc: str | None, epochs: int) -> argparse.Namespace:
+    """The digits examples' options: --epochs, --seed, --json (one JSON line, for CI)."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__, 30)
     result = train(args.epochs, args.seed)
     if args.json:
         print(json.dumps(result))

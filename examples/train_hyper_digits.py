@@ -8,12 +8,11 @@ within 3 points of the plain one's test accuracy with at most 25 % of its parame
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import torch
-from train_digits import accuracy, data, fit
+from train_digits import accuracy, arguments, data, fit
 
 import ssnc
 
@@ -49,11 +48,7 @@ def run(hyper: bool, epochs: int, seed: int) -> dict[str, float | int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__, 40)
     plain, hyper = run(False, args.epochs, args.seed), run(True, args.epochs, args.seed)
     share = hyper["parameters"] / plain["parameters"]
     gap = plain["test_accuracy"] - hyper["test_accuracy"]

@@ -7,12 +7,11 @@ download), with train_digits.py's split and loop; print both accuracies and size
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
-from train_digits import accuracy, data, fit
+from train_digits import accuracy, arguments, data, fit
 
 import ssnc
 
@@ -31,11 +30,7 @@ def run(tied: bool, epochs: int, seed: int) -> dict[str, float | int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__, 15)
     result = {"tied": run(True, args.epochs, args.seed),
               "untied": run(False, args.epochs, args.seed), "epochs": args.epochs}
     if args.json:

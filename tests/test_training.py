@@ -68,3 +68,16 @@ def test_the_tied_resnet_learns_digits() -> None:
     print("resnet-rnn digits:", result)
     assert result["tied"]["parameters"] < result["untied"]["parameters"]
     assert result["tied"]["test_accuracy"] >= 0.9
+
+
+def test_qualitative_projection_separates_unseen_digits() -> None:
+    """examples/qualitative_projection.py: a net trained on digits 0-4 projects 5-9 onto its
+    five outputs, read through taps in PyTorch and ONNX Runtime (which agree); a linear
+    probe on those five qualities is at least twice chance (the example asserts it too)."""
+    result = _example("qualitative_projection.py")
+    print("qualitative projection:", result)
+    assert result["known_accuracy"] >= 0.95
+    assert result["probe_accuracy"] >= 2 * result["chance"] == 0.4
+    assert result["onnx_max_diff"] < 1e-4
+    assert set(result["qualities"]) == {"5", "6", "7", "8", "9"}
+    assert all(len(q) == 5 for q in result["qualities"].values())

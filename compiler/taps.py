@@ -1,0 +1,92 @@
+"""Output taps: a model with extra named outputs at scopes or nodes of its IR.
+
+A trained network's intermediate values as outputs (features for a probe, Simpson's
+"qualities", the columns of a block) without editing the spec: the parameters, and so the
+state_dict keys, stay the same, so trained weights load into the tapped model."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Sequence
+
+import networkx as nx
+
+from .diagnostics import E_DUPLICATE, E_OPTION, Span, did_you_mean, error
+from .ir import Graph, Node, _tuple_valued
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def tap_span(text: str) -> Span:
+    """Where a tap's text is reported: the `--tap` option (or the library argument)."""
+    return Span(file="<--tap>", line=1, col=1, end_line=1, end_col=len(text) + 1)
+
+
+def main_output_names(graph: Graph) -> tuple[str, ...]:
+    """The names the model's own outputs go by: the spec's, else `logits` (or `output1`,
+    `output2`, ... for several unnamed ones), as the ONNX backend names them."""
+    if graph.output_names:
+        return graph.output_names
+    if len(graph.outputs) == 1:
+        return ("logits",)
+    return tuple(f"output{i + 1}" for i in range(len(graph.outputs)))
+
+
+def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
+    """``graph`` with one more output per ``(name, target)``: ``target`` names a node, or a
+    scope whose last value (what it gives the rest of the model) is tapped; ``name`` (None:
+    the target with dots as underscores) is the output's name."""
+    names = list(main_output_names(graph))
+    outputs = list(graph.outputs)
+    for name, target in taps:
+        node = _resolve(graph, target, 0 if name is None else len(name) + 1)
+        label = name if name is not None else target.replace(".", "_")
+        where = tap_span(target if name is None else f"{name}={target}")
+        if name is not None:  # the target's own diagnostics point into the same text
+            where = Span(file=where.file, line=1, col=1, end_line=1, end_col=len(name) + 1)
+        if not _NAME.fullmatch(label) or keyword.iskeyword(label):
+            raise error(E_OPTION, f"`{label}` cannot name an output", where,
+                        hint="give a name of letters, digits and underscores: "
+                        f"--tap name={target}")
+        if label in names:
+            raise error(E_DUPLICATE, f"two outputs are named `{label}`", where,
+                        hint=f"name the tap: --tap other_name={target}")
+        names.append(label)
+        outputs.append(node.name)
+    return graph.with_outputs(outputs, names)
+
+
+def _resolve(graph: Graph, target: str, offset: int) -> Node:
+    """The node ``target`` names, or the last value of the scope it names (``offset``: where
+    the target starts in the tap's text)."""
+    where = Span(file="<--tap>", line=1, col=1 + offset, end_line=1,
+                 end_col=1 + offset + len(target))
+    if target in graph.nodes_by_name:
+        node = graph[target]
+    else:
+        prefix = target + "."
+        members = {n.name for n in graph.nodes_by_name.values()
+                   if n.name.startswith(prefix) and not n.is_source}
+        if not members:
+            scopes = {n.name.rsplit(".", k)[0] for n in graph.nodes_by_name.values()
+                      for k in range(n.name.count(".") + 1)}
+            raise error(E_OPTION, f"`{target}` is no node or scope of model `{graph.model}`",
+                        where, hint=did_you_mean(target, scopes)
+                        or "`ssnc info --depth 9` lists the scopes")
+        given = {m for m in members if m in graph.outputs
+                 or any(c not in members for c, _ in graph.consumers(m))}
+        last = sorted((m for m in given if not (nx.descendants(graph.nx, m) & given)),
+                      key=lambda m: graph[m].index)
+        if len(last) != 1:
+            raise error(E_OPTION, f"scope `{target}` gives the model {len(last)} values: "
+                        + ", ".join(f"`{m}`" for m in last), where,
+                        hint="tap one of them by its node name")
+        node = graph[last[0]]
+    if node.is_source and node.op != "input":
+        raise error(E_OPTION, f"`{target}` is a parameter, not a value the model computes",
+                    where, hint="tap the op that reads it")
+    if _tuple_valued(node):
+        raise error(E_OPTION, f"`{target}` is a loop with several outputs", where,
+                    hint="tap one of its `item` nodes (`ssnc info --depth 9` lists them)")
+    return node
