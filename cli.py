@@ -21,6 +21,7 @@ from .api import Model, Program, decode_spec, format_spec, load, parse_value, po
 from .backends.precision import check_precision
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
+from .compiler.taps import main_output_names
 from .extras import require_torch
 from .output import (
     EXTERNAL_DATA_THRESHOLD,
@@ -490,6 +491,10 @@ def compile(
                 torch.export.save(program, buffer)
                 write_atomic(out, lambda tmp: write_bytes(tmp, buffer.getvalue()),
                              inputs=inputs)
+        left = [n for n in main_output_names(m.ir) if n not in main_output_names(compiled.ir)]
+        if left:
+            typer.echo(f"ssnc: note: column {column} leaves out {', '.join(left)}: "
+                       f"{'they read' if len(left) > 1 else 'it reads'} other columns", err=True)
         what = f"{m.name}, column {column}" if column is not None else m.name
         extra = "".join(f" and {p.name}" for p in written[1:])
         typer.echo(f"wrote {out}{extra} ({what}: {compiled.total_params:,} parameters)",

@@ -115,10 +115,12 @@ class DropPath:
     a join outside fractals), input_columns the column of each input, rate the local rate.
     Each mini-batch is global with probability ``global_ratio`` — one column for the whole
     network, every join keeping only that column's input (a block with fewer columns uses its
-    deepest) — and local otherwise: each input dropped with the join's rate, at least one
-    kept. ``mode``: "batch" (one draw per mini-batch, the default; dropped columns are not
-    computed), "sample" (the first ``global_ratio`` of the batch global with one column per
-    sample, the rest local per sample; inputs are masked) or "off"."""
+    deepest; a join the column does not pass through keeps all of its inputs, which matters
+    only to what reads the other columns, such as column heads) — and local otherwise: each
+    input dropped with the join's rate, at least one kept. ``mode``: "batch" (one draw per
+    mini-batch, the default; dropped columns are not computed), "sample" (the first
+    ``global_ratio`` of the batch global with one column per sample, the rest local per
+    sample; inputs are masked) or "off"."""
 
     def __init__(self, joins: tuple[tuple[int, tuple[int, ...], float], ...],
                  widths: tuple[int, ...], mode: str = "batch", global_ratio: float = 0.5,
@@ -148,7 +150,8 @@ class DropPath:
                 keep.append((True,) * len(cols))
             else:
                 c = min(column, self.widths[block])
-                keep.append(tuple(col == c for col in cols))
+                flags = tuple(col == c for col in cols)
+                keep.append(flags if any(flags) else (True,) * len(cols))
         return tuple(keep)
 
     def _local_keep(self) -> tuple[tuple[bool, ...], ...]:
@@ -200,6 +203,7 @@ class DropPath:
                        else self._column_ids(j, dev))
                 chosen = columns.clamp(max=self.widths[block])
                 forced = (ids[None, :] == chosen[:, None]).float()
+                forced = torch.where(forced.sum(1, keepdim=True) == 0, 1.0, forced)
             masks.append(torch.where(is_global, forced, m).expand(batch, len(cols)))
         return DropPlan(True, (), tuple(masks))
 

@@ -231,6 +231,19 @@ def _b_channels(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     return _axis_size(el, "channels", bound["x"], 1, span)
 
 
+def _b_join_inputs(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
+               span: Span) -> Value:
+    """`join_inputs(y)`: the wires a join merged from nested joins reads, in its order (for
+    a fractal's output, its columns, the deepest first): deep supervision's heads read them."""
+    bound = el.bind_args("join_inputs", ("x",), args, kw, spans, span)
+    x = bound.get("x")
+    if not isinstance(x, Wire):
+        raise error(E_TYPE, f"`join_inputs` reads a wire, not {kind_of(x)}", span,
+                    hint="use it inside a `=>` block: "
+                    "`(x) => join_inputs(fractal(3, unit)(x))`")
+    return el.merged_inputs(x, span)
+
+
 def _axis_size(el: Evaluator, what: str, x: Value, axis: Value, span: Span) -> Value:
     if not isinstance(x, Wire):
         raise error(E_TYPE, f"`{what}` reads the shape of a wire, not {kind_of(x)}", span,
@@ -306,6 +319,8 @@ BUILTINS: dict[str, Builtin] = {
                 "zero; gives the step outputs, then with `final` each state's last value"),
         Builtin("channels", _b_channels, "channels(x): the channel count of wire x (its "
                 "axis 1), read while the model is built"),
+        Builtin("join_inputs", _b_join_inputs, "join_inputs(y): the inputs of the join that "
+                "made wire y, nested joins merged (a fractal's columns, the deepest first)"),
         Builtin("size", _b_size, "size(x, axis): the fixed size of an axis of wire x"),
         Builtin("param", _b_param, "param([sizes], init = normal(0, 1)): a learned tensor "
                 "as a wire (an embedding, a generator's input), counted as parameters"),

@@ -8,6 +8,7 @@ instantiated here, beside the scope and sharing machinery it reuses.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .diagnostics import (
 )
 from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl, TensorValue
+from .passes.flatten_joins import merges
 from .passes.infer_shapes import type_node
 from .values import (
     Block,
@@ -197,6 +199,31 @@ class Instantiator:
             type_node(node, self._typed, self._readers.__getitem__)
         self._typed_upto = len(b.nodes)
         return self._typed[wire.node].shape or ()
+
+    def merged_inputs(self, wire: Wire, span: Span) -> tuple[Wire, ...]:
+        """The inputs of the join that made ``wire``, with the joins that merge into it (as
+        flatten_joins will merge them) replaced by their own inputs: a fractal's columns."""
+        b = self.builder
+        if b.nodes is not self._main:
+            raise error(E_TYPE, "a join's columns are not known inside a loop's cell", span)
+        by_name = {n.name: n for n in b.nodes}
+        readers = Counter(i for n in b.nodes for i in n.inputs)
+        node = by_name[wire.node]
+        if not OPS[node.op].is_join:
+            raise error(E_TYPE, f"`join_inputs` reads the output of a join, not of `{node.op}`",
+                        span, hint="pass it a fractal's (or another join's) output")
+
+        def expand(outer: Node) -> list[str]:
+            names: list[str] = []
+            for i in outer.inputs:
+                inner = by_name.get(i)
+                if inner is not None and merges(outer, inner, readers[i], False):
+                    names += expand(inner)
+                else:
+                    names.append(i)
+            return names
+
+        return tuple(Wire(n, span) for n in expand(node))
 
     def eval(self, expr: ast.Expr, env: Env) -> Value:
         """The value of ``expr`` in ``env`` (the evaluator's job)."""

@@ -3,7 +3,7 @@ networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -200,6 +200,13 @@ class Graph:
         return Graph.build(self.model, nodes, self.scopes, self.inputs,
                            self.outputs if outputs is None else outputs, self.params,
                            self.input_type, self.aliases, self.output_names)
+
+    def read_outside(self, members: Sequence[str]) -> list[str]:
+        """Of ``members``, those the model returns or a non-member reads: the values that
+        set of nodes gives the rest of the model (a region's outputs, a tapped scope's)."""
+        inside = set(members)
+        return [m for m in members if m in self.outputs
+                or any(c not in inside for c, _ in self.consumers(m))]
 
     def with_outputs(self, outputs: Iterable[str], names: Iterable[str]) -> Graph:
         """The same graph with these outputs, named ``names``."""
@@ -563,8 +570,7 @@ def _regions(graph: Graph) -> dict[int, Region]:
                     weights.update((w, None) for w in inner.weights if every[w].op == "param")
                 inputs.update((c, None) for c in captures(n.body)
                               if c not in inside and every[c].op != "param")
-        outputs = tuple(n.name for n in members if n.name in graph.outputs or any(
-            c not in inside for c, _ in graph.consumers(n.name)))
+        outputs = tuple(graph.read_outside([n.name for n in members]))
         region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),
                         tuple(weights), outputs, _common_prefix([n.name for n in members]))
         out[sid] = region

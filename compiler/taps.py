@@ -74,8 +74,7 @@ def _resolve(graph: Graph, target: str, offset: int) -> Node:
             raise error(E_OPTION, f"`{target}` is no node or scope of model `{graph.model}`",
                         where, hint=did_you_mean(target, scopes)
                         or "`ssnc info --depth 9` lists the scopes")
-        given = {m for m in members if m in graph.outputs
-                 or any(c not in members for c, _ in graph.consumers(m))}
+        given = set(graph.read_outside(sorted(members)))
         last = sorted((m for m in given if not (nx.descendants(graph.nx, m) & given)),
                       key=lambda m: graph[m].index)
         if len(last) != 1:

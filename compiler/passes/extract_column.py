@@ -2,7 +2,8 @@
 
 Needs: columns tagged and names assigned. Guarantees: every fractal join is replaced by its
 input from column ``k`` and every node (or parameter) that no longer reaches an output is
-removed; names
+removed, and so is an output that reads
+another column (a column's classifier head, a tap inside it); names
 (and so state_dict keys) are unchanged, so a trained full model's weights load into it.
 Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep net, the fast
 "anytime" answer the paper describes."""
@@ -10,7 +11,7 @@ Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep 
 from __future__ import annotations
 
 from ..diagnostics import E_OPTION, Span, error
-from ..ir import Graph
+from ..ir import Graph, Node
 
 
 def extract_column(graph: Graph, k: int) -> Graph:
@@ -37,12 +38,34 @@ def extract_column(graph: Graph, k: int) -> Graph:
 
     rewired = {n.name: n.evolve(inputs=tuple(resolve(i) for i in n.inputs))
                for n in graph.nodes_by_name.values() if n.name not in replaced}
-    outputs = [resolve(o) for o in graph.outputs]
+    foreign = {n.name for n in graph.nodes_by_name.values()
+               if n.fractal is not None and n.column is not None and n.column != k}
+    names: list[str | None] = [*graph.output_names] or [None] * len(graph.outputs)
+    kept: list[tuple[str, str | None]] = []
     live: set[str] = set(graph.inputs)
-    stack = list(outputs)
+    for output, name in zip((resolve(o) for o in graph.outputs), names, strict=True):
+        reached = _reached(rewired, output, live)
+        if reached & foreign:  # an output that reads another column (a head, a tap) goes
+            continue
+        live |= reached
+        kept.append((output, name))
+    if not kept:
+        raise error(E_OPTION, f"column {k} computes none of the outputs of `{graph.model}`",
+                    where, hint="every output reads another column")
+    result = graph.with_nodes([n for n in rewired.values() if n.name in live],
+                              [o for o, _ in kept])
+    if not graph.output_names:
+        return result
+    return result.with_outputs([o for o, _ in kept], [str(n) for _, n in kept])
+
+
+def _reached(nodes: dict[str, Node], output: str, known: set[str]) -> set[str]:
+    """The nodes ``output`` reads, itself included, not looking past ``known`` ones."""
+    seen: set[str] = set()
+    stack = [output]
     while stack:
         name = stack.pop()
-        if name not in live:
-            live.add(name)
-            stack.extend((*rewired[name].inputs, *rewired[name].weights))
-    return graph.with_nodes([n for n in rewired.values() if n.name in live], outputs)
+        if name not in seen and name not in known:
+            seen.add(name)
+            stack.extend((*nodes[name].inputs, *nodes[name].weights))
+    return seen

@@ -34,9 +34,16 @@ def flatten_joins(graph: Graph) -> Graph:
 
 
 def _mergeable(graph: Graph, outer: Node, inner: Node) -> bool:
+    return merges(outer, inner, len(graph.consumers(inner.name)), inner.name in graph.outputs)
+
+
+def merges(outer: Node, inner: Node, readers: int, is_output: bool) -> bool:
+    """Whether join ``inner``, read by ``readers`` nodes, merges into join ``outer``."""
     return (
-        inner.op == outer.op
+        OPS[outer.op].is_join
+        and bool(outer.attrs.get("merge", False))
+        and inner.op == outer.op
         and dict(inner.attrs) == dict(outer.attrs)
-        and len(graph.consumers(inner.name)) == 1
-        and inner.name not in graph.outputs
+        and readers == 1
+        and not is_output
     )
