@@ -5,8 +5,9 @@ compared with ONNX Runtime on the flat model. The table goes into docs/onnx.md b
 
     .venv/bin/python bench/compat.py    # prints the table and updates docs/onnx.md
 
-OpenVINO and tract come with the `dev` (and `runtimes`) extra; onnx2torch needs torchvision
-and TensorRT a GPU, so they appear only where they are importable."""
+OpenVINO and tract come with the `dev` (and `runtimes`) extra. onnx2torch is measured where
+it is installed (`pip install --no-deps onnx2torch`: its torchvision dependency pulls a CUDA
+torch, and is stubbed where it cannot load), TensorRT where a GPU and its provider are."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import math
 import re
 import sys
 import tempfile
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +64,31 @@ def _tract() -> Runner:
     return run
 
 
+def _torchvision_or_stub() -> None:
+    """onnx2torch imports torchvision, for its NMS and RoIAlign converters alone. PyPI's
+    torchvision needs a CUDA build of torch; where it cannot load, a stub whose functions
+    refuse to run stands in for it (ssnc emits neither op, so the measurement is the same)."""
+    try:
+        import torchvision  # noqa: F401
+        return
+    except (ImportError, OSError, RuntimeError):
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+
+    def unavailable(*_: object, **__: object) -> None:
+        raise NotImplementedError("torchvision is stubbed here (bench/compat.py)")
+
+    package, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+    ops.nms = ops.box_convert = ops.roi_align = unavailable  # type: ignore[attr-defined]
+    package.ops = ops  # type: ignore[attr-defined]
+    sys.modules.update({"torchvision": package, "torchvision.ops": ops})
+
+
 def _onnx2torch() -> Runner:
     import onnx
     import torch
+
+    _torchvision_or_stub()
     from onnx2torch import convert
 
     def run(path: str, x: np.ndarray) -> np.ndarray:
@@ -90,7 +114,8 @@ RUNTIMES: dict[str, tuple[Callable[[], Runner], str]] = {
     "ONNX Runtime": (_ort, "pip install onnxruntime"),
     "OpenVINO": (_openvino, "pip install openvino"),
     "tract": (_tract, "pip install tract"),
-    "onnx2torch": (_onnx2torch, "pip install onnx2torch (needs torchvision)"),
+    "onnx2torch": (_onnx2torch, "pip install --no-deps onnx2torch (torchvision is stubbed "
+                   "where it cannot load)"),
     "TensorRT (via ONNX Runtime)": (_tensorrt, "a GPU and onnxruntime-gpu with TensorRT"),
 }
 
