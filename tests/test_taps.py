@@ -122,3 +122,11 @@ def test_a_loop_is_tapped_by_its_items() -> None:
     steps = model.with_outputs(steps=item)
     out = steps.to_torch().eval()(torch.randn(2, 5, 3))
     assert out.steps.shape == (2, 5, 4) and out.logits.shape == (2, 4)
+
+
+def test_two_outputs_of_one_name_are_refused_in_the_spec_too(tmp_path: Path) -> None:
+    from tests.conftest import compile_refused
+
+    err = compile_refused(tmp_path, "model m : tensor[4] = (x) => outputs(y = x, y = relu(x))\n")
+    assert "error[E0102]" in err and "keyword argument `y` is given twice" in err
+    assert "m.ssn:1:45:" in err and "first given here" in err
