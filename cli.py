@@ -415,7 +415,7 @@ def compile(
         "--functions", help="ONNX: one model-local function per rule instance (ONNX Runtime "
         "and Netron read them; OpenVINO, tract and onnx2torch do not).")] = False,
     opset: Annotated[int | None, typer.Option(
-        "--opset", help="ONNX opset (default 18; 22 for bf16).")] = None,
+        "--opset", help="ONNX opset (default 17; 22 for bf16).")] = None,
     batch: Annotated[int | None, typer.Option(
         "--batch", help="ONNX: a fixed batch size (default: symbolic N).")] = None,
     steps: Annotated[int | None, typer.Option(

@@ -28,7 +28,9 @@ from ..compiler.ops import permute_axes, reshape_lead, slice_bounds, unsqueeze_a
 from ..compiler.values import json_value
 
 DOMAIN = "ssnc.functions"
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = 17
+"""The newest opset TensorRT 8.6 and onnx2torch read (Pad 18 is not in either); nothing the
+compiler emits needs a later one."""
 OPSETS = range(13, 23)
 FUNCTIONS_IR_VERSION = 8
 """Model-local functions (the default form) need IR version 8."""

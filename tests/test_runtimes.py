@@ -72,7 +72,7 @@ def test_the_default_is_flat_and_functions_are_a_flag(tmp_path: Path) -> None:
 @pytest.mark.parametrize("start", [13, 17])
 def test_an_older_opset_converts_up(spec: str, start: int) -> None:
     """`--opset N` output converts to every newer opset with onnx.version_converter, and
-    computes the same. (Down from 18 the converter itself stops: it has no adapter for
+    computes the same. (Down from 17 the converter itself stops: it has no adapter for
     Identity below 16 nor for LayerNormalization below 17; compile with --opset instead.)"""
     import onnxruntime as ort
 
