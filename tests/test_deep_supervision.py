@@ -112,6 +112,12 @@ def test_a_column_network_leaves_the_heads_out(tmp_path: Path) -> None:
 def test_join_inputs_needs_a_join(tmp_path: Path) -> None:
     from tests.conftest import compile_refused
 
+    spec = (SPECS / "fractalnet.ssn").read_text().replace("column_heads = false",
+                                                          "column_heads = true")
+    err = compile_refused(tmp_path, spec.replace("C = 3,", "C = 1,"))
+    assert "column heads need a fractal of two or more columns, not C = 1" in err
+    assert "m.ssn:19:" in err  # the spec's own check
+
     err = compile_refused(tmp_path, "model m : tensor[2, 4, 4] = (x) => concat(join_inputs("
                                     "conv(2, 3)(x)))\n")
     assert "`join_inputs` reads the output of a join, not of `conv`" in err and "m.ssn:1:" in err
