@@ -324,7 +324,6 @@ class Model:
             build_model,
             fix_dims,
             name_dims,
-            onnx_output_name,
         )
         from .backends.precision import BF16_OPSET, check_precision, convert
         from .compiler.spatial import spatial_axes
@@ -350,7 +349,7 @@ class Model:
         names: dict[str, dict[int, str]] = {}
         if symbolic_hw:
             axes = self._sourced(lambda: spatial_axes(model.ir))
-            names = {onnx_output_name(model.ir, i): a for i, a in enumerate(axes)}
+            names = dict(zip(model.ir.output_labels(), axes, strict=True))
             names[model.ir.inputs[0]] = {2: "H", 3: "W"}
         proto = self._sourced(lambda: build_model(
             model.ir, tensors, seed=seed, flat=flat, opset=chosen,

@@ -21,7 +21,6 @@ from .api import Model, Program, decode_spec, format_spec, load, parse_value, po
 from .backends.precision import check_precision
 from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
-from .compiler.taps import main_output_names
 from .extras import require_torch
 from .output import (
     EXTERNAL_DATA_THRESHOLD,
@@ -460,8 +459,9 @@ def compile(
                 check_target(output, [spec])
             m = load_model(spec, model, set_, max_nodes, step)
             if tap:
-                m = m.tapped([(t.split("=", 1)[0] if "=" in t else None, t.split("=", 1)[-1])
-                              for t in tap])
+                pairs = [t.partition("=") for t in tap]
+                m = m.tapped([(name, target) if eq else (None, name)
+                              for name, eq, target in pairs])
             compiled = m.column(column) if column is not None else m
             out = output or Path(m.name + _SUFFIX[to])
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
@@ -491,7 +491,7 @@ def compile(
                 torch.export.save(program, buffer)
                 write_atomic(out, lambda tmp: write_bytes(tmp, buffer.getvalue()),
                              inputs=inputs)
-        left = [n for n in main_output_names(m.ir) if n not in main_output_names(compiled.ir)]
+        left = [n for n in m.ir.output_labels() if n not in compiled.ir.output_labels()]
         if left:
             typer.echo(f"ssnc: note: column {column} leaves out {', '.join(left)}: "
                        f"{'they read' if len(left) > 1 else 'it reads'} other columns", err=True)

@@ -698,14 +698,6 @@ def all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
         todo.extend(a.g for n in g.node for a in n.attribute if a.type == a.GRAPH)
 
 
-def onnx_output_name(graph: Graph, i: int) -> str:
-    """The graph output's name, stable whatever op comes last: the spec's name for it, else
-    `logits` (or `output1`, `output2`, ... for several unnamed outputs)."""
-    if graph.output_names:
-        return graph.output_names[i]
-    return "logits" if len(graph.outputs) == 1 else f"output{i + 1}"
-
-
 def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, seed: int = 0,
                 flat: bool = False, opset: int = DEFAULT_OPSET, spec_text: str = "",
                 version: str = "", progress: Callable[..., None] | None = None
@@ -725,8 +717,8 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
                     for k in expected_tensors(graph)]
     inputs = [_value_info(graph.inputs[0], graph[graph.inputs[0]])]
     outputs = []
-    for i, o in enumerate(graph.outputs):  # a named output is its own value, the node's copy
-        name = onnx_output_name(graph, i)
+    for o, name in zip(graph.outputs, graph.output_labels(), strict=True):
+        # a named output is its own value, the node's copy
         if name != o:
             if name in graph.all_nodes():
                 raise error(E_DUPLICATE, f"output `{name}` is also the name of a node",

@@ -203,7 +203,8 @@ class DropPath:
                        else self._column_ids(j, dev))
                 chosen = columns.clamp(max=self.widths[block])
                 forced = (ids[None, :] == chosen[:, None]).float()
-                forced = torch.where(forced.sum(1, keepdim=True) == 0, 1.0, forced)
+                if set(cols) != set(range(1, self.widths[block] + 1)):  # can be off its path
+                    forced = torch.where(forced.sum(1, keepdim=True) == 0, 1.0, forced)
             masks.append(torch.where(is_global, forced, m).expand(batch, len(cols)))
         return DropPlan(True, (), tuple(masks))
 

@@ -201,6 +201,15 @@ class Graph:
                            self.outputs if outputs is None else outputs, self.params,
                            self.input_type, self.aliases, self.output_names)
 
+    def output_labels(self) -> tuple[str, ...]:
+        """The names the outputs go by in every backend, stable whatever op comes last: the
+        spec's, else `logits` (or `output1`, `output2`, ... for several unnamed ones)."""
+        if self.output_names:
+            return self.output_names
+        if len(self.outputs) == 1:
+            return ("logits",)
+        return tuple(f"output{i + 1}" for i in range(len(self.outputs)))
+
     def read_outside(self, members: Sequence[str]) -> list[str]:
         """Of ``members``, those the model returns or a non-member reads: the values that
         set of nodes gives the rest of the model (a region's outputs, a tapped scope's)."""

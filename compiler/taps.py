@@ -23,21 +23,11 @@ def tap_span(text: str) -> Span:
     return Span(file="<--tap>", line=1, col=1, end_line=1, end_col=len(text) + 1)
 
 
-def main_output_names(graph: Graph) -> tuple[str, ...]:
-    """The names the model's own outputs go by: the spec's, else `logits` (or `output1`,
-    `output2`, ... for several unnamed ones), as the ONNX backend names them."""
-    if graph.output_names:
-        return graph.output_names
-    if len(graph.outputs) == 1:
-        return ("logits",)
-    return tuple(f"output{i + 1}" for i in range(len(graph.outputs)))
-
-
 def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
     """``graph`` with one more output per ``(name, target)``: ``target`` names a node, or a
     scope whose last value (what it gives the rest of the model) is tapped; ``name`` (None:
     the target with dots as underscores) is the output's name."""
-    names = list(main_output_names(graph))
+    names = list(graph.output_labels())
     outputs = list(graph.outputs)
     for name, target in taps:
         node = _resolve(graph, target, 0 if name is None else len(name) + 1)
@@ -51,6 +41,9 @@ def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
                         f"--tap name={target}")
         if label in names:
             raise error(E_DUPLICATE, f"two outputs are named `{label}`", where,
+                        hint=f"name the tap: --tap other_name={target}")
+        if label != node.name and label in graph.all_nodes():  # ONNX names values by node
+            raise error(E_DUPLICATE, f"`{label}` is already the name of a node", where,
                         hint=f"name the tap: --tap other_name={target}")
         names.append(label)
         outputs.append(node.name)

@@ -103,6 +103,7 @@ def test_the_cli_writes_the_taps(tmp_path: Path) -> None:
     ("stage1.fractl", "is no node or scope of model", "did you mean `stage1.fractal`?"),
     ("logits=flatten", "two outputs are named `logits`", "--tap other_name=flatten"),
     ("a.b=flatten", "`a.b` cannot name an output", "letters, digits and underscores"),
+    ("flatten=linear", "`flatten` is already the name of a node", "<--tap>:1:1"),
     ("x=linear.weight", "is a parameter, not a value", "tap the op that reads it"),
     ("x=stage9", "is no node or scope", "<--tap>:1:3")])
 def test_bad_taps_are_diagnostics(tmp_path: Path, tap: str, message: str, at: str) -> None:
