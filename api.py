@@ -306,6 +306,7 @@ class Model:
                 opset: int | None = None, precision: str = "fp32",
                 io_precision: str | None = None, batch: int | None = None,
                 steps: int | None = None, symbolic_hw: bool = False,
+                unroll: bool = False, fold_weights: bool = False,
                 progress: Any = None) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
         imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
@@ -316,8 +317,13 @@ class Model:
         ``io_precision`` (default "fp32") that of the graph's inputs and outputs. ``batch``
         and ``steps`` fix the batch and time dimensions (symbolic `N` and `T` otherwise);
         ``symbolic_hw`` makes a fully convolutional image model's height and width symbolic
-        (`H`, `W`; a diagnostic for any other model)."""
+        (`H`, `W`; a diagnostic for any other model). For runtimes without loops or computed
+        kernels (onnx2torch): ``unroll`` writes each time loop out as ``steps`` steps, and
+        ``fold_weights`` computes what depends on weights alone (a static hypernetwork's
+        kernels) and stores it as weights (flat form only)."""
         from . import __version__
+        from .backends.deploy import fold_weights as fold
+        from .backends.deploy import unroll_scans
         from .backends.onnx import (
             DEFAULT_OPSET,
             OPSETS,
@@ -331,6 +337,12 @@ class Model:
         fixed = {"N": positive("--batch", batch)} if batch is not None else {}
         if steps is not None:
             fixed["T"] = self._steps(steps)
+        if unroll and steps is None:
+            raise error(E_OPTION, "--unroll needs a fixed sequence length",
+                        Span.unknown("--unroll"), hint="give --steps T as well")
+        if fold_weights and not flat:
+            raise error(E_OPTION, "--fold-weights works on the flat form, not --functions",
+                        Span.unknown("--fold-weights"), hint="leave out --functions")
         check_precision("--precision", precision)
         io = check_precision("--io-precision", io_precision or "fp32")
         bf16 = "bf16" in (precision, io)
@@ -355,6 +367,13 @@ class Model:
             model.ir, tensors, seed=seed, flat=flat, opset=chosen,
             spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
             progress=progress))
+        step = progress or (lambda *_: None)
+        if unroll:
+            step("unrolling")
+            proto = self._sourced(lambda: unroll_scans(proto, fixed["T"]))
+        if fold_weights:
+            step("folding")
+            proto = self._sourced(lambda: fold(proto))
         return name_dims(fix_dims(self._sourced(lambda: convert(proto, precision, io)), fixed),
                          names)
 

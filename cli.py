@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -422,6 +423,12 @@ def compile(
     symbolic_hw: Annotated[bool, typer.Option(
         "--symbolic-hw", help="ONNX: symbolic height and width (H, W) for a fully "
         "convolutional image model.")] = False,
+    unroll: Annotated[bool, typer.Option(
+        "--unroll", help="ONNX: write each time loop out as --steps steps (for runtimes "
+        "without Scan, such as onnx2torch).")] = False,
+    fold_weights: Annotated[bool, typer.Option(
+        "--fold-weights", help="ONNX: compute what depends on weights alone (a static "
+        "hypernetwork's kernels) now and store it as weights.")] = False,
     precision: Annotated[str | None, typer.Option(
         "--precision", metavar="fp32|fp16|bf16",
         help="ONNX: the weights' and compute's type (default fp32).")] = None,
@@ -443,7 +450,8 @@ def compile(
             _check_target_options(to, weights=weights, seed=seed, flat=flat,
                                   functions=functions, opset=opset, precision=precision,
                                   io_precision=io_precision, batch=batch, steps=steps,
-                                  symbolic_hw=symbolic_hw,
+                                  symbolic_hw=symbolic_hw, unroll=unroll,
+                                  fold_weights=fold_weights,
                                   external_data_threshold=external_data_threshold)
             for name, value in (("--precision", precision), ("--io-precision", io_precision)):
                 if value is not None:
@@ -466,12 +474,16 @@ def compile(
             out = output or Path(m.name + _SUFFIX[to])
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
             written = [out]
+            folded = ""
             if to is Target.onnx:
                 proto = m.to_onnx(seed or 0, column=column, weights=weights,
                                   flat=not functions, opset=opset,
                                   precision=precision or "fp32", io_precision=io_precision,
                                   batch=batch, steps=steps, symbolic_hw=symbolic_hw,
-                                  progress=step)
+                                  unroll=unroll, fold_weights=fold_weights, progress=step)
+                if fold_weights:
+                    stored = sum(math.prod(t.dims) for t in proto.graph.initializer)
+                    folded = f"; {stored:,} stored after --fold-weights"
                 step("writing")
                 threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
                              else external_data_threshold)
@@ -497,7 +509,8 @@ def compile(
                        f"{'they read' if len(left) > 1 else 'it reads'} other columns", err=True)
         what = f"{m.name}, column {column}" if column is not None else m.name
         extra = "".join(f" and {p.name}" for p in written[1:])
-        typer.echo(f"wrote {out}{extra} ({what}: {compiled.total_params:,} parameters)",
+        typer.echo(f"wrote {out}{extra} ({what}: {compiled.total_params:,} parameters"
+                   f"{folded})",
                    err=True)
     _guard(run)
 
@@ -508,7 +521,8 @@ def _check_target_options(to: Target, **given: object) -> None:
                "flat": to is Target.onnx, "functions": to is Target.onnx,
                "precision": to is Target.onnx, "io_precision": to is Target.onnx,
                "batch": to is Target.onnx, "steps": to is Target.onnx,
-               "symbolic_hw": to is Target.onnx,
+               "symbolic_hw": to is Target.onnx, "unroll": to is Target.onnx,
+               "fold_weights": to is Target.onnx,
                "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
     for name, value in given.items():
         if value is not None and value is not False and not applies[name]:

@@ -1,6 +1,7 @@
 """Which runtimes load ssnc's ONNX, in each form: every shipped spec is compiled flat (the
-default) and with functions (`--functions`), run in each runtime installed here, and
-compared with ONNX Runtime on the flat model. The table goes into docs/onnx.md between its
+default), with functions (`--functions`) and for runtimes without loops or computed kernels
+(`--steps T --unroll --fold-weights`), run in each runtime installed here, and compared with
+ONNX Runtime on the flat model. The table goes into docs/onnx.md between its
 `compat` markers; a runtime that is not installed is listed as such, with how to get it.
 
     .venv/bin/python bench/compat.py    # prints the table and updates docs/onnx.md
@@ -28,7 +29,16 @@ from ssnc.compiler.ir import Graph
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 DOC = ROOT / "docs" / "onnx.md"
-FORMS = {"flat (default)": True, "functions (`--functions`)": False}
+STEPS = 7
+"""The sequence length of the inputs (fixed by the third form)."""
+FORMS: dict[str, Callable[[bool], dict[str, object]]] = {
+    "flat (default)": lambda timed: {},
+    "functions (`--functions`)": lambda timed: {"flat": False},
+    "`--unroll --fold-weights` (fixed `--steps`)":
+        lambda timed: {"fold_weights": True, **({"steps": STEPS, "unroll": True} if timed
+                                               else {})},
+}
+"""Each form's `to_onnx` options, given whether the model has a time axis."""
 TOLERANCE = 1e-4
 """Largest |difference| from ONNX Runtime, relative to the largest |output|, that counts as
 equal (float32 kernels sum in different orders)."""
@@ -120,7 +130,7 @@ RUNTIMES: dict[str, tuple[Callable[[], Runner], str]] = {
 }
 
 
-def feed(graph: Graph, batch: int = 2, steps: int = 7, seed: int = 0) -> np.ndarray:
+def feed(graph: Graph, batch: int = 2, steps: int = STEPS, seed: int = 0) -> np.ndarray:
     """A deterministic input of the model's type: images, or token ids below the vocabulary."""
     node = graph[graph.inputs[0]]
     shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
@@ -153,6 +163,10 @@ class Cell:
 
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
+    text = text.split("Stack backtrace:")[0]
+    head, _, causes = text.partition(" Caused by: ")  # tract: the first cause says where
+    first = re.split(r" \d+: ", " " + causes)
+    text = f"{head}: {first[1]}" if len(first) > 1 else head
     m = re.search(r"(No conversion rule found for operations: \S+|Unimplemented\([^)]*\)|"
                   r"is not a registered function/op|[Cc]onverter is not implemented[^.]*)", text)
     return (m.group(1) if m else text[:90]).replace("|", "/")
@@ -175,10 +189,13 @@ def measure(specs: list[Path]) -> tuple[dict[str, dict[str, Cell]], dict[str, st
             for name in program.models:
                 model = program.model(name)
                 x = feed(model.ir)
+                timed = any(isinstance(d, str) and d != "N"
+                            for d in model.ir[model.ir.inputs[0]].shape or ())
                 files = {}
-                for form, flat in FORMS.items():
-                    files[form] = str(Path(tmp) / f"{name}-{flat}.onnx")
-                    Path(files[form]).write_bytes(model.to_onnx(flat=flat).SerializeToString())
+                for k, (form, options) in enumerate(FORMS.items()):
+                    files[form] = str(Path(tmp) / f"{name}-{k}.onnx")
+                    proto = model.to_onnx(**options(timed))  # type: ignore[arg-type]
+                    Path(files[form]).write_bytes(proto.SerializeToString())
                 want = reference(files["flat (default)"], x)
                 scale = max(float(np.abs(want).max()), 1e-6)
                 for runtime, run in runners.items():

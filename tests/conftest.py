@@ -44,9 +44,10 @@ def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     return check
 
 
-def compile_refused(tmp_path: Path, source: str) -> str:
-    """`ssnc compile` of the spec ``source`` as a user runs it: it must stop with a
-    diagnostic (exit 1, no traceback, no internal error) and write nothing; its stderr."""
+def compile_refused(tmp_path: Path, source: str, *options: str) -> str:
+    """`ssnc compile` of the spec ``source`` (with ``options``) as a user runs it: it must
+    stop with a diagnostic (exit 1, no traceback, no internal error) and write nothing; its
+    stderr."""
     from typer.testing import CliRunner
 
     from ssnc.cli import app
@@ -54,7 +55,7 @@ def compile_refused(tmp_path: Path, source: str) -> str:
     spec = tmp_path / "m.ssn"
     spec.write_text(source)
     out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(app, ["compile", str(spec), "-o", str(out)])
+    result = CliRunner().invoke(app, ["compile", str(spec), "-o", str(out), *options])
     assert result.exit_code == 1 and not out.exists(), result.output
     assert "Traceback" not in result.output and "E9001" not in result.output, result.output
     stderr: str = result.stderr
