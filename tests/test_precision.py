@@ -14,6 +14,7 @@ from onnx.reference import ReferenceEvaluator
 from typer.testing import CliRunner
 
 import ssnc
+from ssnc.backends.deploy import unroll_scans
 from ssnc.cli import app
 from tests.conftest import SPECS
 
@@ -106,9 +107,43 @@ def test_the_function_form_converts_too(case: str) -> None:
     assert all(v == TensorProto.FLOAT16 for k, v in types.items() if k.endswith("conv.weight"))
 
 
+NARROW_RECURRENT = {
+    "hmrnn": "model c(vocab = 50) : tokens[vocab] = embedding(vocab, 16) >> hmrnn(layers = 3, "
+             "dim = 16, out_dim = 16, layer_norm = true) >> linear(vocab)",
+    "hornn": "model c(vocab = 50) : tokens[vocab] = embedding(vocab, 16) >> hornn(3, 32) "
+             ">> linear(vocab)",
+    "hyperlstm": "model c(vocab = 50) : tokens[vocab] = embedding(vocab, 16) "
+                 ">> hyperlstm(32, 16, 4) >> linear(vocab)",
+}
+
+
+@pytest.mark.parametrize(("case", "share", "top1"), [
+    ("hornn", 1.0, 0.98), ("hyperlstm", 1.0, 0.99), ("hmrnn", 0.95, 0.95)])
+def test_bf16_recurrent_models_match_fp32_once_unrolled(case: str, share: float,
+                                                        top1: float) -> None:
+    """The reference evaluator mishandles Scan and ORT's CPU provider lacks bf16, so the
+    bf16 model, Scan body converted, is unrolled (exact in fp32: tests/test_deploy.py) and
+    run in the reference evaluator, narrow, 64 sequences of 8 steps. Measured: HORNN and
+    HyperLSTM within 1e-2 of the largest logit everywhere (HORNN's few top-1 flips are near
+    ties); HM-RNN within 5e-2 at 97.7 % of positions: elsewhere a boundary decision flipped
+    (bf16 keeps 8 bits of mantissa; fp16 flips 1 position in 512)."""
+    m = ssnc.loads(NARROW_RECURRENT[case], "c.ssn").model()
+    x = _inputs(m, n=64, steps=8)
+    full = _ort(m.to_onnx(), x).reshape(-1, 50)
+    half = m.to_onnx(precision="bf16", steps=8)
+    assert "Scan" in {n.op_type for n in half.graph.node}
+    unrolled = unroll_scans(half, 8)
+    onnx.checker.check_model(unrolled, full_check=True)
+    got = _reference(unrolled, x).reshape(-1, 50)
+    err = np.abs(got - full).max(-1) / float(np.abs(full).max())
+    assert np.mean(err <= 5e-2) >= share, np.sort(err)[-10:]
+    assert share < 1 or err.max() <= 1e-2, err.max()
+    assert np.mean(got.argmax(-1) == full.argmax(-1)) >= top1
+
+
 def test_recurrent_bodies_are_converted_too() -> None:
-    """The Scan body of the char-LM in bf16 passes the full checker (its parity waits for a
-    GPU: the reference evaluator mishandles Scan, and ORT's CPU provider lacks bf16)."""
+    """The Scan body of the char-LM in bf16 passes the full checker; its parity is checked
+    unrolled (above)."""
     proto = ssnc.load(SPECS / "hmrnn_charlm.ssn").model().to_onnx(precision="bf16")
     onnx.checker.check_model(proto, full_check=True)
     (scan,) = [n for n in proto.graph.node if n.op_type == "Scan"]
