@@ -377,6 +377,7 @@ def lower_scan(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
     body = e.body(n.body)
     step, *states = body.inputs
     outputs = []
+    body.source = e.source  # the copies below are the scan's own nodes
     for value in body.outputs:  # each body output a fresh value, as Scan's outputs must be
         fresh = e.fresh(value.name)
         body.add("Identity", [value.name], [fresh], f"{n.name}/out")
@@ -723,7 +724,9 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
             if name in graph.all_nodes():
                 raise error(E_DUPLICATE, f"output `{name}` is also the name of a node",
                             graph[o].span, hint="choose another output name")
+            main.source = graph[o].span.position()  # where the output's value is made
             main.add("Identity", [o], [name], f"outputs/{name}")
+            main.source = ""
         outputs.append(_value_info(name, graph[o]))
     g = helper.make_graph(main.nodes, graph.model, inputs, outputs, initializers)
     functions = list(builder.functions.values())

@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.backends.onnx import LOWERINGS
+from ssnc.backends.onnx import LOWERINGS, all_graphs
 from ssnc.backends.torch import example_input
 from ssnc.cli import app
 from ssnc.compiler.ops import OPS
@@ -203,6 +203,18 @@ def test_hierarchy_one_function_per_depth_and_node_metadata() -> None:
     spec_hash = hashlib.sha256((SPECS / "fractalnet.ssn").read_bytes()).hexdigest()
     assert props["ssnc.spec_sha256"] == spec_hash
     assert props["ssnc.version"] == ssnc.__version__ and props["ssnc.model"] == "fractalnet"
+
+
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.ssn")), ids=lambda p: p.stem)
+def test_every_node_names_its_place_in_the_spec(spec: Path) -> None:
+    """Every node of every graph (Scan bodies and functions too) carries `ssnc.source`."""
+    proto = ssnc.load(spec).model(**SMALL.get(spec.stem, {})).to_onnx(flat=False)
+    nodes = [n for g in all_graphs(proto) for n in g.node]
+    nodes += [n for f in proto.functions for n in f.node]
+    missing = [n.name for n in nodes
+               if not any(p.key == "ssnc.source" and ".ssn:" in p.value
+                          for p in n.metadata_props)]
+    assert nodes and not missing
 
 
 def test_initializers_are_bit_identical_to_torch() -> None:
