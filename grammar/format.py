@@ -348,7 +348,8 @@ class _Printer:
     e_binop = e_compare = e_or_op = e_and_op = _filled
 
     def e_if_expr(self, t: _CST) -> Doc:
-        """`if a then x else if b then y else z`: one line, or one branch per line."""
+        """`if a then x else if b then y else z`: one line, or one branch per line, with
+        `then x` on a line of its own where it does not fit after the condition."""
         out: list[Doc] = []
         node: _CST | Token = t
         first = True
@@ -356,8 +357,8 @@ class _Printer:
             if_, cond, then, a, else_, rest = node.children
             if not first:
                 out += [" "]
-            out += [self.tok(if_), " ", self.expr(cond), " ", self.tok(then), " ", self.expr(a),
-                    LINE, self.tok(else_)]
+            out += [self.tok(if_), " ", self.expr(cond),
+                    Group([LINE, self.tok(then), " ", self.expr(a)]), LINE, self.tok(else_)]
             first = False
             node = rest
         out += [" ", self.expr(node)]

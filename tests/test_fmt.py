@@ -166,6 +166,12 @@ def test_infinity_and_other_spellings_stay_numbers() -> None:
      "drop_path=0.15, other = 12345678)",
      "def f(C) =\n    if C < 1 then fail(\"no\")\n    else if C == 1 then base\n"
      "    else join(f(C - 1) >> f(C - 1), base, drop_path = 0.15, other = 12345678)\n"),
+    # a long condition keeps its comparisons whole, and `then` takes a line of its own
+    ("def f(a, b, c, d) = if a % 16 + b % 16 > 0 and c > 1000000 and d > 1000000 and a > 100 "
+     "then fail(\"channels must be multiples of the tile, with a long message\") else conv(a)",
+     "def f(a, b, c, d) =\n    if a % 16 + b % 16 > 0 and c > 1000000 and d > 1000000 and a > 100\n"
+     "    then fail(\"channels must be multiples of the tile, with a long message\")\n"
+     "    else conv(a)\n"),
     ("def u(x) = let ( a,b ) = x in a", "def u(x) = let (a, b) = x in a\n"),
     ("def c(h) = (x,  *s) => let a = linear(4 * h)(x) in let b = sigmoid(a) in "
      "let d = tanh(a) in (b * d, b, d, s)",
