@@ -191,8 +191,11 @@ def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     kept = [n for n in out.graph.node if not set(n.output) & set(wanted)]
     del out.graph.node[:]
     out.graph.node.extend(kept)
-    out.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), name)
-                                 for name, v in zip(wanted, values, strict=True))
+    producer = {o: n.name for n in nodes for o in n.output}
+    for name, value in zip(wanted, values, strict=True):
+        tensor = numpy_helper.from_array(np.asarray(value), name)
+        tensor.doc_string = f"computed at compile time (--fold-weights) by {producer[name]}"
+        out.graph.initializer.append(tensor)
     return prune(out)
 
 

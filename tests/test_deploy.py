@@ -56,8 +56,9 @@ def test_unrolled_steps_keep_the_hierarchy_and_the_source() -> None:
     for k in range(3):  # every body node once per step, under its own name
         assert {f"{b}@t{k}" for b in body} <= names
     copied = [n for n in proto.graph.node if n.name.endswith("@t2")]
-    assert all(p.key == "ssnc.source" and ".ssn:" in p.value
-               for n in copied for p in n.metadata_props)
+    assert len(copied) >= len(body)
+    assert all([(p.key, ".ssn:" in p.value) for p in n.metadata_props] == [("ssnc.source", True)]
+               for n in copied)
 
 
 def test_reversed_and_stacked_loops_unroll_in_their_direction() -> None:
@@ -100,6 +101,9 @@ def test_folding_stores_the_generated_kernels_as_weights() -> None:
     computed = [n.input[1] for n in plain.graph.node
                 if n.op_type == "Conv" and n.input[1] not in before]
     assert computed and set(computed) <= weights  # stored under the names they had
+    docs = {t.name: t.doc_string for t in folded.graph.initializer}
+    assert all(docs[w].startswith("computed at compile time (--fold-weights) by ")
+               for w in computed)
     gone = before - weights  # the embeddings z and the generator that made the kernels
     assert any(w.endswith(".param") for w in gone) and any(".hyper_generator." in w
                                                             for w in gone)
