@@ -3,7 +3,8 @@ torch eager and torch.compile (fp32, and bf16 and fp16 autocast) at batch 1 and 
 `fractalnet`, `nin_cifar10` and `hmrnn_charlm`, each checked against the fp32 result; the
 training step of the compiled FractalNet C=3 (bf16 autocast, batch 128) against the
 hand-written one in each drop-path mode; ONNX Runtime CUDA and TensorRT rows where they are
-importable. Every row is appended to `--out` as soon as it is measured, under the GPU's name,
+importable, with the ratios the goals name (ORT CUDA fp16 against torch eager fp16, TensorRT
+against ORT CUDA). Every row is appended to `--out` as soon as it is measured, under the GPU's name,
 so a run cut short still reports.
 
     python bench/gpu.py --out FILE              # on the GPU machine (< 4 minutes)
@@ -58,9 +59,14 @@ class Table:
     def __init__(self, path: Path, header: list[str]):
         self.path, self.lines = path, [*header, "", "| measurement | value | note |",
                                        "|---|---:|---|"]
+        self.seconds: dict[str, float] = {}
+        """The latencies measured so far, by row label (for the comparison rows)."""
         self.flush()
 
-    def row(self, label: str, value: str, note: str = "") -> None:
+    def row(self, label: str, value: str, note: str = "", seconds: float | None = None
+            ) -> None:
+        if seconds is not None:
+            self.seconds[label] = seconds
         self.lines.append(f"| {label} | {value} | {note} |")
         print(self.lines[-1], flush=True)
         self.flush()
@@ -137,7 +143,8 @@ def forward_rows(table: Table, args: argparse.Namespace, device: str, start: flo
                         err = float((got - want).abs().max()) / max(scale, 1e-12)
                         seconds = latency(run, device, args.reps)
                         table.row(label, f"{seconds * 1e3:.3f} ms",
-                                  f"max |Δ| vs fp32 eager: {err:.1e} of the largest logit")
+                                  f"max |Δ| vs fp32 eager: {err:.1e} of the largest logit",
+                                  seconds)
                     except Exception as exc:  # a mode this torch or device lacks: say so
                         table.row(label, "failed", f"{type(exc).__name__}: {str(exc)[:120]}")
 
@@ -194,7 +201,21 @@ def runtime_rows(table: Table, args: argparse.Namespace) -> None:
             continue
         session = ort.InferenceSession(proto, providers=[provider])
         seconds = latency(lambda s=session: s.run(None, {"input": x}), "cpu", args.reps)
-        table.row(f"nin_cifar10, batch 64, {name}", f"{seconds * 1e3:.3f} ms")
+        table.row(f"nin_cifar10, batch 64, {name}", f"{seconds * 1e3:.3f} ms", "", seconds)
+    at = "nin_cifar10, batch 64, "
+    compare(table, at + "ORT CUDA fp16 / torch eager fp16 (goal ≤ 1.0)",
+            at + "ONNX Runtime CUDA fp16", at + "fp16, eager")
+    compare(table, at + "TensorRT speed-up over ORT CUDA (fp16)",
+            at + "ONNX Runtime CUDA fp16", at + "TensorRT (ORT) fp16")
+
+
+def compare(table: Table, label: str, a: str, b: str) -> None:
+    """A row with the ratio of two measured latencies ``a / b``, or why there is none."""
+    missing = [k for k in (a, b) if k not in table.seconds]
+    if missing:
+        table.row(label, "not available", "not measured: " + "; ".join(missing))
+    else:
+        table.row(label, f"{table.seconds[a] / table.seconds[b]:.2f}", f"{a} / {b}")
 
 
 def main() -> None:

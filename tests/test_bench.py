@@ -3,6 +3,7 @@ the same outputs before timing). Figures are not asserted here: they live in BEN
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
 
@@ -50,4 +51,17 @@ def test_the_gpu_script_rehearses_on_the_cpu(tmp_path) -> None:  # type: ignore[
     for mode in ("global", "local", "50/50 mix"):
         assert f"bf16 autocast, {mode} drop-path |" in text
     assert "ONNX Runtime CUDA fp16 | not available |" in text and "| total time |" in text
+    assert "TensorRT speed-up over ORT CUDA (fp16) | not available | not measured: " in text
     assert "| failed |" not in text
+
+
+def test_the_gpu_script_compares_what_it_measured(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gpu = runpy.run_path(str(ROOT / "bench" / "gpu.py"))
+    table = gpu["Table"](tmp_path / "gpu.md", ["## GPU: test"])
+    table.row("a", "2.000 ms", "", 0.002)
+    table.row("b", "8.000 ms", "", 0.008)
+    gpu["compare"](table, "a over b", "a", "b")
+    gpu["compare"](table, "a over c", "a", "c")
+    text = (tmp_path / "gpu.md").read_text()
+    assert "| a over b | 0.25 | a / b |" in text
+    assert "| a over c | not available | not measured: c |" in text
