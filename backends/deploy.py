@@ -141,9 +141,8 @@ def _renamed(node: onnx.NodeProto, rename: dict[str, str], tag: str) -> onnx.Nod
     copy.name = node.name + tag
     copy.input[:] = [rename.get(v, v) for v in node.input]
     copy.output[:] = [rename.get(v, v) for v in node.output]
-    for attr in copy.attribute:  # a nested body reads the step's values by their new names
-        for g in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-            _rename_reads(g, rename)
+    for g in _bodies(copy):  # a nested body reads the step's values by their new names
+        _rename_reads(g, rename)
     return copy
 
 
@@ -151,9 +150,8 @@ def _rename_reads(graph: onnx.GraphProto, rename: dict[str, str]) -> None:
     inner = _defined(graph)
     for node in graph.node:
         node.input[:] = [v if v in inner else rename.get(v, v) for v in node.input]
-        for attr in node.attribute:
-            for g in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-                _rename_reads(g, {k: v for k, v in rename.items() if k not in inner})
+        for g in _bodies(node):
+            _rename_reads(g, {k: v for k, v in rename.items() if k not in inner})
     for out in graph.output:
         if out.name not in inner and out.name in rename:
             out.name = rename[out.name]
@@ -169,7 +167,7 @@ def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     folded: set[str] = set()
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        if all(v in known for v in node.input if v) and not _has_body(node):
+        if all(v in known for v in node.input if v) and not _bodies(node):
             known.update(node.output)
             if node.op_type != "Constant":
                 folded.update(node.output)
@@ -199,8 +197,9 @@ def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return prune(out)
 
 
-def _has_body(node: onnx.NodeProto) -> bool:
-    return any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute)
+def _bodies(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs ``node`` holds as attributes (a Scan's, a Loop's or an If's bodies)."""
+    return [g for a in node.attribute for g in ([a.g] if a.type == a.GRAPH else a.graphs)]
 
 
 def prune(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -223,9 +222,8 @@ def prune(model: onnx.ModelProto) -> onnx.ModelProto:
 def _reads(node: onnx.NodeProto) -> Iterable[str]:
     """What ``node`` reads, its bodies' reads from the enclosing graph included."""
     yield from (v for v in node.input if v)
-    for attr in node.attribute:
-        for g in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-            inner = _defined(g)
-            for n in g.node:
-                yield from (v for v in _reads(n) if v not in inner)
-            yield from (o.name for o in g.output if o.name not in inner)
+    for g in _bodies(node):
+        inner = _defined(g)
+        for n in g.node:
+            yield from (v for v in _reads(n) if v not in inner)
+        yield from (o.name for o in g.output if o.name not in inner)

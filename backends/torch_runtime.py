@@ -136,6 +136,10 @@ class DropPath:
         self._generators: dict[torch.device, torch.Generator] = {}
         self._ids: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.active = mode != "off" and any(rate > 0 for _, _, rate in joins)
+        self._partial = tuple(block >= 0 and set(cols) != set(range(1, widths[block] + 1))
+                              for block, cols, _ in joins)
+        """Per join: whether a global draw's column can miss it (it joins only some of its
+        block's columns), so that it must then keep all of its inputs."""
 
     def _uniform(self, *shape: int) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator)
@@ -203,7 +207,7 @@ class DropPath:
                        else self._column_ids(j, dev))
                 chosen = columns.clamp(max=self.widths[block])
                 forced = (ids[None, :] == chosen[:, None]).float()
-                if set(cols) != set(range(1, self.widths[block] + 1)):  # can be off its path
+                if self._partial[j]:  # off the chosen column's path: keep every input
                     forced = torch.where(forced.sum(1, keepdim=True) == 0, 1.0, forced)
             masks.append(torch.where(is_global, forced, m).expand(batch, len(cols)))
         return DropPlan(True, (), tuple(masks))

@@ -18,9 +18,10 @@ from .ir import Graph, Node, _tuple_valued
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
-def tap_span(text: str) -> Span:
-    """Where a tap's text is reported: the `--tap` option (or the library argument)."""
-    return Span(file="<--tap>", line=1, col=1, end_line=1, end_col=len(text) + 1)
+def _tap_span(start: int, length: int) -> Span:
+    """``length`` characters of a tap's text from ``start`` (0-based): the `--tap` option,
+    or the library argument."""
+    return Span(file="<--tap>", line=1, col=1 + start, end_line=1, end_col=1 + start + length)
 
 
 def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
@@ -32,9 +33,7 @@ def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
     for name, target in taps:
         node = _resolve(graph, target, 0 if name is None else len(name) + 1)
         label = name if name is not None else target.replace(".", "_")
-        where = tap_span(target if name is None else f"{name}={target}")
-        if name is not None:  # the target's own diagnostics point into the same text
-            where = Span(file=where.file, line=1, col=1, end_line=1, end_col=len(name) + 1)
+        where = _tap_span(0, len(label))  # the name, or the target it is made from
         if not _NAME.fullmatch(label) or keyword.iskeyword(label):
             raise error(E_OPTION, f"`{label}` cannot name an output", where,
                         hint="give a name of letters, digits and underscores: "
@@ -53,8 +52,7 @@ def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
 def _resolve(graph: Graph, target: str, offset: int) -> Node:
     """The node ``target`` names, or the last value of the scope it names (``offset``: where
     the target starts in the tap's text)."""
-    where = Span(file="<--tap>", line=1, col=1 + offset, end_line=1,
-                 end_col=1 + offset + len(target))
+    where = _tap_span(offset, len(target))
     if target in graph.nodes_by_name:
         node = graph[target]
     else:

@@ -17,7 +17,7 @@ def flatten_joins(graph: Graph) -> Graph:
     current: dict[str, Node] = {}
     merged: set[str] = set()
     for node in graph.order():
-        if OPS[node.op].is_join and node.attrs.get("merge", False):
+        if merging(node):
             inputs: list[str] = []
             for src in node.inputs:
                 inner = current[src]
@@ -37,11 +37,15 @@ def _mergeable(graph: Graph, outer: Node, inner: Node) -> bool:
     return merges(outer, inner, len(graph.consumers(inner.name)), inner.name in graph.outputs)
 
 
+def merging(node: Node) -> bool:
+    """Whether ``node`` is a join that takes in the joins of its kind that meet it."""
+    return OPS[node.op].is_join and bool(node.attrs.get("merge", False))
+
+
 def merges(outer: Node, inner: Node, readers: int, is_output: bool) -> bool:
     """Whether join ``inner``, read by ``readers`` nodes, merges into join ``outer``."""
     return (
-        OPS[outer.op].is_join
-        and bool(outer.attrs.get("merge", False))
+        merging(outer)
         and inner.op == outer.op
         and dict(inner.attrs) == dict(outer.attrs)
         and readers == 1
