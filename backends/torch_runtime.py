@@ -136,10 +136,10 @@ class DropPath:
         self._generators: dict[torch.device, torch.Generator] = {}
         self._ids: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.active = mode != "off" and any(rate > 0 for _, _, rate in joins)
+        # per join: whether a global draw's column can miss it (it joins only some of its
+        # block's columns), so that it must then keep all of its inputs
         self._partial = tuple(block >= 0 and set(cols) != set(range(1, widths[block] + 1))
                               for block, cols, _ in joins)
-        """Per join: whether a global draw's column can miss it (it joins only some of its
-        block's columns), so that it must then keep all of its inputs."""
 
     def _uniform(self, *shape: int) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator)
