@@ -26,6 +26,7 @@ from .compiler.diagnostics import (
     E_SYNTAX,
     E_TYPE,
     E_VALUE_LIMIT,
+    LINE_END,
     Diagnostic,
     Kind,
     Note,
@@ -35,6 +36,8 @@ from .compiler.diagnostics import (
     did_you_mean,
     error,
     excerpt,
+    normalize_line_ends,
+    position,
 )
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
@@ -465,6 +468,7 @@ class _Loader:
         self.files: list[Path] = []
 
     def load(self, text: str, display: str, path: Path | None) -> _Loaded:
+        text = normalize_line_ends(text)
         self.sources[display] = text
         program = parse(text, display)
         prelude, _ = _prelude()
@@ -569,10 +573,9 @@ def decode_spec(data: bytes, display: str) -> str:
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        start = data.rfind(b"\n", 0, exc.start) + 1
-        line = data.count(b"\n", 0, exc.start) + 1
-        col = len(data[start:exc.start].decode("utf-8", errors="replace")) + 1
-        text = data.decode("utf-8", errors="replace")
+        before = data[:exc.start].decode("utf-8", errors="replace").removeprefix("\ufeff")
+        line, col = position(before, len(before))
+        text = normalize_line_ends(data.decode("utf-8", errors="replace"))
         raise error(E_SYNTAX, f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
                     Span(file=display, line=line, col=col, end_line=line, end_col=col + 1),
                     hint="save the spec as UTF-8").with_sources({display: text}) from None
@@ -613,12 +616,17 @@ def positive(flag: str, value: int) -> int:
 
 def format_spec(text: str, file: str = "<string>") -> str:
     """``text`` in the canonical layout that `ssnc fmt` writes: comments kept, and the same
-    AST (so the same IR). A syntax error is a diagnostic, as when loading."""
+    AST (so the same IR). A syntax error is a diagnostic, as when loading. Line ends keep the
+    file's style, that of its first line end (`\\n`, `\\r\\n` or `\\r`), as black and rustfmt
+    do: a Windows file stays CRLF, and a file that mixes styles comes out in its first one."""
     text = text.removeprefix("\ufeff")
+    first = LINE_END.search(text)
     try:
-        return guarded(lambda: format_text(text, file), file)
+        formatted = guarded(lambda: format_text(text, file), file)
     except SsnError as exc:
-        raise exc.with_sources({file: text}) from None
+        raise exc.with_sources({file: normalize_line_ends(text)}) from None
+    return formatted if first is None or first.group() == "\n" else (
+        formatted.replace("\n", first.group()))
 
 
 def all_sources() -> dict[str, str]:

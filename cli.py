@@ -125,7 +125,8 @@ def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span],
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    """UTF-8, line ends exactly as in ``text`` (no translation on any platform)."""
+    path.write_bytes(text.encode("utf-8"))
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int,

@@ -104,7 +104,8 @@ def main() -> None:
     loops = sum(n.op_type in ("Loop", "Scan") for n in exported.graph.node)
     other = x[:, :export_steps + 3]  # does dynamo's model take another length?
     try:
-        got = ort.InferenceSession(str(theirs)).run(None, {"input": other.numpy()})[0]
+        session = ort.InferenceSession(str(theirs), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": other.numpy()})[0]
         with torch.no_grad():
             want = fresh(other)
         other_t = (f"runs at T = {export_steps + 3} (max |Δ| vs eager "

@@ -8,11 +8,17 @@ ONNX Runtime on the flat model. The table goes into docs/onnx.md between its
 
 OpenVINO and tract come with the `dev` (and `runtimes`) extra. onnx2torch is measured where
 it is installed (`pip install --no-deps onnx2torch`: its torchvision dependency pulls a CUDA
-torch, and is stubbed where it cannot load), TensorRT where a GPU and its provider are."""
+torch, and is stubbed where it cannot load), TensorRT where a GPU and its provider are.
+
+Every runtime is asked for float32 computation explicitly, and the table says so: a runtime
+whose default precision depends on the machine would otherwise make the same model "equal" on
+one CPU and "differs" on another (OpenVINO's CPU plugin computes in bf16 by default where the
+CPU has AVX512-BF16 or AMX; TensorRT and cuDNN use TF32 for float32 on Ampere and later)."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import tempfile
@@ -20,6 +26,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,13 +62,22 @@ def _ort() -> Runner:
     return run
 
 
-def _openvino() -> Runner:
+def openvino_compile(path: str) -> object:
+    """``path`` compiled by OpenVINO's CPU plugin to compute in float32. Its default
+    `INFERENCE_PRECISION_HINT` is bf16 on CPUs with AVX512-BF16 or AMX (measured: NiN then
+    differs from ONNX Runtime by 5.9e-4 of its largest logit, and by 1.5e-7 in f32)."""
     import openvino as ov
+    from openvino.properties import hint
 
+    core = ov.Core()
+    return core.compile_model(core.read_model(path), "CPU",
+                              {hint.inference_precision: ov.Type.f32})
+
+
+def _openvino() -> Runner:
     def run(path: str, x: np.ndarray) -> np.ndarray:
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(path), "CPU")
-        return np.asarray(compiled([x])[compiled.output(0)])
+        compiled = openvino_compile(path)
+        return np.asarray(compiled([x])[compiled.output(0)])  # type: ignore[operator, attr-defined]
     return run
 
 
@@ -113,6 +129,9 @@ def _tensorrt() -> Runner:
 
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         raise ImportError("ONNX Runtime here has no TensorRT provider")
+    # TensorRT computes float32 layers in TF32 by default on Ampere and later GPUs; this
+    # switch (read by the NVIDIA libraries when they start) keeps them in float32.
+    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
     def run(path: str, x: np.ndarray) -> np.ndarray:
         s = ort.InferenceSession(path, providers=["TensorrtExecutionProvider"])
@@ -120,13 +139,28 @@ def _tensorrt() -> Runner:
     return run
 
 
-RUNTIMES: dict[str, tuple[Callable[[], Runner], str]] = {
-    "ONNX Runtime": (_ort, "pip install onnxruntime"),
-    "OpenVINO": (_openvino, "pip install openvino"),
-    "tract": (_tract, "pip install tract"),
-    "onnx2torch": (_onnx2torch, "pip install --no-deps onnx2torch (torchvision is stubbed "
-                   "where it cannot load)"),
-    "TensorRT (via ONNX Runtime)": (_tensorrt, "a GPU and onnxruntime-gpu with TensorRT"),
+class Runtime(NamedTuple):
+    """How to get a runner, how to install the runtime, and the precision it computes in."""
+
+    make: Callable[[], Runner]
+    how: str
+    precision: str
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "ONNX Runtime": Runtime(_ort, "pip install onnxruntime",
+                            "CPU provider, float32 (its only float32 mode)"),
+    "OpenVINO": Runtime(_openvino, "pip install openvino",
+                        "CPU plugin with `INFERENCE_PRECISION_HINT` f32; without it, OpenVINO "
+                        "computes in bf16 on CPUs with AVX512-BF16 or AMX"),
+    "tract": Runtime(_tract, "pip install tract", "float32 (it has no lower-precision mode "
+                     "for a float32 model)"),
+    "onnx2torch": Runtime(_onnx2torch, "pip install --no-deps onnx2torch (torchvision is "
+                          "stubbed where it cannot load)",
+                          "PyTorch on the CPU, float32 (torch's default matmul precision "
+                          "`highest`)"),
+    "TensorRT (via ONNX Runtime)": Runtime(_tensorrt, "a GPU and onnxruntime-gpu with TensorRT",
+                                           "float32 with TF32 off (`NVIDIA_TF32_OVERRIDE=0`)"),
 }
 
 
@@ -176,7 +210,7 @@ def measure(specs: list[Path]) -> tuple[dict[str, dict[str, Cell]], dict[str, st
     """Every installed runtime on every spec in both forms; the missing runtimes and why."""
     runners: dict[str, Runner] = {}
     missing: dict[str, str] = {}
-    for name, (make, how) in RUNTIMES.items():
+    for name, (make, how, _) in RUNTIMES.items():
         try:
             runners[name] = make()
         except ImportError as exc:
@@ -222,7 +256,9 @@ def table(cells: dict[str, dict[str, Cell]], missing: dict[str, str], total: int
     for runtime in missing:
         lines.append(f"| {runtime} | " + " | ".join("not measured" for _ in FORMS) + " |")
     notes = [f"- {runtime}: {why.split(':')[0]}." for runtime, why in missing.items()]
-    return "\n".join([*lines, "", *notes]).rstrip() + "\n"
+    precision = [f"- {runtime}: {RUNTIMES[runtime].precision}." for runtime in cells]
+    return "\n".join([*lines, "", "Measured in float32 everywhere:", "", *precision, "",
+                      *notes]).rstrip() + "\n"
 
 
 BEGIN, END = "<!-- compat:begin (bench/compat.py) -->", "<!-- compat:end -->"

@@ -97,6 +97,14 @@ def latency(fn: Callable[[], object], device: str, reps: int) -> float:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def strict_fp32() -> None:
+    """fp32 rows compute in float32: cuDNN's convolutions default to TF32 on Ampere and later
+    GPUs (`torch.backends.cudnn.conv.fp32_precision == "tf32"`), which would make "fp32"
+    mean a 10-bit mantissa and its reference inexact."""
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+
+
 def _models(dry: bool) -> dict[str, ssnc.Model]:
     specs = ROOT / "specs"
     if dry:
@@ -229,6 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     args.reps = args.reps or (2 if args.dry_run else 20)
     device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
+    strict_fp32()
     if device == "cpu" and not args.dry_run:
         sys.exit("bench/gpu.py: no CUDA device here; use --dry-run for the CPU rehearsal")
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (dry run on the CPU)"
@@ -237,7 +246,7 @@ def main() -> None:
         f"## GPU: {gpu}", "",
         f"`python bench/gpu.py{' --dry-run' if args.dry_run else ''}`: torch {torch.__version__}, "
         f"Python {platform.python_version()}, ssnc {ssnc.__version__}; median of {args.reps} "
-        "runs after two warm-ups."])
+        "runs after two warm-ups. fp32 is IEEE float32 (TF32 off in cuDNN and cuBLAS)."])
     forward_rows(table, args, device, start)
     training_rows(table, args, device)
     runtime_rows(table, args)

@@ -7,6 +7,7 @@ line with a caret span, notes pointing at related spans, and a hint where one he
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -132,6 +133,31 @@ MAX_EXCERPT = 40
 MAX_LINE = 100
 """Characters of a source line shown under a diagnostic (a window around its span)."""
 
+LINE_END = re.compile(r"\r\n?|\n")
+"""A line end in spec text: `\\n`, `\\r\\n` or a lone `\\r` (old Mac files), the three that
+editors and the Language Server Protocol count. Other Unicode breaks (form feed, U+2028) are
+not line ends in .ssn, so every part of ssnc counts lines with this, never `str.splitlines`."""
+
+
+def normalize_line_ends(text: str) -> str:
+    """``text`` with each `\\r\\n` and lone `\\r` written as `\\n`. Every line and column
+    stays where an editor shows it in the original, so positions need no mapping back."""
+    return LINE_END.sub("\n", text) if "\r" in text else text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of ``text`` without their ends (as `str.splitlines`, for `LINE_END` only)."""
+    lines = LINE_END.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of character ``offset`` of ``text``."""
+    before = LINE_END.split(text[:offset])
+    return len(before), len(before[-1]) + 1
+
 
 MAX_MESSAGE = 400
 """Characters of one message, note or hint; longer texts are cut."""
@@ -199,7 +225,7 @@ def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
     text = sources.get(span.file)
     if text is None or span.line <= 0:
         return []
-    lines = text.splitlines()
+    lines = source_lines(text)
     if span.line > len(lines):
         return []
     line = lines[span.line - 1].rstrip().expandtabs(1)

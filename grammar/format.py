@@ -21,7 +21,7 @@ from typing import Any
 import lark
 from lark import Token, Tree
 
-from ..compiler.diagnostics import E_INTERNAL, Note, Span, error
+from ..compiler.diagnostics import E_INTERNAL, Note, Span, error, normalize_line_ends
 from . import ast
 from .doc import FRESH, LINE, Align, Doc, Fill, Group, Nest, render
 from .parser import lambda_params, parse
@@ -74,7 +74,7 @@ def _comments(text: str) -> list[_Comment]:
 def format_text(text: str, file: str = "<string>") -> str:
     """``text`` in canonical layout. A syntax error is the parser's diagnostic; the result is
     checked to parse to the same AST with the same comments (E9001 otherwise, nothing lost)."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = normalize_line_ends(text.removeprefix("\ufeff"))
     program = parse(text, file)
     comments = _comments(text)
     result = _Printer(comments).program(_cst_parser().parse(text))

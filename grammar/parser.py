@@ -22,6 +22,9 @@ from ..compiler.diagnostics import (
     SsnError,
     error,
     excerpt,
+    normalize_line_ends,
+    position,
+    source_lines,
 )
 from . import ast
 
@@ -274,6 +277,7 @@ def parse(text: str, file: str = "<string>") -> ast.Program:
 
 
 def _build(text: str, file: str, start: str) -> Any:
+    text = normalize_line_ends(text)  # the lexer and every position count `\n` alone
     _check_brackets(text, file)
     tree = _parse_tree(text, file, start)
     _check_nesting(tree, file)
@@ -304,8 +308,7 @@ def _check_brackets(text: str, file: str) -> None:
         if ch in "([":
             depth += 1
             if depth > MAX_NESTING:
-                line = text.count("\n", 0, m.start()) + 1
-                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+                line, col = position(text, m.start())
                 raise error(E_NESTING, f"the text nests more than {MAX_NESTING:,} levels deep",
                             Span(file=file, line=line, col=col, end_line=line, end_col=col + 1),
                             hint="split the expression with `def` or `seq([...])`"
@@ -333,7 +336,7 @@ def _check_nesting(tree: lark.Tree[Token], file: str) -> None:
 def _syntax_error(exc: lark.UnexpectedInput, text: str, file: str) -> SsnError:
     line, col = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, lark.UnexpectedToken) and exc.token.type == "$END":
-        lines = text.splitlines() or [""]
+        lines = source_lines(text) or [""]
         line, col = len(lines), len(lines[-1]) + 1
         found, width = "end of file", 1
     elif isinstance(exc, lark.UnexpectedToken):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import runpy
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,22 @@ def equals_hand_written(model: Any, hand: Any, x: np.ndarray) -> None:
         for flat in (True, False):
             np.testing.assert_allclose(ort_output(model.to_onnx(flat=flat, weights=weights), x),
                                        want, rtol=1e-4, atol=1e-4)
+
+
+@cache
+def compat() -> dict[str, Any]:
+    """`bench/compat.py`'s namespace: its runtimes (each asked for float32) and inputs."""
+    return runpy.run_path(str(ROOT / "bench" / "compat.py"))
+
+
+def runner_for(name: str) -> Any:
+    """A runner ``run(path, x) -> first output`` for runtime ``name``, from bench/compat.py,
+    so tests and the compatibility table run each runtime in the same (float32) precision.
+    CI installs every runtime the tests use: there a missing one fails; elsewhere it skips."""
+    entry = compat()["RUNTIMES"][name]
+    try:
+        return entry.make()
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{name} is not installed ({entry.how}): {exc}")

@@ -47,9 +47,10 @@ hostile_names = st.sampled_from(["None", "True", "lambda", "forward",
                                  "train", "to", "training", "DropPath", "drop_path", "MODEL",
                                  "torch", "nn", "self", "_put", "need0", "ssnc_drop_path",
                                  "_modules", "__class__", "__init__", "keep", "Unit"])
-texts = st.text().filter(lambda s: "\n" not in s)
+texts = st.text().filter(lambda s: "\n" not in s and "\r" not in s)  # a string is one line
 hostile_texts = st.sampled_from(['x"""; print(\'INJECTED\') #', "'''; import os #",
-                                 '\\"""\\', "\u2028print(1)", "\rimport os", "\\", '"'])
+                                 '\\"""\\', "\u2028print(1)", "\x0cimport os", "\x85import os",
+                                 "\x0bimport os", "\\", '"'])
 
 
 def spec_text(rule: str, model: str, arg: str, tag: str) -> str:

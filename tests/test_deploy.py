@@ -4,8 +4,6 @@ hypernetwork's kernels) as weights. Both give the Scan form's / the hypernetwork
 
 from __future__ import annotations
 
-import os
-import runpy
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,9 @@ from typer.testing import CliRunner
 import ssnc
 from ssnc.backends.deploy import UNROLL_NODE_LIMIT
 from ssnc.cli import app
-from tests.conftest import ROOT, SPECS, compile_refused, ort_output
+from tests.conftest import SPECS, compat, compile_refused, ort_output, runner_for
 
-COMPAT: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "compat.py"))
+COMPAT: dict[str, Any] = compat()
 runner = CliRunner()
 
 RECURRENT = {"hmrnn_charlm": {}, "hornn_lm": {"hidden": 32}, "hyperlstm_charlm": {}}
@@ -118,21 +116,11 @@ def test_folding_leaves_a_model_without_such_values_unchanged() -> None:
             == m.to_onnx(seed=0).SerializeToString())
 
 
-def _openvino() -> Any:
-    make, how = COMPAT["RUNTIMES"]["OpenVINO"]
-    try:
-        return make()
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"OpenVINO is not installed ({how}): {exc}")
-
-
 @pytest.mark.parametrize(("name", "options"), [
     ("hornn_lm", {"hidden": 16}), ("hyper_wrn", {"depth": 10, "k": 1})])
 def test_the_loopless_form_runs_in_openvino(name: str, options: dict[str, int],
                                             tmp_path: Path) -> None:
-    run = _openvino()
+    run = runner_for("OpenVINO")
     m = ssnc.load(SPECS / f"{name}.ssn").model(**options)
     timed = m.ir.input_type.startswith("tokens")
     path = tmp_path / "m.onnx"

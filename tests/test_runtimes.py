@@ -1,12 +1,11 @@
 """The default ONNX form runs in the runtimes users deploy with: every shipped spec, flat,
 equal to ONNX Runtime in OpenVINO and tract (CI installs both; elsewhere a missing one is
-skipped). The function form stays available with `--functions`; opset conversion works on
+skipped), each asked for float32 as bench/compat.py asks (OpenVINO would pick bf16 on a CPU
+that has it). The function form stays available with `--functions`; opset conversion works on
 the flat form."""
 
 from __future__ import annotations
 
-import os
-import runpy
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,17 @@ from typer.testing import CliRunner
 
 import ssnc
 from ssnc.cli import app
-from tests.conftest import ROOT, SMALL, SPECS, small_args
+from tests.conftest import SMALL, SPECS, compat, runner_for, small_args
 
-COMPAT: dict[str, Any] = runpy.run_path(str(ROOT / "bench" / "compat.py"))
+COMPAT: dict[str, Any] = compat()
 runner = CliRunner()
-
-
-def _runner(name: str) -> Any:
-    make, how = COMPAT["RUNTIMES"][name]
-    try:
-        return make()
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":  # CI installs them: missing is a failure there
-            raise
-        pytest.skip(f"{name} is not installed ({how}): {exc}")
 
 
 @pytest.mark.parametrize("runtime", ["OpenVINO", "tract"])
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.ssn")), ids=lambda p: p.stem)
 def test_every_shipped_spec_runs_in_other_runtimes(runtime: str, spec: Path,
                                                    tmp_path: Path) -> None:
-    run, reference = _runner(runtime), _runner("ONNX Runtime")
+    run, reference = runner_for(runtime), runner_for("ONNX Runtime")
     m = ssnc.load(spec).model(**SMALL.get(spec.stem, {}))
     path = tmp_path / "m.onnx"
     result = runner.invoke(app, ["compile", str(spec), "-o", str(path),  # the default form
@@ -50,6 +39,46 @@ def test_every_shipped_spec_runs_in_other_runtimes(runtime: str, spec: Path,
         got = run(str(path), x)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def _nin_onnx(tmp_path: Path) -> tuple[str, np.ndarray]:
+    path = tmp_path / "nin.onnx"
+    path.write_bytes(ssnc.load(SPECS / "nin_cifar10.ssn").model().to_onnx().SerializeToString())
+    return str(path), np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+
+
+def test_openvino_is_asked_for_float32_on_every_cpu(tmp_path: Path) -> None:
+    """The runner the tests and bench/compat.py share compiles for float32 whatever the CPU
+    offers, so a comparison with ONNX Runtime means the same on every machine."""
+    runner_for("OpenVINO")  # skips where OpenVINO is missing (fails under CI)
+    import openvino as ov
+    from openvino.properties import hint
+
+    path, _ = _nin_onnx(tmp_path)
+    assert COMPAT["openvino_compile"](path).get_property(hint.inference_precision) == ov.Type.f32
+
+
+def test_openvino_defaults_to_bf16_where_the_cpu_has_it(tmp_path: Path) -> None:
+    """What docs/onnx.md tells users: on a CPU with bf16 (AVX512-BF16 or AMX), OpenVINO's
+    default precision is bf16, which moves NiN's logits by ~1e-3 of the largest; asking for
+    f32 gives ONNX Runtime's within 1e-5. Only such a CPU can show it."""
+    runner_for("OpenVINO")
+    import openvino as ov
+    from openvino.properties import device, hint
+
+    core = ov.Core()
+    capabilities = core.get_property("CPU", device.capabilities)
+    if "BF16" not in capabilities:
+        pytest.skip(f"this CPU has no bf16 (OpenVINO sees {', '.join(capabilities)}): "
+                    "OpenVINO computes in f32 by default here")
+    path, x = _nin_onnx(tmp_path)
+    default = core.compile_model(core.read_model(path), "CPU")
+    assert default.get_property(hint.inference_precision) == ov.Type.bf16
+    want = runner_for("ONNX Runtime")(path, x)
+    scale = float(np.abs(want).max())
+    loose = float(np.abs(default([x])[default.output(0)] - want).max()) / scale
+    exact = float(np.abs(runner_for("OpenVINO")(path, x) - want).max()) / scale
+    assert loose > 1e-4 and exact < 1e-5, (loose, exact)
 
 
 def test_the_default_is_flat_and_functions_are_a_flag(tmp_path: Path) -> None:
@@ -143,7 +172,7 @@ def test_a_fully_convolutional_model_takes_any_image_size(runtime: str,
     than the spec's and equals the PyTorch module (which takes any size) at each."""
     import torch
 
-    run = _runner(runtime)
+    run = runner_for(runtime)
     out = tmp_path / "nin.onnx"
     result = runner.invoke(app, ["compile", str(SPECS / "nin_cifar10.ssn"), "-o", str(out),
                                  "--set", "pool=false", "--set", "classes=4", "--symbolic-hw"])
