@@ -4,7 +4,7 @@
 Model holding the verified IR (`model.graph`, `model.total_params`)."""
 
 from .api import DropMode, Model, Program, anneal_slope, format_spec, load, loads
-from .compiler.diagnostics import SsnError
+from .base.diagnostics import SsnError
 from .compiler.elaborate import Limits
 
 __version__ = "0.1.0"

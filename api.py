@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 import networkx as nx
 
-from .compiler.checks import check_program
-from .compiler.diagnostics import (
+from .base.diagnostics import (
     E_IMPORT_CYCLE,
     E_IMPORT_ESCAPE,
     E_IMPORT_MISSING,
@@ -39,6 +38,7 @@ from .compiler.diagnostics import (
     normalize_line_ends,
     position,
 )
+from .compiler.checks import check_program
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state

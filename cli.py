@@ -20,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .api import Model, Program, decode_spec, format_spec, load, parse_value, positive, read_spec
 from .backends.precision import check_precision
-from .compiler.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
+from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
 from .compiler.elaborate import Limits
 from .extras import require_torch
 from .output import (

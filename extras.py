@@ -3,7 +3,7 @@ extra (`pip install 'ssnc[torch]'`), and whatever needs it is refused without it
 
 from __future__ import annotations
 
-from .compiler.diagnostics import E_EXTRA, Span, error
+from .base.diagnostics import E_EXTRA, Span, error
 
 TORCH_HINT = ("install it with `pip install 'ssnc[torch]'`; for a CPU-only build, first "
               "`pip install torch --index-url https://download.pytorch.org/whl/cpu`")

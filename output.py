@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compiler.diagnostics import E_OUTPUT, E_WEIGHTS, Note, Span, SsnError, error, excerpt
+from .base.diagnostics import E_OUTPUT, E_WEIGHTS, Note, Span, SsnError, error, excerpt
 from .compiler.initializers import expected_tensors
 from .compiler.ir import Graph
 from .compiler.ops import ParamSpec

@@ -8,4 +8,4 @@ trap 'rm -rf "$tmp"' EXIT
 ln -s "$root" "$tmp/ssnc"
 cd "$tmp"
 mypy --config-file "$root/pyproject.toml" --strict -m ssnc -m ssnc.api -m ssnc.cli -m ssnc.output \
-    -p ssnc.grammar -p ssnc.compiler -p ssnc.backends
+    -p ssnc.base -p ssnc.grammar -p ssnc.compiler -p ssnc.backends

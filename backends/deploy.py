@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..compiler.diagnostics import E_EXPANSION, Span, error
+from ..base.diagnostics import E_EXPANSION, Span, error
 
 UNROLL_NODE_LIMIT = 200_000
 """The most ONNX nodes unrolling may make: beyond it, the graph is too large for runtimes to

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compiler.diagnostics import E_OUTPUT, Span, error
+from ..base.diagnostics import E_OUTPUT, Span, error
 from ..compiler.ir import Graph, Node, named_after, owned
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs

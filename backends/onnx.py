@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..compiler.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
+from ..base.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Region
 from ..compiler.ops import permute_axes, reshape_lead, slice_bounds, unsqueeze_axis

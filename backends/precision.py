@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compiler.diagnostics import E_OPTION, E_VALUE_LIMIT, Span, error
+from ..base.diagnostics import E_OPTION, E_VALUE_LIMIT, Span, error
 
 if TYPE_CHECKING:
     import onnx

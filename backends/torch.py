@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..compiler.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
+from ..base.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, owned, walk
 from ..compiler.ops import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from .diagnostics import E_ARGUMENT, E_DUPLICATE, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
+from ..base.diagnostics import E_ARGUMENT, E_DUPLICATE, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
 from .evaluate import Evaluator, chain, check_int
 from .ops import OPS
 from .values import (

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from ..grammar import ast
-from .diagnostics import (
+from ..base.diagnostics import (
     E_DUPLICATE,
     E_NO_BASE_CASE,
     E_UNKNOWN_NAME,
@@ -16,6 +15,7 @@ from .diagnostics import (
     Span,
     did_you_mean,
 )
+from ..grammar import ast
 
 
 class _Scope:

@@ -11,9 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..base.diagnostics import (
+    E_EXPANSION,
+    E_OPTION,
+    E_TYPE,
+    Note,
+    Span,
+    SsnError,
+    did_you_mean,
+    error,
+)
 from ..grammar import ast
 from .builtins import builtin_env
-from .diagnostics import E_EXPANSION, E_OPTION, E_TYPE, Note, Span, SsnError, did_you_mean, error
 from .evaluate import Evaluator, check_int
 from .instantiate import Limits
 from .ir import Graph, Node

@@ -11,8 +11,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..grammar import ast
-from .diagnostics import (
+from ..base.diagnostics import (
     E_ARGUMENT,
     E_BUDGET,
     E_EXPANSION,
@@ -28,6 +27,7 @@ from .diagnostics import (
     error,
     note_call_site,
 )
+from ..grammar import ast
 from .instantiate import Instantiator, Limits, as_wires, flatten_wires, is_wires
 from .ops import OPS, REQUIRED, OpDecl, TensorValue
 from .values import (

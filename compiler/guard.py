@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from .diagnostics import E_NESTING, E_VALUE_LIMIT, MAX_NESTING, Span, error
+from ..base.diagnostics import E_NESTING, E_VALUE_LIMIT, MAX_NESTING, Span, error
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .diagnostics import E_VALUE_LIMIT, error
+from ..base.diagnostics import E_VALUE_LIMIT, error
 from .ir import Graph
 from .ops import ParamSpec
 

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..grammar import ast
-from .diagnostics import (
+from ..base.diagnostics import (
     E_ARGUMENT,
     E_EXPANSION,
     E_OPTION,
@@ -26,6 +25,7 @@ from .diagnostics import (
     error,
     note_call_site,
 )
+from ..grammar import ast
 from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl, TensorValue
 from .passes.flatten_joins import merges

@@ -10,7 +10,7 @@ from typing import Any
 
 import networkx as nx
 
-from .diagnostics import E_INTERNAL, Note, Span, error
+from ..base.diagnostics import E_INTERNAL, Note, Span, error
 from .ops import OPS, AttrValue, ParamSpec, Shape
 
 

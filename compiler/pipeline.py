@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .diagnostics import E_INTERNAL, Note, Span, SsnError, error
+from ..base.diagnostics import E_INTERNAL, Note, Span, SsnError, error
 from .instantiate import Progress
 from .ir import Graph
 from .passes.assign_names import assign_names

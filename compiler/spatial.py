@@ -8,7 +8,7 @@ axis whose size changed with the height follows it: that axis is symbolic in the
 
 from __future__ import annotations
 
-from .diagnostics import E_OPTION, E_SHAPE, Note, SsnError, error
+from ..base.diagnostics import E_OPTION, E_SHAPE, Note, SsnError, error
 from .ir import Graph, Node, owned
 from .ops import OPS, Shape, fmt_shape
 from .passes.infer_shapes import infer_shapes

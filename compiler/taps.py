@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 
-from .diagnostics import E_DUPLICATE, E_OPTION, Span, did_you_mean, error
+from ..base.diagnostics import E_DUPLICATE, E_OPTION, Span, did_you_mean, error
 from .ir import Graph, Node, _tuple_valued
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..base.diagnostics import Span
 from ..grammar import ast
 from ..grammar.format import quote
-from .diagnostics import Span
 from .ops import OpDecl, TensorValue
 
 Value = Any

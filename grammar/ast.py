@@ -9,7 +9,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict
 
-from ..compiler.diagnostics import Span
+from ..base.diagnostics import Span
 
 
 class Node(BaseModel):

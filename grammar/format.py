@@ -21,7 +21,7 @@ from typing import Any
 import lark
 from lark import Token, Tree
 
-from ..compiler.diagnostics import E_INTERNAL, Note, Span, error, normalize_line_ends
+from ..base.diagnostics import E_INTERNAL, Note, Span, error, normalize_line_ends
 from . import ast
 from .doc import FRESH, LINE, Align, Doc, Fill, Group, Nest, render
 from .parser import lambda_params, parse

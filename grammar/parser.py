@@ -12,7 +12,7 @@ import lark
 from lark import Token, Transformer, v_args
 from lark.tree import Meta
 
-from ..compiler.diagnostics import (
+from ..base.diagnostics import (
     E_NESTING,
     E_SYNTAX,
     E_VALUE_LIMIT,

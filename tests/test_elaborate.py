@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ssnc
-from ssnc.compiler.diagnostics import SsnError
+from ssnc.base.diagnostics import SsnError
 from tests.conftest import SPECS, compile_refused
 
 

@@ -109,7 +109,7 @@ def _programs() -> st.SearchStrategy[str]:
                             "true", "false", "none", "and", "or", "not", "x"})
 
     def program(defs: list[tuple[str, ast.Expr]]) -> str:
-        span = ssnc.compiler.diagnostics.Span.unknown()
+        span = ssnc.base.diagnostics.Span.unknown()
         items = tuple(ast.Def(span=span, name=n, params=(), body=e, name_span=span)
                       for n, e in defs)
         return format_program(ast.Program(span=span, file="g.ssn", items=items))

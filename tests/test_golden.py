@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import ssnc
+from ssnc.base.diagnostics import ALL_CODES
 from ssnc.cli import app
-from ssnc.compiler.diagnostics import ALL_CODES
 from tests.conftest import GOLDEN, SPECS
 
 SPEC_FILES = sorted(SPECS.glob("*.ssn"))

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import ssnc
 from ssnc.backends.torch import generate_source
+from ssnc.base.diagnostics import position, source_lines
 from ssnc.cli import app
-from ssnc.compiler.diagnostics import position, source_lines
 from ssnc.grammar.parser import parse
 from tests.conftest import ROOT, SPECS
 

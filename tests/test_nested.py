@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 import ssnc
 from ssnc.backends import onnx as onnx_backend
 from ssnc.backends import torch as torch_backend
-from ssnc.compiler.diagnostics import SsnError
+from ssnc.base.diagnostics import SsnError
 from ssnc.compiler.ir import Graph, Node, captures, walk
 from ssnc.compiler.ops import OPS, BodyRule, OpDecl, Shape, ShapeMismatch
 from ssnc.compiler.passes.infer_shapes import infer_shapes

@@ -11,7 +11,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from ssnc.compiler.diagnostics import ALL_CODES
+from ssnc.base.diagnostics import ALL_CODES
 from ssnc.compiler.ops import OPS
 from tests.conftest import ROOT
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ssnc
-from ssnc.compiler.diagnostics import SsnError, SsnSyntaxError
+from ssnc.base.diagnostics import SsnError, SsnSyntaxError
 from ssnc.grammar import ast
 from ssnc.grammar.parser import parse, parse_expr
 from tests.ast_text import format_expr, format_program
@@ -107,8 +107,8 @@ NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(
     lambda s: s not in KEYWORDS)
 
 
-def _span() -> ssnc.compiler.diagnostics.Span:
-    return ssnc.compiler.diagnostics.Span.unknown()
+def _span() -> ssnc.base.diagnostics.Span:
+    return ssnc.base.diagnostics.Span.unknown()
 
 
 def _exprs() -> st.SearchStrategy[ast.Expr]:

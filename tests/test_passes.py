@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ssnc
-from ssnc.compiler.diagnostics import SsnError
+from ssnc.base.diagnostics import SsnError
 from ssnc.compiler.elaborate import Elaborator
 from ssnc.compiler.guard import guarded
 from ssnc.compiler.ir import Graph, Node

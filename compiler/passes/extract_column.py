@@ -10,7 +10,7 @@ Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep 
 
 from __future__ import annotations
 
-from ..diagnostics import E_OPTION, Span, error
+from ...base.diagnostics import E_OPTION, Span, error
 from ..ir import Graph, Node
 
 

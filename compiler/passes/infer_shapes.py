@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
+from ...base.diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
 from ..ir import Graph, Node, owned
 from ..ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
 

@@ -1,0 +1,86 @@
+"""The architecture as a test: which floor may import which (docs/architecture.md draws the
+same picture). The import graph is read from the package's source, imports inside functions
+included, so a lazy import cannot hide an arrow that points the wrong way."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import ssnc
+from ssnc.base import diagnostics
+from tests.conftest import ROOT
+
+PACKAGES = ("base", "grammar", "compiler", "backends")
+"""The package's folders; the modules at the root (api, cli, output, ...) are the top floor."""
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(ROOT.glob("*.py")):
+        yield f"ssnc.{path.stem}" if path.stem != "__init__" else "ssnc", path
+    for folder in PACKAGES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            yield ".".join(("ssnc", *parts)), path
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """The ssnc modules ``module`` imports (a name imported from a package counts as that
+    package's submodule when one exists)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "ssnc"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] != "ssnc":
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in GRAPH_NAMES else base)
+    return found
+
+
+GRAPH_NAMES = {name for name, _ in _modules()}
+GRAPH = {name: _imports(name, path) for name, path in _modules()}
+
+
+def _offenders(importer: str, allowed: tuple[str, ...]) -> list[str]:
+    """Imports of modules under ``importer`` that are not under one of ``allowed``."""
+    return sorted(f"{m} -> {dep}" for m, deps in GRAPH.items()
+                  if m == importer or m.startswith(importer + ".")
+                  for dep in deps
+                  if not any(dep == a or dep.startswith(a + ".") for a in allowed))
+
+
+def test_the_import_graph_is_read() -> None:
+    assert "ssnc.base.diagnostics" in GRAPH["ssnc.grammar.parser"]
+    assert "ssnc.compiler.ir" in GRAPH["ssnc.backends.onnx"]
+    assert len(GRAPH) > 40
+
+
+def test_base_imports_nothing_of_ssnc() -> None:
+    assert _offenders("ssnc.base", ("ssnc.base",)) == []
+
+
+def test_grammar_imports_nothing_from_the_compiler() -> None:
+    assert _offenders("ssnc.grammar", ("ssnc.grammar", "ssnc.base")) == []
+
+
+def test_the_old_diagnostics_module_re_exports_everything() -> None:
+    public = {n for n, v in vars(diagnostics).items() if not n.startswith("_")
+              and not isinstance(v, type(ast))  # modules it imports
+              and getattr(v, "__module__", diagnostics.__name__) == diagnostics.__name__}
+    assert public <= set(diagnostics.__all__), public - set(diagnostics.__all__)
+    old = importlib.import_module("ssnc.compiler.diagnostics")
+    for name in diagnostics.__all__:
+        assert getattr(old, name) is getattr(diagnostics, name)
+    assert ssnc.SsnError is diagnostics.SsnError
