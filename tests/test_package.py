@@ -32,6 +32,19 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one() -> None:
     assert install_and_test in ci
 
 
+def test_ci_leaves_out_the_slow_tests_and_the_readme_says_how_to_run_them() -> None:
+    """The `slow` marker is registered, the test command (CI's) deselects it, and the README
+    gives the command that runs those tests, so none is run by nobody."""
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"]
+    assert any(m.startswith("slow:") for m in pytest_options["markers"])
+    assert "-m 'not slow'" in pytest_options["addopts"]
+    assert ".venv/bin/python -m pytest -m slow" in (ROOT / "README.md").read_text()
+    slow = [p.name for p in (ROOT / "tests").glob("test_*.py")
+            if "pytest.mark.slow" in p.read_text(encoding="utf-8")]
+    assert "test_full_size.py" in slow
+
+
 def test_torch_is_an_extra_and_the_core_is_small() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {re.split(r"[<>=!~\[ ]", d)[0] for d in project["dependencies"]}
