@@ -38,6 +38,7 @@ from .base.diagnostics import (
     normalize_line_ends,
     position,
 )
+from .base.options import option_span
 from .compiler.checks import check_program
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
@@ -48,7 +49,7 @@ from .compiler.ops import fmt_shape
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
 from .compiler.printer import format_graph
-from .compiler.stats import info_json
+from .compiler.stats import info_json, sequence_steps
 from .compiler.values import Env, Rule, Value
 from .grammar import ast
 from .grammar.format import format_text
@@ -148,8 +149,8 @@ class Program:
             raise error(E_NO_MODEL, "this spec defines several models; choose one", span,
                         hint="models: " + ", ".join(self.models) + " (--model NAME)")
         if name not in self.models:
-            self.sources["<--model>"] = name
-            span = Span(file="<--model>", line=1, col=1, end_line=1, end_col=len(name) + 1)
+            span = option_span("model", name)
+            self.sources[span.file] = name
             raise error(E_NO_MODEL, f"no model named `{name}` in {self.file}", span,
                         hint=did_you_mean(name, self.models)
                         or "models: " + (", ".join(self.models) or "none"))
@@ -221,19 +222,7 @@ class Model:
     def macs_per_sequence(self, steps: int) -> int:
         """Multiply-accumulates per sample of a sequence of ``steps`` steps: every op of a
         sequence model runs once per step, so the per-step count times ``steps``."""
-        return self.total_macs * self._steps(steps)
-
-    def _steps(self, steps: int) -> int:
-        """``steps``, checked: a positive integer, for a model with a time axis."""
-        where = Span.unknown("<--steps>")
-        shape = self.ir[self.ir.inputs[0]].shape or ()
-        if "T" not in shape:
-            fixed = self.ir.input_type.startswith(("sequence", "tokens")) and len(shape) > 1
-            raise error(E_OPTION, f"model `{self.name}`'s sequence length is fixed at "
-                        f"{shape[1]} by its input type" if fixed else f"model `{self.name}` "
-                        "has no time axis, so no sequence length", where,
-                        hint="--steps applies to `sequence` and `tokens` inputs of any length")
-        return positive("--steps", steps)
+        return self.total_macs * sequence_steps(self.ir, steps)
 
     def format_ir(self) -> str:
         """The printed IR."""
@@ -248,7 +237,7 @@ class Model:
             self._columns[k] = Model(run_passes(extract_column(self.ir, k), ()), self.program)
             return self._columns[k]
         except SsnError as exc:
-            raise exc.with_sources({"<--column>": str(k)}) from None
+            raise exc.with_sources({option_span("column", str(k)).file: str(k)}) from None
 
     def with_outputs(self, *targets: str, **named: str) -> Model:
         """This model with more outputs: each target names a node or a scope of the IR
@@ -268,7 +257,7 @@ class Model:
                 graph = add_taps(graph, [(name, target)])
             except SsnError as exc:
                 text = target if name is None else f"{name}={target}"
-                raise exc.with_sources({"<--tap>": text}) from None
+                raise exc.with_sources({option_span("tap", text).file: text}) from None
         return Model(run_passes(graph, ()), self.program)
 
     def weights(self, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -305,80 +294,46 @@ class Model:
             raise exc.with_sources(self.program.sources) from None
 
     def to_onnx(self, seed: int = 0, *, column: int | None = None,
-                weights: str | os.PathLike[str] | None = None, flat: bool = True,
-                opset: int | None = None, precision: str = "fp32",
-                io_precision: str | None = None, batch: int | None = None,
-                steps: int | None = None, symbolic_hw: bool = False,
-                unroll: bool = False, fold_weights: bool = False,
-                progress: Any = None) -> Any:
+                weights: str | os.PathLike[str] | None = None, progress: Any = None,
+                **options: Any) -> Any:
         """An ``onnx.ModelProto`` in inference form, built from the IR (torch is not
         imported unless ``weights`` is a torch checkpoint); batch (and time) dimensions are
-        dynamic. Flat by default, the form every runtime loads, with the hierarchy in node
-        names; ``flat=False`` makes each rule instance a model-local function (ONNX Runtime
-        and Netron read those; OpenVINO, tract and onnx2torch do not, see docs/onnx.md).
-        ``precision`` ("fp32", "fp16", "bf16") is that of the weights and compute;
-        ``io_precision`` (default "fp32") that of the graph's inputs and outputs. ``batch``
-        and ``steps`` fix the batch and time dimensions (symbolic `N` and `T` otherwise);
-        ``symbolic_hw`` makes a fully convolutional image model's height and width symbolic
-        (`H`, `W`; a diagnostic for any other model). For runtimes without loops or computed
-        kernels (onnx2torch): ``unroll`` writes each time loop out as ``steps`` steps, and
-        ``fold_weights`` computes what depends on weights alone (a static hypernetwork's
-        kernels) and stores it as weights (flat form only)."""
+        dynamic. ``options`` are `OnnxOptions` fields (docs/onnx.md): ``flat`` (default True,
+        the form every runtime loads; False: a model-local function per rule instance, for
+        ONNX Runtime and Netron), ``opset``, ``precision`` and ``io_precision`` ("fp32",
+        "fp16", "bf16"), ``batch`` and ``steps`` (fix `N` and `T`), ``symbolic_hw``
+        (symbolic `H`, `W` for a fully convolutional model), and for runtimes without loops
+        or computed kernels ``unroll`` (each time loop as ``steps`` steps) and
+        ``fold_weights`` (weight-only values stored as weights)."""
         from . import __version__
-        from .backends.deploy import fold_weights as fold
-        from .backends.deploy import unroll_scans
-        from .backends.onnx import (
-            DEFAULT_OPSET,
-            OPSETS,
-            build_model,
-            fix_dims,
-            name_dims,
-        )
-        from .backends.precision import BF16_OPSET, check_precision, convert
-        from .compiler.spatial import spatial_axes
+        from .backends import onnx as onnx_backend
 
-        fixed = {"N": positive("--batch", batch)} if batch is not None else {}
-        if steps is not None:
-            fixed["T"] = self._steps(steps)
-        if unroll and steps is None:
-            raise error(E_OPTION, "--unroll needs a fixed sequence length",
-                        Span.unknown("--unroll"), hint="give --steps T as well")
-        if fold_weights and not flat:
-            raise error(E_OPTION, "--fold-weights works on the flat form, not --functions",
-                        Span.unknown("--fold-weights"), hint="leave out --functions")
-        check_precision("--precision", precision)
-        io = check_precision("--io-precision", io_precision or "fp32")
-        bf16 = "bf16" in (precision, io)
-        chosen = (BF16_OPSET if bf16 else DEFAULT_OPSET) if opset is None else opset
-        if chosen not in OPSETS:
-            self.program.sources["<--opset>"] = str(opset)
-            raise error(E_OPTION, f"opset {opset} is not supported", Span(
-                file="<--opset>", line=1, col=1, end_line=1, end_col=len(str(opset)) + 1),
-                hint=f"choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})"
-            ).with_sources(self.program.sources)
-        if bf16 and chosen < BF16_OPSET:
-            raise error(E_OPTION, f"bfloat16 needs opset {BF16_OPSET} or newer (Conv and "
-                        f"pooling accept it from there), not {chosen}", Span.unknown("--opset"),
-                        hint=f"leave out --opset (bf16 chooses {BF16_OPSET})")
+        chosen = self._sourced(lambda: onnx_backend.OnnxOptions.of(**options).check())
         model, tensors = self._select(column, weights)
-        names: dict[str, dict[int, str]] = {}
-        if symbolic_hw:
-            axes = self._sourced(lambda: spatial_axes(model.ir))
-            names = dict(zip(model.ir.output_labels(), axes, strict=True))
-            names[model.ir.inputs[0]] = {2: "H", 3: "W"}
-        proto = self._sourced(lambda: build_model(
-            model.ir, tensors, seed=seed, flat=flat, opset=chosen,
+        return self._sourced(lambda: onnx_backend.export(
+            model.ir, chosen, tensors=tensors, seed=seed,
             spec_text=self.program.sources.get(self.program.file, ""), version=__version__,
             progress=progress))
-        step = progress or (lambda *_: None)
-        if unroll:
-            step("unrolling")
-            proto = self._sourced(lambda: unroll_scans(proto, fixed["T"]))
-        if fold_weights:
-            step("folding")
-            proto = self._sourced(lambda: fold(proto))
-        return name_dims(fix_dims(self._sourced(lambda: convert(proto, precision, io)), fixed),
-                         names)
+
+    def picture(self, kind: str = "dot", depth: int | None = None) -> str:
+        """The model drawn as `ssnc graph` draws it: Graphviz DOT text (``kind="dot"``) or a
+        Mermaid flowchart (``"mermaid"``), scopes deeper than ``depth`` collapsed."""
+        from .backends.dot import to_dot, to_mermaid
+
+        return to_mermaid(self.ir, depth) if kind == "mermaid" else to_dot(self.ir, depth)
+
+    def to_torch_program(self, seed: int = 0, *, column: int | None = None,
+                         weights: str | os.PathLike[str] | None = None) -> Any:
+        """A ``torch.export.ExportedProgram`` in eval mode, dynamic in the batch (and time)
+        dimension, with the compiler's initial weights at ``seed`` (or ``weights``)."""
+        from .extras import require_torch
+
+        require_torch("Model.to_torch_program()")
+        from .backends.torch import export_program
+
+        net = self.to_torch(seed, column=column, weights=weights)
+        compiled = self.column(column) if column is not None else self
+        return self._sourced(lambda: export_program(compiled.ir, net))
 
     def torch_source(self) -> str:
         """Standalone PyTorch source for this model (imports torch only)."""
@@ -606,14 +561,6 @@ def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".")
         raise exc.with_sources(loader.sources) from None
 
 
-def positive(flag: str, value: int) -> int:
-    """``value`` if it is a positive integer, else E0601."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise error(E_OPTION, f"{flag} must be a positive integer, not {value!r}",
-                    Span.unknown(f"<{flag}>"))
-    return value
-
-
 def format_spec(text: str, file: str = "<string>") -> str:
     """``text`` in the canonical layout that `ssnc fmt` writes: comments kept, and the same
     AST (so the same IR). A syntax error is a diagnostic, as when loading. Line ends keep the
@@ -627,6 +574,21 @@ def format_spec(text: str, file: str = "<string>") -> str:
         raise exc.with_sources({file: normalize_line_ends(text)}) from None
     return formatted if first is None or first.group() == "\n" else (
         formatted.replace("\n", first.group()))
+
+
+def render_picture(text: str, kind: str, output: Path, tmp: Path) -> None:
+    """Graphviz ``text`` rendered as ``kind`` (svg, png, pdf; dot and mmd written as they
+    are) into ``tmp``, the temporary file an atomic write of ``output`` fills."""
+    from .backends.dot import render
+
+    render(text, kind, output, tmp)
+
+
+def check_onnx_options(**options: Any) -> None:
+    """E0601 if ``options`` (`OnnxOptions` fields) cannot all be honoured, before any work."""
+    from .backends.onnx import OnnxOptions
+
+    OnnxOptions.of(**options).check()
 
 
 def all_sources() -> dict[str, str]:

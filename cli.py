@@ -9,8 +9,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +19,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .api import Model, Program, decode_spec, format_spec, load, parse_value, positive, read_spec
-from .backends.precision import check_precision
+from .api import (
+    Model,
+    Program,
+    check_onnx_options,
+    decode_spec,
+    format_spec,
+    load,
+    parse_value,
+    read_spec,
+    render_picture,
+)
 from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
+from .base.options import spelling
 from .compiler.elaborate import Limits
 from .extras import require_torch
 from .output import (
@@ -80,7 +91,8 @@ def _fail(exc: SsnError) -> None:
 
 def _guard(fn: Callable[[], None]) -> None:
     try:
-        fn()
+        with spelling({**COMMON_FLAGS, **ONNX_FLAGS}):  # messages name options by flag
+            fn()
     except SsnError as exc:
         _fail(exc)
     except (typer.Exit, typer.Abort):
@@ -257,19 +269,17 @@ def graph(
 ) -> None:
     """Draw the model: scopes as nested clusters, collapsible by nesting depth."""
     def run() -> None:
-        from .backends.dot import render, to_dot, to_mermaid
-
         kind = _picture_format(format_, output)
         if output is not None:
             check_target(output, [spec])
         m = load_model(spec, model, set_, max_nodes)
         if column is not None:
             m = m.column(column)
-        text = to_mermaid(m.ir, depth) if kind is Picture.mermaid else to_dot(m.ir, depth)
+        text = m.picture("mermaid" if kind is Picture.mermaid else "dot", depth)
         if output is None:
             typer.echo(text, nl=False)
             return
-        write_atomic(output, lambda tmp: render(text, kind.value, output, tmp),
+        write_atomic(output, lambda tmp: render_picture(text, kind.value, output, tmp),
                      inputs=m.program.files)
         typer.echo(f"wrote {output}", err=True)
     _guard(run)
@@ -364,15 +374,101 @@ class Target(StrEnum):
     python = "python"
 
 
-_SUFFIX = {Target.onnx: ".onnx", Target.torch: ".pt2", Target.python: ".py"}
-_ACCEPTED = ", ".join(f"{suffix} (--to {t.value})" for t, suffix in _SUFFIX.items())
+ONNX_FLAGS = {"flat=False": "--functions", "opset": "--opset", "precision": "--precision",
+              "io_precision": "--io-precision", "batch": "--batch", "steps": "--steps",
+              "symbolic_hw": "--symbolic-hw", "unroll": "--unroll",
+              "fold_weights": "--fold-weights",
+              "external_data_threshold": "--external-data-threshold"}
+"""The ONNX export's options (`OnnxOptions` fields, and the ONNX writer's threshold) and
+the flags that give them; messages name an option by its flag while a command runs."""
+
+COMMON_FLAGS = {"seed": "--seed", "column": "--column", "weights": "--weights",
+                "tap": "--tap", "set": "--set", "model": "--model",
+                "max_nodes": "--max-nodes"}
+"""Options every target (and other commands) share, and their flags."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What `ssnc compile` was asked for, flags turned into options."""
+
+    spec: Path
+    output: Path | None
+    seed: int | None
+    column: int | None
+    weights: Path | None
+    options: dict[str, Any]
+    """The target's own options, by option name (those given only)."""
+
+
+def _write_onnx(m: Model, r: _Request, out: Path, inputs: list[Path],
+                step: Callable[..., None]) -> tuple[list[Path], str]:
+    options = {k: v for k, v in r.options.items() if k != "external_data_threshold"}
+    proto = m.to_onnx(r.seed or 0, column=r.column, weights=r.weights, progress=step,
+                      **options)
+    folded = ""
+    if options.get("fold_weights"):
+        stored = sum(math.prod(t.dims) for t in proto.graph.initializer)
+        folded = f"; {stored:,} stored after --fold-weights"
+    step("writing")
+    threshold = r.options.get("external_data_threshold", EXTERNAL_DATA_THRESHOLD)
+    return write_onnx(proto, out, inputs=inputs, external_data_threshold=threshold,
+                      progress=step), folded
+
+
+def _write_program(m: Model, r: _Request, out: Path, inputs: list[Path],
+                   step: Callable[..., None]) -> tuple[list[Path], str]:
+    import torch
+
+    program = m.to_torch_program(r.seed or 0, column=r.column, weights=r.weights)
+    buffer = io.BytesIO()  # saved whole first: torch names files by suffix
+    torch.export.save(program, buffer)
+    write_atomic(out, lambda tmp: write_bytes(tmp, buffer.getvalue()), inputs=inputs)
+    return [out], ""
+
+
+def _write_python(m: Model, r: _Request, out: Path, inputs: list[Path],
+                  step: Callable[..., None]) -> tuple[list[Path], str]:
+    source = (m.column(r.column) if r.column is not None else m).torch_source()
+    write_atomic(out, lambda tmp: _write_text(tmp, source), inputs=inputs)
+    return [out], ""
+
+
+@dataclass(frozen=True)
+class _Door:
+    """One target of `ssnc compile`: its file suffix, the flags of its own options, what it
+    needs installed, what it refuses, and how it writes its file."""
+
+    suffix: str
+    flags: Mapping[str, str]
+    needs_torch: bool
+    refuses: Mapping[str, str]
+    """Common options that mean nothing for this target, and why."""
+    write: Callable[[Model, _Request, Path, list[Path], Callable[..., None]],
+                    tuple[list[Path], str]]
+
+
+_NO_WEIGHTS = ("generated source holds no weights: load them with "
+               "`model.load_state_dict(torch.load(path))`")
+_NO_SEED = ("generated source builds its weights with torch's own initialisers (seed them "
+            "with torch.manual_seed); `Model.to_torch(seed=N)` loads the compiler's")
+
+TARGETS: dict[Target, _Door] = {
+    Target.onnx: _Door(".onnx", ONNX_FLAGS, False, {}, _write_onnx),
+    Target.torch: _Door(".pt2", {}, True, {}, _write_program),
+    Target.python: _Door(".py", {}, True, {"weights": _NO_WEIGHTS, "seed": _NO_SEED},
+                         _write_python),
+}
+"""Every target: adding a backend to the CLI is one row here and its flags."""
+
+_ACCEPTED = ", ".join(f"{door.suffix} (--to {t.value})" for t, door in TARGETS.items())
 
 
 def _target(to: Target | None, output: Path | None) -> Target:
     """What to compile to: --to, else -o's extension; an extension of another target is
     refused before any work (E0601). With --to, other extensions are the user's choice."""
-    implied = next((t for t, suffix in _SUFFIX.items()
-                    if output is not None and output.suffix == suffix), None)
+    implied = next((t for t, door in TARGETS.items()
+                    if output is not None and output.suffix == door.suffix), None)
     if to is None and implied is None:
         what = (f"{output} has no extension it can say" if output is not None
                 else "no --to and no -o")
@@ -380,8 +476,8 @@ def _target(to: Target | None, output: Path | None) -> Target:
                     Span.unknown(str(output) if output is not None else "--to"),
                     hint=f"pass --to onnx|torch|python, or an -o ending in one of {_ACCEPTED}")
     if to is not None and implied is not None and implied is not to:
-        raise error(E_OPTION, f"{output} does not end in {_SUFFIX[to]}, the extension of "
-                    f"--to {to.value}", Span.unknown(str(output)),
+        raise error(E_OPTION, f"{output} does not end in {TARGETS[to].suffix}, the extension "
+                    f"of --to {to.value}", Span.unknown(str(output)),
                     hint=f"the accepted extensions are {_ACCEPTED}")
     return to or implied  # type: ignore[return-value]
 
@@ -444,97 +540,69 @@ def compile(
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
+    given = {"flat": False if functions else None, "opset": opset, "precision": precision,
+             "io_precision": io_precision, "batch": batch, "steps": steps,
+             "symbolic_hw": symbolic_hw or None, "unroll": unroll or None,
+             "fold_weights": fold_weights or None,
+             "external_data_threshold": external_data_threshold}
+    request = _Request(spec, output, seed, column, weights,
+                       {k: v for k, v in given.items() if v is not None})
+
     def run() -> None:
         to = _target(given_to, output)
+        if flat and functions:
+            raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",
+                        Span.unknown("--functions"), hint="give one (flat is the default)")
+        door = _checked_door(to, request, flat)
         with progress_display() as step:
             step("elaborating")
-            _check_target_options(to, weights=weights, seed=seed, flat=flat,
-                                  functions=functions, opset=opset, precision=precision,
-                                  io_precision=io_precision, batch=batch, steps=steps,
-                                  symbolic_hw=symbolic_hw, unroll=unroll,
-                                  fold_weights=fold_weights,
-                                  external_data_threshold=external_data_threshold)
-            for name, value in (("--precision", precision), ("--io-precision", io_precision)):
-                if value is not None:
-                    check_precision(name, value)
-            if batch is not None:
-                positive("--batch", batch)
-            if flat and functions:
-                raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",
-                            Span.unknown("--functions"), hint="give one (flat is the default)")
-            if to is not Target.onnx:
-                require_torch(f"--to {to.value}")
-            if output is not None:
-                check_target(output, [spec])
             m = load_model(spec, model, set_, max_nodes, step)
             if tap:
                 pairs = [t.partition("=") for t in tap]
                 m = m.tapped([(name, target) if eq else (None, name)
                               for name, eq, target in pairs])
-            compiled = m.column(column) if column is not None else m
-            out = output or Path(m.name + _SUFFIX[to])
+            out = output or Path(m.name + door.suffix)
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
-            written = [out]
-            folded = ""
-            if to is Target.onnx:
-                proto = m.to_onnx(seed or 0, column=column, weights=weights,
-                                  flat=not functions, opset=opset,
-                                  precision=precision or "fp32", io_precision=io_precision,
-                                  batch=batch, steps=steps, symbolic_hw=symbolic_hw,
-                                  unroll=unroll, fold_weights=fold_weights, progress=step)
-                if fold_weights:
-                    stored = sum(math.prod(t.dims) for t in proto.graph.initializer)
-                    folded = f"; {stored:,} stored after --fold-weights"
-                step("writing")
-                threshold = (EXTERNAL_DATA_THRESHOLD if external_data_threshold is None
-                             else external_data_threshold)
-                written = write_onnx(proto, out, inputs=inputs,
-                                     external_data_threshold=threshold, progress=step)
-            elif to is Target.python:
-                source = compiled.torch_source()
-                write_atomic(out, lambda tmp: _write_text(tmp, source), inputs=inputs)
-            else:
-                import torch
-
-                from .backends.torch import export_program
-
-                net = m.to_torch(seed or 0, column=column, weights=weights)
-                program = export_program(compiled.ir, net)
-                buffer = io.BytesIO()  # saved whole first: torch names files by suffix
-                torch.export.save(program, buffer)
-                write_atomic(out, lambda tmp: write_bytes(tmp, buffer.getvalue()),
-                             inputs=inputs)
-        left = [n for n in m.ir.output_labels() if n not in compiled.ir.output_labels()]
-        if left:
-            typer.echo(f"ssnc: note: column {column} leaves out {', '.join(left)}: "
-                       f"{'they read' if len(left) > 1 else 'it reads'} other columns", err=True)
-        what = f"{m.name}, column {column}" if column is not None else m.name
-        extra = "".join(f" and {p.name}" for p in written[1:])
-        typer.echo(f"wrote {out}{extra} ({what}: {compiled.total_params:,} parameters"
-                   f"{folded})",
-                   err=True)
+            written, folded = door.write(m, request, out, inputs, step)
+        _report_compiled(m, column, written, folded)
     _guard(run)
 
 
-def _check_target_options(to: Target, **given: object) -> None:
-    """Options that mean nothing for the target are refused rather than silently ignored."""
-    applies = {"weights": to is not Target.python, "seed": to is not Target.python,
-               "flat": to is Target.onnx, "functions": to is Target.onnx,
-               "precision": to is Target.onnx, "io_precision": to is Target.onnx,
-               "batch": to is Target.onnx, "steps": to is Target.onnx,
-               "symbolic_hw": to is Target.onnx, "unroll": to is Target.onnx,
-               "fold_weights": to is Target.onnx,
-               "opset": to is Target.onnx, "external_data_threshold": to is Target.onnx}
-    for name, value in given.items():
-        if value is not None and value is not False and not applies[name]:
-            why = ("generated source holds no weights: load them with "
-                   "`model.load_state_dict(torch.load(path))`" if name == "weights"
-                   else "generated source builds its weights with torch's own initialisers "
-                   "(seed them with torch.manual_seed); `Model.to_torch(seed=N)` loads the "
-                   "compiler's" if name == "seed" else "it is an ONNX option")
-            flag = "--" + name.replace("_", "-")
+def _checked_door(to: Target, r: _Request, flat: bool) -> _Door:
+    """``to``'s door, once every option given applies to it and can be honoured (E0601
+    otherwise, before any work) and what it needs is installed."""
+    door = TARGETS[to]
+    common = {"seed": r.seed, "column": r.column, "weights": r.weights}
+    for name in [*(k for k, v in common.items() if v is not None), *r.options]:
+        if name in door.refuses or (name in r.options and name not in door.flags
+                                    and f"{name}=False" not in door.flags):
+            flag = COMMON_FLAGS.get(name) or ONNX_FLAGS.get(name) or ONNX_FLAGS[f"{name}=False"]
             raise error(E_OPTION, f"{flag} does not apply to --to {to.value}",
-                        Span.unknown(flag), hint=why)
+                        Span.unknown(flag), hint=door.refuses.get(name, "it is an ONNX option"))
+    if flat and to is not Target.onnx:
+        raise error(E_OPTION, f"--flat does not apply to --to {to.value}",
+                    Span.unknown("--flat"), hint="it is an ONNX option")
+    if to is Target.onnx:
+        check_onnx_options(**{k: v for k, v in r.options.items()
+                              if k != "external_data_threshold"})
+    if door.needs_torch:
+        require_torch(f"--to {to.value}")
+    if r.output is not None:
+        check_target(r.output, [r.spec])
+    return door
+
+
+def _report_compiled(m: Model, column: int | None, written: list[Path], folded: str) -> None:
+    """The line `compile` ends with (and a note of outputs a column leaves out)."""
+    compiled = m.column(column) if column is not None else m
+    left = [n for n in m.ir.output_labels() if n not in compiled.ir.output_labels()]
+    if left:
+        typer.echo(f"ssnc: note: column {column} leaves out {', '.join(left)}: "
+                   f"{'they read' if len(left) > 1 else 'it reads'} other columns", err=True)
+    what = f"{m.name}, column {column}" if column is not None else m.name
+    extra = "".join(f" and {p.name}" for p in written[1:])
+    typer.echo(f"wrote {written[0]}{extra} ({what}: {compiled.total_params:,} parameters"
+               f"{folded})", err=True)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base.diagnostics import E_OUTPUT, E_WEIGHTS, Note, Span, SsnError, error, excerpt
+from .base.options import flag_for, option_span
 from .compiler.initializers import expected_tensors
 from .compiler.ir import Graph
 from .compiler.ops import ParamSpec
@@ -101,7 +102,7 @@ def write_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], *,
     follows it). Returns the files written."""
     if external_data_threshold < 0:
         raise error(E_OUTPUT, f"the external-data threshold must be >= 0, not "
-                    f"{external_data_threshold}", Span.unknown("--external-data-threshold"))
+                    f"{external_data_threshold}", option_span("external_data_threshold"))
     target = check_target(path, inputs)
     tensors = list(model.graph.initializer)
     written = [target]
@@ -350,5 +351,6 @@ def check_weights(graph: Graph, tensors: dict[str, np.ndarray],
                                                           (len(misshaped), "mis-shaped")) if n)
         raise error(E_WEIGHTS, f"the weights in {source} do not fit model `{graph.model}` "
                     f"({counts})", Span.unknown(source), notes=notes,
-                    hint="were they saved from the same spec with the same --set values?")
+                    hint="were they saved from the same spec with the same "
+                    + (f"{flag_for('set')} values?" if flag_for("set") else "model parameters?"))
     return {k: np.asarray(given[k], dtype=np.float32) for k in expected}

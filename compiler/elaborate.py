@@ -21,6 +21,7 @@ from ..base.diagnostics import (
     did_you_mean,
     error,
 )
+from ..base.options import set_param
 from ..grammar import ast
 from .builtins import builtin_env
 from .evaluate import Evaluator, check_int
@@ -49,7 +50,7 @@ class Elaborator(Evaluator):
 
         def missing(names: list[str]) -> SsnError:
             return error(E_OPTION, f"model `{model.name}` needs a value for `{names[0]}`",
-                         model.name_span, hint=f"pass --set {names[0]}=VALUE")
+                         model.name_span, hint=f"pass {set_param(names[0])}")
 
         frame = self.bind_params(model.params, overrides, self.globals, missing)
         self._check_override_kinds(model, overrides, override_spans or {}, frame)

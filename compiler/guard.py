@@ -4,6 +4,7 @@ limit diagnostic (E0406) rather than a crash, and memory exhaustion in a diagnos
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from collections.abc import Callable
@@ -24,11 +25,12 @@ def guarded(fn: Callable[[], T], where: str = "<unknown>") -> T:
     if getattr(_state, "inside", False):
         return fn()
     box: dict[str, object] = {}
+    context = contextvars.copy_context()  # the caller's settings (how options are spelled)
 
     def run() -> None:
         _state.inside = True
         try:
-            box["value"] = fn()
+            box["value"] = context.run(fn)
         except RecursionError:
             box["error"] = error(E_NESTING, "the spec nests too deeply to evaluate",
                                  Span.unknown(where),

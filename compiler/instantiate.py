@@ -25,6 +25,7 @@ from ..base.diagnostics import (
     error,
     note_call_site,
 )
+from ..base.options import option_span, spell
 from ..grammar import ast
 from .ir import Graph, Node, Scope, make_node
 from .ops import OPS, OpDecl, TensorValue
@@ -65,9 +66,8 @@ class Limits:
         for name in ("max_nodes", "max_depth", "max_calls", "max_steps", "max_items"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
-                flag = "--" + name.replace("_", "-")
-                raise error(E_OPTION, f"{flag} must be a positive integer, not {value!r}",
-                            Span.unknown(flag))
+                raise error(E_OPTION, f"{spell(name)} must be a positive integer, not "
+                            f"{value!r}", option_span(name))
 
 
 Progress = Callable[[str, int | None, int | None], None]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..base.diagnostics import E_OPTION, error
+from ..base.options import option_span, positive, spell
 from .ir import Graph, owned, walk
 from .ops import Shape
 from .values import json_value
@@ -93,3 +95,19 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
                       for name, shape in graph.generated().items()],
         "scopes": [r.as_json() for r in summarize(graph, max_depth)],
     }
+
+
+def sequence_steps(graph: Graph, steps: int) -> int:
+    """``steps`` as the length of every time axis of ``graph``'s inputs: a positive integer,
+    for a model that has such an axis (E0601 naming the `steps` option otherwise)."""
+    where = option_span("steps")
+    shapes = [graph[i].shape or () for i in graph.inputs]
+    if not any("T" in shape for shape in shapes):
+        fixed = graph.input_type.startswith(("sequence", "tokens")) and any(
+            len(shape) > 1 for shape in shapes)
+        raise error(E_OPTION, f"model `{graph.model}`'s sequence length is fixed at "
+                    f"{shapes[0][1]} by its input type" if fixed else f"model `{graph.model}` "
+                    "has no time axis, so no sequence length", where,
+                    hint=f"{spell('steps')} applies to `sequence` and `tokens` inputs of any "
+                    "length")
+    return positive("steps", steps)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import networkx as nx
 
 from ..base.diagnostics import E_DUPLICATE, E_OPTION, Span, did_you_mean, error
+from ..base.options import flag_for, option_span
 from .ir import Graph, Node, _tuple_valued
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -21,7 +22,15 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 def _tap_span(start: int, length: int) -> Span:
     """``length`` characters of a tap's text from ``start`` (0-based): the `--tap` option,
     or the library argument."""
-    return Span(file="<--tap>", line=1, col=1 + start, end_line=1, end_col=1 + start + length)
+    file = option_span("tap", "").file
+    return Span(file=file, line=1, col=1 + start, end_line=1, end_col=1 + start + length)
+
+
+def _named(target: str, name: str = "name") -> str:
+    """How to give the tap on ``target`` a name: `--tap name=target` on the command line,
+    `with_outputs(name="target")` from the library."""
+    flag = flag_for("tap")
+    return f"{flag} {name}={target}" if flag else f"`with_outputs({name}={target!r})`"
 
 
 def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
@@ -37,13 +46,13 @@ def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
         if not _NAME.fullmatch(label) or keyword.iskeyword(label):
             raise error(E_OPTION, f"`{label}` cannot name an output", where,
                         hint="give a name of letters, digits and underscores: "
-                        f"--tap name={target}")
+                        + _named(target))
         if label in names:
             raise error(E_DUPLICATE, f"two outputs are named `{label}`", where,
-                        hint=f"name the tap: --tap other_name={target}")
+                        hint="name the tap: " + _named(target, "other_name"))
         if label != node.name and label in graph.all_nodes():  # ONNX names values by node
             raise error(E_DUPLICATE, f"`{label}` is already the name of a node", where,
-                        hint=f"name the tap: --tap other_name={target}")
+                        hint="name the tap: " + _named(target, "other_name"))
         names.append(label)
         outputs.append(node.name)
     return graph.with_outputs(outputs, names)

@@ -54,10 +54,11 @@ GRAPH = {name: _imports(name, path) for name, path in _modules()}
 
 
 def _offenders(importer: str, allowed: tuple[str, ...]) -> list[str]:
-    """Imports of modules under ``importer`` that are not under one of ``allowed``."""
+    """Imports of modules under ``importer`` that are not under one of ``allowed`` (the
+    package's root, `ssnc`, only re-exports the library and its version)."""
     return sorted(f"{m} -> {dep}" for m, deps in GRAPH.items()
                   if m == importer or m.startswith(importer + ".")
-                  for dep in deps
+                  for dep in deps - {"ssnc"}
                   if not any(dep == a or dep.startswith(a + ".") for a in allowed))
 
 
@@ -73,6 +74,29 @@ def test_base_imports_nothing_of_ssnc() -> None:
 
 def test_grammar_imports_nothing_from_the_compiler() -> None:
     assert _offenders("ssnc.grammar", ("ssnc.grammar", "ssnc.base")) == []
+
+
+def test_the_cli_imports_no_backend() -> None:
+    """The CLI reaches every backend through the library (`api.py`): adding a backend to it
+    is a row in its target table and the flags, nothing else."""
+    assert _offenders("ssnc.cli", ("ssnc.api", "ssnc.base", "ssnc.compiler", "ssnc.extras",
+                                   "ssnc.output")) == []
+
+
+BACKENDS = {"onnx": ("ssnc.backends.onnx",), "dot": ("ssnc.backends.dot",),
+            "torch": ("ssnc.backends.torch", "ssnc.backends.torch_runtime",
+                      "ssnc.backends.pysource")}
+"""Each backend and the modules it is made of."""
+
+
+def test_no_backend_reaches_into_another() -> None:
+    for modules in BACKENDS.values():
+        others = tuple(m for other in BACKENDS.values() if other is not modules for m in other)
+        for module in modules:
+            inside = [f"{m} -> {dep}" for m, deps in GRAPH.items()
+                      if m == module or m.startswith(module + ".")
+                      for dep in deps if dep.startswith(others)]
+            assert inside == [], inside
 
 
 def test_the_old_diagnostics_module_re_exports_everything() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 
 import ssnc
-from ssnc.backends.onnx import all_graphs
+from ssnc.backends.onnx.build import all_graphs
 from tests.conftest import GOLDEN, SPECS
 
 FORMS: dict[str, dict[str, Any]] = {

@@ -53,7 +53,7 @@ def test_a_runtime_error_points_back_into_the_spec() -> None:
 
 
 def test_a_failing_lowering_is_a_diagnostic_at_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssnc.backends.onnx as onnx_backend
+    import ssnc.backends.onnx.lower as onnx_backend
     import ssnc.backends.torch as torch_backend
 
     def broken(*args: object) -> None:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.backends.deploy import UNROLL_NODE_LIMIT
+from ssnc.backends.onnx.deploy import UNROLL_NODE_LIMIT
 from ssnc.cli import app
 from tests.conftest import SPECS, compat, compile_refused, ort_output, runner_for
 

@@ -77,8 +77,8 @@ def test_limits_that_are_not_positive_are_option_errors() -> None:
     result = runner.invoke(app, ["check", str(SPECS / "nin_cifar10.ssn"), "--max-nodes", "-5"])
     assert result.exit_code == 1 and "error[E0601]" in result.stderr
     assert "--max-nodes must be a positive integer" in result.stderr
-    with pytest.raises(ssnc.SsnError, match="max-steps"):
-        Limits(max_steps=0)
+    with pytest.raises(ssnc.SsnError, match="`max_steps` must be a positive integer"):
+        Limits(max_steps=0)  # the library names its keyword, the CLI its flag
 
 
 @pytest.mark.parametrize("text", [

@@ -15,8 +15,9 @@ import torch.nn.functional as F  # noqa: N812
 from onnx import TensorProto, helper
 
 import ssnc
-from ssnc.backends import onnx as onnx_backend
 from ssnc.backends import torch as torch_backend
+from ssnc.backends.onnx import build as onnx_build
+from ssnc.backends.onnx import lower as onnx_lower
 from ssnc.base.diagnostics import SsnError
 from ssnc.compiler.ir import Graph, Node, captures, walk
 from ssnc.compiler.ops import OPS, BodyRule, OpDecl, Shape, ShapeMismatch
@@ -41,7 +42,7 @@ def _torch_twice(node: Node, ins: Sequence[Node], xs: Sequence[str],
     return torch_backend.Lowered(None, f"{m}({m}({xs[0]}))")
 
 
-def _onnx_twice(e: onnx_backend.Emitter, n: Node, xs: Sequence[str], ws: Sequence[str],
+def _onnx_twice(e: onnx_lower.Emitter, n: Node, xs: Sequence[str], ws: Sequence[str],
                 out: str, ins: Sequence[Node]) -> None:
     body = e.body(n.body)  # type: ignore[arg-type]
     cond_in, cond_out = e.fresh("cond"), e.fresh("cond")
@@ -58,7 +59,7 @@ def _onnx_twice(e: onnx_backend.Emitter, n: Node, xs: Sequence[str], ws: Sequenc
 def twice_op(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(OPS, "twice", TWICE)
     monkeypatch.setitem(torch_backend.LOWERINGS, "twice", _torch_twice)
-    monkeypatch.setitem(onnx_backend.LOWERINGS, "twice", _onnx_twice)
+    monkeypatch.setitem(onnx_lower.LOWERINGS, "twice", _onnx_twice)
     yield
 
 
@@ -162,7 +163,7 @@ def test_both_backends_lower_a_body(flat: bool) -> None:
         got = module(x)
     torch.testing.assert_close(got, _reference(module, x), rtol=1e-5, atol=1e-6)
 
-    proto = onnx_backend.build_model(g, seed=1, flat=flat)
+    proto = onnx_build.build_model(g, seed=1, flat=flat)
     onnx.checker.check_model(proto, full_check=True)
     loops = [n for n in proto.graph.node if n.op_type == "Loop"]
     assert len(loops) == 1  # never unrolled

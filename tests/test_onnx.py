@@ -17,7 +17,8 @@ import torch
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.backends.onnx import LOWERINGS, all_graphs
+from ssnc.backends.onnx.build import all_graphs
+from ssnc.backends.onnx.lower import LOWERINGS
 from ssnc.backends.torch import example_input
 from ssnc.cli import app
 from ssnc.compiler.ops import OPS

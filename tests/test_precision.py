@@ -14,7 +14,7 @@ from onnx.reference import ReferenceEvaluator
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.backends.deploy import unroll_scans
+from ssnc.backends.onnx.deploy import unroll_scans
 from ssnc.cli import app
 from tests.conftest import SPECS
 

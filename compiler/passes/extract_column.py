@@ -10,17 +10,18 @@ Column 1 is the shallowest; the deepest column alone is FractalNet's plain deep 
 
 from __future__ import annotations
 
-from ...base.diagnostics import E_OPTION, Span, error
+from ...base.diagnostics import E_OPTION, error
+from ...base.options import option_span, spell
 from ..ir import Graph, Node
 
 
 def extract_column(graph: Graph, k: int) -> Graph:
     """Return the graph with every fractal reduced to its column ``k``."""
     widths = {block: f.width for block, f in graph.fractals().items()}
-    where = Span(file="<--column>", line=1, col=1, end_line=1, end_col=len(str(k)) + 1)
+    where = option_span("column", str(k))
     if not widths:
         raise error(E_OPTION, f"model `{graph.model}` has no fractal blocks, so no column {k}",
-                    where, hint="--column applies to models built from fractals")
+                    where, hint=f"{spell('column')} applies to models built from fractals")
     narrowest = min(widths.values())
     if not 1 <= k <= narrowest:
         raise error(E_OPTION, f"column {k} does not exist: the fractal blocks of "

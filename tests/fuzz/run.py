@@ -64,7 +64,7 @@ def run_cli(text: str, folder: str) -> str:
 def _worker() -> None:
     """Serve cases from stdin (one JSON string a line), one JSON outcome a line."""
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    import ssnc.backends.onnx  # noqa: F401  (imported before the limit: not the case's size)
+    import ssnc.backends.onnx.exporter  # noqa: F401  (imported before the limit: not the case's size)
 
     with open("/proc/self/statm") as statm:
         usage = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")

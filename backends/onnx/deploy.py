@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..base.diagnostics import E_EXPANSION, Span, error
+from ...base.diagnostics import E_EXPANSION, error
+from ...base.options import option_span, spell
 
 UNROLL_NODE_LIMIT = 200_000
 """The most ONNX nodes unrolling may make: beyond it, the graph is too large for runtimes to
@@ -31,9 +32,9 @@ def unroll_scans(model: onnx.ModelProto, steps: int) -> onnx.ModelProto:
     total = sum(_unrolled_size(node, steps) for nodes in bodies for node in nodes)
     if total > UNROLL_NODE_LIMIT:
         raise error(E_EXPANSION, f"unrolling {steps:,} steps makes {total:,} ONNX nodes, more "
-                    f"than the limit of {UNROLL_NODE_LIMIT:,}", Span.unknown("--unroll"),
-                    hint="give fewer --steps, or leave out --unroll (the Scan form runs in "
-                    "ONNX Runtime, OpenVINO and tract at any length)")
+                    f"than the limit of {UNROLL_NODE_LIMIT:,}", option_span("unroll"),
+                    hint=f"give fewer {spell('steps')}, or leave out {spell('unroll')} (the "
+                    "Scan form runs in ONNX Runtime, OpenVINO and tract at any length)")
     for k, nodes in enumerate(bodies):
         used = {o for node in nodes for o in node.output}
         rewritten: list[onnx.NodeProto] = []

@@ -11,16 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..base.diagnostics import E_OPTION, E_VALUE_LIMIT, Span, error
+from ...base.diagnostics import E_VALUE_LIMIT, Span, error
+from ...base.options import spell
 
 if TYPE_CHECKING:
     import onnx
-
-PRECISIONS = ("fp32", "fp16", "bf16")
-"""The supported precisions (the CLI checks them without importing onnx)."""
-
-BF16_OPSET = 22
-"""Conv, pooling and most arithmetic accept bfloat16 from opset 22."""
 
 FP16_MAX = 65504.0
 
@@ -30,14 +25,6 @@ ISLANDS = {"BatchNormalization", "Softmax", "LogSoftmax", "GlobalAveragePool", "
 float parameters stay float32, their output is cast back."""
 
 
-def check_precision(name: str, value: str) -> str:
-    """``value`` if it is a supported precision, else E0601 listing them."""
-    if value not in PRECISIONS:
-        raise error(E_OPTION, f"{name} {value} is not supported", Span.unknown(name),
-                    hint="choose " + ", ".join(PRECISIONS))
-    return value
-
-
 def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.ModelProto:
     """``model`` (float32) with its compute in ``precision`` and its graph inputs and outputs
     in ``io_precision``; fp16 weights beyond ±65504 are refused (E0404), naming the tensor
@@ -45,7 +32,7 @@ def convert(model: onnx.ModelProto, precision: str, io_precision: str) -> onnx.M
     import onnx
     from onnx import TensorProto
 
-    from .onnx import all_graphs
+    from .build import all_graphs
 
     if precision == "fp32" and io_precision == "fp32":
         return model
@@ -112,7 +99,7 @@ def _retype(tensor: onnx.TensorProto, target: int) -> None:
         if big > FP16_MAX:
             raise error(E_VALUE_LIMIT, f"weight `{tensor.name}` holds {big:.6g}, beyond "
                         f"float16's ±{FP16_MAX:g}", Span.unknown(tensor.name),
-                        hint="use --precision bf16 (float32's range) or fp32")
+                        hint=f"use {spell('precision', 'bf16')} (float32's range) or fp32")
         new = numpy_helper.from_array(values.astype(np.float16), tensor.name)
     else:
         new = helper.make_tensor(tensor.name, TensorProto.BFLOAT16, values.shape,
