@@ -29,7 +29,7 @@ def _q(text: str) -> str:
 
 
 def _label(node: Node) -> str:
-    if node.op == "input":
+    if node.is_input:
         return f"input\\n{fmt_shape(node.shape or ())}"
     op = OPS[node.op]
     shown = shown_attrs(node)
@@ -87,7 +87,7 @@ def picture(graph: Graph, depth: int | None = None) -> Picture:
 
     def box(node: Node) -> str:
         parts = node.name.split(".")
-        if depth is None or node.op == "input":
+        if depth is None or node.is_input:
             return node.name
         block = blocks.get(node.fractal) if node.fractal is not None else None
         if block is not None and len(block) <= depth <= len(block) + 1:

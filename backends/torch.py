@@ -75,7 +75,7 @@ def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
     weight = node.params[0].shape
     out, cin = weight[0], _channels(ins[0])
     k, dilation = int(a["k"]), int(a["dilation"])  # type: ignore[arg-type]
-    pad = a["pad"] if a["pad"] is not None else (k - 1) // 2 * dilation
+    pad = a["pad"]
     if len(args) > 1:
         bias = _given_bias(node)
         return Lowered(bias, f"torch.nn.functional.conv2d({args[0]}, {args[1]}, "
@@ -89,7 +89,7 @@ def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
 
 def lower_conv_t(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
-    stride = a["stride"] if a["stride"] is not None else a["k"]
+    stride = a["stride"]
     return Lowered(f"nn.ConvTranspose2d({_channels(ins[0])}, {literal(a['out'])}, "
                    f"{literal(a['k'])}, stride={literal(stride)}, padding={literal(a['pad'])}, "
                    f"output_padding={literal(a['output_pad'])}, groups={literal(a['groups'])}, "
@@ -159,7 +159,7 @@ def _function(template: str) -> Lowering:
 def _pool(fn: str) -> Lowering:
     def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
         a = node.attrs
-        stride = a["stride"] if a["stride"] is not None else a["k"]
+        stride = a["stride"]
         extra = (f", count_include_pad={literal(a['count_pad'])}" if "count_pad" in a
                  else "")
         return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {literal(a['k'])}, "
@@ -218,8 +218,7 @@ def lower_reshape(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) 
 
 
 def lower_softmax(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    axis = node.attrs["axis"]
-    return Lowered(None, f"torch.softmax({args[0]}, {literal(-1 if axis is None else axis)})")
+    return Lowered(None, f"torch.softmax({args[0]}, {literal(node.attrs['axis'])})")
 
 
 def lower_gelu(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -391,7 +390,7 @@ class _Codegen:
         self.taken = _RESERVED | {f"need{j}" for j in range(len(self.drop))}
         self.var = {i: "x" for i in graph.inputs}
         every = graph.all_nodes()
-        self.values = {n: every[n] for n in every if every[n].op == "param" and not owned(every[n])}
+        self.values = {n: every[n] for n in every if every[n].is_param and not owned(every[n])}
         self.refs = {_param_ref(n) for n in self.values}  # read as attributes, never freed
         self.var.update((n, _param_ref(n)) for n in self.values)
         for node in self.order:
@@ -447,7 +446,7 @@ class _Codegen:
         self.taken.add(method)
         local: dict[str, str] = {}
         taken = set(_RESERVED)
-        data_captures = [c for c in captures(body) if every[c].op != "param"]
+        data_captures = [c for c in captures(body) if not every[c].is_param]
         for name in (*body.inputs, *data_captures):
             local[name] = identifier(name, taken)
         local.update((n, _param_ref(n)) for n in self.values)
@@ -716,7 +715,7 @@ def _check_names(graph: Graph) -> None:
     """Refuse scope paths that torch itself assigns on every module (``training``, hooks):
     a submodule of that name would break ``train()``. Other names are all usable."""
     for holder, node in walk(graph):
-        for part in node.name.split(".") if node.op != "param" else ():  # named by readers
+        for part in node.name.split(".") if not node.is_param else ():  # named by readers
             if part in _TORCH_OWNED:
                 scopes = [s for s in holder.scope_path(node.scope) if s.rule == part]
                 span = scopes[-1].span if scopes else node.span
@@ -894,9 +893,8 @@ def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
              for d in node.shape or ()]
     gen = torch.Generator().manual_seed(0)
     if node.dtype == "i64":
-        vocab = min((n.params[0].shape[0] for n in graph.order() if n.op == "embedding"),
-                    default=2)
-        return torch.randint(0, vocab, shape, generator=gen)
+        vocab = node.attrs.get("vocab")
+        return torch.randint(0, vocab if isinstance(vocab, int) else 2, shape, generator=gen)
     return torch.randn(shape, generator=gen)
 
 

@@ -171,9 +171,7 @@ def feed(graph: Graph, batch: int = 2, steps: int = STEPS, seed: int = 0) -> np.
              for d in node.shape or ()]
     rng = np.random.default_rng(seed)
     if node.dtype == "i64":
-        vocab = min((n.params[0].shape[0] for n in graph.order() if n.op == "embedding"),
-                    default=2)
-        return rng.integers(0, vocab, shape).astype(np.int64)
+        return rng.integers(0, int(node.attrs.get("vocab") or 2), shape).astype(np.int64)
     return rng.standard_normal(shape).astype(np.float32)
 
 

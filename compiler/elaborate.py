@@ -64,7 +64,8 @@ class Elaborator(Evaluator):
                         hint=self.growth_hint(block))
         b = self.builder
         b.open_scope(model.name, tuple((n, show(frame.names[n])) for n in names), model.span)
-        inp = b.add(OPS["input"], {}, [], model.input_type.span, shape=itype.shape,
+        attrs = {"vocab": itype.vocab} if itype.vocab is not None else {}
+        inp = b.add(OPS["input"], attrs, [], model.input_type.span, shape=itype.shape,
                     dtype=itype.dtype)
         outs = self.instantiate(block, (Wire(inp, model.input_type.span),))
         named = self.named
@@ -138,7 +139,7 @@ def _check_params_read(nodes: list[Node]) -> None:
             todo.extend(node.body.nodes_by_name.values())
     read = {r for n in every for r in (*n.inputs, *n.weights)}
     for n in sorted(every, key=lambda n: n.index):
-        if n.op == "param" and n.name not in read:
+        if n.is_param and n.name not in read:
             raise error(E_TYPE, "this `param` is never read by an op", n.span,
                         hint="give it to an op as an input (`linear(64)(z)`) or as a weight "
                         "(`conv(64, 3, weight = k)`); a model's output is computed, never a "

@@ -269,7 +269,7 @@ class Evaluator(Instantiator):
              span: Span) -> Value:
         """Call ``fn``: configure a rule or op, run a built-in, or apply a block to wires."""
         wired = bool(args) and all(is_wires(a) for a in args)
-        if isinstance(fn, OpCtor) and (fn.op.is_join or fn.op.name == "mul"):
+        if isinstance(fn, OpCtor) and fn.op.takes_branches:
             return self._call_join(fn, args, kwargs, spans, span)
         if isinstance(fn, Builtin):
             return fn.fn(self, args, kwargs, spans, span)

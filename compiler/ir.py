@@ -82,6 +82,16 @@ class Node:
         """A value read rather than computed: the model's input or a parameter."""
         return OPS[self.op].source
 
+    @property
+    def is_input(self) -> bool:
+        """A value the model (or a body) is given: a source that is not stored."""
+        return OPS[self.op].source and not OPS[self.op].stored
+
+    @property
+    def is_param(self) -> bool:
+        """A tensor stored with the model: a parameter or a buffer (op `param`)."""
+        return OPS[self.op].stored
+
     def spec(self) -> ParamSpec:
         """A parameter node as the tensor it holds (named by its port; the node's name is
         the state_dict key)."""
@@ -340,30 +350,30 @@ class Graph:
         own = sum(every[w].spec().numel for w in node.weights
                   if owned(every[w]) and self.first_reader(w).name == node.name
                   and every[w].attrs["trainable"])
-        return own + (node.spec().numel if node.op == "param" and not owned(node) else 0)
+        return own + (node.spec().numel if node.is_param and not owned(node) else 0)
 
     def generated(self) -> dict[str, tuple[int | str, ...]]:
         """The tensors computed in the graph and read as weights (a hypernetwork's kernels),
         by node name, with their shapes: not parameters, so never counted as such."""
         every = self.all_nodes()
         return {w: every[w].shape or () for _, n in walk(self) for w in n.weights
-                if every[w].op != "param"}
+                if not every[w].is_param}
 
     def tensors(self) -> dict[str, ParamSpec]:
         """Every parameter and buffer, bodies included, by state_dict key, in order of use."""
-        return {n.name: n.spec() for _, n in walk(self) if n.op == "param"}
+        return {n.name: n.spec() for _, n in walk(self) if n.is_param}
 
     @property
     def op_count(self) -> int:
         """Nodes that compute, bodies included (inputs count; parameters do not)."""
-        return sum(1 for _, n in walk(self) if n.op != "param")
+        return sum(1 for _, n in walk(self) if not n.is_param)
 
     def renamed_keys(self) -> dict[str, str]:
         """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
         naming separator changed them (see CHANGELOG.md)."""
         every = self.all_nodes()  # a body's parameters too
         return {old: new for old, new in self.aliases.items()
-                if new in every and every[new].op == "param"}
+                if new in every and every[new].is_param}
 
     def region(self, scope_id: int = 0) -> Region:
         """The region of a non-transparent scope (0: the whole model), computed once for every
@@ -383,7 +393,7 @@ class Graph:
     def total_params(self) -> int:
         """Trainable parameters, shared ones counted once."""
         return sum(n.spec().numel for _, n in walk(self)
-                   if n.op == "param" and n.attrs["trainable"])
+                   if n.is_param and n.attrs["trainable"])
 
     def _tuple_problems(self, node: Node) -> list[str]:
         """A tuple-valued node is read only by `item`s in its scope, an `item` only reads one
@@ -436,13 +446,13 @@ class Graph:
             for w in node.weights:
                 if w not in self.nodes_by_name and w not in outer:
                     problems.append(f"{node.name}: weight `{w}` does not exist")
-            if node.op == "param":
+            if node.is_param:
                 ports = self.consumers(node.name)
                 if not ports or (owned(node) and any(
                         port < len(self.nodes_by_name[dst].inputs) for dst, port in ports)):
                     problems.append(f"{node.name}: a parameter must be read, and (unless a "
                                     "`param` value) only on weight ports")
-            if node.shape is not None and node.op != "param":
+            if node.shape is not None and not node.is_param:
                 want = OPS[node.op].weights(node.attrs)
                 if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
                     problems.append(f"{node.name}: weights {node.weights} do not match the "
@@ -493,7 +503,7 @@ class Graph:
 def owned(node: Node) -> bool:
     """Whether ``node`` is a parameter an op made for its own weight port, named after that
     op (not a `param(...)` value, which is named by its scope and may be read on any port)."""
-    return node.op == "param" and node.attrs["role"] != "value"
+    return node.is_param and node.attrs["role"] != "value"
 
 
 def numbered_name(text: str, number: int | None, *, legacy: bool = False) -> str:
@@ -570,15 +580,15 @@ def _regions(graph: Graph) -> dict[int, Region]:
         for n in members:
             inputs.update((i, None) for i in n.inputs if i not in inside)
             for w in n.weights:  # a generated weight made outside comes in as an input
-                if every[w].op == "param":
+                if every[w].is_param:
                     weights[w] = None
                 elif w not in inside:
                     inputs[w] = None
             if n.body is not None:  # a body's reads cross the boundary with its node
                 for _, inner in walk(n.body):
-                    weights.update((w, None) for w in inner.weights if every[w].op == "param")
+                    weights.update((w, None) for w in inner.weights if every[w].is_param)
                 inputs.update((c, None) for c in captures(n.body)
-                              if c not in inside and every[c].op != "param")
+                              if c not in inside and not every[c].is_param)
         outputs = tuple(graph.read_outside([n.name for n in members]))
         region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),
                         tuple(weights), outputs, _common_prefix([n.name for n in members]))

@@ -117,6 +117,8 @@ class BodyRule:
 
 ParamRule = Callable[[Sequence[Shape], Attrs], tuple[ParamSpec, ...]]
 MacRule = Callable[[Sequence[Shape], Shape, Attrs], int]
+ConcreteRule = Callable[[Sequence[Shape], Attrs], Attrs]
+"""The attributes whose given value (`none`) stands for one worked out from the others."""
 
 
 def _no_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
@@ -155,7 +157,14 @@ class OpDecl:
     ``weights`` names the op's weight ports for given attributes; ``params`` gives the tensor
     each port needs once input shapes are known (same names, same order). A ``source`` is a
     value the graph reads rather than computes (the model's input, a parameter): it has no
-    inputs, a spec cannot call it, and backends bind it instead of lowering it."""
+    inputs, a spec cannot call it, and backends bind it instead of lowering it; a ``stored``
+    source is saved with the model (a parameter or buffer).
+
+    ``concrete`` works out the attributes whose `none` means a value computed from the others
+    (`pad` none: 'same' padding; `stride` none: the window): shape inference stores them on
+    the node, so backends read concrete attributes and never work out a default again. An op
+    that ``combines`` blocks as well as wires (`mul(sigmoid, tanh)`, as joins do) is applied
+    to parallel branches when given blocks."""
 
     name: str
     doc: str
@@ -173,6 +182,14 @@ class OpDecl:
     body: BodyRule | None = None
     projects: bool = False
     fixes: Callable[[Sequence[Shape], Attrs], object] | None = None
+    concrete: ConcreteRule | None = None
+    stored: bool = False
+    combines: bool = False
+
+    @property
+    def takes_branches(self) -> bool:
+        """Whether a call on blocks runs them in parallel and combines their outputs."""
+        return self.is_join or self.combines
 
     @property
     def tuple_valued(self) -> bool:
@@ -769,6 +786,21 @@ def _join(name: str, doc: str, extra: tuple[Attr, ...] = (),
 
 
 _ELEMENTWISE = "Element-wise; shape unchanged."
+
+
+def _stride_is_window(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+    return {"stride": attrs["k"]} if attrs["stride"] is None else {}
+
+
+def _same_padding(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+    """`pad` none: (k - 1) / 2 dilated, which keeps the size for odd `k` ('same')."""
+    if attrs["pad"] is not None:
+        return {}
+    return {"pad": (_int(attrs, "k") - 1) // 2 * _int(attrs, "dilation")}
+
+
+def _last_axis(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+    return {"axis": -1} if attrs["axis"] is None else {}
 _POOL_ATTRS = (
     Attr("k", _INT, 2, "window", POSITIVE),
     Attr("stride", _OPT_INT, None, "stride", POSITIVE),
@@ -779,7 +811,9 @@ _POOL_ATTRS = (
 OPS: dict[str, OpDecl] = {
     op.name: op
     for op in (
-        OpDecl("input", "The model's input tensor.", (), _input_shape, arity=0, source=True),
+        OpDecl("input", "The model's input tensor.",
+               (Attr("vocab", _OPT_INT, None, "token ids are below this (`tokens[vocab]`)",
+                     POSITIVE),), _input_shape, arity=0, source=True),
         OpDecl(
             "param",
             "A learned tensor (a parameter, or a buffer such as BN statistics) that ops read "
@@ -793,7 +827,7 @@ OPS: dict[str, OpDecl] = {
              Attr("fill", _FLOAT, 0.0, "a `constant`'s value, a `normal`'s mean"),
              Attr("scale", _FLOAT, 1.0, "a `normal`'s standard deviation, a `uniform`'s "
                   "width")),
-            _input_shape, arity=0, source=True,
+            _input_shape, arity=0, source=True, stored=True,
         ),
         OpDecl(
             "conv",
@@ -810,6 +844,7 @@ OPS: dict[str, OpDecl] = {
                 _GENERATED,
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
+            concrete=_same_padding,
         ),
         OpDecl(
             "conv_transpose",
@@ -826,6 +861,7 @@ OPS: dict[str, OpDecl] = {
                 _GROUPS,
             ),
             _conv_t_shape, params=_conv_t_params, macs=_conv_t_macs, weights=_weight_bias,
+            concrete=_stride_is_window,
         ),
         OpDecl(
             "upsample",
@@ -880,7 +916,8 @@ OPS: dict[str, OpDecl] = {
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
                passthrough=True),
         OpDecl("softmax", "Softmax over `axis` (none: the last; a rank-4 tensor must name it).",
-               (Attr("axis", _OPT_INT, None, "the axis (none: the last)"),), _softmax_shape),
+               (Attr("axis", _OPT_INT, None, "the axis (none: the last)"),), _softmax_shape,
+               concrete=_last_axis),
         OpDecl("gelu", "GELU, x Φ(x) (erf); `tanh`: PyTorch's tanh approximation.",
                (Attr("tanh", _BOOL, False, "the tanh approximation"),), _same),
         OpDecl("clip", "Clamp to [min, max] (`relu6` is `clip(0, 6)`).",
@@ -894,7 +931,7 @@ OPS: dict[str, OpDecl] = {
             "maxpool",
             "2-D max pooling; `stride` none means `k`; `ceil` lets windows overhang the edge.",
             _POOL_ATTRS,
-            _pool_shape("maxpool"),
+            _pool_shape("maxpool"), concrete=_stride_is_window,
         ),
         OpDecl(
             "avgpool",
@@ -903,7 +940,7 @@ OPS: dict[str, OpDecl] = {
             "true).",
             (*_POOL_ATTRS, Attr("count_pad", _BOOL, False,
                                 "count the padding in the average (count_include_pad)")),
-            _pool_shape("avgpool"),
+            _pool_shape("avgpool"), concrete=_stride_is_window,
         ),
         OpDecl("gap", "Global average pooling: [N, C, H, W] -> [N, C].", (), _gap_shape),
         OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape),
@@ -927,8 +964,8 @@ OPS: dict[str, OpDecl] = {
         OpDecl("concat", "Concatenation along `axis` (channels by default).",
                (_MERGE, Attr("axis", _INT, 1, "axis to join along")), _concat_shape,
                arity=None, is_join=True),
-        OpDecl("mul", "Element-wise product (`a * b` on wires), with broadcasting.", (),
-               _join_shape("mul"), arity=2),
+        OpDecl("mul", "Element-wise product (`a * b` on wires, `mul(f, g)` on blocks), with "
+               "broadcasting.", (), _join_shape("mul"), arity=2, combines=True),
         OpDecl("div", "Element-wise quotient (`a / b` on wires), with broadcasting.", (),
                _join_shape("div"), arity=2),
         OpDecl("matmul", "Matrix product over the last two axes, batched (and broadcast) over "
@@ -987,6 +1024,8 @@ class InputType:
 
     shape: Shape
     dtype: str
+    vocab: int | None = None
+    """Token ids are below this (a `tokens` input)."""
 
 
 INPUT_TYPES: dict[str, tuple[str, str]] = {
@@ -1009,5 +1048,5 @@ def input_type(name: str, args: Sequence[int]) -> InputType:
                          f"{len(args)} sizes")
     time: Dim = args[1] if len(args) == 2 else "T"
     if name == "tokens":
-        return InputType(("N", time), "i64")
+        return InputType(("N", time), "i64", vocab=args[0])
     return InputType(("N", time, args[0]), "f32")

@@ -43,15 +43,12 @@ def _shape(node: Node) -> str:
 def format_node(node: Node) -> str:
     """`%name : f32[N,64,32,32] = conv[out=64](%x; %name.weight)  {col=1}  # file:line:col`:
     data inputs, then after `;` the values on the weight ports."""
-    if node.op == "input":
-        rhs = "input()"
-    else:
-        args = []
-        for port, src in enumerate(node.inputs):
-            col = node.input_columns[port] if node.input_columns else None
-            args.append(f"%{src}" + (f"@c{col}" if col is not None else ""))
-        weights = "; " + ", ".join(f"%{w}" for w in node.weights) if node.weights else ""
-        rhs = f"{node.op}{_attrs(node)}({', '.join(args)}{weights})"
+    args = []
+    for port, src in enumerate(node.inputs):
+        col = node.input_columns[port] if node.input_columns else None
+        args.append(f"%{src}" + (f"@c{col}" if col is not None else ""))
+    weights = "; " + ", ".join(f"%{w}" for w in node.weights) if node.weights else ""
+    rhs = f"{node.op}{_attrs(node)}({', '.join(args)}{weights})"
     tags = []
     if node.column is not None:
         tags.append(f"col={node.column}")

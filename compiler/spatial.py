@@ -68,7 +68,7 @@ def _compare(graph: Graph, probe: Graph, dim: str, size: int) -> None:
     nodes, changed = graph.all_nodes(), probe.all_nodes()
     for name, node in nodes.items():
         new = changed[name]
-        if node.op == "param" and node.shape != new.shape:
+        if node.is_param and node.shape != new.shape:
             reader = graph.first_reader(name)
             raise error(E_SHAPE, f"`{reader.op}`'s {node.attrs['role']} is "
                         f"{fmt_shape(node.shape or ())} and {fmt_shape(new.shape or ())} at "

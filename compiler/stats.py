@@ -46,7 +46,7 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
             for _, inner in walk(node.body):
                 owner.setdefault(inner.name, owner.get(node.name, node.name))
     for holder, node in walk(graph):
-        if node.is_source and (node.op != "param" or owned(node)):
+        if node.is_source and (not node.is_param or owned(node)):
             continue  # the input, and parameters counted at the op that made them
         parts = node.name.split(".")
         node_macs = holder.macs(node)

@@ -82,7 +82,7 @@ def _resolve(graph: Graph, target: str, offset: int) -> Node:
                         + ", ".join(f"`{m}`" for m in last), where,
                         hint="tap one of them by its node name")
         node = graph[last[0]]
-    if node.is_source and node.op != "input":
+    if node.is_param:
         raise error(E_OPTION, f"`{target}` is a parameter, not a value the model computes",
                     where, hint="tap the op that reads it")
     if _tuple_valued(node):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import ssnc
 from ssnc.base import diagnostics
-from tests.conftest import ROOT
+from ssnc.compiler.ir import walk
+from ssnc.compiler.ops import OPS
+from tests.conftest import ROOT, SPECS
 
 PACKAGES = ("base", "grammar", "compiler", "backends")
 """The package's folders; the modules at the root (api, cli, output, ...) are the top floor."""
@@ -108,3 +111,38 @@ def test_the_old_diagnostics_module_re_exports_everything() -> None:
     for name in diagnostics.__all__:
         assert getattr(old, name) is getattr(diagnostics, name)
     assert ssnc.SsnError is diagnostics.SsnError
+
+
+def test_no_op_is_special_cased_by_name_outside_its_declaration() -> None:
+    """What an op is (a join, a parameter, something that combines blocks) is declared on
+    the op (`compiler/ops.py`); nothing else asks for an op by its name. Lowering tables,
+    keyed by op, are each backend's declaration of its lowerings."""
+    test = re.compile(r"""\.(?:op|op\.name|name) *(?:==|!=) *["'](\w+)["']|"""
+                      r"""\.op +(?:not +)?in +[({\[]\s*["'](\w+)["']""")
+    found = []
+    for module, path in _modules():
+        if module == "ssnc.compiler.ops":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for m in test.finditer(line):
+                if (m.group(1) or m.group(2)) in OPS:
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert found == [], found
+
+
+def test_no_attribute_is_left_for_a_backend_to_work_out() -> None:
+    """After shape inference, an op's `concrete` rule finds nothing more to resolve on any
+    node of a shipped spec: backends read concrete padding, strides and axes."""
+    checked = 0
+    for spec in sorted(SPECS.glob("*.ssn")):
+        program = ssnc.load(spec)
+        for name in program.models:
+            graph = program.model(name).ir
+            for holder, node in walk(graph):
+                rule = OPS[node.op].concrete
+                if rule is None:
+                    continue
+                shapes = [holder.all_nodes()[i].shape for i in node.inputs]
+                assert rule(shapes, node.attrs) == {}, (spec.stem, node.name)  # type: ignore[arg-type]
+                checked += 1
+    assert checked > 100

@@ -97,9 +97,8 @@ def lower_conv(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
                ins: Sequence[Node]) -> None:
     a = n.attrs
     k, d = _int(a["k"]), _int(a["dilation"])
-    pad = _int(a["pad"]) if a["pad"] is not None else (k - 1) // 2 * d
     e.add("Conv", [xs[0], *ws], [out], n.name, kernel_shape=[k, k],
-          strides=_ints(a["stride"], a["stride"]), pads=[pad] * 4, dilations=[d, d],
+          strides=_ints(a["stride"], a["stride"]), pads=[_int(a["pad"])] * 4, dilations=[d, d],
           group=_int(a["groups"]))
 
 
@@ -107,7 +106,7 @@ def lower_conv_t(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out:
                  ins: Sequence[Node]) -> None:
     a = n.attrs
     k = _int(a["k"])
-    s = _int(a["stride"]) if a["stride"] is not None else k
+    s = _int(a["stride"])
     e.add("ConvTranspose", [xs[0], *ws], [out], n.name, kernel_shape=[k, k], strides=[s, s],
           pads=[_int(a["pad"])] * 4, output_padding=[_int(a["output_pad"])] * 2,
           group=_int(a["groups"]))
@@ -219,7 +218,7 @@ def _pool(op: str, **extra: Any) -> Lowering:
               ins: Sequence[Node]) -> None:
         a = n.attrs
         k = _int(a["k"])
-        s = _int(a["stride"]) if a["stride"] is not None else k
+        s = _int(a["stride"])
         p = _int(a["pad"])
         counted: dict[str, Any] = ({"count_include_pad": int(bool(a["count_pad"]))}
                                    if "count_pad" in a else {})
@@ -382,8 +381,7 @@ def lower_reshape(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out
 
 def lower_softmax(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                   ins: Sequence[Node]) -> None:
-    axis = n.attrs["axis"]
-    e.add("Softmax", [xs[0]], [out], n.name, axis=-1 if axis is None else _int(axis))
+    e.add("Softmax", [xs[0]], [out], n.name, axis=_int(n.attrs["axis"]))
 
 
 def lower_gelu(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,

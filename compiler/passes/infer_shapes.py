@@ -1,7 +1,7 @@
 """infer_shapes: compute every node's output shape, dtype and parameter shapes.
 
-Needs: named nodes in a DAG. Guarantees: every node, in bodies too, has ``shape``, ``dtype``
-and ``params``;
+Needs: named nodes in a DAG. Guarantees: every node, in bodies too, has ``shape``, ``dtype``,
+``params`` and concrete attributes (`OpDecl.concrete`: no default left to work out);
 every parameter node has the shape (and initializer) its first reader needs, and every later
 reader (a ``shared`` instance) needs exactly that shape. A mismatch is a diagnostic
 at the op's span with notes pointing at the producers of the inputs at fault."""
@@ -85,8 +85,11 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader) -> N
                         notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
                                     owner.span)],
                         hint="a shared block must see the same input shape at every use")
+    attrs = dict(node.attrs)
+    if op.concrete is not None:
+        attrs.update(op.concrete(shapes, attrs))  # type: ignore[arg-type]
     done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
-                                  outputs=several)
+                                  outputs=several, attrs=attrs)
 
 
 def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
@@ -94,7 +97,7 @@ def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
     the op needs: a diagnostic at the op, with a note at what made the weight."""
     if given.shape == spec.shape and given.dtype == "f32":
         return
-    what = "a `param`" if given.op == "param" else f"`{given.op}`"
+    what = "a `param`" if given.is_param else f"`{given.op}`"
     got = fmt_shape(given.shape or ()) if given.dtype == "f32" else "token ids"
     raise error(E_SHAPE, f"`{node.op}` needs its {spec.name} to be {fmt_shape(spec.shape)}, "
                 f"but the one it is given is {got}", node.span,
@@ -137,7 +140,7 @@ def _producers(inputs: list[Node], which: range | tuple[int, ...]) -> list[Note]
     notes = []
     for i in which:
         src = inputs[i]
-        what = "the model's input" if src.op == "input" else f"`{src.name}`"
+        what = "the model's input" if src.is_input else f"`{src.name}`"
         notes.append(Note(f"input {i + 1} is {fmt_shape(src.shape or ())}, from {what}",
                           src.span))
     return notes

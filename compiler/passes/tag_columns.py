@@ -116,7 +116,7 @@ def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
     sub = set(graph.subtree(block))
     structural = structural_scopes(graph, block)
     members = [n for n in graph.order()  # a `param` value is in the column that reads it
-               if n.scope in sub and (not n.is_source or (n.op == "param" and not owned(n)))]
+               if n.scope in sub and (not n.is_source or (n.is_param and not owned(n)))]
     inside = {n.name for n in members}
     joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
     width = max(len(j.inputs) for j in joins)
