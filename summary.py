@@ -26,7 +26,7 @@ class Summary(list[ScopeRow]):
         super().__init__(summarize(graph, max_depth))
         self.model = graph.model
         self.input_type = graph.input_type
-        self.timed = "T" in (graph[graph.inputs[0]].shape or ())
+        self.timed = any("T" in (graph[i].shape or ()) for i in graph.inputs)
         self.total_params = graph.total_params
         self.buffers = sum(spec.numel for spec in graph.tensors().values() if not spec.trainable)
         self.weight_bytes = weight_bytes(graph)

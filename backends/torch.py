@@ -388,7 +388,7 @@ class _Codegen:
         self.drop = [n for n in self.order if droppable(n)]
         self.drop_index = {n.name: j for j, n in enumerate(self.drop)}
         self.taken = _RESERVED | {f"need{j}" for j in range(len(self.drop))}
-        self.var = {i: "x" for i in graph.inputs}
+        self.var = input_args(graph, self.taken)
         every = graph.all_nodes()
         self.values = {n: every[n] for n in every if every[n].is_param and not owned(every[n])}
         self.refs = {_param_ref(n) for n in self.values}  # read as attributes, never freed
@@ -725,6 +725,14 @@ def _check_names(graph: Graph) -> None:
                             hint=f"rename the rule, for example to `{part}_block`")
 
 
+def input_args(graph: Graph, taken: set[str]) -> dict[str, str]:
+    """The generated forward's parameter for each input, in order: `x` for a model's only
+    input, else a checked identifier from each input's name."""
+    if len(graph.inputs) == 1:
+        return {graph.inputs[0]: "x"}
+    return {i: identifier(i, taken) for i in graph.inputs}
+
+
 def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str:
     """Standalone Python source (imports torch only) defining the model's nn.Module class."""
     _check_names(graph)
@@ -740,7 +748,14 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
                  "",
                  *(f"    {identifier(name, fields)}: torch.Tensor" for name in graph.output_names),
                  "", ""]
-    inp = graph[graph.inputs[0]]
+    ins = " " + ", ".join(f"{graph[i].dtype}{fmt_shape(graph[i].shape or ())}"
+                          for i in graph.inputs)
+    if len(graph.inputs) > 1:
+        ins = "s " + ", ".join(f"{gen.var[i]} {graph[i].dtype}{fmt_shape(graph[i].shape or ())}"
+                               for i in graph.inputs)
+    args = ", ".join(gen.var[i] for i in graph.inputs)
+    typed = ", ".join(f"{gen.var[i]}: torch.Tensor" for i in graph.inputs)
+    first = gen.var[graph.inputs[0]]
     outs = ", ".join(f"{graph[o].dtype}{fmt_shape(graph[o].shape or ())}"
                      for o in graph.outputs)
     params = ", ".join(f"{k}={show(v)}" for k, v in graph.params.items())
@@ -750,8 +765,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
             f"{graph.model}, compiled by ssnc {version} from "
             f"{PurePath(origin).name if origin else 'a spec'}.",
             "",
-            f"Parameters: {params or 'none'}. Input {inp.dtype}{fmt_shape(inp.shape or ())}; "
-            f"output {outs}.",
+            f"Parameters: {params or 'none'}. Input{ins}; output {outs}.",
             "Load weights with `model.load_state_dict(torch.load(path))`. Generated code: edit "
             "the",
             "spec, not this file."]),
@@ -782,26 +796,26 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         *gen.init_lines(),
         *_renamed_lines(graph),
         "",
-        "    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]",
+        f"    def forward(self, {typed}):  # type: ignore[no-untyped-def]",
     ]
     if has_drop:
         lines += [
             "        if self.training and self.ssnc_drop_path.active:",
-            "            plan = self.ssnc_drop_path.draw(x.shape[0], x.device)",
+            f"            plan = self.ssnc_drop_path.draw({first}.shape[0], {first}.device)",
             "            if plan.per_sample:",
-            "                return self.forward_masked(x, plan.masks)",
-            "            return self.forward_dropping(x, plan.keep)",
+            f"                return self.forward_masked({args}, plan.masks)",
+            f"            return self.forward_dropping({args}, plan.keep)",
         ]
     lines += gen.body("eval")
     if has_drop:
         lines += ["",
-                  "    def forward_dropping(self, x: torch.Tensor, "
+                  f"    def forward_dropping(self, {typed}, "
                   "keep: tuple[tuple[bool, ...], ...]):  # type: ignore[no-untyped-def]",
                   '        """Training with one drop-path draw for the batch: dropped paths are '
                   'not computed."""',
                   *gen.body("dropping"),
                   "",
-                  "    def forward_masked(self, x: torch.Tensor, "
+                  f"    def forward_masked(self, {typed}, "
                   "masks: tuple[torch.Tensor, ...]):  # type: ignore[no-untyped-def]",
                   '        """Training with per-sample drop-path masks."""',
                   *gen.body("masked")]
@@ -886,16 +900,30 @@ def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | No
 
 
 
-def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
-    """A deterministic input of the model's type (token ids for `tokens`)."""
-    node = graph[graph.inputs[0]]
-    shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
-             for d in node.shape or ()]
+def example_inputs(graph: Graph, batch: int = 2, steps: int = 5) -> tuple[torch.Tensor, ...]:
+    """Deterministic inputs of the model's types, one per input in order (token ids below
+    the vocabulary for `tokens`)."""
     gen = torch.Generator().manual_seed(0)
-    if node.dtype == "i64":
-        vocab = node.attrs.get("vocab")
-        return torch.randint(0, vocab if isinstance(vocab, int) else 2, shape, generator=gen)
-    return torch.randn(shape, generator=gen)
+    out = []
+    for name in graph.inputs:
+        node = graph[name]
+        shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
+                 for d in node.shape or ()]
+        if node.dtype == "i64":
+            vocab = node.attrs.get("vocab")
+            out.append(torch.randint(0, vocab if isinstance(vocab, int) else 2, shape,
+                                     generator=gen))
+        else:
+            out.append(torch.randn(shape, generator=gen))
+    return tuple(out)
+
+
+def example_input(graph: Graph, batch: int = 2, steps: int = 5) -> torch.Tensor:
+    """The deterministic input of a model that has one (`example_inputs` for several)."""
+    if len(graph.inputs) != 1:
+        raise ValueError(f"model `{graph.model}` has {len(graph.inputs)} inputs: use "
+                         "example_inputs")
+    return example_inputs(graph, batch, steps)[0]
 
 
 def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProgram:
@@ -903,16 +931,18 @@ def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProg
     a dynamic batch (and time) dimension. Named outputs come out as a dict: a saved program
     is loaded without the generated class, so it cannot hold that named tuple."""
     module.eval()
-    x = example_input(graph)
-    dims: dict[int, torch.export.Dim] = {0: torch.export.Dim("batch", min=1, max=1 << 20)}
-    node = graph[graph.inputs[0]]
-    if node.shape and len(node.shape) > 1 and node.shape[1] == "T":
-        dims[1] = torch.export.Dim("time", min=1, max=1 << 20)
+    xs = example_inputs(graph)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    time = torch.export.Dim("time", min=1, max=1 << 20)
+    dims = tuple({0: batch, **({1: time} if (graph[i].shape or ())[1:2] == ("T",) else {})}
+                 for i in graph.inputs)
+    shapes: tuple[object, ...] = dims
     if graph.output_names:  # on the instance, so the state_dict keys stay the model's
         named = type(module).forward
         module.forward = types.MethodType(
-            lambda self, x: named(self, x)._asdict(), module)
+            lambda self, *xs: named(self, *xs)._asdict(), module)
+        shapes = (dims,)  # the wrapper takes the inputs as one `*xs`
     try:
-        return torch.export.export(module, (x,), dynamic_shapes=(dims,))
+        return torch.export.export(module, xs, dynamic_shapes=shapes)
     finally:
         module.__dict__.pop("forward", None)

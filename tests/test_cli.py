@@ -49,7 +49,8 @@ def test_ir_command() -> None:
     result = runner.invoke(app, ["ir", str(SPECS / "nin_cifar10.ssn")])
     assert result.exit_code == 0
     assert result.stdout.startswith("model nin(classes=10, pool=true) : tensor[3, 32, 32]")
-    assert "%nin.stage1.mlpconv.conv1 : f32[N,192,32,32] = conv[out=192, k=5, pad=2]" in result.stdout
+    assert ("%nin.stage1.mlpconv.conv1 : f32[N,192,32,32] = conv[out=192, k=5, pad=2]"
+            in result.stdout)
 
 
 def test_bad_set_values_are_diagnostics() -> None:

@@ -213,7 +213,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     values = tensors if tensors is not None else initial_state(graph, seed, progress=step)
     initializers = [numpy_helper.from_array(np.require(values[k], np.float32, "C"), k)
                     for k in expected_tensors(graph)]
-    inputs = [_value_info(graph.inputs[0], graph[graph.inputs[0]])]
+    inputs = [_value_info(i, graph[i]) for i in graph.inputs]
     outputs = []
     for o, name in zip(graph.outputs, graph.output_labels(), strict=True):
         # a named output is its own value, the node's copy

@@ -31,8 +31,8 @@ def export_model(graph: Graph, options: OnnxOptions, *,
     names: dict[str, dict[int, str]] = {}
     if options.symbolic_hw:
         axes = spatial_axes(graph)
-        names = dict(zip(graph.output_labels(), axes, strict=True))
-        names.update({i: {2: "H", 3: "W"} for i in graph.inputs})
+        names = dict(zip(graph.output_labels(), axes.outputs, strict=True))
+        names.update(axes.inputs)
     proto = build_model(graph, dict(tensors) if tensors is not None else None, seed=seed,
                         flat=options.flat, opset=options.chosen_opset, spec_text=spec_text,
                         version=version, progress=progress)

@@ -1,0 +1,112 @@
+"""Several inputs: `Graph.inputs` is ordered and named, and every consumer iterates it. The
+language gains several inputs later; here a hand-built two-input IR (an image and a vector,
+the vector added to the image's features) goes through each consumer: the printer, `info`,
+the picture, ONNX (one named graph input each, symbolic axes named after the input) and
+PyTorch (a `forward` taking each input by name and position, `torch.export`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import ssnc
+from ssnc.backends import onnx as onnx_backend
+from ssnc.backends import torch as torch_backend
+from ssnc.backends.dot import to_dot
+from ssnc.compiler.ir import Graph
+from ssnc.compiler.ops import OPS
+from ssnc.compiler.passes.infer_shapes import infer_shapes
+from ssnc.compiler.printer import format_graph
+from ssnc.compiler.stats import info_json
+from ssnc.summary import Summary
+
+
+def two_inputs() -> Graph:
+    """`image -> conv >> relu >> gap >> linear(3)`, plus `label` [N, 3]: their sum."""
+    g = ssnc.loads("model m : tensor[3, 6, 6] = conv(4) >> relu >> gap >> linear(3)",
+                   "m.ssn").model().ir
+    last = g[g.outputs[0]]
+    top = max(n.index for n in g)
+    image = g["input"].evolve(name="image")
+    label = g["input"].evolve(name="label", shape=("N", 3), index=top + 1)
+    total = last.evolve(name="sum", op="sum", attrs=OPS["sum"].defaults(),
+                        inputs=(last.name, "label"), weights=(), params=(), shape=None,
+                        index=top + 2)
+    rest = [n.evolve(inputs=tuple("image" if i == "input" else i for i in n.inputs))
+            for n in g if n.name != "input"]
+    graph = Graph.build(g.model, [image, *rest, label, total], g.scopes, ["image", "label"],
+                        ["sum"], g.params, "tensor[3, 6, 6], tensor[3]")
+    return infer_shapes(graph)
+
+
+def _feeds() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((2, 3, 6, 6)).astype(np.float32),
+            rng.standard_normal((2, 3)).astype(np.float32))
+
+
+def test_the_ir_keeps_its_inputs_in_order_and_every_view_shows_both() -> None:
+    g = two_inputs()
+    g.verify()
+    assert g.inputs == ("image", "label") and g["label"].is_input
+    text = format_graph(g)
+    assert "%image : f32[N,3,6,6] = input()" in text and "%label : f32[N,3] = input()" in text
+    assert info_json(g)["outputs"] == [{"name": "sum", "shape": ["N", 3]}]
+    assert not Summary(g).timed
+    dot = to_dot(g)
+    assert '"image"' in dot and '"label"' in dot
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "functions"])
+def test_onnx_has_one_named_input_each_and_equals_pytorch(flat: bool) -> None:
+    g = two_inputs()
+    proto = onnx_backend.export(g, onnx_backend.OnnxOptions(flat=flat), seed=3)
+    onnx.checker.check_model(proto, full_check=True)
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input}
+    assert dims == {"image": ["N", 3, 6, 6], "label": ["N", 3]}
+    image, label = _feeds()
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": image, "label": label})[0]
+    net = torch_backend.to_torch(g, seed=3).eval()
+    with torch.no_grad():
+        by_position = net(torch.from_numpy(image), torch.from_numpy(label))
+        by_name = net(label=torch.from_numpy(label), image=torch.from_numpy(image))
+    torch.testing.assert_close(by_position, by_name)
+    np.testing.assert_allclose(got, by_position.numpy(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        alone = net(torch.from_numpy(image), torch.zeros(2, 3))
+    np.testing.assert_allclose(by_position.numpy() - alone.numpy(), label, rtol=1e-5,
+                               atol=1e-6)  # the label is added, as the IR says
+
+
+def test_symbolic_image_axes_are_named_after_their_input() -> None:
+    g = two_inputs()
+    proto = onnx_backend.export(g, onnx_backend.OnnxOptions(symbolic_hw=True))
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input}
+    assert dims == {"image": ["N", 3, "image_H", "image_W"], "label": ["N", 3]}
+    image = np.random.default_rng(1).standard_normal((1, 3, 10, 7)).astype(np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    assert session.run(None, {"image": image, "label": _feeds()[1][:1]})[0].shape == (1, 3)
+
+
+def test_generated_source_and_export_take_every_input() -> None:
+    g = two_inputs()
+    source = torch_backend.generate_source(g)
+    assert "def forward(self, image: torch.Tensor, label: torch.Tensor):" in source
+    assert "Inputs image f32[N,3,6,6], label f32[N,3];" in source
+    xs = torch_backend.example_inputs(g)
+    assert [tuple(x.shape) for x in xs] == [(2, 3, 6, 6), (2, 3)]
+    with pytest.raises(ValueError, match="has 2 inputs"):
+        torch_backend.example_input(g)
+    net = torch_backend.to_torch(g, seed=0).eval()
+    program = torch_backend.export_program(g, net)
+    other = (torch.randn(5, 3, 6, 6), torch.randn(5, 3))  # another batch size
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(*other), net(*other))
