@@ -45,11 +45,12 @@ from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state
 from .compiler.instantiate import Progress
 from .compiler.ir import Graph
+from .compiler.legacy import renamed_keys
 from .compiler.ops import fmt_shape
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
 from .compiler.printer import format_graph
-from .compiler.stats import info_json, sequence_steps
+from .compiler.stats import info_json, op_count, sequence_steps, total_macs, total_params
 from .compiler.values import Env, Rule, Value
 from .grammar import ast
 from .grammar.format import format_text
@@ -184,12 +185,17 @@ class Model:
     @property
     def total_params(self) -> int:
         """Trainable parameters, shared ones counted once."""
-        return self.ir.total_params
+        return total_params(self.ir)
 
     @property
     def total_macs(self) -> int:
         """Multiply-accumulates per sample."""
-        return self.ir.total_macs
+        return total_macs(self.ir)
+
+    @property
+    def op_count(self) -> int:
+        """Nodes that compute, bodies included (parameters do not count)."""
+        return op_count(self.ir)
 
     def summary(self, max_depth: int | None = None) -> Summary:
         """Per-scope rows (output shape, parameters, MACs), a list that prints as a table
@@ -199,7 +205,7 @@ class Model:
     def __repr__(self) -> str:
         outs = ", ".join(fmt_shape(self.ir[o].shape or ()) for o in self.ir.outputs)
         return (f"<ssnc.Model {self.name}: {self.ir.input_type} -> {outs}, "
-                f"{self.ir.op_count:,} nodes, {self.total_params:,} parameters>")
+                f"{self.op_count:,} nodes, {self.total_params:,} parameters>")
 
     def _repr_svg_(self) -> str | None:
         """The picture in Jupyter, as `ssnc graph` draws it (collapsed until it has at most
@@ -265,7 +271,7 @@ class Model:
         from .output import check_weights, read_weights
 
         expected = expected_tensors(self.ir)
-        expected.update((old, expected[new]) for old, new in self.ir.renamed_keys().items())
+        expected.update((old, expected[new]) for old, new in renamed_keys(self.ir).items())
         return self._sourced(lambda: check_weights(
             self.ir, read_weights(path, expected), str(path)))
 

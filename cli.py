@@ -174,7 +174,7 @@ def check(specs: Annotated[list[Path], typer.Argument(
             with progress_display() as step:
                 m = program.model(name, limits=Limits(max_nodes=max_nodes), spans=spans,
                                   progress=step, **mine)
-            typer.echo(f"{spec}: model `{m.name}` ok: {m.ir.op_count} nodes, "
+            typer.echo(f"{spec}: model `{m.name}` ok: {m.op_count} nodes, "
                        f"{m.total_params:,} parameters")
         if not program.models:
             typer.echo(f"{spec}: ok (no models)")

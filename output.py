@@ -30,6 +30,7 @@ from .base.diagnostics import E_OUTPUT, E_WEIGHTS, Note, Span, SsnError, error, 
 from .base.options import flag_for, option_span
 from .compiler.initializers import expected_tensors
 from .compiler.ir import Graph
+from .compiler.legacy import renamed_keys
 from .compiler.ops import ParamSpec
 from .extras import require_torch
 
@@ -334,7 +335,7 @@ def check_weights(graph: Graph, tensors: dict[str, np.ndarray],
     """The tensors the model needs, as float32, or a diagnostic listing every mismatch.
     Keys saved before 0.2's naming change are read under their new names."""
     expected = expected_tensors(graph)
-    renamed = graph.renamed_keys()
+    renamed = renamed_keys(graph)
     given = {renamed.get(k, k) if k not in expected else k: v for k, v in tensors.items()
              if not k.endswith(_IGNORED_SUFFIXES)}
     missing = sorted(set(expected) - set(given))

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .compiler.ir import Graph
 from .compiler.ops import fmt_shape
-from .compiler.stats import ScopeRow, summarize, weight_bytes
+from .compiler.stats import ScopeRow, summarize, total_macs, total_params, weight_bytes
 
 WIDTH = 110
 """Characters per line of the text form (rich wraps the table to it)."""
@@ -27,10 +27,10 @@ class Summary(list[ScopeRow]):
         self.model = graph.model
         self.input_type = graph.input_type
         self.timed = any("T" in (graph[i].shape or ()) for i in graph.inputs)
-        self.total_params = graph.total_params
+        self.total_params = total_params(graph)
         self.buffers = sum(spec.numel for spec in graph.tensors().values() if not spec.trainable)
         self.weight_bytes = weight_bytes(graph)
-        self.total_macs = graph.total_macs
+        self.total_macs = total_macs(graph)
         self.outputs = [(graph.output_name(i), graph[o].shape or ())
                         for i, o in enumerate(graph.outputs)]
         self.named = bool(graph.output_names)

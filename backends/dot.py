@@ -18,6 +18,7 @@ from ..base.diagnostics import E_OUTPUT, Span, error
 from ..compiler.ir import Graph, Node, named_after, owned
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs
+from ..compiler.stats import param_count
 
 RENDERED = ("svg", "png", "pdf")
 """The formats Graphviz renders from DOT."""
@@ -65,7 +66,7 @@ class Picture:
         nodes = self.members[key]
         if self.kind(key) != "scope":
             return _label(nodes[0])
-        params = sum(self.graph.param_count(n) for n in nodes)
+        params = sum(param_count(self.graph, n) for n in nodes)
         return (f"{key.rsplit('.', 1)[-1]}\\n{len(nodes)} ops, {params:,} params\\n"
                 f"{fmt_shape(nodes[-1].shape or ())}")
 

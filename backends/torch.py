@@ -27,6 +27,7 @@ from torch import nn
 from ..base.diagnostics import E_RESERVED, Note, SsnError, error, lowering_error
 from ..compiler.initializers import expected_tensors, initial_state
 from ..compiler.ir import Graph, Node, Scope, captures, named_after, owned, walk
+from ..compiler.literals import ssn_text
 from ..compiler.ops import (
     ParamSpec,
     fmt_shape,
@@ -35,7 +36,7 @@ from ..compiler.ops import (
     slice_bounds,
     unsqueeze_axis,
 )
-from ..compiler.values import show
+from ..compiler.stats import op_count, total_params
 from .pysource import comment, docstring, identifier, is_plain, literal
 
 RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
@@ -758,7 +759,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
     first = gen.var[graph.inputs[0]]
     outs = ", ".join(f"{graph[o].dtype}{fmt_shape(graph[o].shape or ())}"
                      for o in graph.outputs)
-    params = ", ".join(f"{k}={show(v)}" for k, v in graph.params.items())
+    params = ", ".join(f"{k}={ssn_text(v)}" for k, v in graph.params.items())
     has_drop = bool(gen.drop)
     lines = [
         *docstring([
@@ -779,7 +780,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "") -> str
         *named,
         f"class {cls}(nn.Module):",
         *docstring([
-            f"{graph.model}: {graph.op_count} ops, {graph.total_params:,} parameters.",
+            f"{graph.model}: {op_count(graph)} ops, {total_params(graph):,} parameters.",
             "",
             "drop_mode: 'batch' (default), 'sample' or 'off' (training only); global_ratio: the",
             "share of global drop-path; drop_seed seeds the draws (equal on every DDP rank)."],

@@ -28,7 +28,7 @@ from .evaluate import Evaluator, check_int
 from .instantiate import Limits
 from .ir import Graph, Node
 from .ops import INPUT_TYPES, OPS, input_type
-from .values import Env, Value, Wire, kind_of, show
+from .values import Env, Value, Wire, as_param, kind_of, show
 
 
 class Elaborator(Evaluator):
@@ -77,7 +77,7 @@ class Elaborator(Evaluator):
         _check_params_read(b.nodes)
         sizes = ", ".join(show(a) for a in self._type_args(model.input_type, frame))
         return Graph.build(model.name, b.nodes, b.scopes, [inp], [w.node for w in outs],
-                           {n: frame.names[n] for n in names},
+                           {n: as_param(frame.names[n]) for n in names},
                            f"{model.input_type.name}[{sizes}]",
                            output_names=named.names if named is not None else ())
 

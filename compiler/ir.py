@@ -11,6 +11,7 @@ from typing import Any
 import networkx as nx
 
 from ..base.diagnostics import E_INTERNAL, Note, Span, error
+from .literals import ParamValue
 from .ops import OPS, AttrValue, ParamSpec, Shape
 
 
@@ -163,7 +164,8 @@ class Graph:
     scopes: dict[int, Scope]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    params: Mapping[str, AttrValue] = field(default_factory=dict)
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    """The model's parameters: data as itself, anything else as its spelling (literals.py)."""
     input_type: str = ""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Node names this model had before 0.2 -> their names now (only those that changed)."""
@@ -197,19 +199,28 @@ class Graph:
     @staticmethod
     def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
               inputs: Iterable[str], outputs: Iterable[str],
-              params: Mapping[str, AttrValue] | None = None, input_type: str = "",
+              params: Mapping[str, ParamValue] | None = None, input_type: str = "",
               aliases: Mapping[str, str] | None = None,
               output_names: Iterable[str] = ()) -> Graph:
         """Construct from node records (in creation order)."""
-        return Graph(model, {n.name: n for n in nodes}, dict(scopes), tuple(inputs),
-                     tuple(outputs), dict(params or {}), input_type, dict(aliases or {}),
-                     tuple(output_names))
+        return Graph(model=model, nodes_by_name={n.name: n for n in nodes},
+                     scopes=dict(scopes), inputs=tuple(inputs), outputs=tuple(outputs),
+                     params=dict(params or {}), input_type=input_type,
+                     aliases=dict(aliases or {}), output_names=tuple(output_names))
+
+    def derive(self, *, nodes: Iterable[Node] | None = None, **changes: Any) -> Graph:
+        """This graph with some fields changed (``nodes`` as records, in creation order): the
+        one way to make a changed graph. Caches and the networkx view start afresh."""
+        if nodes is not None:
+            changes["nodes_by_name"] = {n.name: n for n in nodes}
+        for key in ("inputs", "outputs", "output_names"):
+            if key in changes:
+                changes[key] = tuple(changes[key])
+        return replace(self, **changes)
 
     def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
         """A new graph with these nodes, same scopes and inputs."""
-        return Graph.build(self.model, nodes, self.scopes, self.inputs,
-                           self.outputs if outputs is None else outputs, self.params,
-                           self.input_type, self.aliases, self.output_names)
+        return self.derive(nodes=nodes, **({} if outputs is None else {"outputs": outputs}))
 
     def output_labels(self) -> tuple[str, ...]:
         """The names the outputs go by in every backend, stable whatever op comes last: the
@@ -229,8 +240,7 @@ class Graph:
 
     def with_outputs(self, outputs: Iterable[str], names: Iterable[str]) -> Graph:
         """The same graph with these outputs, named ``names``."""
-        return Graph.build(self.model, self.nodes_by_name.values(), self.scopes, self.inputs,
-                           outputs, self.params, self.input_type, self.aliases, names)
+        return self.derive(outputs=outputs, output_names=names)
 
     def map_nodes(self, fn: Callable[[Node], Node],
                   rename: Mapping[str, str] | None = None) -> Graph:
@@ -243,10 +253,9 @@ class Graph:
             new = fn(node)
             return new if node.body is None else new.evolve(body=node.body.map_nodes(fn, rename))
 
-        return Graph.build(self.model, [one(n) for n in self.nodes_by_name.values()],
-                           self.scopes, [names.get(i, i) for i in self.inputs],
-                           [names.get(o, o) for o in self.outputs], self.params,
-                           self.input_type, self.aliases, self.output_names)
+        return self.derive(nodes=[one(n) for n in self.nodes_by_name.values()],
+                           inputs=[names.get(i, i) for i in self.inputs],
+                           outputs=[names.get(o, o) for o in self.outputs])
 
     def output_name(self, i: int) -> str:
         """The name output ``i`` goes by: the spec's, or its node's."""
@@ -343,15 +352,6 @@ class Graph:
         owner = self.first_reader(mine[0])
         return None if owner.name == node.name else owner.name
 
-    def param_count(self, node: Node) -> int:
-        """Trainable parameters ``node`` brings: those it is the first reader of (a
-        `param(...)` value counts at its own row)."""
-        every = self.all_nodes()
-        own = sum(every[w].spec().numel for w in node.weights
-                  if owned(every[w]) and self.first_reader(w).name == node.name
-                  and every[w].attrs["trainable"])
-        return own + (node.spec().numel if node.is_param and not owned(node) else 0)
-
     def generated(self) -> dict[str, tuple[int | str, ...]]:
         """The tensors computed in the graph and read as weights (a hypernetwork's kernels),
         by node name, with their shapes: not parameters, so never counted as such."""
@@ -362,18 +362,6 @@ class Graph:
     def tensors(self) -> dict[str, ParamSpec]:
         """Every parameter and buffer, bodies included, by state_dict key, in order of use."""
         return {n.name: n.spec() for _, n in walk(self) if n.is_param}
-
-    @property
-    def op_count(self) -> int:
-        """Nodes that compute, bodies included (inputs count; parameters do not)."""
-        return sum(1 for _, n in walk(self) if not n.is_param)
-
-    def renamed_keys(self) -> dict[str, str]:
-        """State_dict keys of checkpoints saved before 0.2 -> this model's keys, where the
-        naming separator changed them (see CHANGELOG.md)."""
-        every = self.all_nodes()  # a body's parameters too
-        return {old: new for old, new in self.aliases.items()
-                if new in every and every[new].is_param}
 
     def region(self, scope_id: int = 0) -> Region:
         """The region of a non-transparent scope (0: the whole model), computed once for every
@@ -388,12 +376,6 @@ class Graph:
         self.region(0)
         assert self._regions is not None
         return [self._regions[sid] for sid in sorted(self._regions)]
-
-    @property
-    def total_params(self) -> int:
-        """Trainable parameters, shared ones counted once."""
-        return sum(n.spec().numel for _, n in walk(self)
-                   if n.is_param and n.attrs["trainable"])
 
     def _tuple_problems(self, node: Node) -> list[str]:
         """A tuple-valued node is read only by `item`s in its scope, an `item` only reads one
@@ -484,20 +466,6 @@ class Graph:
             if node.body is not None:
                 node.body.verify(outer | set(self.nodes_by_name),
                                  f"{where}, the body of `{node.name}`")
-
-    def macs(self, node: Node) -> int:
-        """Multiply-accumulates per sample of one node (a body's nodes count their own)."""
-        assert node.shape is not None
-        op = OPS[node.op]
-        shapes = [self.all_nodes()[i].shape for i in node.inputs]
-        return op.macs([s for s in shapes if s is not None], node.shape, node.attrs)
-
-    @property
-    def total_macs(self) -> int:
-        """Multiply-accumulates per sample of the whole model, bodies counted once (per
-        step, for a loop's body)."""
-        return sum(self.macs(n) for _, n in walk(self))
-
 
 
 def owned(node: Node) -> bool:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from .ir import Graph, Node, walk
+from .literals import ssn_text
 from .ops import OPS, AttrValue
+from .stats import op_count, total_macs, total_params
 
 
 def format_value(v: AttrValue) -> str:
-    """An attribute value as the language writes it (`true`, `none`, `0.15`)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "none"
+    """An attribute value as the language writes it (`true`, `none`, `0.15`); a string as
+    itself (`mode=bilinear`)."""
+    if isinstance(v, str):
+        return str(v)
     if isinstance(v, tuple):
         return _list(v)
-    return repr(v) if isinstance(v, float) else str(v)
+    return ssn_text(v)
 
 
 def shown_attrs(node: Node) -> list[str]:
@@ -79,8 +80,8 @@ def format_graph(graph: Graph) -> str:
     lines.append("  return " + ", ".join(
         f"{graph.output_names[i]}=%{o}" if graph.output_names else f"%{o}"
         for i, o in enumerate(graph.outputs)))
-    lines.append(f"  # {graph.op_count} nodes, {graph.total_params:,} parameters, "
-                 f"{graph.total_macs:,} MACs per sample")
+    lines.append(f"  # {op_count(graph)} nodes, {total_params(graph):,} parameters, "
+                 f"{total_macs(graph):,} MACs per sample")
     return "\n".join(lines) + "\n"
 
 

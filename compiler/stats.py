@@ -8,9 +8,42 @@ from typing import Any
 
 from ..base.diagnostics import E_OPTION, error
 from ..base.options import option_span, positive, spell
-from .ir import Graph, owned, walk
-from .ops import Shape
-from .values import json_value
+from .ir import Graph, Node, owned, walk
+from .literals import json_data
+from .ops import OPS, Shape
+
+
+def macs(graph: Graph, node: Node) -> int:
+    """Multiply-accumulates per sample of one node (a body's nodes count their own)."""
+    assert node.shape is not None
+    shapes = [graph.all_nodes()[i].shape for i in node.inputs]
+    return OPS[node.op].macs([s for s in shapes if s is not None], node.shape, node.attrs)
+
+
+def total_macs(graph: Graph) -> int:
+    """Multiply-accumulates per sample of the whole model, bodies counted once (per step,
+    for a loop's body)."""
+    return sum(macs(holder, n) for holder, n in walk(graph))
+
+
+def total_params(graph: Graph) -> int:
+    """Trainable parameters, shared ones counted once."""
+    return sum(n.spec().numel for _, n in walk(graph) if n.is_param and n.attrs["trainable"])
+
+
+def param_count(graph: Graph, node: Node) -> int:
+    """Trainable parameters ``node`` brings: those it is the first reader of (a `param(...)`
+    value counts at its own row)."""
+    every = graph.all_nodes()
+    own = sum(every[w].spec().numel for w in node.weights
+              if owned(every[w]) and graph.first_reader(w).name == node.name
+              and every[w].attrs["trainable"])
+    return own + (node.spec().numel if node.is_param and not owned(node) else 0)
+
+
+def op_count(graph: Graph) -> int:
+    """Nodes that compute, bodies included (inputs count; parameters do not)."""
+    return sum(1 for _, n in walk(graph) if not n.is_param)
 
 
 @dataclass(frozen=True)
@@ -35,7 +68,7 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     """Rows in first-appearance order; scopes and nodes deeper than ``max_depth`` are summed
     into their ancestors but not listed."""
     params: dict[str, int] = {}
-    macs: dict[str, int] = {}
+    macs_of: dict[str, int] = {}
     count: dict[str, int] = {}
     last: dict[str, Shape] = {}
     ops: dict[str, str] = {}
@@ -49,14 +82,14 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
         if node.is_source and (not node.is_param or owned(node)):
             continue  # the input, and parameters counted at the op that made them
         parts = node.name.split(".")
-        node_macs = holder.macs(node)
+        node_macs = macs(holder, node)
         for i in range(1, len(parts) + 1):
             key = ".".join(parts[:i])
             if key not in count:
                 order.append(key)
-                count[key] = params[key] = macs[key] = 0
-            params[key] += graph.param_count(node)
-            macs[key] += node_macs
+                count[key] = params[key] = macs_of[key] = 0
+            params[key] += param_count(graph, node)
+            macs_of[key] += node_macs
             count[key] += 1
             around = owner.get(node.name, "")
             if not (around == key or around.startswith(key + ".")):  # a body is inside
@@ -67,7 +100,7 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
         depth = key.count(".") + 1
         if max_depth is not None and depth > max_depth:
             continue
-        rows.append(ScopeRow(key, depth, last[key], params[key], macs[key], count[key],
+        rows.append(ScopeRow(key, depth, last[key], params[key], macs_of[key], count[key],
                              ops.get(key)))
     return rows
 
@@ -84,11 +117,11 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
     return {
         "model": graph.model,
         "input": graph.input_type,
-        "params": {k: json_value(v) for k, v in graph.params.items()},
-        "total_params": graph.total_params,
+        "params": {k: json_data(v) for k, v in graph.params.items()},
+        "total_params": total_params(graph),
         "weight_bytes": weight_bytes(graph),
-        "total_macs": graph.total_macs,
-        "nodes": graph.op_count,
+        "total_macs": total_macs(graph),
+        "nodes": op_count(graph),
         "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ())}
                     for i, o in enumerate(graph.outputs)],
         "generated": [{"name": name, "shape": list(shape)}

@@ -3,14 +3,13 @@ blocks (descriptions of structure; each place a block is used makes a fresh inst
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..base.diagnostics import Span
 from ..grammar import ast
-from ..grammar.format import quote
+from .literals import ParamValue, Spelled, is_data, json_data, ssn_text
 from .ops import OpDecl, TensorValue
 
 Value = Any
@@ -229,25 +228,20 @@ def kind_of(value: Value) -> str:
 def json_value(value: Value) -> Any:
     """``value`` as JSON data: numbers, strings, booleans and lists as themselves; anything
     else (a block, an op, an infinite float) as its `show` text."""
+    return json_data(as_param(value))
+
+
+def as_param(value: Value) -> ParamValue:
+    """``value`` as the IR keeps a model parameter: data as itself, else its spelling."""
     if isinstance(value, tuple):
-        return [json_value(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    return show(value)
+        return tuple(as_param(v) for v in value)
+    return value if is_data(value) else Spelled(show(value))
 
 
 def show(value: Value) -> str:
     """A short, deterministic rendering of a value for scope signatures and messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int | str):
-        return str(value) if isinstance(value, int) else quote(value)
+    if is_data(value):
+        return ssn_text(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, ScopeBlock):

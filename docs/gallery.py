@@ -79,7 +79,7 @@ class Entry:
             f"## `{m.name}` ([specs/{self.spec}](../specs/{self.spec}))", "",
             SENTENCES[self.spec], "",
             f"- input `{m.ir.input_type}`, parameters ({defaults})",
-            f"- {m.total_params:,} parameters, {m.ir.op_count:,} ops",
+            f"- {m.total_params:,} parameters, {m.op_count:,} ops",
             f"- drawn with `ssnc graph specs/{self.spec} -o {m.name}.svg"
             + (f" --depth {self.depth}`" if self.depth is not None else "`") + f" ({shown})",
             "", f"![{m.name}]({self.picture})", ""])

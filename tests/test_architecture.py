@@ -146,3 +146,39 @@ def test_no_attribute_is_left_for_a_backend_to_work_out() -> None:
                 assert rule(shapes, node.attrs) == {}, (spec.stem, node.name)  # type: ignore[arg-type]
                 checked += 1
     assert checked > 100
+
+
+EVALUATOR = ("ssnc.compiler.values", "ssnc.compiler.evaluate", "ssnc.compiler.instantiate",
+             "ssnc.compiler.elaborate", "ssnc.compiler.builtins")
+
+
+def test_backends_need_nothing_from_the_evaluator() -> None:
+    """A backend reads the IR (graph, ops, parameters rendered by `literals.py`), never the
+    evaluator's values: an IR built by other means lowers the same."""
+    found = [f"{m} -> {dep}" for m, deps in GRAPH.items() if m.startswith("ssnc.backends")
+             for dep in deps if dep.startswith(EVALUATOR)]
+    assert found == [], found
+
+
+def test_the_ir_record_derives_changed_graphs_one_way() -> None:
+    """`Graph.derive` changes what it is given and keeps every other field; the cached views
+    (order, regions, networkx) start afresh. Statistics and the pre-0.2 key mapping are
+    functions over the record (stats.py, legacy.py), not methods of it."""
+    from dataclasses import fields
+
+    from ssnc.compiler.ir import Graph
+
+    g = ssnc.load(SPECS / "rir_cifar.ssn").model().ir
+    head = g.outputs[0]
+    derived = g.derive(outputs=[head], output_names=["scores"])
+    for f in fields(Graph):
+        if f.init and f.name not in ("outputs", "output_names"):
+            assert getattr(derived, f.name) == getattr(g, f.name), f.name
+    assert derived.outputs == (head,) and derived.output_labels() == ("scores",)
+    fewer = g.derive(nodes=[n for n in g.nodes_by_name.values() if n.name != head],
+                     outputs=[g[head].inputs[0]])
+    assert head in {n.name for n in g.order()} and head not in {n.name for n in fewer.order()}
+    assert head not in fewer.nx
+    for name in ("total_params", "total_macs", "macs", "param_count", "op_count",
+                 "renamed_keys"):
+        assert not hasattr(Graph, name), name

@@ -138,7 +138,7 @@ def test_summary_is_the_rows_and_prints_as_a_table() -> None:
 def test_a_model_repr_is_one_line() -> None:
     m = ssnc.load(FRACTAL).model(classes=10)
     assert repr(m) == ("<ssnc.Model fractalnet: tensor[3, 32, 32] -> [N,10], "
-                       f"{m.ir.op_count:,} nodes, 33,724,618 parameters>")
+                       f"{m.op_count:,} nodes, 33,724,618 parameters>")
 
 
 def test_seed_is_refused_where_no_weights_are_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +176,7 @@ def test_elaboration_and_passes_report_their_progress() -> None:
     calls: list[tuple[object, ...]] = []
     m = ssnc.load(SPECS / "fractalnet.ssn").model(C=5, progress=lambda *a: calls.append(a))
     made = [c for c in calls if c[0] == "elaborating"]
-    assert made == [("elaborating", n, None) for n in range(500, m.ir.op_count + 1, 500)]
+    assert made == [("elaborating", n, None) for n in range(500, m.op_count + 1, 500)]
     passes = [c for c in calls if c[0] != "elaborating"]
     assert [c[0] for c in passes] == ["flatten joins", "tag columns", "assign names",
                                       "infer shapes", "verify"]

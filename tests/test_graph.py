@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import ssnc
 from ssnc.backends.dot import to_dot
 from ssnc.cli import app
+from ssnc.compiler.stats import param_count
 from tests.conftest import GOLDEN, SPECS
 
 runner = CliRunner()
@@ -40,7 +41,7 @@ def test_depth_collapses_scopes_into_boxes() -> None:
     assert boxes(dot) == {"input", "stage1", "stage2", "stage3", "stage4", "stage5", "flatten",
                           "linear"}
     assert ("stage1", "stage2") in edges(dot) and ("stage5", "flatten") in edges(dot)
-    stage1 = sum(m.ir.param_count(n) for n in m.ir if n.name.startswith("stage1."))
+    stage1 = sum(param_count(m.ir, n) for n in m.ir if n.name.startswith("stage1."))
     assert f"{stage1:,} params" in dot
     deeper = to_dot(m.ir, depth=3)  # columns alone would draw cycles: the block is one box
     assert {"stage1.fractal", "stage2.fractal"} <= boxes(deeper)

@@ -14,6 +14,7 @@ import torch
 
 import ssnc
 from ssnc.compiler.ir import walk
+from ssnc.compiler.legacy import renamed_keys
 
 ELMAN = """
 def cell(hidden) = (x, h) => let h2 = tanh(linear(hidden)(x) + linear(hidden, bias = false)(h))
@@ -451,7 +452,7 @@ def test_old_checkpoints_load_into_a_cell_whose_names_changed(tmp_path: Path) ->
     m = model("def lin2(h) = linear(h)\n"
               "model m : sequence[3] = scan((x, s) => let y = tanh(lin2(4)(x) + lin2(4)(s)) "
               "in (y, y), state = [4])")
-    assert m.ir.renamed_keys()["scan.lin21.linear.weight"] == "scan.lin2_1.linear.weight"
+    assert renamed_keys(m.ir)["scan.lin21.linear.weight"] == "scan.lin2_1.linear.weight"
     net = m.to_torch(seed=1)
     old = {k.replace("lin2_", "lin2"): v + 1.0 for k, v in net.state_dict().items()}
     assert str(net.load_state_dict(old)) == "<All keys matched successfully>"

@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper
 from ...base.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ...compiler.initializers import expected_tensors, initial_state
 from ...compiler.ir import Graph, Node, Region
-from ...compiler.values import json_value
+from ...compiler.literals import json_data
 from .lower import _DTYPES, DOMAIN, LOWERINGS, Emitter
 from .options import DEFAULT_OPSET
 
@@ -237,7 +237,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
         "ssnc.version": version,
         "ssnc.model": graph.model,
         "ssnc.spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
-        "ssnc.parameters": json.dumps({k: json_value(v) for k, v in graph.params.items()},
+        "ssnc.parameters": json.dumps({k: json_data(v) for k, v in graph.params.items()},
                                       sort_keys=True),
         "ssnc.input": graph.input_type,
     }

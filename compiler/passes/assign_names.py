@@ -70,9 +70,7 @@ def assign_names(graph: Graph) -> Graph:
     renamed = graph.map_nodes(lambda n: n.evolve(
         name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
         weights=tuple(names[w] for w in n.weights)), names)
-    return Graph.build(graph.model, renamed.nodes_by_name.values(), graph.scopes,
-                       renamed.inputs, renamed.outputs, graph.params, graph.input_type, aliases,
-                       graph.output_names)
+    return renamed.derive(aliases=aliases)
 
 
 def _unique(names: dict[str, str], final: dict[str, list[str]]) -> dict[str, str]:
