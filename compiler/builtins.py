@@ -110,7 +110,7 @@ def _b_shared(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
     _no_kwargs("shared", kw)
     if len(args) != 1:
         raise error(E_ARGUMENT, f"`shared` takes one block, got {len(args)} arguments", span)
-    el.effects.count += 1
+    el.inst.effects.count += 1
     return SharedBlock(el.as_block(args[0], spans[0]), span)
 
 
@@ -208,8 +208,8 @@ def _b_param(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
         raise error(E_TYPE, f"`param`'s init must be `normal(mean, std)` or "
                     f"`uniform(low, high)`, got {kind_of(init)}",
                     kw["init"][1] if "init" in kw else spans[1])
-    el.effects.count += 1
-    return Wire(el.builder.value_param(tuple(shape), init.name, init.fill, init.scale, span),
+    el.inst.effects.count += 1
+    return Wire(el.inst.builder.value_param(tuple(shape), init.name, init.fill, init.scale, span),
                 span)
 
 
@@ -241,7 +241,7 @@ def _b_join_inputs(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...
         raise error(E_TYPE, f"`join_inputs` reads a wire, not {kind_of(x)}", span,
                     hint="use it inside a `=>` block: "
                     "`(x) => join_inputs(fractal(3, unit)(x))`")
-    return el.merged_inputs(x, span)
+    return el.inst.merged_inputs(x, span)
 
 
 def _axis_size(el: Evaluator, what: str, x: Value, axis: Value, span: Span) -> Value:
@@ -250,7 +250,7 @@ def _axis_size(el: Evaluator, what: str, x: Value, axis: Value, span: Span) -> V
                     hint="use it inside a `=>` block: `(x) => conv(channels(x) // 2)(x)`")
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise error(E_TYPE, f"`{what}`'s axis must be an integer, got {kind_of(axis)}", span)
-    shape = el.shape_of(x, span)
+    shape = el.inst.shape_of(x, span)
     index = axis + len(shape) if axis < 0 else axis
     if not 0 <= index < len(shape):
         raise error(E_TYPE, f"axis {axis} is not an axis of [{', '.join(map(str, shape))}]",

@@ -25,14 +25,33 @@ from ..base.options import set_param
 from ..grammar import ast
 from .builtins import builtin_env
 from .evaluate import Evaluator, check_int
-from .instantiate import Limits
+from .instantiate import Limits, NamedWires, NodeBuilder
 from .ir import Graph, Node
 from .ops import INPUT_TYPES, OPS, input_type
 from .values import Env, Value, Wire, as_param, kind_of, show
 
 
-class Elaborator(Evaluator):
-    """Builds the IR of one model of a program."""
+class Elaborator:
+    """Builds the IR of one model of a program: the evaluator computes its parameters and
+    body, the instantiator (``evaluator.inst``) makes the nodes."""
+
+    def __init__(self, globals_env: Env, limits: Limits | None = None):
+        self.evaluator = Evaluator(globals_env, limits)
+        self.limits = self.evaluator.limits
+
+    @property
+    def builder(self) -> NodeBuilder:
+        """The node builder (its ``progress`` hears how far a big model has got)."""
+        return self.evaluator.inst.builder
+
+    @property
+    def steps(self) -> int:
+        """Evaluation steps taken (deterministic; the budget is ``Limits.max_steps``)."""
+        return self.evaluator.steps
+
+    def eval(self, expr: ast.Expr, env: Env) -> Value:
+        """The value of ``expr`` in ``env``."""
+        return self.evaluator.eval(expr, env)
 
     # ------------------------------------------------------------ models
 
@@ -52,34 +71,30 @@ class Elaborator(Evaluator):
             return error(E_OPTION, f"model `{model.name}` needs a value for `{names[0]}`",
                          model.name_span, hint=f"pass {set_param(names[0])}")
 
-        frame = self.bind_params(model.params, overrides, self.globals, missing)
+        ev, inst = self.evaluator, self.evaluator.inst
+        frame = ev.bind_params(model.params, overrides, ev.globals, missing)
         self._check_override_kinds(model, overrides, override_spans or {}, frame)
         itype = self._input_type(model.input_type, frame)
         value = self.eval(model.body, frame)
-        block = self.as_block(value, model.body.span)
-        size = self.estimate(block)
+        block = ev.as_block(value, model.body.span)
+        size = inst.estimate(block)
         if size > self.limits.max_nodes:
             raise error(E_EXPANSION, f"model `{model.name}` would expand to {size:,} nodes, "
                         f"more than the limit of {self.limits.max_nodes:,}", model.body.span,
-                        hint=self.growth_hint(block))
+                        hint=inst.growth_hint(block))
         b = self.builder
         b.open_scope(model.name, tuple((n, show(frame.names[n])) for n in names), model.span)
         attrs = {"vocab": itype.vocab} if itype.vocab is not None else {}
         inp = b.add(OPS["input"], attrs, [], model.input_type.span, shape=itype.shape,
                     dtype=itype.dtype)
-        outs = self.instantiate(block, (Wire(inp, model.input_type.span),))
-        named = self.named
-        if named is not None and [w.node for w in named.wires] != [w.node for w in outs]:
-            raise error(E_TYPE, "`outputs(...)` names the model's outputs, so it comes last",
-                        named.span, notes=[Note("the model's outputs are made here",
-                                                model.body.span)],
-                        hint="name the outputs in the model's last `=>` block")
+        outs = inst.instantiate(block, (Wire(inp, model.input_type.span),))
         _check_params_read(b.nodes)
         sizes = ", ".join(show(a) for a in self._type_args(model.input_type, frame))
         return Graph.build(model.name, b.nodes, b.scopes, [inp], [w.node for w in outs],
                            {n: as_param(frame.names[n]) for n in names},
                            f"{model.input_type.name}[{sizes}]",
-                           output_names=named.names if named is not None else ())
+                           output_names=outs.named.names if isinstance(outs, NamedWires)
+                           else ())
 
     def _check_override_kinds(self, model: ast.Model, overrides: Mapping[str, Value],
                               spans: Mapping[str, Span], frame: Env) -> None:

@@ -28,7 +28,14 @@ from ..base.diagnostics import (
     note_call_site,
 )
 from ..grammar import ast
-from .instantiate import Instantiator, Limits, as_wires, flatten_wires, is_wires
+from .instantiate import (
+    Instantiator,
+    Limits,
+    as_wires,
+    comes_last,
+    flatten_wires,
+    is_wires,
+)
 from .ops import OPS, REQUIRED, OpDecl, TensorValue
 from .values import (
     Block,
@@ -36,6 +43,7 @@ from .values import (
     Env,
     GroupBlock,
     LambdaBlock,
+    NamedOutputs,
     OpCtor,
     ParBlock,
     PrimBlock,
@@ -49,11 +57,14 @@ from .values import (
 )
 
 
-class Evaluator(Instantiator):
-    """Evaluates expressions of one program. One instance per model elaboration."""
+class Evaluator:
+    """Evaluates expressions of one program. One instance per model elaboration; applying a
+    block to wires is the instantiator's job (``inst``), which asks back only for the value
+    of a `=>` block's body."""
 
     def __init__(self, globals_env: Env, limits: Limits | None = None):
-        super().__init__(limits)
+        self.limits = limits or Limits()
+        self.inst = Instantiator(self.eval, self.limits)
         self.globals = globals_env
         self.memo: dict[Any, Value] = {}
         self.depth = 0
@@ -174,7 +185,7 @@ class Evaluator(Instantiator):
     def _eval_Neg(self, e: ast.Neg, env: Env) -> Value:
         value = self.eval(e.operand, env)
         if isinstance(value, Wire):
-            return self.join_wires(OPS["affine"], (value,), {"scale": -1.0}, e.span)
+            return self.inst.join_wires(OPS["affine"], (value,), {"scale": -1.0}, e.span)
         return check_int(-self.number(value, e.operand.span), e.span)
 
     def number(self, value: Value, span: Span) -> int | float:
@@ -198,7 +209,7 @@ class Evaluator(Instantiator):
             raise error(E_TYPE, f"cannot repeat a block {count} times", span)
         if count == 0:
             return PrimBlock(OPS["identity"], (), span)
-        work = self.estimate(block, steps=True)
+        work = self.inst.estimate(block, steps=True)
         if count * work > self.limits.max_nodes:  # checked before anything is allocated
             raise error(E_EXPANSION, f"repeating a block of {work:,} step"
                         f"{'s' if work != 1 else ''} {count:,} times makes "
@@ -208,9 +219,12 @@ class Evaluator(Instantiator):
 
     def _eval_BinOp(self, e: ast.BinOp, env: Env) -> Value:
         left, right = self.eval(e.left, env), self.eval(e.right, env)
+        for side in (left, right):
+            if isinstance(side, NamedOutputs):
+                raise comes_last(side, e.span)
         if e.op == ">>":
             if is_wires(left):
-                return self.apply(self.as_block(right, e.right.span), as_wires(left), e.span)
+                return self.inst.apply(self.as_block(right, e.right.span), as_wires(left), e.span)
             return chain(self.as_block(left, e.left.span), self.as_block(right, e.right.span),
                         e.span)
         if _is_num(left) and _is_num(right):
@@ -218,7 +232,7 @@ class Evaluator(Instantiator):
         if e.op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
             return self.new_list(left + right, e.span)
         if e.op in _WIRE_OPS and isinstance(left, Wire) and isinstance(right, Wire):
-            return self.join_wires(OPS[_WIRE_OPS[e.op]], (left, right), {}, e.span)
+            return self.inst.join_wires(OPS[_WIRE_OPS[e.op]], (left, right), {}, e.span)
         if (isinstance(left, Wire) and _is_num(right)) or (
                 isinstance(right, Wire) and _is_num(left)):
             return self._scalar(e, left, right)
@@ -253,7 +267,7 @@ class Evaluator(Instantiator):
                         if not (e.op == "/" and value == 0) else "division by zero")
         if not math.isfinite(value) or not all(math.isfinite(v) for v in attrs.values()):
             raise error(E_TYPE, f"`{num}` is not a finite number", e.span)
-        return self.join_wires(OPS["affine"], (wire,), attrs, e.span)
+        return self.inst.join_wires(OPS["affine"], (wire,), attrs, e.span)
 
     # ------------------------------------------------------------ calls
 
@@ -268,6 +282,9 @@ class Evaluator(Instantiator):
              kwargs: Mapping[str, tuple[Value, Span]], spans: tuple[Span, ...],
              span: Span) -> Value:
         """Call ``fn``: configure a rule or op, run a built-in, or apply a block to wires."""
+        for arg in args:
+            if isinstance(arg, NamedOutputs):
+                raise comes_last(arg, span)
         wired = bool(args) and all(is_wires(a) for a in args)
         if isinstance(fn, OpCtor) and fn.op.takes_branches:
             return self._call_join(fn, args, kwargs, spans, span)
@@ -277,14 +294,14 @@ class Evaluator(Instantiator):
             if not wired or kwargs:
                 raise error(E_TYPE, "a block is applied to wires only, e.g. `block(x)`; "
                             "its arguments were given when it was made", span)
-            return self.apply(fn, flatten_wires(args), span)
+            return self.inst.apply(fn, flatten_wires(args), span)
         if isinstance(fn, Rule) and not fn.decl.params and (args or kwargs):
             target = self._call_rule(fn, (), {}, (), span)
             if isinstance(target, Rule | OpCtor | Builtin):  # an alias: `def act = conv`
                 return self.call(target, args, kwargs, spans, span)
         if isinstance(fn, Rule | OpCtor):
             if wired and not kwargs and not _required(fn):
-                return self.apply(self.as_block(fn, span), flatten_wires(args), span)
+                return self.inst.apply(self.as_block(fn, span), flatten_wires(args), span)
             if isinstance(fn, OpCtor):
                 return self._configure_op(fn.op, args, kwargs, spans, span)
             return self._call_rule(fn, args, kwargs, spans, span)
@@ -394,11 +411,11 @@ class Evaluator(Instantiator):
         for name, value in frame.names.items():
             if isinstance(value, Block) and not isinstance(value, GroupBlock):
                 frame.names[name] = GroupBlock(name, value, value.span)
-        before = self.effects.count
+        before = self.inst.effects.count
         self.depth += 1
         try:
             if any(is_wires(v) for v in values):
-                with self.scope(rule.name, display, span):
+                with self.inst.scope(rule.name, display, span):
                     result = self.eval(decl.body, frame)
             else:
                 result = self.eval(decl.body, frame)
@@ -408,7 +425,7 @@ class Evaluator(Instantiator):
             self.depth -= 1
         if isinstance(result, Block):
             result = ScopeBlock(rule.name, display, result, span)
-        if self.effects.count == before:
+        if self.inst.effects.count == before:
             self.memo[key] = result
         return result
 
@@ -433,7 +450,7 @@ class Evaluator(Instantiator):
         assert isinstance(block, PrimBlock)
         attrs = dict(block.attrs)
         if all(isinstance(a, Wire) for a in args):
-            return self.join_wires(op, args, attrs, span)
+            return self.inst.join_wires(op, args, attrs, span)
         if any(isinstance(a, Wire) for a in args):
             raise error(E_TYPE, f"`{op.name}` joins wires or blocks, not a mix of both", span)
         if op.arity is not None and len(args) != op.arity:

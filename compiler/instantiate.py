@@ -18,8 +18,10 @@ from ..base.diagnostics import (
     E_ARGUMENT,
     E_EXPANSION,
     E_OPTION,
+    E_SHAPE,
     E_TYPE,
     MAX_INT,
+    Note,
     Span,
     SsnError,
     error,
@@ -28,9 +30,9 @@ from ..base.diagnostics import (
 from ..base.options import option_span, spell
 from ..grammar import ast
 from .ir import Graph, Node, Scope, make_node
-from .ops import OPS, OpDecl, TensorValue
-from .passes.flatten_joins import merges
-from .passes.infer_shapes import type_node
+from .joins import merges
+from .ops import OPS, OpDecl, Shape, ShapeMismatch, TensorValue
+from .shapes import type_node
 from .values import (
     Block,
     Env,
@@ -84,11 +86,26 @@ class _Effects:
 
 
 @dataclass
+class Frame:
+    """The nodes of one graph under construction: the model's, or a loop cell's (its body).
+    A cell's ``inputs`` give the shapes of its input nodes (from the loop's inputs, by the
+    op's body rule), worked out only when a rule inside the cell asks for a shape."""
+
+    nodes: list[Node] = field(default_factory=list)
+    inputs: Callable[[], Sequence[Shape]] | None = None
+    typed: int = 0
+    """How many of ``nodes`` are typed."""
+    typed_inputs: int = 0
+    """How many of its input nodes are typed."""
+
+
+@dataclass
 class NodeBuilder:
-    """Accumulates node records and scopes while blocks are instantiated."""
+    """Accumulates node records and scopes while blocks are instantiated, in a stack of
+    frames: the model's graph, and the body of each loop cell being built inside it."""
 
     limits: Limits
-    nodes: list[Node] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=lambda: [Frame()])
     scopes: dict[int, Scope] = field(default_factory=dict)
     current: int = 0
     # shared block id -> the parameter nodes of each op its first instance made, in order
@@ -101,6 +118,21 @@ class NodeBuilder:
     """Every node made, bodies included: the next creation index."""
     progress: Progress | None = None
     """Told ``("elaborating", nodes made, None)`` every PROGRESS_EVERY nodes."""
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The nodes of the graph being built now (the innermost frame)."""
+        return self.frames[-1].nodes
+
+    @contextmanager
+    def frame(self, inputs: Callable[[], Sequence[Shape]]) -> Iterator[Frame]:
+        """A body graph built inside the current one, whose input nodes take ``inputs``."""
+        made = Frame(inputs=inputs)
+        self.frames.append(made)
+        try:
+            yield made
+        finally:
+            self.frames.pop()
 
     def open_scope(self, rule: str, args: tuple[tuple[str, str], ...], span: Span,
                    transparent: bool = False) -> int:
@@ -128,7 +160,7 @@ class NodeBuilder:
         if self.ops >= self.limits.max_nodes:
             raise error(E_EXPANSION,
                         f"the model expands beyond {self.limits.max_nodes:,} nodes", span,
-                        hint="reduce the model's size, or raise the limit (--max-nodes)")
+                        hint=f"reduce the model's size, or raise the limit ({spell('max_nodes')})")
         self.ops += 1
         if self.progress is not None and self.ops % PROGRESS_EVERY == 0:
             self.progress("elaborating", self.ops, None)
@@ -173,41 +205,38 @@ class NodeBuilder:
 
 class Instantiator:
     """Makes the nodes of blocks: the state of one model's instantiation (nodes, scopes,
-    sharing) and the budget that bounds it. Subclasses evaluate the body of a `=>` block."""
+    sharing) and the budget that bounds it. It asks one thing of the evaluator:
+    ``evaluate``, the value of a `=>` block's body."""
 
-    def __init__(self, limits: Limits | None = None):
-        self.limits = limits or Limits()
+    def __init__(self, evaluate: Callable[[ast.Expr, Env], Value], limits: Limits):
+        self.evaluate = evaluate
+        self.limits = limits
         self.builder = NodeBuilder(self.limits)
         self.effects = _Effects()
-        self.named: NamedOutputs | None = None
-        """The last `outputs(...)` a block returned."""
         self._typed: dict[str, Node] = {}  # nodes typed so far, for `channels(x)`
-        self._typed_upto = 0  # how many of the model's nodes (in order) are typed
         self._readers: dict[str, Node] = {}
-        self._main = self.builder.nodes
 
     def shape_of(self, wire: Wire, span: Span) -> tuple[int | str, ...]:
-        """The static shape of ``wire``: the nodes made so far are typed (once each), as
-        shape inference will type them, so a rule can read its input's size."""
-        b = self.builder
-        if b.nodes is not self._main:
-            raise error(E_TYPE, "shapes are not known inside a loop's cell while it is built",
-                        span, hint="pass the size to the cell as a number")
-        for node in b.nodes[self._typed_upto:]:
-            for w in node.weights:
-                self._readers.setdefault(w, node)
-            type_node(node, self._typed, self._readers.__getitem__)
-        self._typed_upto = len(b.nodes)
+        """The static shape of ``wire``: the nodes made so far, in every frame, are typed
+        (once each) as shape inference will type them, so a rule can read its input's size,
+        inside a loop's cell too."""
+        for frame in self.builder.frames:  # outer frames first: a cell reads what they made
+            for node in frame.nodes[frame.typed:]:
+                if node.is_input and frame.inputs is not None:
+                    node = node.evolve(shape=tuple(frame.inputs()[frame.typed_inputs]))
+                    frame.typed_inputs += 1
+                for w in node.weights:
+                    self._readers.setdefault(w, node)
+                type_node(node, self._typed, self._readers.__getitem__)
+            frame.typed = len(frame.nodes)
         return self._typed[wire.node].shape or ()
 
     def merged_inputs(self, wire: Wire, span: Span) -> tuple[Wire, ...]:
         """The inputs of the join that made ``wire``, with the joins that merge into it (as
         flatten_joins will merge them) replaced by their own inputs: a fractal's columns."""
-        b = self.builder
-        if b.nodes is not self._main:
-            raise error(E_TYPE, "a join's columns are not known inside a loop's cell", span)
-        by_name = {n.name: n for n in b.nodes}
-        readers = Counter(i for n in b.nodes for i in n.inputs)
+        made = [n for frame in self.builder.frames for n in frame.nodes]
+        by_name = {n.name: n for n in made}
+        readers = Counter(i for n in made for i in n.inputs)
         node = by_name[wire.node]
         if not OPS[node.op].is_join:
             raise error(E_TYPE, f"`join_inputs` reads the output of a join, not of `{node.op}`",
@@ -224,10 +253,6 @@ class Instantiator:
             return names
 
         return tuple(Wire(n, span) for n in expand(node))
-
-    def eval(self, expr: ast.Expr, env: Env) -> Value:
-        """The value of ``expr`` in ``env`` (the evaluator's job)."""
-        raise NotImplementedError
 
     def join_wires(self, op: OpDecl, wires: Sequence[Value], attrs: Mapping[str, Value],
                    span: Span) -> Wire:
@@ -252,12 +277,18 @@ class Instantiator:
             b.current = parent
 
     def apply(self, block: Block, wires: tuple[Wire, ...], span: Span) -> Value:
-        """Instantiate ``block`` on ``wires``; one wire comes back as itself, several as a tuple."""
+        """Instantiate ``block`` on ``wires``; one wire comes back as itself, several as a
+        tuple, named outputs as the `outputs(...)` value (an enclosing block returns it)."""
         out = self.instantiate(block, wires)
+        if isinstance(out, NamedWires):
+            return out.named
         return out[0] if len(out) == 1 else out
 
     def instantiate(self, block: Block, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
-        """Make the nodes of one fresh instance of ``block`` reading ``wires``."""
+        """Make the nodes of one fresh instance of ``block`` reading ``wires``. Named outputs
+        come back as `NamedWires`, which nothing may read: they are the model's."""
+        if isinstance(wires, NamedWires):
+            raise comes_last(wires.named, block.span)
         if isinstance(block, PrimBlock):
             arity = block.op.arity if block.op.arity is not None else len(wires)
             if len(wires) != arity:
@@ -277,6 +308,8 @@ class Instantiator:
             outs = []
             for branch in block.branches:
                 got = self.instantiate(branch, wires)
+                if isinstance(got, NamedWires):
+                    raise comes_last(got.named, block.span)
                 if len(got) != 1:
                     raise error(E_TYPE, f"a `{block.op.name}` branch must produce one stream, "
                                 f"this one produces {len(got)}", branch.span)
@@ -306,10 +339,9 @@ class Instantiator:
             if block.rest:
                 bound[block.params[-1]] = wires[fixed:]
             env = Env(bound, block.env)
-            result = self.eval(block.body, env)
+            result = self.evaluate(block.body, env)
             if isinstance(result, NamedOutputs):
-                self.named = result  # the model checks that these are its outputs
-                return result.wires
+                return NamedWires(result)
             if not is_wires(result):
                 raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",
                             block.body.span,
@@ -330,13 +362,24 @@ class Instantiator:
         with self.scope("scan", (), block.span):
             inits = [b.add(OPS["zeros"], {"size": size}, [x.node], block.span)
                      for size in block.states]
-            outer, b.nodes = b.nodes, []
-            try:
+            given: list[Shape] = []
+
+            def cell_inputs() -> Sequence[Shape]:  # the step input's and the states' shapes
+                if not given:
+                    outer = [self._typed[n].shape or () for n in (x.node, *inits)]
+                    try:
+                        given.extend(OPS["scan"].body.inputs(  # type: ignore[union-attr]
+                            outer, {"reverse": block.reverse}))
+                    except ShapeMismatch as exc:
+                        raise error(E_SHAPE, exc.message, block.span, hint=exc.hint) from None
+                return given
+
+            with b.frame(cell_inputs) as cell:
                 ins = [b.add(OPS["input"], {}, (), block.span) for _ in range(1 + len(inits))]
                 outs = self.instantiate(block.cell, tuple(Wire(n, block.span) for n in ins))
-                made = b.nodes
-            finally:
-                b.nodes = outer
+            if isinstance(outs, NamedWires):
+                raise comes_last(outs.named, block.span)
+            made = cell.nodes
             if len(outs) != 1 + len(inits):
                 raise error(E_TYPE, f"the cell returns {len(outs)} stream"
                             f"{'s' if len(outs) != 1 else ''}; with {len(inits)} state"
@@ -402,15 +445,34 @@ class Instantiator:
         self.estimate(block, sizes=sizes)
         levels = {rule: sorted(s) for rule, s in sizes.items() if len(s) > 1}
         if not levels:
-            return "reduce the model's size, or raise the limit (--max-nodes)"
+            return f"reduce the model's size, or raise the limit ({spell('max_nodes')})"
         rule = max(levels, key=lambda r: levels[r][-1])
         *_, before, last = levels[rule]
         return (f"`{rule}` grows about ×{last / max(before, 1):.1f} per level of its "
                 f"recursion ({before:,} -> {last:,} nodes); reduce its depth (e.g. fewer "
-                "fractal columns), or raise the limit (--max-nodes)")
+                f"fractal columns), or raise the limit ({spell('max_nodes')})")
 
 
 # ---------------------------------------------------------------- wires
+
+class NamedWires(tuple[Wire, ...]):
+    """The wires of `outputs(...)`, with their names: the model's outputs, when they are
+    what its body returns last."""
+
+    named: NamedOutputs
+
+    def __new__(cls, named: NamedOutputs) -> NamedWires:
+        made = super().__new__(cls, named.wires)
+        made.named = named
+        return made
+
+
+def comes_last(named: NamedOutputs, reader: Span) -> SsnError:
+    """The error for named outputs that something reads: they are the model's outputs."""
+    return error(E_TYPE, "`outputs(...)` names the model's outputs, so it comes last",
+                 named.span, notes=[Note("they are read here", reader)],
+                 hint="name the outputs in the model's last `=>` block")
+
 
 def is_wires(v: Value) -> bool:
     return isinstance(v, Wire) or (isinstance(v, tuple) and bool(v)

@@ -182,3 +182,32 @@ def test_the_ir_record_derives_changed_graphs_one_way() -> None:
     for name in ("total_params", "total_macs", "macs", "param_count", "op_count",
                  "renamed_keys"):
         assert not hasattr(Graph, name), name
+
+
+ELABORATION = ("ssnc.compiler.elaborate", "ssnc.compiler.evaluate", "ssnc.compiler.instantiate",
+               "ssnc.compiler.builtins", "ssnc.compiler.values", "ssnc.compiler.shapes",
+               "ssnc.compiler.joins")
+
+
+def test_elaboration_imports_no_pass() -> None:
+    """Typing a node (shapes.py) and the join-merging rule (joins.py) live beside the op
+    table, so building a model needs no pass; the passes import them."""
+    found = [f"{m} -> {dep}" for m in ELABORATION for dep in GRAPH[m]
+             if dep.startswith("ssnc.compiler.passes")]
+    assert found == [], found
+
+
+def test_the_evaluator_and_the_instantiator_are_composed_not_inherited() -> None:
+    """Two objects with a narrow interface: the instantiator imports nothing of the
+    evaluator and is given one callable, the value of a `=>` body."""
+    import inspect
+
+    from ssnc.compiler.elaborate import Elaborator
+    from ssnc.compiler.evaluate import Evaluator
+    from ssnc.compiler.instantiate import Instantiator
+
+    assert Evaluator.__mro__ == (Evaluator, object)
+    assert Elaborator.__mro__ == (Elaborator, object)
+    assert Instantiator.__mro__ == (Instantiator, object)
+    assert "ssnc.compiler.evaluate" not in GRAPH["ssnc.compiler.instantiate"]
+    assert list(inspect.signature(Instantiator).parameters) == ["evaluate", "limits"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ssnc
+from ssnc.backends.torch import example_input
 from ssnc.base.diagnostics import SsnError
-from tests.conftest import SPECS, compile_refused
+from ssnc.compiler.ir import walk
+from tests.conftest import SPECS, compile_refused, ort_output
 
 
 def model(text: str, **params: object) -> ssnc.Model:
@@ -325,13 +329,42 @@ def test_a_rule_reads_its_input_wires_shape() -> None:
      37),
     ("model m : tensor[4] = linear(channels(3))\n", "`channels` reads the shape of a wire, not "
      "a number", 30),
-    ("model m : sequence[4] = scan((x, h) => (linear(channels(x))(x), h), state = [4])\n",
-     "shapes are not known inside a loop's cell while it is built", 48),
+    ("model m : sequence[4] = scan((x, h) => (linear(size(x, 0))(x), h), state = [4])\n",
+     "axis 0 of [N, 4] is `N`, the batch size", 48),  # inside a cell, its step input
 ])
 def test_shape_queries_that_have_no_value_are_diagnostics(source: str, needle: str,
                                                           column: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
     stderr = compile_refused(tmp_path, source)
     assert needle in stderr and f"m.ssn:1:{column}:" in stderr, stderr
+
+
+CELLS = """
+def gated = (x, h) => let w = channels(x) + channels(h) in (linear(w)(x), h)
+def inner = scan((y, g) => (linear(channels(y) * size(g, 1))(y), g), state = [2])
+model cell : sequence[6] = scan(gated, state = [3]) >> linear(2)
+model nested : sequence[6] =
+    scan((x, h) => ((reshape([3, 2]) >> inner >> flatten >> linear(channels(h) + 1))(x), h),
+         state = [5])
+    >> linear(2)
+"""
+
+
+@pytest.mark.parametrize(("name", "widths"), [("cell", [9, 2]), ("nested", [4, 6, 2])])
+def test_a_cell_reads_its_wires_shapes(name: str, widths: list[int]) -> None:
+    """`channels(x)` and `size(x, axis)` inside a loop's cell read the step input's and the
+    states' shapes (6 + 3 = 9), in a cell nested in another's too (the inner loop runs over
+    the outer step reshaped to 3 steps of 2, with a state of 2: 2 * 2 = 4; the outer state
+    is 5: 5 + 1 = 6); both backends compile it and agree."""
+    m = ssnc.loads(CELLS, "c.ssn").model(name)
+    linears = [n for _, n in walk(m.ir) if n.op == "linear"]
+    assert sorted(n.shape[-1] for n in linears) == sorted(widths)  # type: ignore[index]
+    x = example_input(m.ir, batch=3, steps=4)
+    net = m.to_torch(seed=0).eval()
+    with torch.no_grad():
+        want = net(x).numpy()
+    for flat in (True, False):
+        np.testing.assert_allclose(ort_output(m.to_onnx(seed=0, flat=flat), x.numpy()), want,
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_the_expansion_hint_measures_the_rules_growth(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ element-wise mean over all the columns that arrive there, not a mean of means.""
 from __future__ import annotations
 
 from ..ir import Graph, Node
-from ..ops import OPS
+from ..joins import merges, merging
 
 
 def flatten_joins(graph: Graph) -> Graph:
@@ -35,19 +35,3 @@ def flatten_joins(graph: Graph) -> Graph:
 
 def _mergeable(graph: Graph, outer: Node, inner: Node) -> bool:
     return merges(outer, inner, len(graph.consumers(inner.name)), inner.name in graph.outputs)
-
-
-def merging(node: Node) -> bool:
-    """Whether ``node`` is a join that takes in the joins of its kind that meet it."""
-    return OPS[node.op].is_join and bool(node.attrs.get("merge", False))
-
-
-def merges(outer: Node, inner: Node, readers: int, is_output: bool) -> bool:
-    """Whether join ``inner``, read by ``readers`` nodes, merges into join ``outer``."""
-    return (
-        merging(outer)
-        and inner.op == outer.op
-        and dict(inner.attrs) == dict(outer.attrs)
-        and readers == 1
-        and not is_output
-    )
