@@ -290,31 +290,13 @@ class Instantiator:
         if isinstance(wires, NamedWires):
             raise comes_last(wires.named, block.span)
         if isinstance(block, PrimBlock):
-            arity = block.op.arity if block.op.arity is not None else len(wires)
-            if len(wires) != arity:
-                raise error(E_TYPE, f"`{block.op.name}` takes {arity} stream"
-                            f"{'s' if arity != 1 else ''}, got {len(wires)}", block.span)
-            if block.op.passthrough:
-                return wires
-            self.effects.count += 1
-            name = self.builder.add(block.op, dict(block.attrs), [w.node for w in wires],
-                                    block.span)
-            return (Wire(name, block.span),)
+            return self._instantiate_prim(block, wires)
         if isinstance(block, SeqBlock):
             for part in block.parts:
                 wires = self.instantiate(part, wires)
             return wires
         if isinstance(block, ParBlock):
-            outs = []
-            for branch in block.branches:
-                got = self.instantiate(branch, wires)
-                if isinstance(got, NamedWires):
-                    raise comes_last(got.named, block.span)
-                if len(got) != 1:
-                    raise error(E_TYPE, f"a `{block.op.name}` branch must produce one stream, "
-                                f"this one produces {len(got)}", branch.span)
-                outs.append(got[0])
-            return (self.join_wires(block.op, outs, dict(block.attrs), block.span),)
+            return self._instantiate_par(block, wires)
         if isinstance(block, ScopeBlock):
             with self.scope(block.rule, block.args, block.span):
                 try:
@@ -330,25 +312,56 @@ class Instantiator:
         if isinstance(block, ScanBlock):
             return self._instantiate_scan(block, wires)
         if isinstance(block, LambdaBlock):
-            fixed = len(block.params) - block.rest
-            if len(wires) < fixed if block.rest else len(wires) != fixed:
-                at_least = "at least " if block.rest else ""
-                raise error(E_TYPE, f"this block takes {at_least}{fixed} stream"
-                            f"{'s' if fixed != 1 else ''}, got {len(wires)}", block.span)
-            bound: dict[str, Value] = dict(zip(block.params[:fixed], wires, strict=False))
-            if block.rest:
-                bound[block.params[-1]] = wires[fixed:]
-            env = Env(bound, block.env)
-            result = self.evaluate(block.body, env)
-            if isinstance(result, NamedOutputs):
-                return NamedWires(result)
-            if not is_wires(result):
-                raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",
-                            block.body.span,
-                            hint="apply blocks to the parameters, e.g. `(x) => conv(64)(x)`"
-                            if isinstance(result, Block) else None)
-            return flatten_wires((result,))
+            return self._instantiate_lambda(block, wires)
         raise AssertionError(f"unknown block {block!r}")
+
+    def _instantiate_prim(self, block: PrimBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        """One op's node (none for a passthrough op: its block is its input)."""
+        arity = block.op.arity if block.op.arity is not None else len(wires)
+        if len(wires) != arity:
+            raise error(E_TYPE, f"`{block.op.name}` takes {arity} stream"
+                        f"{'s' if arity != 1 else ''}, got {len(wires)}", block.span)
+        if block.op.passthrough:
+            return wires
+        self.effects.count += 1
+        name = self.builder.add(block.op, dict(block.attrs), [w.node for w in wires],
+                                block.span)
+        return (Wire(name, block.span),)
+
+    def _instantiate_par(self, block: ParBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        """Branches on the same wires, joined: each branch gives one stream."""
+        outs = []
+        for branch in block.branches:
+            got = self.instantiate(branch, wires)
+            if isinstance(got, NamedWires):
+                raise comes_last(got.named, block.span)
+            if len(got) != 1:
+                raise error(E_TYPE, f"a `{block.op.name}` branch must produce one stream, "
+                            f"this one produces {len(got)}", branch.span)
+            outs.append(got[0])
+        return (self.join_wires(block.op, outs, dict(block.attrs), block.span),)
+
+    def _instantiate_lambda(self, block: LambdaBlock,
+                            wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
+        """A `=>` block: its parameters bound to the wires, its body evaluated to wires (or
+        to named outputs, which come back as `NamedWires`)."""
+        fixed = len(block.params) - block.rest
+        if len(wires) < fixed if block.rest else len(wires) != fixed:
+            at_least = "at least " if block.rest else ""
+            raise error(E_TYPE, f"this block takes {at_least}{fixed} stream"
+                        f"{'s' if fixed != 1 else ''}, got {len(wires)}", block.span)
+        bound: dict[str, Value] = dict(zip(block.params[:fixed], wires, strict=False))
+        if block.rest:
+            bound[block.params[-1]] = wires[fixed:]
+        result = self.evaluate(block.body, Env(bound, block.env))
+        if isinstance(result, NamedOutputs):
+            return NamedWires(result)
+        if not is_wires(result):
+            raise error(E_TYPE, f"a `=>` block must return wires, got {kind_of(result)}",
+                        block.body.span,
+                        hint="apply blocks to the parameters, e.g. `(x) => conv(64)(x)`"
+                        if isinstance(result, Block) else None)
+        return flatten_wires((result,))
 
     def _instantiate_scan(self, block: ScanBlock, wires: tuple[Wire, ...]) -> tuple[Wire, ...]:
         """A `scan` node reading the sequence and zero initial states, owning a body graph:

@@ -408,46 +408,7 @@ class Graph:
         for clash in sorted(outer & set(self.nodes_by_name))[:5]:
             problems.append(f"{clash}: named like a node of an enclosing graph")
         for node in self.nodes_by_name.values():
-            op = OPS.get(node.op)
-            if op is None:
-                problems.append(f"{node.name}: unknown op `{node.op}`")
-                continue
-            if op.arity is not None and len(node.inputs) != op.arity:
-                problems.append(f"{node.name}: {node.op} takes {op.arity} inputs, "
-                                f"has {len(node.inputs)}")
-            if op.arity is None and not node.inputs:
-                problems.append(f"{node.name}: {node.op} has no inputs")
-            for src in node.inputs:
-                if src not in self.nodes_by_name and src not in outer:
-                    problems.append(f"{node.name}: input `{src}` does not exist")
-            if (op.body is None) != (node.body is None):
-                problems.append(f"{node.name}: {node.op} " + (
-                    "owns no body graph" if node.body is None else "cannot own a body graph"))
-            if node.input_columns and len(node.input_columns) != len(node.inputs):
-                problems.append(f"{node.name}: input_columns does not match inputs")
-            for w in node.weights:
-                if w not in self.nodes_by_name and w not in outer:
-                    problems.append(f"{node.name}: weight `{w}` does not exist")
-            if node.is_param:
-                ports = self.consumers(node.name)
-                if not ports or (owned(node) and any(
-                        port < len(self.nodes_by_name[dst].inputs) for dst, port in ports)):
-                    problems.append(f"{node.name}: a parameter must be read, and (unless a "
-                                    "`param` value) only on weight ports")
-            if node.shape is not None and not node.is_param:
-                want = OPS[node.op].weights(node.attrs)
-                if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
-                    problems.append(f"{node.name}: weights {node.weights} do not match the "
-                                    f"ports {want}")
-                for p, w in zip(node.params, node.weights, strict=False):
-                    got = self.nodes_by_name.get(w)
-                    if got is not None and got.shape != p.shape:
-                        problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
-                                        f"needs {p.shape}")
-            problems += self._tuple_problems(node)
-            if node.shape is not None and any(isinstance(d, int) and d <= 0
-                                              for d in node.shape):
-                problems.append(f"{node.name}: empty shape {node.shape}")
+            problems += self._node_problems(node, outer)
         for name in (*self.inputs, *self.outputs):
             if name in self.nodes_by_name and _tuple_valued(self.nodes_by_name[name]):
                 problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
@@ -467,6 +428,51 @@ class Graph:
                 node.body.verify(outer | set(self.nodes_by_name),
                                  f"{where}, the body of `{node.name}`")
 
+
+    def _node_problems(self, node: Node, outer: frozenset[str]) -> list[str]:
+        """What is wrong with one node: its op, arity, inputs and weights, body, parameter
+        ports, weight shapes, tuple use and size."""
+        problems: list[str] = []
+        op = OPS.get(node.op)
+        if op is None:
+            return [f"{node.name}: unknown op `{node.op}`"]
+        if op.arity is not None and len(node.inputs) != op.arity:
+            problems.append(f"{node.name}: {node.op} takes {op.arity} inputs, "
+                            f"has {len(node.inputs)}")
+        if op.arity is None and not node.inputs:
+            problems.append(f"{node.name}: {node.op} has no inputs")
+        for src in node.inputs:
+            if src not in self.nodes_by_name and src not in outer:
+                problems.append(f"{node.name}: input `{src}` does not exist")
+        if (op.body is None) != (node.body is None):
+            problems.append(f"{node.name}: {node.op} " + (
+                "owns no body graph" if node.body is None else "cannot own a body graph"))
+        if node.input_columns and len(node.input_columns) != len(node.inputs):
+            problems.append(f"{node.name}: input_columns does not match inputs")
+        for w in node.weights:
+            if w not in self.nodes_by_name and w not in outer:
+                problems.append(f"{node.name}: weight `{w}` does not exist")
+        if node.is_param:
+            ports = self.consumers(node.name)
+            if not ports or (owned(node) and any(
+                    port < len(self.nodes_by_name[dst].inputs) for dst, port in ports)):
+                problems.append(f"{node.name}: a parameter must be read, and (unless a "
+                                "`param` value) only on weight ports")
+        if node.shape is not None and not node.is_param:
+            want = OPS[node.op].weights(node.attrs)
+            if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
+                problems.append(f"{node.name}: weights {node.weights} do not match the "
+                                f"ports {want}")
+            for p, w in zip(node.params, node.weights, strict=False):
+                got = self.nodes_by_name.get(w)
+                if got is not None and got.shape != p.shape:
+                    problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
+                                    f"needs {p.shape}")
+        problems += self._tuple_problems(node)
+        if node.shape is not None and any(isinstance(d, int) and d <= 0
+                                          for d in node.shape):
+            problems.append(f"{node.name}: empty shape {node.shape}")
+        return problems
 
 def owned(node: Node) -> bool:
     """Whether ``node`` is a parameter an op made for its own weight port, named after that

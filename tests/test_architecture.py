@@ -211,3 +211,28 @@ def test_the_evaluator_and_the_instantiator_are_composed_not_inherited() -> None
     assert Instantiator.__mro__ == (Instantiator, object)
     assert "ssnc.compiler.evaluate" not in GRAPH["ssnc.compiler.instantiate"]
     assert list(inspect.signature(Instantiator).parameters) == ["evaluate", "limits"]
+
+
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 60
+OP_TABLE = "ssnc.compiler.ops"
+"""The op table: one declaration per op, long by nature, exempt from the module limit."""
+
+
+def test_no_module_or_function_outgrows_a_reader() -> None:
+    """Modules of the package (not tests, bench, examples or docs) stay under 700 lines,
+    the op table excepted; a function body, from its first statement (its docstring) to its
+    end, under 60."""
+    long_modules, long_functions = [], []
+    for module, path in _modules():
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES and module != OP_TABLE:
+            long_modules.append(f"{module}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body[-1].end_lineno or 0
+                length = body - node.body[0].lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{module}.{node.name}: {length} lines")
+    assert long_modules == [] and long_functions == [], long_modules + long_functions

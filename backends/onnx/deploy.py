@@ -58,6 +58,25 @@ def _unrolled_size(node: onnx.NodeProto, steps: int) -> int:
     return steps * (len(body.node) + len(body.input) + len(body.output)) + len(node.output)
 
 
+class _Nodes:
+    """The nodes unrolling one Scan makes, each carrying the Scan's place in the spec."""
+
+    def __init__(self, scan: onnx.NodeProto):
+        self.source = [(p.key, p.value) for p in scan.metadata_props]
+        self.nodes: list[onnx.NodeProto] = []
+
+    def add(self, op: str, inputs: Sequence[str], output: str, name: str, **kw: Any) -> None:
+        node = helper.make_node(op, list(inputs), [output], name=name, **kw)
+        for key, value in self.source:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = key, value
+        self.nodes.append(node)
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.add("Constant", [], name, name, value=numpy_helper.from_array(value, name))
+        return name
+
+
 def _unroll(scan: onnx.NodeProto, steps: int, used: set[str]
             ) -> tuple[list[onnx.NodeProto], list[onnx.ValueInfoProto]]:
     """The nodes that compute what ``scan`` does, over ``steps`` steps, and the types of
@@ -70,24 +89,10 @@ def _unroll(scan: onnx.NodeProto, steps: int, used: set[str]
     in_axes = list(attrs.get("scan_input_axes", [0] * n_scan))
     in_dirs = list(attrs.get("scan_input_directions", [0] * n_scan))
     n_out = len(body.output) - n_state
-    out_axes = list(attrs.get("scan_output_axes", [0] * n_out))
     out_dirs = list(attrs.get("scan_output_directions", [0] * n_out))
-    source = [(p.key, p.value) for p in scan.metadata_props]
-    nodes: list[onnx.NodeProto] = []
+    out = _Nodes(scan)
     infos: list[onnx.ValueInfoProto] = []
     declared = [*body.input, *body.output, *body.value_info]
-
-    def add(op: str, inputs: Sequence[str], output: str, name: str, **kw: Any) -> None:
-        node = helper.make_node(op, list(inputs), [output], name=name, **kw)
-        for key, value in source:
-            entry = node.metadata_props.add()
-            entry.key, entry.value = key, value
-        nodes.append(node)
-
-    def const(name: str, value: np.ndarray) -> str:
-        add("Constant", [], name, name, value=numpy_helper.from_array(value, name))
-        return name
-
     local = _defined(body)
     mark = "@"
     while any(f"{v}{mark}t0" in used for v in local):
@@ -105,29 +110,37 @@ def _unroll(scan: onnx.NodeProto, steps: int, used: set[str]
                 infos[-1].name = rename[value.name]
         for i, (x, axis, rev) in enumerate(zip(scan.input[n_state:], in_axes, in_dirs,
                                                strict=True)):
-            at = const(f"{scan.name}/at{i}{tag}", np.array(steps - 1 - k if rev else k, np.int64))
-            add("Gather", [x, at], rename[body.input[n_state + i].name],
-                f"{scan.name}/step{i}{tag}", axis=int(axis))
+            at = out.const(f"{scan.name}/at{i}{tag}",
+                           np.array(steps - 1 - k if rev else k, np.int64))
+            out.add("Gather", [x, at], rename[body.input[n_state + i].name],
+                    f"{scan.name}/step{i}{tag}", axis=int(axis))
         for i, (state, value) in enumerate(zip(states, body.input[:n_state], strict=True)):
-            add("Identity", [state], rename[value.name], f"{scan.name}/state{i}{tag}")
-        nodes.extend(_renamed(node, rename, tag) for node in body.node)
+            out.add("Identity", [state], rename[value.name], f"{scan.name}/state{i}{tag}")
+        out.nodes.extend(_renamed(node, rename, tag) for node in body.node)
         results = [rename.get(o.name, o.name) for o in body.output]
         states = results[:n_state]
         for j, value in enumerate(results[n_state:]):
             stacked[j][steps - 1 - k if out_dirs[j] else k] = value
-    for i, (final, state) in enumerate(zip(scan.output[:n_state], states, strict=True)):
+    _finish(out, scan, states, stacked, list(attrs.get("scan_output_axes", [0] * n_out)))
+    return out.nodes, list({i.name: i for i in infos}.values())
+
+
+def _finish(out: _Nodes, scan: onnx.NodeProto, states: list[str], stacked: list[list[str]],
+            axes: list[int]) -> None:
+    """The Scan's outputs from its steps: the final states, and each scan output's steps
+    stacked along its axis."""
+    for i, (final, state) in enumerate(zip(scan.output[:len(states)], states, strict=True)):
         if final:
-            add("Identity", [state], final, f"{scan.name}/final{i}")
-    for j, (output, axis) in enumerate(zip(scan.output[n_state:], out_axes, strict=True)):
+            out.add("Identity", [state], final, f"{scan.name}/final{i}")
+    for j, (output, axis) in enumerate(zip(scan.output[len(states):], axes, strict=True)):
         if not output:
             continue
-        axes = const(f"{scan.name}/axes{j}", np.array([axis], np.int64))
+        at = out.const(f"{scan.name}/axes{j}", np.array([axis], np.int64))
         parts = []
         for k, value in enumerate(stacked[j]):
             parts.append(f"{value}/stacked")
-            add("Unsqueeze", [value, axes], parts[-1], f"{scan.name}/stack{j}@t{k}")
-        add("Concat", parts, output, f"{scan.name}/concat{j}", axis=int(axis))
-    return nodes, list({i.name: i for i in infos}.values())
+            out.add("Unsqueeze", [value, at], parts[-1], f"{scan.name}/stack{j}@t{k}")
+        out.add("Concat", parts, output, f"{scan.name}/concat{j}", axis=int(axis))
 
 
 def _defined(body: onnx.GraphProto) -> set[str]:

@@ -112,6 +112,43 @@ def _recurses(graph: Graph, scope: Scope) -> bool:
     return any(graph.scopes[s].rule == scope.rule for s in graph.subtree(scope.id)[1:])
 
 
+def _member_columns(graph: Graph, members: list[Node], inside: set[str],
+             slot_columns: dict[str, tuple[int, ...]]) -> dict[str, int | None]:
+    """Each non-join member's column: that of the join input it feeds (through the members
+    after it), None where it feeds no join of the block."""
+    column: dict[str, int | None] = {}
+    for n in reversed(members):
+        if n.name in slot_columns:
+            continue
+        found: int | None = None
+        for consumer, port in graph.consumers(n.name):
+            if consumer in slot_columns:
+                found = slot_columns[consumer][port]
+            elif consumer in inside:
+                found = column.get(consumer)
+            if found is not None:
+                break
+        column[n.name] = found
+    return column
+
+
+def _member_positions(graph: Graph, members: list[Node], column: dict[str, int | None], block: int,
+               structural: set[int]) -> dict[str, int]:
+    """Each member's 1-based position along its column: the instances of the base block, in
+    order, one position each."""
+    positions: dict[tuple[int, tuple[str, int | str]], int] = {}
+    position: dict[str, int] = {}
+    for n in members:
+        c = column.get(n.name)
+        if c is None:
+            continue
+        key = (c, base_key(graph, n, block, structural))
+        if key not in positions:
+            positions[key] = 1 + sum(1 for k in positions if k[0] == c)
+        position[n.name] = positions[key]
+    return position
+
+
 def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
     sub = set(graph.subtree(block))
     structural = structural_scopes(graph, block)
@@ -135,31 +172,9 @@ def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
         slot_columns[j.name] = tuple(ports)
 
     join_names = set(slot_columns)
-    column: dict[str, int | None] = {}
-    for n in reversed(members):
-        if n.name in join_names:
-            continue
-        found: int | None = None
-        for consumer, port in graph.consumers(n.name):
-            if consumer in join_names:
-                found = slot_columns[consumer][port]
-            elif consumer in inside:
-                found = column.get(consumer)
-            if found is not None:
-                break
-        column[n.name] = found
+    column = _member_columns(graph, members, inside, slot_columns)
 
-    positions: dict[tuple[int, tuple[str, int | str]], int] = {}
-    position: dict[str, int] = {}
-    for n in members:
-        c = column.get(n.name)
-        if c is None:
-            continue
-        key = (c, base_key(graph, n, block, structural))
-        if key not in positions:
-            positions[key] = 1 + sum(1 for k in positions if k[0] == c)
-        position[n.name] = positions[key]
-
+    position = _member_positions(graph, members, column, block, structural)
     out: dict[str, Node] = {}
     for n in members:
         if n.name in join_names:
