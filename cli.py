@@ -400,14 +400,18 @@ class _Request:
     options: dict[str, Any]
     """The target's own options, by option name (those given only)."""
 
+    @property
+    def export_options(self) -> dict[str, Any]:
+        """The options of the export itself (not of writing its file)."""
+        return {k: v for k, v in self.options.items() if k != "external_data_threshold"}
+
 
 def _write_onnx(m: Model, r: _Request, out: Path, inputs: list[Path],
                 step: Callable[..., None]) -> tuple[list[Path], str]:
-    options = {k: v for k, v in r.options.items() if k != "external_data_threshold"}
     proto = m.to_onnx(r.seed or 0, column=r.column, weights=r.weights, progress=step,
-                      **options)
+                      **r.export_options)
     folded = ""
-    if options.get("fold_weights"):
+    if r.options.get("fold_weights"):
         stored = sum(math.prod(t.dims) for t in proto.graph.initializer)
         folded = f"; {stored:,} stored after --fold-weights"
     step("writing")
@@ -572,19 +576,19 @@ def _checked_door(to: Target, r: _Request, flat: bool) -> _Door:
     """``to``'s door, once every option given applies to it and can be honoured (E0601
     otherwise, before any work) and what it needs is installed."""
     door = TARGETS[to]
-    common = {"seed": r.seed, "column": r.column, "weights": r.weights}
-    for name in [*(k for k, v in common.items() if v is not None), *r.options]:
-        if name in door.refuses or (name in r.options and name not in door.flags
-                                    and f"{name}=False" not in door.flags):
-            flag = COMMON_FLAGS.get(name) or ONNX_FLAGS.get(name) or ONNX_FLAGS[f"{name}=False"]
-            raise error(E_OPTION, f"{flag} does not apply to --to {to.value}",
-                        Span.unknown(flag), hint=door.refuses.get(name, "it is an ONNX option"))
+    refused = [(COMMON_FLAGS[k], door.refuses[k]) for k, v in
+               {"seed": r.seed, "column": r.column, "weights": r.weights}.items()
+               if v is not None and k in door.refuses]
+    refused += [(ONNX_FLAGS.get(k) or ONNX_FLAGS[f"{k}=False"], "it is an ONNX option")
+                for k in r.options if k not in door.flags and f"{k}=False" not in door.flags]
     if flat and to is not Target.onnx:
-        raise error(E_OPTION, f"--flat does not apply to --to {to.value}",
-                    Span.unknown("--flat"), hint="it is an ONNX option")
+        refused.append(("--flat", "it is an ONNX option"))
+    if refused:
+        flag, why = refused[0]
+        raise error(E_OPTION, f"{flag} does not apply to --to {to.value}", Span.unknown(flag),
+                    hint=why)
     if to is Target.onnx:
-        check_onnx_options(**{k: v for k, v in r.options.items()
-                              if k != "external_data_threshold"})
+        check_onnx_options(**r.export_options)
     if door.needs_torch:
         require_torch(f"--to {to.value}")
     if r.output is not None:

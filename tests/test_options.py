@@ -90,3 +90,15 @@ def test_parameters_and_columns_are_named_as_the_user_gives_them(tmp_path: Path)
     with pytest.raises(ssnc.SsnError) as info:
         ssnc.load(SPECS / "nin_cifar10.ssn").model().column(2)
     assert "`column` applies to models built from fractals" in info.value.render()
+
+
+@pytest.mark.parametrize("flag", ["--functions", "--flat", "--opset=18", "--fold-weights"])
+def test_onnx_flags_do_not_apply_to_python_source(flag: str, tmp_path: Path) -> None:
+    spec = tmp_path / "m.ssn"
+    spec.write_text(IMAGE)
+    out = tmp_path / "m.py"
+    result = runner.invoke(app, ["compile", str(spec), "-o", str(out), flag])
+    assert result.exit_code == 1 and not out.exists()
+    name = flag.split("=")[0]
+    assert f"{name} does not apply to --to python" in result.stderr, result.stderr
+    assert "it is an ONNX option" in result.stderr
