@@ -262,7 +262,8 @@ def graph(
     model: ModelOpt = None,
     set_: SetOpt = None,
     depth: Annotated[int | None, typer.Option(
-        "--depth", "-d", help="Collapse scopes deeper than this many name segments.")] = None,
+        "--depth", "-d", help="Collapse clusters nested deeper than this (a recursion's "
+        "levels one below the other, a scope that only wraps one other drawn with it).")] = None,
     column: Annotated[int | None, typer.Option(
         "--column", help="Draw only column K of every fractal.")] = None,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,

@@ -79,6 +79,10 @@ class Summary(list[ScopeRow]):
     def __str__(self) -> str:
         return self._render().export_text()
 
+    def __repr__(self) -> str:
+        """The table, as torchinfo and Keras show a summary at the prompt."""
+        return str(self)
+
     def _repr_html_(self) -> str:
         return self._render().export_html(inline_styles=True)
 

@@ -1,6 +1,7 @@
-"""Graphviz backend: the IR as a picture. Scopes are nested clusters; ``depth`` collapses
-every scope deeper than that many name segments into one box with its op count, parameters
-and output shape, so a 40-layer fractal can be read at the level of its blocks."""
+"""Graphviz backend: the IR as a picture. Scopes are nested clusters (drawn as
+``clusters`` places them); ``depth`` collapses every cluster nested deeper than that into
+one box with its op count, parameters and output shape, so a 40-layer fractal can be read
+at the level of its blocks."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..base.diagnostics import E_OUTPUT, Span, error
-from ..compiler.ir import Graph, Node, named_after, owned
+from ..compiler.ir import Graph, Node, named_after, owned, walk
 from ..compiler.ops import OPS, fmt_shape
 from ..compiler.printer import shown_attrs
-from ..compiler.stats import param_count
+from ..compiler.stats import loop_label, loop_plumbing, param_count
+from .clusters import MERGED, Clusters, drawn_scopes
 
 RENDERED = ("svg", "png", "pdf")
 """The formats Graphviz renders from DOT."""
@@ -43,31 +45,45 @@ def _label(node: Node) -> str:
 
 @dataclass
 class Picture:
-    """What a drawing shows, whatever draws it: boxes (an op, a join, or a collapsed scope
-    with its op count), the scope clusters they sit in, and the edges between boxes."""
+    """What a drawing shows, whatever draws it: boxes (an op, a join, a loop cell's input,
+    or a collapsed scope with its op count), the scope clusters they sit in (``drawn``: where
+    each scope is drawn; a loop's titled with what it iterates), and the edges between boxes:
+    data, and a loop's state carried from the cell's output back to its input (``back``: box
+    pair -> the state's name)."""
 
     graph: Graph
     order: list[Node]  # the drawn nodes (weights show as counts)
     box: Callable[[Node], str]  # the box a node is drawn in
+    drawn: Clusters
     members: dict[str, list[Node]]
-    clusters: dict[str, list[str]]  # cluster prefix ("" for the top) -> its boxes
+    clusters: dict[str, list[str]]  # cluster path ("" for the top) -> its boxes
     edges: list[tuple[str, str]]
+    back: dict[tuple[str, str], str]
+    cell_inputs: dict[str, str]  # a loop cell's input box -> what it is (step input, state)
 
     def kind(self, key: str) -> str:
-        """"op", "join" or "scope" (a collapsed box)."""
+        """"op", "join", "cell input" or "scope" (a collapsed box)."""
         nodes = self.members[key]
-        if len(nodes) == 1 and nodes[0].name == key:
+        if len(nodes) == 1 and self.drawn(nodes[0].name) == key:
+            if key in self.cell_inputs:
+                return "cell input"
             op = OPS.get(nodes[0].op)
             return "join" if op is not None and op.is_join else "op"
         return "scope"
 
+    def title(self, prefix: str) -> str:
+        """A cluster's (or a collapsed scope's) title."""
+        return self.drawn.titles.get(prefix, prefix.rsplit(".", 1)[-1])
+
     def label(self, key: str) -> str:
         """The box's text, lines separated by ``\\n``."""
         nodes = self.members[key]
+        if self.kind(key) == "cell input":
+            return f"{self.cell_inputs[key]}\\n{fmt_shape(nodes[0].shape or ())}"
         if self.kind(key) != "scope":
             return _label(nodes[0])
         params = sum(param_count(self.graph, n) for n in nodes)
-        return (f"{key.rsplit('.', 1)[-1]}\\n{len(nodes)} ops, {params:,} params\\n"
+        return (f"{self.title(key)}\\n{len(nodes)} ops, {params:,} params\\n"
                 f"{fmt_shape(nodes[-1].shape or ())}")
 
     def children(self, prefix: str) -> list[str]:
@@ -78,22 +94,30 @@ class Picture:
 
 
 def picture(graph: Graph, depth: int | None = None) -> Picture:
-    """The boxes, clusters and edges of ``graph``, scopes deeper than ``depth`` collapsed."""
-    order = [n for n in graph.order() if not owned(n)]  # a `param` value is a box
-    blocks: dict[int, list[str]] = {}  # fractal -> its scope path
+    """The boxes, clusters and edges of ``graph``, scopes deeper than ``depth`` collapsed; a
+    loop drawn with its cell inside it, its plumbing (loop node, initial states, output
+    projections) folded away."""
+    folded = loop_plumbing(graph)
+    walked = list(walk(graph))
+    order = [n for _, n in walked  # a `param` value is a box
+             if not owned(n) and n.name not in folded]
+    drawn = drawn_scopes(walked, order, {loop.name.rsplit(".", 1)[0]: loop_label(graph, loop)
+                                     for loop in folded.values() if "." in loop.name})
+    blocks: dict[int, list[str]] = {}  # fractal -> its drawn scope path
     for node in order:
-        parts = node.name.split(".")
-        if node.fractal is not None and f"col{node.column}" in parts:
-            blocks.setdefault(node.fractal, parts[:parts.index(f"col{node.column}")])
+        parts = drawn(node.name).split(".")
+        at = _column_at(parts, node)
+        if at is not None and node.fractal is not None:
+            blocks.setdefault(node.fractal, parts[:at])
 
     def box(node: Node) -> str:
-        parts = node.name.split(".")
-        if depth is None or node.is_input:
-            return node.name
+        parts = drawn(node.name).split(".")
+        if depth is None or node.name in graph.inputs:
+            return ".".join(parts)
         block = blocks.get(node.fractal) if node.fractal is not None else None
         if block is not None and len(block) <= depth <= len(block) + 1:
             return ".".join(block)  # a column alone would read join -> column -> join
-        return ".".join(parts[:depth]) if len(parts) > depth else node.name
+        return ".".join(parts[:depth])
 
     members: dict[str, list[Node]] = defaultdict(list)
     for node in order:
@@ -105,19 +129,57 @@ def picture(graph: Graph, depth: int | None = None) -> Picture:
         parts = prefix.split(".") if prefix else []
         for i in range(1, len(parts)):
             clusters.setdefault(".".join(parts[:i]), [])
+    edges, back, cell_inputs = _edges(graph, order, box, folded)
+    return Picture(graph, order, box, drawn, members, clusters, edges, back, cell_inputs)
+
+
+def _column_at(parts: list[str], node: Node) -> int | None:
+    """Where a fractal's column is in a node's drawn path, if it is in one."""
+    return next((i for i, p in enumerate(parts)
+                 if node.column is not None and p.split(MERGED)[0] == f"col{node.column}"), None)
+
+
+def _edges(graph: Graph, order: list[Node], box: Callable[[Node], str],
+           folded: dict[str, Node]) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str],
+                                             dict[str, str]]:
+    """The data edges between boxes (a loop's output read from its cell's output, its
+    sequence into its cell's step input), the state back-edges and what each cell input's
+    box is."""
+    every = graph.all_nodes()
     edges: dict[tuple[str, str], None] = {}
+    back: dict[tuple[str, str], str] = {}
+    cell_inputs: dict[str, str] = {}
+
+    def source(name: str) -> Node | None:
+        """The drawn node a value comes from: a loop's output is its cell's."""
+        loop = folded.get(name)
+        if loop is None:
+            return every[name]
+        if OPS[every[name].op].initial_state or loop.body is None:
+            return None  # an initial state: part of the loop
+        return every[loop.body.outputs[int(every[name].attrs["index"])]]  # type: ignore[arg-type]
+
     for node in order:  # a weight given to an op (generated, a `param`) is an edge too
-        for src in (*node.inputs, *(w for w in node.weights if not owned(graph[w]))):
-            edge = (box(graph[src]), box(node))
-            if edge[0] != edge[1]:
-                edges[edge] = None
-    return Picture(graph, order, box, members, clusters, list(edges))
+        for src in (*node.inputs, *(w for w in node.weights if not owned(every[w]))):
+            tail = source(src)
+            if tail is not None and box(tail) != box(node):
+                edges[(box(tail), box(node))] = None
+    for loop in {id(n): n for n in folded.values()}.values():
+        assert loop.body is not None
+        step, *states = loop.body.inputs
+        cell_inputs[box(every[step])] = "step input"
+        edges.setdefault((box(every[loop.inputs[0]]), box(every[step])), None)
+        for k, (state, new) in enumerate(zip(states, loop.body.outputs[1:], strict=True), 1):
+            cell_inputs[box(every[state])] = f"state {k}"
+            if box(every[new]) != box(every[state]):
+                back[(box(every[new]), box(every[state]))] = f"state {k}"
+    return list(edges), back, cell_inputs
 
 
 def legible_depth(graph: Graph, max_boxes: int = 60) -> int | None:
     """The deepest collapsing (None: none) that draws ``graph`` in at most ``max_boxes``
     boxes, for pictures nobody chose a depth for (Jupyter, the gallery)."""
-    deepest = max((n.name.count(".") + 1 for n in graph.order()), default=1)
+    deepest = max((k.count(".") + 1 for k in picture(graph).members), default=1)
     depths: list[int | None] = [None, *range(deepest, 0, -1)]
     for depth in depths:
         if len(picture(graph, depth).members) <= max_boxes:
@@ -134,7 +196,8 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
              'fontname="Helvetica", fontsize=10];',
              '  edge [color="#555555", arrowsize=0.6];']
     style = {"op": "", "join": ', shape=ellipse, fillcolor="#fde7c8"',
-             "scope": ', fillcolor="#dbe9f6"'}
+             "scope": ', fillcolor="#dbe9f6"',
+             "cell input": ', shape=ellipse, fillcolor="#e3f1e3"'}
     anchors, order_lines = _column_anchors(pic)
 
     def emit(prefix: str, indent: str) -> None:
@@ -142,7 +205,7 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
                      for key in pic.clusters.get(prefix, []))
         for child in pic.children(prefix):
             lines.append(f"{indent}subgraph {_q('cluster_' + child)} {{")
-            lines.append(f"{indent}  label={_q(child.rsplit('.', 1)[-1])}; style=rounded; "
+            lines.append(f"{indent}  label={_q(pic.title(child))}; style=rounded; "
                          'color="#9aa7b1"; fontname="Helvetica"; fontsize=10;')
             if child in anchors:  # a column: its invisible top, which orders the columns
                 lines.append(f"{indent}  {_q(anchors[child])} [style=invis, shape=point, "
@@ -152,8 +215,12 @@ def to_dot(graph: Graph, depth: int | None = None) -> str:
 
     emit("", "  ")
     lines.extend(_fractal_ranks(pic))
+    lines.extend(_levels_stacked(pic))
     lines.extend(order_lines)
     lines.extend(f"  {_q(tail)} -> {_q(head)};" for tail, head in pic.edges)
+    lines.extend(f"  {_q(tail)} -> {_q(head)} [style=dashed, constraint=false, "
+                 f'color="#2e7d32", fontcolor="#2e7d32", fontsize=9, label={_q(state)}];'
+                 for (tail, head), state in pic.back.items())
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -172,7 +239,8 @@ def to_mermaid(graph: Graph, depth: int | None = None) -> str:
                           for ch in label.replace("\\n", "\n"))
         return escaped.replace("\n", "<br/>")
 
-    shape = {"op": ('["', '"]'), "join": ('(["', '"])'), "scope": ('[["', '"]]')}
+    shape = {"op": ('["', '"]'), "join": ('(["', '"])'), "scope": ('[["', '"]]'),
+             "cell input": ('(("', '"))')}
     lines = [f"%% {graph.model}: drawn by ssnc graph", "flowchart TD"]
 
     def emit(prefix: str, indent: str) -> None:
@@ -181,12 +249,14 @@ def to_mermaid(graph: Graph, depth: int | None = None) -> str:
             lines.append(f"{indent}{ident(key)}{left}{text(pic.label(key))}{right}")
         for child in pic.children(prefix):
             lines.append(f'{indent}subgraph {ident("cluster " + child)}'
-                         f'["{text(child.rsplit(".", 1)[-1])}"]')
+                         f'["{text(pic.title(child))}"]')
             emit(child, indent + "  ")
             lines.append(f"{indent}end")
 
     emit("", "  ")
     lines.extend(f"  {ident(tail)} --> {ident(head)}" for tail, head in pic.edges)
+    lines.extend(f"  {ident(tail)} -. {text(state)} .-> {ident(head)}"
+                 for (tail, head), state in pic.back.items())
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +264,7 @@ def _cluster_order(prefix: str, members: dict[str, list[Node]]) -> tuple[int, in
     """Sibling clusters in order of creation, except a fractal's columns, by number: with
     the column tops, that keeps the columns in one order at every depth (Graphviz draws
     them deepest first, from the left)."""
-    column = re.fullmatch(r"col(\d+)", prefix.rsplit(".", 1)[-1])
+    column = re.fullmatch(r"col(\d+)", prefix.rsplit(".", 1)[-1].split(MERGED)[0])
     if column is not None:
         return (0, int(column.group(1)))
     return (1, min(n.index for k, ns in members.items()
@@ -212,10 +282,11 @@ def _column_anchors(pic: Picture) -> tuple[dict[str, str], list[str]]:
         if node.fractal is None or node.column is None:
             continue
         name = pic.box(node)
-        parts = node.name.split(".")
-        if f"col{node.column}" not in parts:
+        parts = pic.drawn(node.name).split(".")
+        at = _column_at(parts, node)
+        if at is None:
             continue
-        prefix = ".".join(parts[:parts.index(f"col{node.column}") + 1])
+        prefix = ".".join(parts[:at + 1])
         if not (name == prefix or name.startswith(prefix + ".")) or prefix in anchors:
             continue  # collapsed above the column, or seen
         anchors[prefix] = f"{prefix}.__top"
@@ -227,6 +298,24 @@ def _column_anchors(pic: Picture) -> tuple[dict[str, str], list[str]]:
         if len(names) > 1:
             lines.append("  { rank=same; " + " ".join(_q(n) + ";" for n in names) + " }")
     return anchors, lines
+
+
+def _levels_stacked(pic: Picture) -> list[str]:
+    """Invisible edges that put each level of a recursive rule below the one before (HM-RNN's
+    layers, as the paper's Figure 1 draws them): from every box that ends a level to every
+    box that starts the next. Dot would otherwise rank a level's ops that read only loop
+    states beside the first level's."""
+    lines: list[str] = []
+    for upper, lower in pic.drawn.levels:
+        if upper not in pic.clusters or lower not in pic.clusters:
+            continue  # collapsed: the data between them orders them
+        ends = [k for k in pic.members if k.startswith(upper + ".") and not any(
+            t == k and h.startswith(upper + ".") for t, h in pic.edges)]
+        starts = [k for k in pic.members if k.startswith(lower + ".") and not any(
+            h == k and t.startswith(lower + ".") for t, h in pic.edges)]
+        lines.extend(f"  {_q(end)} -> {_q(start)} [style=invis];"
+                     for end in ends for start in starts)
+    return lines
 
 
 def _fractal_ranks(pic: Picture) -> list[str]:
@@ -295,7 +384,7 @@ def _columns_reversed(nodes: list[dict[str, Any]]) -> bool:
     """Whether most fractals came out with their columns deepest-first."""
     tops: dict[str, dict[int, float]] = defaultdict(dict)
     for node in nodes:
-        m = re.fullmatch(r"(.+)\.col(\d+)\.__top", node["name"])
+        m = re.fullmatch(r"(.+)\.col(\d+)(?:/[^.]*)?\.__top", node["name"])
         if m is not None:
             tops[m.group(1)][int(m.group(2))] = float(node["pos"].split(",")[0])
     votes = 0

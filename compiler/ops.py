@@ -164,7 +164,9 @@ class OpDecl:
     (`pad` none: 'same' padding; `stride` none: the window): shape inference stores them on
     the node, so backends read concrete attributes and never work out a default again. An op
     that ``combines`` blocks as well as wires (`mul(sigmoid, tanh)`, as joins do) is applied
-    to parallel branches when given blocks."""
+    to parallel branches when given blocks. An ``initial_state`` makes a loop's starting
+    state (`zeros`): where only its loop reads it, summaries and pictures fold it into the
+    loop."""
 
     name: str
     doc: str
@@ -185,6 +187,7 @@ class OpDecl:
     concrete: ConcreteRule | None = None
     stored: bool = False
     combines: bool = False
+    initial_state: bool = False
 
     @property
     def takes_branches(self) -> bool:
@@ -987,7 +990,8 @@ OPS: dict[str, OpDecl] = {
         OpDecl("step", "Straight-through step: 1 where x > 0.5, else 0; its gradient is "
                "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same),
         OpDecl("zeros", "A [N, size] tensor of zeros, N from its input: a zero initial state.",
-               (Attr("size", _INT, REQUIRED, "features", POSITIVE),), _zeros_shape),
+               (Attr("size", _INT, REQUIRED, "features", POSITIVE),), _zeros_shape,
+               initial_state=True),
         OpDecl("scan", "Applies its body (a cell) at every step of a sequence [N, T, D]: the "
                "body reads the step's input and the states (inputs 2.. give their initial "
                "values) and returns the step's output and the new states; the node's value "

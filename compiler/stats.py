@@ -64,9 +64,37 @@ class ScopeRow:
                 "params": self.params, "macs": self.macs, "nodes": self.nodes, "op": self.op}
 
 
+def loop_plumbing(graph: Graph) -> dict[str, Node]:
+    """The nodes that are part of a loop rather than of its cell, by name, each with its
+    loop: the loop node itself, the initial states only it reads (its `zeros`) and the
+    projections of its outputs (`item`). Summaries and pictures fold them into the loop."""
+    every = graph.all_nodes()
+    folded: dict[str, Node] = {}
+    for holder, node in walk(graph):
+        if node.body is None:
+            continue
+        folded[node.name] = node
+        for src in node.inputs[1:]:  # its states' initial values
+            if OPS[every[src].op].initial_state and all(
+                    c == node.name for c, _ in holder.consumers(src)):
+                folded[src] = node
+        folded.update((c, node) for c, _ in holder.consumers(node.name)
+                      if OPS[every[c].op].projects)
+    return folded
+
+
+def loop_label(graph: Graph, loop: Node) -> str:
+    """What a loop iterates: `scan over T` (or a fixed length), reversed where it runs
+    backwards."""
+    steps = (graph.all_nodes()[loop.inputs[0]].shape or ("", "?"))[1]
+    return f"{loop.op} over {steps}" + (" (reversed)" if loop.attrs.get("reverse") else "")
+
+
 def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
     """Rows in first-appearance order; scopes and nodes deeper than ``max_depth`` are summed
-    into their ancestors but not listed."""
+    into their ancestors but not listed. A loop is the row of its scope (`scan over T`),
+    its cell's rows under it; its own node, initial states and projections are no rows."""
+    folded = loop_plumbing(graph)
     params: dict[str, int] = {}
     macs_of: dict[str, int] = {}
     count: dict[str, int] = {}
@@ -95,11 +123,14 @@ def summarize(graph: Graph, max_depth: int | None = None) -> list[ScopeRow]:
             if not (around == key or around.startswith(key + ".")):  # a body is inside
                 last[key] = node.shape or ()
         ops[node.name] = node.op
+        if node.body is not None and "." in node.name:
+            ops[node.name.rsplit(".", 1)[0]] = loop_label(graph, node)
     rows = []
     for key in order:
         depth = key.count(".") + 1
-        if max_depth is not None and depth > max_depth:
-            continue
+        if (max_depth is not None and depth > max_depth) or (
+                key in folded and (folded[key].name != key or "." in key)):
+            continue  # a loop's plumbing; the loop itself where its scope's row is it
         rows.append(ScopeRow(key, depth, last[key], params[key], macs_of[key], count[key],
                              ops.get(key)))
     return rows

@@ -86,7 +86,8 @@ def test_the_cli_imports_no_backend() -> None:
                                    "ssnc.output")) == []
 
 
-BACKENDS = {"onnx": ("ssnc.backends.onnx",), "dot": ("ssnc.backends.dot",),
+BACKENDS = {"onnx": ("ssnc.backends.onnx",),
+            "dot": ("ssnc.backends.dot", "ssnc.backends.clusters"),
             "torch": ("ssnc.backends.torch", "ssnc.backends.torch_runtime",
                       "ssnc.backends.pysource")}
 """Each backend and the modules it is made of."""
