@@ -18,7 +18,7 @@ import pytest
 import ssnc
 from ssnc.backends.dot import to_dot, to_mermaid
 from ssnc.compiler.stats import info_json
-from tests.conftest import SPECS
+from tests.conftest import GOLDEN, SPECS
 
 HMRNN = ("model lm(vocab = 20, layers = 2) : tokens[vocab] = embedding(vocab, 8) >> "
          "hmrnn(layers = layers, dim = 8, out_dim = 8) >> linear(vocab)\n")
@@ -161,3 +161,14 @@ def test_a_summary_prints_as_its_table_at_the_prompt() -> None:
     summary = ssnc.load(SPECS / "hornn_lm.ssn").model().summary(3)
     assert repr(summary) == str(summary)
     assert "scan over T" in repr(summary) and "ScopeRow(" not in repr(summary)
+
+
+def test_golden_pictures_of_an_hmrnn(golden) -> None:  # type: ignore[no-untyped-def]
+    """The DOT (layers as levels, states as back-edges, the level order) and Mermaid text of
+    a two-layer HM-RNN at --depth 4, and its summary table, pinned: a change to how loops
+    and levels are drawn shows as one reviewed diff."""
+    m = ssnc.loads(HMRNN, "lm.ssn").model()
+    pictures = GOLDEN / "pictures"
+    golden(pictures / "hmrnn2_depth4.dot", to_dot(m.ir, 4))
+    golden(pictures / "hmrnn2_depth4.mmd", to_mermaid(m.ir, 4))
+    golden(pictures / "hmrnn2_summary.txt", str(m.summary(4)))
