@@ -17,8 +17,8 @@ from typing import Any
 
 from ..base.diagnostics import E_OUTPUT, Span, error
 from ..compiler.ir import Graph, Node, named_after, owned, walk
-from ..compiler.ops import OPS, fmt_shape
-from ..compiler.printer import shown_attrs
+from ..compiler.ops import OPS, AttrValue, fmt_shape
+from ..compiler.printer import format_value, shown_attrs
 from ..compiler.stats import loop_label, loop_plumbing, param_count
 from .clusters import MERGED, Clusters, drawn_scopes
 
@@ -31,11 +31,20 @@ def _q(text: str) -> str:
     return '"' + text.replace('"', '\\"') + '"'
 
 
+def _short(value: AttrValue) -> str:
+    """An attribute as a picture shows it: as the IR prints it, but a number that six
+    significant digits do not hold exactly rounded to them (0.6 ** 3 as 0.216, not
+    0.21599999999999997)."""
+    if isinstance(value, float) and float(f"{value:.6g}") != value:
+        return f"{value:.6g}"
+    return format_value(value)
+
+
 def _label(node: Node) -> str:
     if node.is_input:
         return f"input\\n{fmt_shape(node.shape or ())}"
     op = OPS[node.op]
-    shown = shown_attrs(node)
+    shown = shown_attrs(node, _short)
     title = node.op + (f" ×{len(node.inputs)}" if op.arity is None else "")
     leaf = node.name.rsplit(".", 1)[-1]
     head = title if named_after(leaf, node.op) else f"{leaf}: {title}"

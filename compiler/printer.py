@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PurePath
 
 from .ir import Graph, Node, walk
@@ -20,10 +21,11 @@ def format_value(v: AttrValue) -> str:
     return ssn_text(v)
 
 
-def shown_attrs(node: Node) -> list[str]:
-    """`key=value` for the attributes worth showing: those off their default, and `out`."""
+def shown_attrs(node: Node, value: Callable[[AttrValue], str] = format_value) -> list[str]:
+    """`key=value` for the attributes worth showing: those off their default, and `out`;
+    each value as ``value`` writes it (exactly, by default)."""
     op = OPS[node.op]
-    return [f"{k}={format_value(v)}" for k, v in node.attrs.items()
+    return [f"{k}={value(v)}" for k, v in node.attrs.items()
             if not (k in op.attr_names and op.attr(k).default == v and k != "out")]
 
 
