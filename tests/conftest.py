@@ -25,6 +25,23 @@ def small_args(spec: Path) -> list[str]:
     return [a for k, v in SMALL.get(spec.stem, {}).items() for a in ("--set", f"{k}={v}")]
 
 
+def drawn_positions(dot: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Node centres (inches, y up) as `ssnc graph` draws them (laid out by dot, adjusted,
+    then drawn by `neato -n2`), from Graphviz's plain output, with its warnings."""
+    import subprocess
+
+    from ssnc.backends.dot import layout
+
+    out = subprocess.run(["neato", "-n2", "-Tplain"], input=layout(dot), capture_output=True,
+                         text=True, check=True, timeout=120)
+    pos = {}
+    for line in out.stdout.splitlines():
+        part = line.split()
+        if part[0] == "node":
+            pos[part[1].strip('"')] = (float(part[2]), float(part[3]))
+    return pos, out.stderr
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-goldens", action="store_true",
                      help="rewrite golden files instead of comparing with them")

@@ -12,7 +12,7 @@ import ssnc
 from ssnc.backends.dot import to_dot
 from ssnc.cli import app
 from ssnc.compiler.stats import param_count
-from tests.conftest import GOLDEN, SPECS
+from tests.conftest import GOLDEN, SPECS, drawn_positions
 
 runner = CliRunner()
 
@@ -73,23 +73,6 @@ def test_missing_graphviz_is_a_diagnostic(tmp_path, monkeypatch) -> None:  # typ
     assert "write a .dot file instead" in result.stderr and not out.exists()
 
 
-def _plain(dot: str) -> tuple[dict[str, tuple[float, float]], str]:
-    """Node centres (inches, y up) as `ssnc graph` draws them (laid out by dot, mirrored
-    where dot put the deepest column first), from Graphviz's plain output."""
-    import subprocess
-
-    from ssnc.backends.dot import layout
-
-    out = subprocess.run(["neato", "-n2", "-Tplain"], input=layout(dot), capture_output=True,
-                         text=True, check=True, timeout=120)
-    pos = {}
-    for line in out.stdout.splitlines():
-        part = line.split()
-        if part[0] == "node":
-            pos[part[1].strip('"')] = (float(part[2]), float(part[3]))
-    return pos, out.stderr
-
-
 FRACTAL4 = """
 def unit(w) = conv(w, 3, bias = false) >> bn >> relu
 model f(C = 4) : tensor[3, 8, 8] = fractal(C, unit(4)) >> gap >> linear(3)
@@ -105,7 +88,7 @@ def test_a_fractal_is_drawn_like_figure_1(width: int, depth: int | None) -> None
 
     m = ssnc.loads(FRACTAL4, "f.ssn").model(C=width)
     dot = to_dot(m.ir, depth)
-    pos, warnings = _plain(dot)
+    pos, warnings = drawn_positions(dot)
     assert "Warning" not in warnings
     drawn = edges(dot)
     assert nx.is_directed_acyclic_graph(nx.DiGraph(list(drawn)))
@@ -139,7 +122,7 @@ def test_fractal_blocks_stack_without_a_staircase(depth: int | None) -> None:
 
     m = ssnc.load(SPECS / "fractalnet.ssn").model(classes=10)
     dot = to_dot(m.ir, depth)
-    pos, _ = _plain(dot)
+    pos, _ = drawn_positions(dot)
     laid = layout(dot)
     centres = []
     for name in ("input", "flatten", "linear"):

@@ -18,7 +18,7 @@ import pytest
 import ssnc
 from ssnc.backends.dot import to_dot, to_mermaid
 from ssnc.compiler.stats import info_json
-from tests.conftest import GOLDEN, SPECS
+from tests.conftest import GOLDEN, SPECS, drawn_positions
 
 HMRNN = ("model lm(vocab = 20, layers = 2) : tokens[vocab] = embedding(vocab, 8) >> "
          "hmrnn(layers = layers, dim = 8, out_dim = 8) >> linear(vocab)\n")
@@ -49,16 +49,6 @@ def test_a_loop_is_a_cluster_holding_its_cell_with_a_back_edge_per_state(depth: 
     assert f'"embedding" -> "{LOOP}.input1"' in dot  # the sequence into the step input
 
 
-def _plain(dot: str) -> dict[str, tuple[float, float]]:
-    """Where Graphviz puts each node (`dot -Tplain`: y grows up the page), by name."""
-    if shutil.which("dot") is None:
-        pytest.skip("Graphviz's dot is not installed (.ci/run installs it)")
-    plain = subprocess.run(["dot", "-Tplain"], input=dot, capture_output=True, text=True,
-                           check=True).stdout
-    return {m.group(1) or m.group(2): (float(m.group(3)), float(m.group(4)))
-            for m in re.finditer(r'^node (?:"([^"]+)"|(\S+)) (\S+) (\S+) ', plain, re.M)}
-
-
 def test_hmrnn_layers_are_drawn_one_below_the_other() -> None:
     """The HM-RNN at --depth 4, as the paper's Figure 1: each layer a cluster beside the
     others (not inside the layer below), each below the one it reads from, each but the top
@@ -78,7 +68,10 @@ def test_hmrnn_layers_are_drawn_one_below_the_other() -> None:
         assert any(t.startswith(upper + ".") and h.startswith(lower + ".") for t, h in edges)
     fed = {h.split(".")[2] for t, h in edges if re.fullmatch(rf"{re.escape(LOOP)}\.input\d+", t)}
     assert fed == {"hm_layer", "hm_layer@2", "hm_layer@3"}  # recurrent and top-down states
-    where = _plain(dot)
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (.ci/run installs it)")
+    where, warnings = drawn_positions(dot)  # as `ssnc graph` draws it
+    assert "Warning" not in warnings
     for upper, lower in itertools.pairwise(layers):
         above = [y for n, (_, y) in where.items() if n.startswith(upper + ".")]
         below = [y for n, (_, y) in where.items() if n.startswith(lower + ".")]
