@@ -42,14 +42,14 @@ def _short(value: AttrValue) -> str:
 
 def _label(node: Node) -> str:
     if node.is_input:
-        return f"input\\n{fmt_shape(node.shape or ())}"
+        return f"input\\n{fmt_shape(node.shape or (), roles=False)}"
     op = OPS[node.op]
     shown = shown_attrs(node, _short)
     title = node.op + (f" ×{len(node.inputs)}" if op.arity is None else "")
     leaf = node.name.rsplit(".", 1)[-1]
     head = title if named_after(leaf, node.op) else f"{leaf}: {title}"
     detail = f"\\n{', '.join(shown)}" if shown else ""
-    return f"{head}{detail}\\n{fmt_shape(node.shape or ())}"
+    return f"{head}{detail}\\n{fmt_shape(node.shape or (), roles=False)}"
 
 
 @dataclass
@@ -88,12 +88,12 @@ class Picture:
         """The box's text, lines separated by ``\\n``."""
         nodes = self.members[key]
         if self.kind(key) == "cell input":
-            return f"{self.cell_inputs[key]}\\n{fmt_shape(nodes[0].shape or ())}"
+            return f"{self.cell_inputs[key]}\\n{fmt_shape(nodes[0].shape or (), roles=False)}"
         if self.kind(key) != "scope":
             return _label(nodes[0])
         params = sum(param_count(self.graph, n) for n in nodes)
         return (f"{self.title(key)}\\n{len(nodes)} ops, {params:,} params\\n"
-                f"{fmt_shape(nodes[-1].shape or ())}")
+                f"{fmt_shape(nodes[-1].shape or (), roles=False)}")
 
     def children(self, prefix: str) -> list[str]:
         """The clusters directly inside ``prefix``, in drawing order."""

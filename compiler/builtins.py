@@ -7,8 +7,9 @@ import math
 from collections.abc import Callable, Mapping
 
 from ..base.diagnostics import E_ARGUMENT, E_DUPLICATE, E_FAIL, E_TYPE, E_VALUE_LIMIT, Span, error
+from .axes import CHANNEL, roles_of
 from .evaluate import Evaluator, chain, check_int
-from .ops import OPS
+from .ops import OPS, fmt_shape
 from .values import (
     Block,
     Builtin,
@@ -224,11 +225,14 @@ def _b_size(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
 
 def _b_channels(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
                 span: Span) -> Value:
-    """`channels(x)`: `size(x, 1)`."""
+    """`channels(x)`: the size of x's channel axis (`size(x, "C")`), axis 1 where it has
+    none."""
     bound = el.bind_args("channels", ("x",), args, kw, spans, span)
     if "x" not in bound:
         raise error(E_ARGUMENT, "`channels` takes a wire: `channels(x)`", span)
-    return _axis_size(el, "channels", bound["x"], 1, span)
+    x = bound["x"]
+    has = isinstance(x, Wire) and CHANNEL in roles_of(el.inst.shape_of(x, span))
+    return _axis_size(el, "channels", x, CHANNEL if has else 1, span)
 
 
 def _b_join_inputs(el: Evaluator, args: Args, kw: Kwargs, spans: tuple[Span, ...],
@@ -248,9 +252,16 @@ def _axis_size(el: Evaluator, what: str, x: Value, axis: Value, span: Span) -> V
     if not isinstance(x, Wire):
         raise error(E_TYPE, f"`{what}` reads the shape of a wire, not {kind_of(x)}", span,
                     hint="use it inside a `=>` block: `(x) => conv(channels(x) // 2)(x)`")
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise error(E_TYPE, f"`{what}`'s axis must be an integer, got {kind_of(axis)}", span)
+    if not isinstance(axis, int | str) or isinstance(axis, bool):
+        raise error(E_TYPE, f"`{what}`'s axis must be an integer or a role (\"C\"), got "
+                    f"{kind_of(axis)}", span)
     shape = el.inst.shape_of(x, span)
+    if isinstance(axis, str):
+        roles = roles_of(shape)
+        if len(axis) != 1 or roles.count(axis) != 1:
+            raise error(E_TYPE, f"{fmt_shape(shape)} has no single axis of role {axis!r}",
+                        span)
+        axis = roles.index(axis)
     index = axis + len(shape) if axis < 0 else axis
     if not 0 <= index < len(shape):
         raise error(E_TYPE, f"axis {axis} is not an axis of [{', '.join(map(str, shape))}]",
@@ -318,10 +329,11 @@ BUILTINS: dict[str, Builtin] = {
                 "the cell applied at every step of a sequence, carrying states that start at "
                 "zero; gives the step outputs, then with `final` each state's last value"),
         Builtin("channels", _b_channels, "channels(x): the channel count of wire x (its "
-                "axis 1), read while the model is built"),
+                "channel axis, C), read while the model is built"),
         Builtin("join_inputs", _b_join_inputs, "join_inputs(y): the inputs of the join that "
                 "made wire y, nested joins merged (a fractal's columns, the deepest first)"),
-        Builtin("size", _b_size, "size(x, axis): the fixed size of an axis of wire x"),
+        Builtin("size", _b_size, "size(x, axis): the fixed size of an axis of wire x (a "
+                "number or a role such as \"T\")"),
         Builtin("param", _b_param, "param([sizes], init = normal(0, 1)): a learned tensor "
                 "as a wire (an embedding, a generator's input), counted as parameters"),
         Builtin("normal", _init("normal", "mean", "std"),

@@ -359,8 +359,13 @@ class Evaluator:
                     want = " or ".join(sorted({_type_name(t) for t in attr.types}))
                     raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) must be "
                                 f"{want}, got {kind_of(value)}", where.get(attr.name, span))
+                problem = attr.check(value) if attr.check is not None and value is not None \
+                    else None
+                if problem is not None:
+                    raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) {problem}",
+                                where.get(attr.name, span))
                 odd = [v for v in value if not isinstance(v, int) or isinstance(v, bool)] \
-                    if isinstance(value, tuple) else []
+                    if isinstance(value, tuple) and attr.check is None else []
                 if odd:  # a list attribute holds integers (sizes)
                     raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) must be a "
                                 f"list of integers, got one holding {kind_of(odd[0])}",
@@ -584,6 +589,7 @@ def _check_ranges(op: OpDecl, attrs: Mapping[str, Value], where: Mapping[str, Sp
     """Each attribute against the range its declaration gives (compiler/ops.py)."""
     for attr in op.attrs:
         value = attrs.get(attr.name)
-        if attr.range is not None and value is not None and value not in attr.range:
+        if attr.range is not None and attr.check is None and value is not None \
+                and value not in attr.range:
             raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` must be {attr.range.words}, "
                         f"got {show(value)}", where.get(attr.name, span))

@@ -223,7 +223,7 @@ class Instantiator:
         for frame in self.builder.frames:  # outer frames first: a cell reads what they made
             for node in frame.nodes[frame.typed:]:
                 if node.is_input and frame.inputs is not None:
-                    node = node.evolve(shape=tuple(frame.inputs()[frame.typed_inputs]))
+                    node = node.evolve(shape=frame.inputs()[frame.typed_inputs])
                     frame.typed_inputs += 1
                 for w in node.weights:
                     self._readers.setdefault(w, node)

@@ -6,10 +6,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-Dim = int | str
+from .axes import (
+    BATCH,
+    CHANNEL,
+    OTHER,
+    ROLES,
+    SLIDING,
+    SPATIAL_ROLES,
+    TIME,
+    Axes,
+    Dim,
+    add_to,
+    describe,
+    roles_of,
+)
+
 Shape = tuple[Dim, ...]
-AttrValue = int | float | bool | str | None | tuple[int, ...]
+AttrValue = int | float | bool | str | None | tuple[Any, ...]
 Attrs = Mapping[str, AttrValue]
 
 REQUIRED = object()
@@ -66,6 +81,9 @@ class Attr:
     default: object
     doc: str
     range: Range | None = None
+    check: Callable[[object], str | None] | None = None
+    """For a value of several forms (one size or one per axis; a padding mode): what is
+    wrong with a given value (None: nothing), in place of the range and list checks."""
 
 
 class TensorValue:
@@ -220,9 +238,13 @@ class OpDecl:
 
 # ---------------------------------------------------------------- shape helpers
 
-def fmt_shape(shape: Shape) -> str:
-    """`[N,64,32,32]`."""
-    return "[" + ",".join(str(d) for d in shape) + "]"
+def fmt_shape(shape: Shape, roles: bool = True) -> str:
+    """`[N,64,32,32]`, with its roles where it has any (and ``roles``):
+    `[N,64,32,32]{NCHW}`."""
+    dims = "[" + ",".join(str(d) for d in shape) + "]"
+    given = roles_of(shape)
+    return f"{dims}{{{given}}}" if roles and isinstance(shape, Axes) and given.strip(OTHER) \
+        else dims
 
 
 def _rank(shape: Shape, want: int, what: str, layout: str) -> None:
@@ -234,25 +256,53 @@ def _rank(shape: Shape, want: int, what: str, layout: str) -> None:
         )
 
 
-def _spatial(size: Dim, k: int, stride: int, pad: int, dilation: int, ceil: bool,
-             what: str) -> Dim:
-    if isinstance(size, str):
-        return size
+def _slide(size: Dim, k: int, stride: int, pads: tuple[int, int], dilation: int, ceil: bool,
+           what: str, role: str) -> Dim:
+    """The output size of a window sliding over an axis of ``size``; a symbolic size (time
+    of any length) stays symbolic where the stride is 1 (`T` padded causally is `T`)."""
+    before, after = pads
     eff = dilation * (k - 1) + 1
-    span = size + 2 * pad - eff
+    if isinstance(size, str):
+        if stride != 1:
+            raise ShapeMismatch(
+                f"{what} with stride {stride} over the {describe(role)} axis of symbolic size "
+                f"`{size}` would need its length to be a multiple of {stride}", inputs=(0,),
+                hint="use stride 1 along a symbolic axis (causal or 'same' padding keeps it "
+                     "as long as the input), or give the input a fixed length")
+        return add_to(size, before + after - eff + 1)
+    span = size + before + after - eff
     if span < 0:
         raise ShapeMismatch(
-            f"{what} window {k} (padding {pad}) does not fit in a spatial size of {size}",
-            inputs=(0,),
-        )
+            f"{what} window {k} (padding {before + after}) does not fit in a "
+            f"{describe(role)} size of {size}", inputs=(0,))
     out = (math.ceil(span / stride) if ceil else span // stride) + 1
-    if ceil and (out - 1) * stride >= size + pad:
+    if ceil and (out - 1) * stride >= size + before:
         out -= 1  # PyTorch drops a last window that would start in the right padding
     return out
 
 
+def merge_roles(shapes: Sequence[Shape], what: str) -> str:
+    """The roles of a broadcast of ``shapes`` (aligned at the last axis): an axis takes the
+    role its inputs give it; two inputs that give it different roles are a mismatch."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        given = [(i, roles_of(s)[axis - rank + len(s)]) for i, s in enumerate(shapes)
+                 if axis - rank + len(s) >= 0]
+        named = [(i, r) for i, r in given if r != OTHER]
+        if len({r for _, r in named}) > 1:
+            (i, a), (j, b) = named[0], next((j, r) for j, r in named if r != named[0][1])
+            raise ShapeMismatch(
+                f"{what} inputs give axis {axis} different roles: {describe(a)} in "
+                f"{fmt_shape(shapes[i])}, {describe(b)} in {fmt_shape(shapes[j])}",
+                inputs=(i, j), hint="`permute` one of them so that the axes line up")
+        out.append(named[0][1] if named else OTHER)
+    return "".join(out)
+
+
 def broadcast(shapes: Sequence[Shape], what: str) -> Shape:
-    """NumPy broadcasting over all inputs; symbolic dims must match exactly."""
+    """NumPy broadcasting over all inputs (aligned at the last axis), roles with it;
+    symbolic dims must match exactly."""
     rank = max(len(s) for s in shapes)
     out: list[Dim] = []
     for axis in range(rank):
@@ -264,7 +314,167 @@ def broadcast(shapes: Sequence[Shape], what: str) -> Shape:
             listing = " vs ".join(fmt_shape(shapes[i]) for i in bad[:2])
             raise ShapeMismatch(f"{what} inputs do not match: {listing}", inputs=bad[:2])
         out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
+    return Axes(out, merge_roles(shapes, what))
+
+
+def axis_of(x: Shape, value: AttrValue, what: str, batch: bool = False) -> int:
+    """The axis an attribute names in ``x``: a number (negative from the end) or a role
+    letter (`"C"`, `"T"`); the batch axis only where ``batch``."""
+    roles = roles_of(x)
+    if isinstance(value, str):
+        if len(value) != 1 or roles.count(value) != 1:
+            found = "no" if value not in roles else "more than one"
+            raise ShapeMismatch(
+                f"{what}'s axis {value!r}: {fmt_shape(x)} has {found} axis of that role",
+                inputs=(0,), hint="name a role it has once ("
+                + ", ".join(f'"{r}"' for r in roles if r != OTHER and roles.count(r) == 1)
+                + ") or give the axis by number")
+        index = roles.index(value)
+    else:
+        assert isinstance(value, int)
+        rank = len(x)
+        if not -rank <= value < rank:
+            raise ShapeMismatch(f"{what}'s axis {value} is not an axis of {fmt_shape(x)}",
+                                inputs=(0,))
+        index = value % rank
+    if roles[index] == BATCH and not batch:
+        raise ShapeMismatch(f"{what} cannot act on the batch axis of {fmt_shape(x)}",
+                            inputs=(0,), hint="name an axis after the batch axis")
+    return index
+
+
+def sliding_axes(x: Shape, what: str) -> tuple[int, tuple[int, ...]]:
+    """The channel axis of ``x`` and the 1 to 3 spatial or time axes a convolution or a
+    pool slides over: [N, C, ...] (channels first) or [N, ..., C] (channels last, as a
+    sequence [N, T, C] is)."""
+    roles = roles_of(x)
+    sliding = tuple(i for i, r in enumerate(roles) if r in SLIDING)
+    channels = [i for i, r in enumerate(roles) if r == CHANNEL]
+    if (roles[:1] != BATCH or len(channels) != 1 or not 1 <= len(sliding) <= 3
+            or len(roles) != 2 + len(sliding) or channels[0] not in (1, len(roles) - 1)):
+        raise ShapeMismatch(
+            f"{what} reads a batch axis, a channel axis and 1 to 3 spatial or time axes "
+            f"([N, C, L]{{NCL}}, [N, C, H, W]{{NCHW}}, [N, C, D, H, W]{{NCDHW}}, "
+            f"[N, T, C]{{NTC}}), got {fmt_shape(x)}", inputs=(0,),
+            hint="`permute` the axes into such a layout" if len(roles) > 2
+            else "a flat [N, C] has nothing to slide over")
+    return channels[0], sliding
+
+
+def per_axis(value: AttrValue, n: int) -> tuple[int, ...]:
+    """An attribute given once or once per axis, as one value per axis."""
+    if isinstance(value, tuple):
+        return tuple(int(v) for v in value)
+    assert isinstance(value, int)
+    return (value,) * n
+
+
+def axis_values(x: Shape, attrs: Attrs, name: str, what: str) -> tuple[int, ...]:
+    """Attribute ``name`` of a sliding op, one value per axis it slides over."""
+    _, sliding = sliding_axes(x, what)
+    value = attrs[name]
+    _count(x, value, name, what, sliding)
+    return per_axis(value, len(sliding))
+
+
+def _count(x: Shape, value: AttrValue, name: str, what: str, sliding: tuple[int, ...]) -> None:
+    """A list attribute gives one value per axis slid over."""
+    if isinstance(value, tuple) and len(value) != len(sliding):
+        roles = roles_of(x)
+        listed = ", ".join(describe(roles[i]) for i in sliding)
+        raise ShapeMismatch(
+            f"{what}'s `{name}` gives {len(value)} values, but {fmt_shape(x)} has "
+            f"{len(sliding)} {'axes' if len(sliding) > 1 else 'axis'} to slide over ({listed})",
+            inputs=(0,), hint=f"give one value, or one for each of the {len(sliding)}")
+
+
+PAD_MODES = ("same", "valid", "causal")
+
+
+def pad_pairs(x: Shape, attrs: Attrs, what: str) -> tuple[tuple[int, int], ...]:
+    """A sliding op's padding, (before, after) per axis it slides over, from `pad`: none
+    (half the dilated window, rounded down, each side), a number, a mode (`"same"`,
+    `"valid"`, `"causal"`), or one of these (or a [before, after] pair) per axis. `"causal"`
+    pads only before: along the time axis, the others 'same'; an input without one must
+    have a single axis to slide over."""
+    _, sliding = sliding_axes(x, what)
+    roles = roles_of(x)
+    ks = axis_values(x, attrs, "k", what)
+    ds = axis_values(x, attrs, "dilation", what) if "dilation" in attrs else (1,) * len(ks)
+    spec = attrs["pad"]
+    if isinstance(spec, tuple):
+        _count(x, spec, "pad", what, sliding)
+        entries: tuple[object, ...] = spec
+    elif spec == "causal" and len(sliding) > 1:
+        times = [j for j, i in enumerate(sliding) if roles[i] == TIME]
+        if not times:
+            listed = ", ".join(describe(roles[i]) for i in sliding)
+            raise ShapeMismatch(
+                f"{what}'s causal padding needs a time axis or a single axis to slide over; "
+                f"{fmt_shape(x)} has {listed}", inputs=(0,),
+                hint='give one padding per axis, such as pad = ["causal", "same"]')
+        entries = tuple("causal" if j in times else "same" for j in range(len(sliding)))
+    else:
+        entries = (spec,) * len(sliding)
+    pairs = []
+    for entry, k, d in zip(entries, ks, ds, strict=True):
+        total = d * (k - 1)
+        if entry is None:
+            pairs.append(((k - 1) // 2 * d, (k - 1) // 2 * d))
+        elif entry == "same":
+            pairs.append((total // 2, total - total // 2))
+        elif entry == "valid":
+            pairs.append((0, 0))
+        elif entry == "causal":
+            pairs.append((total, 0))
+        elif isinstance(entry, tuple):
+            before, after = entry
+            pairs.append((int(before), int(after)))
+        else:
+            assert isinstance(entry, int)
+            pairs.append((entry, entry))
+    return tuple(pairs)
+
+
+def _pad_form(value: object) -> str | None:
+    """What is wrong with a sliding op's `pad` (None: nothing)."""
+    if value is None:
+        return None
+    def one(v: object, pair: bool) -> bool:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v >= 0
+        if isinstance(v, str):
+            return v in PAD_MODES
+        return pair and isinstance(v, tuple) and len(v) == 2 and all(one(i, False)
+                                                                      and isinstance(i, int)
+                                                                      for i in v)
+    ok = one(value, False) if not isinstance(value, tuple) else (
+        1 <= len(value) <= 3 and all(one(v, True) for v in value))
+    if ok:
+        return None
+    return ("must be a size (zero or more), a mode (\"same\", \"valid\", \"causal\"), or one "
+            "of these or a [before, after] pair per axis (at most 3), got " + _shown(value))
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def _sizes_form(range_: Range) -> Callable[[object], str | None]:
+    """A check for an attribute given once or once per axis (1 to 3 values in ``range_``)."""
+    def check(value: object) -> str | None:
+        items = value if isinstance(value, tuple) else (value,)
+        if (1 <= len(items) <= 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                         and v in range_ for v in items)):
+            return None
+        return (f"must be {range_.words} (an integer), or a list of one such value per axis "
+                f"(at most 3), got {_shown(value)}")
+    return check
 
 
 def _int(attrs: Attrs, name: str) -> int:
@@ -292,62 +502,73 @@ def _input_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
                          "readers' needs")
 
 
-def _conv_pad(attrs: Attrs) -> int:
-    return _opt_int(attrs, "pad", (_int(attrs, "k") - 1) // 2 * _opt_int(attrs, "dilation", 1))
-
-
 def _conv_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    _rank(x, 4, "conv", "[N, C, H, W]")
+    c, sliding = sliding_axes(x, "conv")
     groups = _int(attrs, "groups")
-    out = _opt_int(attrs, "out", x[1] if isinstance(x[1], int) else 0)
-    if isinstance(x[1], int) and (x[1] % groups or out % groups):
+    cin = x[c]
+    out = _opt_int(attrs, "out", cin if isinstance(cin, int) else 0)
+    if isinstance(x[c], int) and (x[c] % groups or out % groups):
         raise ShapeMismatch(
-            f"conv with groups={groups} needs channels divisible by it: in {x[1]}, out {out}",
+            f"conv with groups={groups} needs channels divisible by it: in {x[c]}, out {out}",
             inputs=(0,))
-    k, s, d = _int(attrs, "k"), _int(attrs, "stride"), _int(attrs, "dilation")
-    pad = _conv_pad(attrs)
-    h = _spatial(x[2], k, s, pad, d, False, "conv")
-    w = _spatial(x[3], k, s, pad, d, False, "conv")
-    return (x[0], out, h, w)
+    ks, ss, ds = (axis_values(x, attrs, a, "conv") for a in ("k", "stride", "dilation"))
+    pads = pad_pairs(x, attrs, "conv")
+    dims = list(x)
+    dims[c] = out
+    roles = roles_of(x)
+    for j, i in enumerate(sliding):
+        dims[i] = _slide(x[i], ks[j], ss[j], pads[j], ds[j], False, "conv", roles[i])
+    return Axes(dims, roles)
 
 
 def _conv_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
     x = inputs[0]
-    cin = int(x[1])
-    k, groups = _int(attrs, "k"), _int(attrs, "groups")
+    c, _ = sliding_axes(x, "conv")
+    cin = int(x[c])
+    ks, groups = axis_values(x, attrs, "k", "conv"), _int(attrs, "groups")
     out = _opt_int(attrs, "out", cin)
-    fan_in = cin // groups * k * k
-    specs = [ParamSpec("weight", (out, cin // groups, k, k), "kaiming_uniform", fan_in)]
+    fan_in = cin // groups * math.prod(ks)
+    specs = [ParamSpec("weight", (out, cin // groups, *ks), "kaiming_uniform", fan_in)]
     if attrs["bias"]:
         specs.append(ParamSpec("bias", (out,), "fan_in_uniform", fan_in))
     return tuple(specs)
 
 
 def _conv_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
-    cin = int(inputs[0][1])
-    k = _int(attrs, "k")
-    return _per_sample(out) * cin // _int(attrs, "groups") * k * k
+    x = inputs[0]
+    c, _ = sliding_axes(x, "conv")
+    ks = axis_values(x, attrs, "k", "conv")
+    return _per_sample(out) * int(x[c]) // _int(attrs, "groups") * math.prod(ks)
+
+
+def channel_axis(x: Shape, what: str) -> int:
+    """The one channel (feature) axis of ``x``, of known size, that `bn` normalises."""
+    roles = roles_of(x)
+    if roles.count(CHANNEL) != 1 or not isinstance(x[roles.index(CHANNEL)], int):
+        raise ShapeMismatch(f"{what} normalises the channel axis (C), with statistics over the "
+                            f"others; {fmt_shape(x)} has "
+                            + ("none" if CHANNEL not in roles else "no known one"),
+                            inputs=(0,), hint="`permute` or `reshape` gives axes no role; "
+                            "`layernorm(axis = ...)` normalises a numbered axis")
+    return roles.index(CHANNEL)
 
 
 def _bn_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    (x,) = inputs
-    if len(x) < 2 or not isinstance(x[1], int):
-        raise ShapeMismatch(f"bn expects [N, C, ...] with a known C, got {fmt_shape(x)}",
-                            inputs=(0,))
-    return x
+    channel_axis(inputs[0], "bn")
+    return inputs[0]
 
 
 def _layernorm_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    if len(x) < 2 or not isinstance(x[-1], int):
-        raise ShapeMismatch(f"layernorm normalises a last axis of known size, got {fmt_shape(x)}",
-                            inputs=(0,))
+    axis = axis_of(x, attrs["axis"], "layernorm")
+    _known(x, axis, "layernorm")
     return x
 
 
 def _layernorm_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
-    d = int(inputs[0][-1])
+    x = inputs[0]
+    d = int(x[axis_of(x, attrs["axis"], "layernorm")])
     if not attrs["affine"]:
         return ()
     return (ParamSpec("weight", (d,), "ones"), ParamSpec("bias", (d,), "zeros"))
@@ -358,7 +579,8 @@ def _affine_weights(attrs: Attrs) -> tuple[str, ...]:
 
 
 def _bn_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
-    c = int(inputs[0][1])
+    x = inputs[0]
+    c = int(x[channel_axis(x, "bn")])
     specs = []
     if attrs["affine"]:
         specs += [ParamSpec("weight", (c,), "ones"), ParamSpec("bias", (c,), "zeros")]
@@ -371,25 +593,40 @@ def _same(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return inputs[0]
 
 
+def pool_window(x: Shape, attrs: Attrs, what: str) -> tuple[tuple[int, ...], tuple[int, ...],
+                                                           tuple[tuple[int, int], ...]]:
+    """A pool's window, stride and padding per axis it slides over."""
+    ks = axis_values(x, attrs, "k", what)
+    ss = ks if attrs["stride"] is None else axis_values(x, attrs, "stride", what)
+    return ks, ss, pad_pairs(x, attrs, what)
+
+
 def _pool_shape(what: str) -> ShapeRule:
     def rule(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         (x,) = inputs
-        _rank(x, 4, what, "[N, C, H, W]")
-        k = _int(attrs, "k")
-        s = _opt_int(attrs, "stride", k)
-        p, ceil = _int(attrs, "pad"), bool(attrs["ceil"])
-        if p * 2 > k:
-            raise ShapeMismatch(f"{what} padding {p} is more than half its window {k}",
-                                inputs=(0,))
-        return (x[0], x[1], _spatial(x[2], k, s, p, 1, ceil, what),
-                _spatial(x[3], k, s, p, 1, ceil, what))
+        _, sliding = sliding_axes(x, what)
+        ks, ss, pads = pool_window(x, attrs, what)
+        ds = axis_values(x, attrs, "dilation", what) if "dilation" in attrs else (1,) * len(ks)
+        roles, dims = roles_of(x), list(x)
+        for j, i in enumerate(sliding):
+            if pads[j][0] != pads[j][1]:
+                raise ShapeMismatch(f"{what} pads both sides of an axis alike, got "
+                                    f"{list(pads[j])} along its {describe(roles[i])} axis",
+                                    inputs=(0,), hint="put a `pad` before it for uneven "
+                                    "padding")
+            if max(pads[j]) * 2 > ks[j]:
+                raise ShapeMismatch(f"{what} padding {max(pads[j])} is more than half its "
+                                    f"window {ks[j]}", inputs=(0,))
+            dims[i] = _slide(x[i], ks[j], ss[j], pads[j], ds[j], bool(attrs["ceil"]), what,
+                             roles[i])
+        return Axes(dims, roles)
     return rule
 
 
 def _gap_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    _rank(x, 4, "gap", "[N, C, H, W]")
-    return (x[0], x[1])
+    c, _ = sliding_axes(x, "gap")
+    return Axes((x[0], x[c]), BATCH + CHANNEL)
 
 
 def _flatten_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -397,22 +634,37 @@ def _flatten_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     if len(x) < 2 or any(isinstance(d, str) for d in x[1:]):
         raise ShapeMismatch(f"flatten needs known non-batch dims, got {fmt_shape(x)}",
                             inputs=(0,))
-    return (x[0], math.prod(int(d) for d in x[1:]))
+    return Axes((x[0], math.prod(int(d) for d in x[1:])), BATCH + CHANNEL)
+
+
+def linear_axis(x: Shape, attrs: Attrs, what: str = "linear") -> int:
+    """The axis a `linear` maps: the one it names (any but the batch axis), else the last,
+    which must then be a channel or unnamed axis (not a spatial or time axis)."""
+    given = attrs.get("axis")
+    axis = axis_of(x, -1 if given is None else given, what)
+    role = roles_of(x)[axis]
+    if given is None and role in SLIDING:
+        image = len(x) > 2 and roles_of(x)[1] == CHANNEL
+        raise ShapeMismatch(
+            f"{what} maps the last axis, but the last axis of {fmt_shape(x)} is its "
+            f"{describe(role)} axis", inputs=(0,),
+            hint="insert `flatten` (or `gap`) before `linear`, or name the axis it maps "
+                 '(`linear(64, axis = "C")`)' if image else
+                 'name the axis it maps (`linear(64, axis = "C")`)')
+    _known(x, axis, what)
+    return axis
 
 
 def _linear_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    if len(x) < 2 or not isinstance(x[-1], int):
-        raise ShapeMismatch(f"linear expects [N, ..., features], got {fmt_shape(x)}",
-                            inputs=(0,))
-    if len(x) == 4:
-        raise ShapeMismatch(f"linear expects [N, features], got the image {fmt_shape(x)}",
-                            inputs=(0,), hint="insert `flatten` (or `gap`) before `linear`")
-    return (*x[:-1], _int(attrs, "out"))
+    axis = linear_axis(x, attrs)
+    dims = list(x)
+    dims[axis] = _int(attrs, "out")
+    return Axes(dims, roles_of(x))
 
 
 def _linear_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
-    fan_in = int(inputs[0][-1])
+    fan_in = int(inputs[0][linear_axis(inputs[0], attrs)])
     out = _int(attrs, "out")
     specs = [ParamSpec("weight", (out, fan_in), "kaiming_uniform", fan_in)]
     if attrs["bias"]:
@@ -421,7 +673,7 @@ def _linear_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ..
 
 
 def _linear_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
-    return _per_sample(out) * int(inputs[0][-1])
+    return _per_sample(out) * int(inputs[0][linear_axis(inputs[0], attrs)])
 
 
 def _join_shape(what: str) -> ShapeRule:
@@ -431,12 +683,16 @@ def _join_shape(what: str) -> ShapeRule:
 
 
 def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    axis = _int(attrs, "axis")
+    given = attrs["axis"]
     rank = len(inputs[0])
-    if not -rank < axis < rank or axis in (0, -rank):
-        raise ShapeMismatch(f"concat axis {axis} is not a feature axis of a rank-{rank} tensor",
-                            inputs=(0,))
-    axis %= rank
+    if isinstance(given, str):
+        axis = axis_of(inputs[0], given, "concat")
+    else:
+        axis = _int(attrs, "axis")
+        if not -rank < axis < rank or axis in (0, -rank):
+            raise ShapeMismatch(f"concat axis {axis} is not a feature axis of a rank-{rank} "
+                                "tensor", inputs=(0,))
+        axis %= rank
     total = 0
     for i, s in enumerate(inputs):
         others = [d for j, d in enumerate(s) if j != axis]
@@ -449,16 +705,29 @@ def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         if not isinstance(size, int):
             raise ShapeMismatch(f"concat axis {axis} must have a known size", inputs=(i,))
         total += size
-    return (*inputs[0][:axis], total, *inputs[0][axis + 1:])
+    return Axes((*inputs[0][:axis], total, *inputs[0][axis + 1:]),
+                merge_roles(inputs, "concat"))
 
 
-def _feature_axis(shape: Shape, axis: int, what: str) -> int:
-    """``axis`` of ``shape`` made non-negative; the batch axis (0) is not a feature axis."""
+def _feature_axis(shape: Shape, axis: AttrValue, what: str) -> int:
+    """``axis`` of ``shape`` (a number, negative from the end, or a role letter) made
+    non-negative; the batch axis (0) is not a feature axis."""
+    if isinstance(axis, str):
+        return axis_of(shape, axis, what)
+    assert isinstance(axis, int)
     rank = len(shape)
     if not -rank < axis < rank or axis in (0, -rank):
         raise ShapeMismatch(f"{what}'s axis {axis} is not an axis after the batch axis of "
                             f"{fmt_shape(shape)}", inputs=(0,))
     return axis % rank
+
+
+def _named_axes(*names: str) -> ConcreteRule:
+    """Axis attributes given as role letters (`axis = "C"`), stored as numbers."""
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+        return {n: axis_of(inputs[0], attrs[n], n) for n in names
+                if isinstance(attrs.get(n), str)}
+    return rule
 
 
 def _known(x: Shape, axis: int, what: str) -> int:
@@ -472,22 +741,34 @@ def _known(x: Shape, axis: int, what: str) -> int:
 
 def _slice_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    axis = _feature_axis(x, _int(attrs, "axis"), "slice")
+    axis = _feature_axis(x, attrs["axis"], "slice")
     size = _known(x, axis, "slice")
     start, stop = slice_bounds(size, attrs)
     if not 0 <= start < stop <= size:
         stop_text = "none" if attrs["stop"] is None else attrs["stop"]
         raise ShapeMismatch(f"slice [{attrs['start']}, {stop_text}) is empty or outside "
                             f"axis {axis} of size {size}", inputs=(0,))
-    return (*x[:axis], stop - start, *x[axis + 1:])
+    return Axes((*x[:axis], stop - start, *x[axis + 1:]), roles_of(x))
 
 
 def reshape_lead(x: Shape) -> int:
-    """How many leading axes a reshape keeps: the symbolic batch (and time) axes."""
+    """How many leading axes a reshape keeps: the batch (and time) axes, by role."""
+    roles = roles_of(x)
     lead = 0
-    while lead < len(x) and isinstance(x[lead], str):
+    while lead < len(x) and roles[lead] in (BATCH, TIME):
         lead += 1
     return lead
+
+
+def tensor_roles(rank: int) -> str:
+    """The roles of the axes after the batch axis of a `tensor[...]` of ``rank`` sizes (and
+    of what a reshape of a batch makes): features `C`, a signal `CL`, an image `CHW`, a
+    volume `CDHW`; unnamed past that."""
+    if rank == 1:
+        return CHANNEL
+    if rank - 1 in SPATIAL_ROLES:
+        return CHANNEL + SPATIAL_ROLES[rank - 1]
+    return OTHER * rank
 
 
 def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -509,13 +790,29 @@ def _reshape_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     if (total % known if -1 in sizes else total != known):
         raise ShapeMismatch(f"cannot reshape the {total} features of {fmt_shape(x)} into "
                             f"{list(sizes)}", inputs=(0,))
-    return (*x[:lead], *(total // known if d == -1 else d for d in sizes))
+    roles = roles_of(x)[:lead]
+    given = attrs.get("roles")
+    if given is not None:
+        assert isinstance(given, str)
+        if len(given) != len(sizes) or any(r not in ROLES or r == BATCH for r in given):
+            raise ShapeMismatch(
+                f"reshape's roles {given!r} must give one role for each of its "
+                f"{len(sizes)} sizes, from {', '.join(describe(r) for r in ROLES[1:])}",
+                inputs=(0,))
+        roles += given
+    elif roles == BATCH:
+        roles += tensor_roles(len(sizes))
+    elif roles:  # after batch and time: one axis of features, or unnamed ones
+        roles += CHANNEL if len(sizes) == 1 else OTHER * len(sizes)
+    else:
+        roles = OTHER * len(sizes)
+    return Axes((*x[:lead], *(total // known if d == -1 else d for d in sizes)), roles)
 
 
 def _slice_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
     """A slice's lowering writes its bounds."""
     (x,) = inputs
-    return slice_bounds(int(x[_feature_axis(x, _int(attrs, "axis"), "slice")]), attrs)
+    return slice_bounds(int(x[_feature_axis(x, attrs["axis"], "slice")]), attrs)
 
 
 def _reshape_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
@@ -525,7 +822,7 @@ def _reshape_fixes(inputs: Sequence[Shape], attrs: Attrs) -> object:
 
 def _batch_lead(x: Shape) -> int:
     """1 where ``x`` has the batch axis first, 0 for a tensor without one (a `param`)."""
-    return 1 if x and x[0] == "N" else 0
+    return 1 if roles_of(x)[:1] == BATCH else 0
 
 
 def permute_axes(x: Shape, attrs: Attrs) -> tuple[int, ...]:
@@ -537,36 +834,54 @@ def permute_axes(x: Shape, attrs: Attrs) -> tuple[int, ...]:
     return (*range(lead), *(lead + int(i) for i in order))
 
 
+def conv_t_values(x: Shape, attrs: Attrs) -> tuple[tuple[int, ...], ...]:
+    """A transposed convolution's kernel, stride, padding, output padding and dilation,
+    one value per axis it slides over."""
+    window = {**attrs, **_stride_is_window((x,), attrs)}
+    return tuple(axis_values(x, window, a, "conv_transpose")
+                 for a in ("k", "stride", "pad", "output_pad", "dilation"))
+
+
 def _conv_t_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    _rank(x, 4, "conv_transpose", "[N, C, H, W]")
-    groups, k, s = _int(attrs, "groups"), _int(attrs, "k"), _opt_int(attrs, "stride",
-                                                                     _int(attrs, "k"))
-    pad, extra, out = _int(attrs, "pad"), _int(attrs, "output_pad"), _int(attrs, "out")
-    if isinstance(x[1], int) and (x[1] % groups or out % groups):
+    c, sliding = sliding_axes(x, "conv_transpose")
+    groups, out = _int(attrs, "groups"), _int(attrs, "out")
+    if isinstance(x[c], int) and (x[c] % groups or out % groups):
         raise ShapeMismatch(f"conv_transpose with groups={groups} needs channels divisible by "
-                            f"it: in {x[1]}, out {out}", inputs=(0,))
-    if extra >= s:
-        raise ShapeMismatch(f"conv_transpose's output_pad {extra} must be below its stride {s}: "
-                            f"it picks one of the {s} output sizes a stride-{s} convolution "
-                            "maps to the same input size", inputs=(0,))
-
-    def size(d: Dim) -> Dim:
-        if isinstance(d, str):
-            return d
-        got = (d - 1) * s - 2 * pad + k + extra
+                            f"it: in {x[c]}, out {out}", inputs=(0,))
+    ks, ss, ps, extras, ds = conv_t_values(x, attrs)
+    roles, dims = roles_of(x), list(x)
+    dims[c] = out
+    for j, i in enumerate(sliding):
+        k, s, pad, extra, d = ks[j], ss[j], ps[j], extras[j], ds[j]
+        if extra >= s and extra >= d:
+            raise ShapeMismatch(f"conv_transpose's output_pad {extra} must be below its stride "
+                                f"{s}: it picks one of the {s} output sizes a stride-{s} "
+                                "convolution maps to the same input size", inputs=(0,))
+        size = x[i]
+        if isinstance(size, str):
+            if s != 1:
+                raise ShapeMismatch(f"conv_transpose with stride {s} over the "
+                                    f"{describe(roles[i])} axis of symbolic size `{size}` "
+                                    "would multiply its length", inputs=(0,),
+                                    hint="give the input a fixed length")
+            dims[i] = add_to(size, d * (k - 1) - 2 * pad + extra)
+            continue
+        got = (size - 1) * s - 2 * pad + d * (k - 1) + 1 + extra
         if got <= 0:
             raise ShapeMismatch(f"conv_transpose's padding {pad} leaves no output from a "
-                                f"spatial size of {d}", inputs=(0,))
-        return got
-    return (x[0], out, size(x[2]), size(x[3]))
+                                f"{describe(roles[i])} size of {size}", inputs=(0,))
+        dims[i] = got
+    return Axes(dims, roles)
 
 
 def _conv_t_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
-    cin, k, groups, out = int(inputs[0][1]), _int(attrs, "k"), _int(attrs, "groups"), \
-        _int(attrs, "out")
-    fan_in = out // groups * k * k  # PyTorch's, from the weight's second axis
-    specs = [ParamSpec("weight", (cin, out // groups, k, k), "kaiming_uniform", fan_in)]
+    x = inputs[0]
+    c, _ = sliding_axes(x, "conv_transpose")
+    ks = axis_values(x, attrs, "k", "conv_transpose")
+    cin, groups, out = int(x[c]), _int(attrs, "groups"), _int(attrs, "out")
+    fan_in = out // groups * math.prod(ks)  # PyTorch's, from the weight's second axis
+    specs = [ParamSpec("weight", (cin, out // groups, *ks), "kaiming_uniform", fan_in)]
     if attrs["bias"]:
         specs.append(ParamSpec("bias", (out,), "fan_in_uniform", fan_in))
     return tuple(specs)
@@ -574,44 +889,65 @@ def _conv_t_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ..
 
 def _conv_t_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
     x = inputs[0]
-    k, groups = _int(attrs, "k"), _int(attrs, "groups")
-    return _per_sample(x) * _int(attrs, "out") // groups * k * k
+    ks = axis_values(x, attrs, "k", "conv_transpose")
+    return _per_sample(x) * _int(attrs, "out") // _int(attrs, "groups") * math.prod(ks)
 
 
-UPSAMPLE_MODES = ("nearest", "bilinear")
+UPSAMPLE_MODES = ("nearest", "linear", "bilinear", "trilinear")
+LINEAR_MODES = {"linear": 0, "bilinear": 2, "trilinear": 3}
+"""Interpolating modes and the number of axes each is for (0: any)."""
 
 
 def _upsample_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    _rank(x, 4, "upsample", "[N, C, H, W]")
-    if attrs["mode"] not in UPSAMPLE_MODES:
-        raise ShapeMismatch(f"upsample's mode {attrs['mode']!r} is not one of "
+    _, sliding = sliding_axes(x, "upsample")
+    mode = attrs["mode"]
+    if mode not in UPSAMPLE_MODES:
+        raise ShapeMismatch(f"upsample's mode {mode!r} is not one of "
                             f"{', '.join(repr(m) for m in UPSAMPLE_MODES)}")
-    if attrs["align_corners"] and attrs["mode"] != "bilinear":
-        raise ShapeMismatch("upsample's align_corners applies to bilinear mode only")
-    size = attrs["size"]
-    if size is not None:
-        return (x[0], x[1], size, size)  # type: ignore[return-value]
-    scale = _int(attrs, "scale")
-    return (x[0], x[1], *(d * scale if isinstance(d, int) else d for d in x[2:]))
+    if LINEAR_MODES.get(str(mode)) not in (None, 0, len(sliding)):
+        raise ShapeMismatch(f"upsample's mode {mode!r} interpolates over "
+                            f"{LINEAR_MODES[str(mode)]} axes, but {fmt_shape(x)} has "
+                            f"{len(sliding)}", inputs=(0,),
+                            hint='mode "linear" interpolates over any number of axes')
+    if attrs["align_corners"] and mode not in LINEAR_MODES:
+        raise ShapeMismatch("upsample's align_corners applies to the linear modes only")
+    roles, dims = roles_of(x), list(x)
+    if attrs["size"] is not None:
+        sizes = axis_values(x, attrs, "size", "upsample")
+    else:
+        scales = axis_values(x, attrs, "scale", "upsample")
+        sizes = tuple(0 for _ in scales)
+    for j, i in enumerate(sliding):
+        if attrs["size"] is not None:
+            dims[i] = sizes[j]
+            continue
+        if isinstance(x[i], str) and scales[j] != 1:
+            raise ShapeMismatch(f"upsample by {scales[j]} over the {describe(roles[i])} axis of "
+                                f"symbolic size `{x[i]}` would multiply its length",
+                                inputs=(0,), hint="give the input a fixed length")
+        dims[i] = x[i] * scales[j] if isinstance(x[i], int) else x[i]
+    return Axes(dims, roles)
 
 
 def _pixel_shuffle_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    _rank(x, 4, "pixel_shuffle", "[N, C, H, W]")
+    if roles_of(x) != "NCHW":
+        raise ShapeMismatch(f"pixel_shuffle expects an image [N, C, H, W]{{NCHW}}, got "
+                            f"{fmt_shape(x)}", inputs=(0,))
     r = _int(attrs, "r")
     if isinstance(x[1], int) and x[1] % (r * r):
         raise ShapeMismatch(f"pixel_shuffle({r}) needs channels divisible by {r * r}, got "
                             f"{x[1]}", inputs=(0,))
     c = x[1] // (r * r) if isinstance(x[1], int) else x[1]
-    return (x[0], c, *(d * r if isinstance(d, int) else d for d in x[2:]))
+    return Axes((x[0], c, *(d * r if isinstance(d, int) else d for d in x[2:])), roles_of(x))
 
 
 def _pad_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    axis = _feature_axis(x, _int(attrs, "axis"), "pad")
-    size = _known(x, axis, "pad")
-    return (*x[:axis], size + _int(attrs, "before") + _int(attrs, "after"), *x[axis + 1:])
+    axis = _feature_axis(x, attrs["axis"], "pad")
+    grow = _int(attrs, "before") + _int(attrs, "after")
+    return Axes((*x[:axis], add_to(x[axis], grow), *x[axis + 1:]), roles_of(x))
 
 
 def _unsqueeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -620,16 +956,18 @@ def _unsqueeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     if not 1 <= index <= len(x):
         raise ShapeMismatch(f"unsqueeze's axis {axis} is not a place after the batch axis of "
                             f"{fmt_shape(x)}", inputs=(0,))
-    return (*x[:index], 1, *x[index:])
+    roles = roles_of(x)
+    return Axes((*x[:index], 1, *x[index:]), roles[:index] + OTHER + roles[index:])
 
 
 def _squeeze_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    index = _feature_axis(x, _int(attrs, "axis"), "squeeze")
+    index = _feature_axis(x, attrs["axis"], "squeeze")
     if x[index] != 1:
         raise ShapeMismatch(f"squeeze removes an axis of size 1, but axis {index} of "
                             f"{fmt_shape(x)} is {x[index]}", inputs=(0,))
-    return (*x[:index], *x[index + 1:])
+    roles = roles_of(x)
+    return Axes((*x[:index], *x[index + 1:]), roles[:index] + roles[index + 1:])
 
 
 def unsqueeze_axis(x: Shape, attrs: Attrs) -> int:
@@ -641,11 +979,12 @@ def unsqueeze_axis(x: Shape, attrs: Attrs) -> int:
 def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = attrs["axis"]
-    if axis is None and len(x) == 4 and all(isinstance(d, int) for d in x[1:]):
-        raise ShapeMismatch(f"softmax over the image {fmt_shape(x)} must name its axis: its "
-                            "last one is the width", inputs=(0,),
-                            hint="write `softmax(axis = 1)` for the channels, `-1` for the last")
-    if isinstance(axis, int):
+    if axis is None and roles_of(x)[-1:] in tuple(SLIDING):
+        raise ShapeMismatch(f"softmax over {fmt_shape(x)} must name its axis: its last one is "
+                            f"its {describe(roles_of(x)[-1])} axis", inputs=(0,),
+                            hint='write `softmax(axis = "C")` for the channels, `-1` for the '
+                            "last")
+    if axis is not None:
         _feature_axis(x, axis, "softmax")
     return x
 
@@ -667,7 +1006,9 @@ def _matmul_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         raise ShapeMismatch(f"matmul's inner dimensions differ: {fmt_shape(a)} @ "
                             f"{fmt_shape(b)} ({a[-1]} vs {b[-2]})", inputs=(0, 1),
                             hint="the first's last axis must be the second's next-to-last")
-    return (*broadcast([a[:-2], b[:-2]], "matmul"), a[-2], b[-1])
+    ra, rb = roles_of(a), roles_of(b)
+    lead = broadcast([Axes(a[:-2], ra[:-2]), Axes(b[:-2], rb[:-2])], "matmul")
+    return Axes((*lead, a[-2], b[-1]), roles_of(lead) + ra[-2] + rb[-1])
 
 
 def _matmul_macs(inputs: Sequence[Shape], out: Shape, attrs: Attrs) -> int:
@@ -693,7 +1034,8 @@ def _permute_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         raise ShapeMismatch(f"permute's order {shown} must list each of the {len(x) - lead} "
                             f"axes after the batch axis of {fmt_shape(x)} once (0 to "
                             f"{len(x) - lead - 1})", inputs=(0,))
-    return tuple(x[i] for i in permute_axes(x, attrs))
+    axes = permute_axes(x, attrs)
+    return Axes((x[i] for i in axes), "".join(roles_of(x)[i] for i in axes))
 
 
 def slice_bounds(size: int, attrs: Attrs) -> tuple[int, int]:
@@ -714,17 +1056,19 @@ def _slope_param(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]
 
 
 def _zeros_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    return (inputs[0][0], _int(attrs, "size"))
+    return Axes((inputs[0][0], _int(attrs, "size")), roles_of(inputs[0])[:1] + CHANNEL)
 
 
 def _scan_body_inputs(inputs: Sequence[Shape], attrs: Attrs) -> tuple[Shape, ...]:
     x, *states = inputs
-    if len(x) != 3:
-        raise ShapeMismatch(f"scan runs over a sequence [N,T,D], got {fmt_shape(x)}",
+    roles = roles_of(x)
+    if len(x) != 3 or roles[:2] != BATCH + TIME:
+        raise ShapeMismatch(f"scan runs over a sequence [N,T,D]{{NTC}}, got {fmt_shape(x)}",
                             inputs=(0,),
                             hint="a recurrent block reads `sequence[D]` (or `tokens[V]` after an "
-                                 "embedding), not an image")
-    return ((x[0], x[2]), *states)
+                                 "embedding), not an image; a reshape makes a sequence with "
+                                 "`reshape([T, D], roles = \"TC\")`")
+    return (Axes((x[0], x[2]), roles[0] + roles[2]), *states)
 
 
 def _scan_output(inputs: Sequence[Shape], outputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -743,7 +1087,8 @@ def _scan_output(inputs: Sequence[Shape], outputs: Sequence[Shape], attrs: Attrs
     if len(y) < 2:
         raise ShapeMismatch(f"the cell's step output is {fmt_shape(y)}, not [N, ...]",
                             inputs=(0,))
-    return (y[0], x[1], *y[1:])
+    ry = roles_of(y)
+    return Axes((y[0], x[1], *y[1:]), ry[0] + TIME + ry[1:])
 
 
 def _item_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -761,7 +1106,7 @@ def _scan_finals(inputs: Sequence[Shape], outputs: Sequence[Shape],
 
 def _embedding_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
-    return (*x, _int(attrs, "dim"))
+    return Axes((*x, _int(attrs, "dim")), roles_of(x) + CHANNEL)
 
 
 def _embedding_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
@@ -795,19 +1140,51 @@ def _stride_is_window(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
     return {"stride": attrs["k"]} if attrs["stride"] is None else {}
 
 
-def _same_padding(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
-    """`pad` none: (k - 1) / 2 dilated, which keeps the size for odd `k` ('same')."""
-    if attrs["pad"] is not None:
-        return {}
-    return {"pad": (_int(attrs, "k") - 1) // 2 * _int(attrs, "dilation")}
+def pad_value(pairs: Sequence[tuple[int, int]]) -> AttrValue:
+    """Padding as the IR stores it: one number where every side of every axis is padded
+    alike, one per axis where each axis is symmetric, else a [before, after] pair per axis."""
+    if all(b == a for b, a in pairs):
+        sizes = tuple(b for b, _ in pairs)
+        return sizes[0] if len(set(sizes)) == 1 else sizes
+    return tuple(pairs)
+
+
+def _concrete_pad(what: str) -> ConcreteRule:
+    """`pad` none or a mode ('same', 'causal') as the numbers it stands for."""
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+        value = pad_value(pad_pairs(inputs[0], attrs, what))
+        return {"pad": value} if value != attrs["pad"] else {}
+    return rule
+
+
+def _pool_concrete(what: str) -> ConcreteRule:
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+        window = {**attrs, **_stride_is_window(inputs, attrs)}
+        return {**_stride_is_window(inputs, attrs), **_concrete_pad(what)(inputs, window)}
+    return rule
 
 
 def _last_axis(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
-    return {"axis": -1} if attrs["axis"] is None else {}
+    if attrs["axis"] is None:
+        return {"axis": -1}
+    return _named_axes("axis")(inputs, attrs)
+
+
+_SIZES = _sizes_form(POSITIVE)
+_SIZES_0 = _sizes_form(NON_NEGATIVE)
+_PER_AXIS = (int, tuple)
+_AXIS = (int, str)
+_AXIS_DOC = "a number (negative: from the end) or a role (\"C\", \"T\", \"H\")"
+
+
+def _pad_attr(default: object, doc: str) -> Attr:
+    return Attr("pad", (int, str, tuple, type(None)), default, doc, check=_pad_form)
+
+
 _POOL_ATTRS = (
-    Attr("k", _INT, 2, "window", POSITIVE),
-    Attr("stride", _OPT_INT, None, "stride", POSITIVE),
-    Attr("pad", _INT, 0, "implicit padding", NON_NEGATIVE),
+    Attr("k", _PER_AXIS, 2, "window", check=_SIZES),
+    Attr("stride", (int, tuple, type(None)), None, "stride", check=_SIZES),
+    _pad_attr(0, "implicit padding: a size, \"same\", or one per axis"),
     Attr("ceil", _BOOL, False, "ceil mode"),
 )
 
@@ -834,68 +1211,80 @@ OPS: dict[str, OpDecl] = {
         ),
         OpDecl(
             "conv",
-            "2-D convolution; `out` none keeps the channel count, `pad` none pads to keep "
-            "the spatial size for odd `k` ('same').",
+            "Convolution over the input's 1, 2 or 3 spatial or time axes (its rank says "
+            "which); `k`, `stride`, `dilation` and `pad` take one value or one per axis. "
+            "`out` none keeps the channel count; `pad` none pads half the window each side "
+            "(the size kept for odd `k`), `\"same\"` keeps it for any `k`, `\"causal\"` "
+            "pads only before, along time.",
             (
                 Attr("out", _OPT_INT, None, "output channels", POSITIVE),
-                Attr("k", _INT, 3, "kernel size", POSITIVE),
-                Attr("stride", _INT, 1, "stride", POSITIVE),
-                Attr("pad", _OPT_INT, None, "zero padding on each side", NON_NEGATIVE),
+                Attr("k", _PER_AXIS, 3, "kernel size", check=_SIZES),
+                Attr("stride", _PER_AXIS, 1, "stride", check=_SIZES),
+                _pad_attr(None, "zero padding: a size each side, \"same\", \"valid\", "
+                          "\"causal\", or one of these or a [before, after] pair per axis"),
                 _BIAS,
                 _GROUPS,
-                Attr("dilation", _INT, 1, "kernel dilation", POSITIVE),
+                Attr("dilation", _PER_AXIS, 1, "kernel dilation", check=_SIZES),
                 _GENERATED,
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
-            concrete=_same_padding,
+            concrete=_concrete_pad("conv"),
         ),
         OpDecl(
             "conv_transpose",
-            "2-D transposed convolution (learned upsampling): [N, C, H, W] -> [N, out, "
-            "(H - 1) stride - 2 pad + k + output_pad, ...]; `stride` none means `k`.",
+            "Transposed convolution (learned upsampling) over 1, 2 or 3 axes: size (S - 1) "
+            "stride - 2 pad + dilation (k - 1) + 1 + output_pad along each; `stride` none "
+            "means `k`; each size takes one value or one per axis.",
             (
                 Attr("out", _INT, REQUIRED, "output channels", POSITIVE),
-                Attr("k", _INT, 2, "kernel size", POSITIVE),
-                Attr("stride", _OPT_INT, None, "stride (none: k)", POSITIVE),
-                Attr("pad", _INT, 0, "padding removed from each side", NON_NEGATIVE),
-                Attr("output_pad", _INT, 0, "added to one side, below the stride",
-                     NON_NEGATIVE),
+                Attr("k", _PER_AXIS, 2, "kernel size", check=_SIZES),
+                Attr("stride", (int, tuple, type(None)), None, "stride (none: k)",
+                     check=_SIZES),
+                Attr("pad", _PER_AXIS, 0, "padding removed from each side", check=_SIZES_0),
+                Attr("output_pad", _PER_AXIS, 0, "added to one side, below the stride",
+                     check=_SIZES_0),
                 _BIAS,
                 _GROUPS,
+                Attr("dilation", _PER_AXIS, 1, "kernel dilation", check=_SIZES),
             ),
             _conv_t_shape, params=_conv_t_params, macs=_conv_t_macs, weights=_weight_bias,
             concrete=_stride_is_window,
         ),
         OpDecl(
             "upsample",
-            "Resize by an integer `scale` (or to `size` x `size`): nearest, or bilinear with "
-            "`align_corners` as PyTorch's.",
-            (Attr("scale", _INT, 2, "the factor", POSITIVE),
-             Attr("mode", (str,), "nearest", "`\"nearest\"` or `\"bilinear\"`"),
-             Attr("align_corners", _BOOL, False, "bilinear: corner pixels aligned"),
-             Attr("size", _OPT_INT, None, "the output's height and width (none: by scale)",
-                  POSITIVE)),
+            "Resize the 1, 2 or 3 spatial axes by an integer `scale` (or to `size`), each one "
+            "value or one per axis: nearest, or linear (`\"bilinear\"` for 2 axes, "
+            "`\"trilinear\"` for 3) with `align_corners` as PyTorch's.",
+            (Attr("scale", _PER_AXIS, 2, "the factor", check=_SIZES),
+             Attr("mode", (str,), "nearest", "`\"nearest\"`, `\"linear\"`, `\"bilinear\"` "
+                  "or `\"trilinear\"`"),
+             Attr("align_corners", _BOOL, False, "linear modes: corner pixels aligned"),
+             Attr("size", (int, tuple, type(None)), None, "the output's sizes (none: by "
+                  "scale)", check=_SIZES)),
             _upsample_shape,
         ),
         OpDecl("pad", "Constant padding of one axis after the batch axis (channels by default): "
                "`before` and `after` positions of `value` (ResNet's parameter-free "
-               "shortcut pads channels with zeros).",
+               "shortcut pads channels with zeros). A symbolic axis grows symbolically "
+               "(`pad(2, axis = \"T\")` makes `T` into `T+2`).",
                (Attr("before", _INT, 0, "positions added before", NON_NEGATIVE),
                 Attr("after", _INT, 0, "positions added after", NON_NEGATIVE),
-                Attr("axis", _INT, 1, "the axis (1 = channels; -1 = last)"),
+                Attr("axis", _AXIS, 1, f"the axis: {_AXIS_DOC}"),
                 Attr("value", _FLOAT, 0.0, "the padding value", FINITE)),
-               _pad_shape),
+               _pad_shape, concrete=_named_axes("axis")),
         OpDecl("unsqueeze", "A new axis of size 1 at `axis` (counted in the output): "
                "`unsqueeze(-1)` makes [N, C] into [N, C, 1].",
                (Attr("axis", _INT, REQUIRED, "where the new axis goes (-1: last)"),),
                _unsqueeze_shape),
         OpDecl("squeeze", "Removes `axis`, which must have size 1.",
-               (Attr("axis", _INT, REQUIRED, "the axis (-1: last)"),), _squeeze_shape),
+               (Attr("axis", _AXIS, REQUIRED, f"the axis: {_AXIS_DOC}"),), _squeeze_shape,
+               concrete=_named_axes("axis")),
         OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
                (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
         OpDecl(
             "bn",
-            "Batch normalisation over the channel axis (1).",
+            "Batch normalisation of the channel axis (C, wherever it is: [N, C, H, W], "
+            "[N, T, C]), with statistics over the others.",
             (
                 Attr("affine", _BOOL, True, "learned scale and shift"),
                 Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
@@ -905,21 +1294,26 @@ OPS: dict[str, OpDecl] = {
         ),
         OpDecl(
             "layernorm",
-            "Layer normalisation over the last axis (Ba et al. 2016), with a learned scale "
-            "and shift when `affine`.",
+            "Layer normalisation over one axis (Ba et al. 2016), the last by default "
+            "(`axis = \"C\"` normalises an image's channels at each position, as ConvNeXt), "
+            "with a learned scale and shift when `affine`.",
             (
                 Attr("affine", _BOOL, True, "learned scale and shift"),
                 Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
+                Attr("axis", _AXIS, -1, f"the axis normalised: {_AXIS_DOC}"),
             ),
             _layernorm_shape, params=_layernorm_params, weights=_affine_weights,
+            concrete=_named_axes("axis"),
         ),
         OpDecl("relu", _ELEMENTWISE, (), _same),
         OpDecl("sigmoid", _ELEMENTWISE, (), _same),
         OpDecl("tanh", _ELEMENTWISE, (), _same),
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
                passthrough=True),
-        OpDecl("softmax", "Softmax over `axis` (none: the last; a rank-4 tensor must name it).",
-               (Attr("axis", _OPT_INT, None, "the axis (none: the last)"),), _softmax_shape,
+        OpDecl("softmax", "Softmax over `axis` (none: the last, which must not be a spatial or "
+               "time axis).",
+               (Attr("axis", (int, str, type(None)), None, f"the axis (none: the last): "
+                     f"{_AXIS_DOC}"),), _softmax_shape,
                concrete=_last_axis),
         OpDecl("gelu", "GELU, x Φ(x) (erf); `tanh`: PyTorch's tanh approximation.",
                (Attr("tanh", _BOOL, False, "the tanh approximation"),), _same),
@@ -932,26 +1326,32 @@ OPS: dict[str, OpDecl] = {
                (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
         OpDecl(
             "maxpool",
-            "2-D max pooling; `stride` none means `k`; `ceil` lets windows overhang the edge.",
-            _POOL_ATTRS,
-            _pool_shape("maxpool"), concrete=_stride_is_window,
+            "Max pooling over 1, 2 or 3 spatial or time axes; `stride` none means `k`; "
+            "`ceil` lets windows overhang the edge.",
+            (*_POOL_ATTRS, Attr("dilation", _PER_AXIS, 1, "window dilation", check=_SIZES)),
+            _pool_shape("maxpool"), concrete=_pool_concrete("maxpool"),
         ),
         OpDecl(
             "avgpool",
-            "2-D average pooling; arguments as `maxpool`. Padding is not counted in the "
+            "Average pooling; arguments as `maxpool`. Padding is not counted in the "
             "average unless `count_pad` (PyTorch's `count_include_pad`, whose default is "
             "true).",
             (*_POOL_ATTRS, Attr("count_pad", _BOOL, False,
                                 "count the padding in the average (count_include_pad)")),
-            _pool_shape("avgpool"), concrete=_stride_is_window,
+            _pool_shape("avgpool"), concrete=_pool_concrete("avgpool"),
         ),
-        OpDecl("gap", "Global average pooling: [N, C, H, W] -> [N, C].", (), _gap_shape),
+        OpDecl("gap", "Global average pooling over every spatial or time axis: [N, C, H, W] "
+               "-> [N, C] (and [N, C, L], [N, C, D, H, W], [N, T, C]).", (), _gap_shape),
         OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape),
         OpDecl(
             "linear",
-            "Fully connected layer over the last axis.",
-            (Attr("out", _INT, REQUIRED, "output features", POSITIVE), _BIAS, _GENERATED),
+            "Fully connected layer over one axis of any rank: the last (a channel or "
+            "unnamed axis), or `axis`.",
+            (Attr("out", _INT, REQUIRED, "output features", POSITIVE), _BIAS, _GENERATED,
+             Attr("axis", (int, str, type(None)), None, f"the axis it maps (none: the last): "
+                  f"{_AXIS_DOC}")),
             _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
+            concrete=_named_axes("axis"),
         ),
         OpDecl(
             "embedding",
@@ -965,8 +1365,8 @@ OPS: dict[str, OpDecl] = {
         _join("sum", "Element-wise sum of its inputs (`a + b` on wires).", fold=sum),
         _join("max", "Element-wise maximum of its inputs.", fold=max),
         OpDecl("concat", "Concatenation along `axis` (channels by default).",
-               (_MERGE, Attr("axis", _INT, 1, "axis to join along")), _concat_shape,
-               arity=None, is_join=True),
+               (_MERGE, Attr("axis", _AXIS, 1, f"axis to join along: {_AXIS_DOC}")),
+               _concat_shape, arity=None, is_join=True, concrete=_named_axes("axis")),
         OpDecl("mul", "Element-wise product (`a * b` on wires, `mul(f, g)` on blocks), with "
                "broadcasting.", (), _join_shape("mul"), arity=2, combines=True),
         OpDecl("div", "Element-wise quotient (`a / b` on wires), with broadcasting.", (),
@@ -1005,13 +1405,16 @@ OPS: dict[str, OpDecl] = {
                (Attr("index", _INT, REQUIRED, "which output", NON_NEGATIVE),), _item_shape,
                projects=True),
         OpDecl("slice", "Positions [start, stop) of a feature axis (negative: from the end).",
-               (Attr("axis", _INT, -1, "the axis (1 = channels; -1 = last)"),
+               (Attr("axis", _AXIS, -1, f"the axis: {_AXIS_DOC}"),
                 Attr("start", _INT, 0, "first position"),
                 Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
-               _slice_shape, fixes=_slice_fixes),
+               _slice_shape, fixes=_slice_fixes, concrete=_named_axes("axis")),
         OpDecl("reshape", "The axes after the batch (and time) axis take the sizes `shape`, "
-               "in row-major order; one size may be -1, inferred.",
-               (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),),
+               "in row-major order; one size may be -1, inferred. `roles` names the new axes' "
+               "roles (`\"TC\"`: a sequence), else they read as a `tensor[...]` type's.",
+               (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),
+                Attr("roles", (str, type(None)), None, "the new axes' roles, one letter each "
+                     "(none: as a `tensor[...]` of that many sizes)")),
                _reshape_shape, fixes=_reshape_fixes),
         OpDecl("permute", "The axes after the batch (and time) axis in the order `order` "
                "(0 is the first of them): `permute([1, 0])` swaps the two.",
@@ -1024,7 +1427,8 @@ OPS: dict[str, OpDecl] = {
 
 @dataclass(frozen=True)
 class InputType:
-    """A model's declared input: shape with symbolic batch (and time) dims, and dtype."""
+    """A model's declared input: shape with symbolic batch (and time) dims and axis roles,
+    and dtype."""
 
     shape: Shape
     dtype: str
@@ -1033,7 +1437,10 @@ class InputType:
 
 
 INPUT_TYPES: dict[str, tuple[str, str]] = {
-    "tensor": ("tensor[C, H, W] or tensor[D, ...]: float images or feature maps", "f32"),
+    "tensor": ("tensor[C] features, tensor[C, L] a 1-D signal, tensor[C, H, W] an image, "
+               "tensor[C, D, H, W] a volume: float, channels first", "f32"),
+    "signal": ("signal[C] or signal[C, L]: a float time series [N, C, T] (or a fixed "
+               "length, [N, C, L]), channels first, time last", "f32"),
     "tokens": ("tokens[vocab] or tokens[vocab, L]: int64 token ids of shape [N, T] "
                "(or a fixed length, [N, L])", "i64"),
     "sequence": ("sequence[D] or sequence[D, L]: float vectors of shape [N, T, D] "
@@ -1043,14 +1450,18 @@ INPUT_TYPES: dict[str, tuple[str, str]] = {
 
 def input_type(name: str, args: Sequence[int]) -> InputType:
     """The input type `name[args]`; the caller has checked name and argument kinds. A
-    sequence's second size fixes its length in place of the symbolic `T`."""
+    sequence's or a signal's second size fixes its length in place of the symbolic `T`: it
+    stays a time axis."""
     if name == "tensor":
-        return InputType(("N", *args), "f32")
+        return InputType(Axes(("N", *args), BATCH + tensor_roles(len(args))), "f32")
     if len(args) > 2:
-        what = "the vocabulary size" if name == "tokens" else "the vector size"
+        what = {"tokens": "the vocabulary size", "sequence": "the vector size",
+                "signal": "the channel count"}[name]
         raise ValueError(f"{name} takes {what} and optionally a fixed length, got "
                          f"{len(args)} sizes")
     time: Dim = args[1] if len(args) == 2 else "T"
     if name == "tokens":
-        return InputType(("N", time), "i64", vocab=args[0])
-    return InputType(("N", time, args[0]), "f32")
+        return InputType(Axes(("N", time), BATCH + TIME), "i64", vocab=args[0])
+    if name == "signal":
+        return InputType(Axes(("N", args[0], time), BATCH + CHANNEL + TIME), "f32")
+    return InputType(Axes(("N", time, args[0]), BATCH + TIME + CHANNEL), "f32")

@@ -7,7 +7,7 @@ from pathlib import PurePath
 
 from .ir import Graph, Node, walk
 from .literals import ssn_text
-from .ops import OPS, AttrValue
+from .ops import OPS, AttrValue, fmt_shape
 from .stats import op_count, total_macs, total_params
 
 
@@ -35,12 +35,11 @@ def _attrs(node: Node) -> str:
 
 
 def _shape(node: Node) -> str:
-    """`f32[N,64]`; a tuple-valued node's `(f32[N,T,64], f32[N,64])`."""
+    """`f32[N,64]{NC}`: sizes, then roles; a tuple-valued node's
+    `(f32[N,T,64]{NTC}, f32[N,64]{NC})`."""
     if node.outputs:
-        return "(" + ", ".join(f"{node.dtype}[{','.join(str(d) for d in s)}]"
-                               for s in node.outputs) + ")"
-    dims = "?" if node.shape is None else ",".join(str(d) for d in node.shape)
-    return f"{node.dtype}[{dims}]"
+        return "(" + ", ".join(f"{node.dtype}{fmt_shape(s)}" for s in node.outputs) + ")"
+    return f"{node.dtype}[?]" if node.shape is None else f"{node.dtype}{fmt_shape(node.shape)}"
 
 
 def format_node(node: Node) -> str:

@@ -6,25 +6,53 @@ elaborator runs it on the nodes made so far, so that a rule can read a wire's sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from ..base.diagnostics import E_SHAPE, E_VALUE_LIMIT, Note, error
-from .ir import Graph, Node, owned
+from ..base.diagnostics import (
+    E_SHAPE,
+    E_VALUE_LIMIT,
+    STDLIB_PREFIX,
+    Note,
+    SsnError,
+    error,
+    note_call_site,
+)
+from .axes import Axes, roles_of
+from .ir import Graph, Node, Scope, owned
 from .ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
 
 FirstReader = Callable[[str], Node]
 """The node that reads a parameter first (named in the diagnostic of a `shared` misuse)."""
 
 
-def infer_graph(graph: Graph, done: dict[str, Node], first_reader: FirstReader) -> Graph:
+def infer_graph(graph: Graph, done: dict[str, Node], first_reader: FirstReader,
+                scopes: Mapping[int, Scope] | None = None) -> Graph:
     """``graph`` (the model or a body inside it) with shapes; ``done`` holds every node
-    typed so far, enclosing graphs' included, which a body may read."""
+    typed so far, enclosing graphs' included, which a body may read. A diagnostic inside the
+    standard library also points at the user's call that led there (through ``scopes``, the
+    model's)."""
+    scopes = graph.scopes if scopes is None else scopes
     for node in graph.order():
-        type_node(node, done, first_reader)
+        try:
+            type_node(node, done, first_reader, scopes)
+        except SsnError as exc:
+            raise user_call(exc, node.scope, scopes) from None
     return graph.with_nodes(done[n.name] for n in graph.nodes_by_name.values())
 
 
-def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader) -> None:
+def user_call(exc: SsnError, scope: int | None, scopes: Mapping[int, Scope]) -> SsnError:
+    """``exc``, raised in rule instance ``scope``, with a note at the call in the user's
+    spec that led to it where it points inside the standard library."""
+    while scope is not None and scope in scopes:
+        here = scopes[scope]
+        if not here.span.file.startswith(STDLIB_PREFIX):
+            return note_call_site(exc, here.rule, here.args, here.span, "applied")
+        scope = here.parent
+    return exc
+
+
+def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
+              scopes: Mapping[int, Scope] | None = None) -> None:
     """Type ``node`` (its inputs are in ``done``) into ``done``, and its parameters: a
     parameter takes the shape its first reader needs. The elaborator calls this as nodes
     are made, so that a rule can read a wire's shape (`channels(x)`)."""
@@ -48,7 +76,7 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader) -> N
     try:
         if op.body is not None and node.body is not None:
             body = _infer_body(node, op.body.inputs(shapes, node.attrs),  # type: ignore[arg-type]
-                               done, first_reader)
+                               done, first_reader, scopes)
             outs = [done[o].shape or () for o in body.outputs]
             shape = op.body.output(shapes, outs, node.attrs)  # type: ignore[arg-type]
             if op.body.extra is not None:
@@ -59,6 +87,8 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader) -> N
     except ShapeMismatch as exc:
         raise error(E_SHAPE, exc.message, node.span,
                     notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
+    if not isinstance(shape, Axes):  # an op whose rule gives no roles keeps what sizes say
+        shape = Axes(shape, roles_of(shape))
     _check_size(node, shape)
     for spec, w in zip(params, node.weights, strict=True):
         param = done[w]
@@ -99,7 +129,7 @@ def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:
 
 
 def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],
-                first_reader: FirstReader) -> Graph:
+                first_reader: FirstReader, scopes: Mapping[int, Scope] | None) -> Graph:
     """The body of ``node`` typed, its inputs given ``shapes`` by the op's body rule."""
     assert node.body is not None
     body = node.body
@@ -109,7 +139,7 @@ def _infer_body(node: Node, shapes: tuple[Shape, ...], done: dict[str, Node],
     given = dict(zip(body.inputs, shapes, strict=True))
     seeded = body.with_nodes(n.evolve(shape=given[n.name]) if n.name in given else n
                              for n in body.nodes_by_name.values())
-    return infer_graph(seeded, done, first_reader)
+    return infer_graph(seeded, done, first_reader, scopes)
 
 
 MAX_ELEMENTS = 1 << 40

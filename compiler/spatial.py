@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..base.diagnostics import E_OPTION, E_SHAPE, Note, SsnError, error
 from ..base.options import spell
+from .axes import Axes, roles_of
 from .ir import Graph, Node, owned
 from .ops import OPS, Shape, fmt_shape
 from .passes.infer_shapes import infer_shapes
@@ -47,8 +48,8 @@ def spatial_axes(graph: Graph) -> SymbolicAxes:
         for axis, dim in AXES:
             name = dim if len(graph.inputs) == 1 else f"{image}_{dim}"
             size = int(shape[axis])
-            probe = _probe(graph, image, (*shape[:axis], 2 * size, *shape[axis + 1:]),
-                           name, dim, size)
+            probe = _probe(graph, image, Axes((*shape[:axis], 2 * size, *shape[axis + 1:]),
+                                              roles_of(shape)), name, dim, size)
             _compare(graph, probe, name, dim, size)
             axes.inputs[image][axis] = name
             for i, o in enumerate(graph.outputs):

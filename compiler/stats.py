@@ -8,6 +8,7 @@ from typing import Any
 
 from ..base.diagnostics import E_OPTION, error
 from ..base.options import option_span, positive, spell
+from .axes import roles_of
 from .ir import Graph, Node, owned, walk
 from .literals import json_data
 from .ops import OPS, Shape
@@ -61,7 +62,8 @@ class ScopeRow:
     def as_json(self) -> dict[str, Any]:
         """The row as JSON-ready data."""
         return {"path": self.path, "depth": self.depth, "shape": list(self.shape),
-                "params": self.params, "macs": self.macs, "nodes": self.nodes, "op": self.op}
+                "roles": roles_of(self.shape), "params": self.params, "macs": self.macs,
+                "nodes": self.nodes, "op": self.op}
 
 
 def loop_plumbing(graph: Graph) -> dict[str, Node]:
@@ -153,7 +155,8 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
         "weight_bytes": weight_bytes(graph),
         "total_macs": total_macs(graph),
         "nodes": op_count(graph),
-        "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ())}
+        "outputs": [{"name": graph.output_name(i), "shape": list(graph[o].shape or ()),
+                     "roles": roles_of(graph[o].shape or ())}
                     for i, o in enumerate(graph.outputs)],
         "generated": [{"name": name, "shape": list(shape)}
                       for name, shape in graph.generated().items()],

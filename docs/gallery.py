@@ -40,6 +40,11 @@ SENTENCES = {
                      "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "
                        "followed by 1×1 convolutions) and global average pooling.",
+    "inception_v3.ssn": "Inception-v3 in torchvision's layout: 7×7 and 3×3 convolutions "
+                        "factorised into 1×7 and 7×1 (1×3 and 3×1) ones, and the auxiliary "
+                        "classifier as a second output.",
+    "tcn.ssn": "A temporal convolutional network: residual blocks of dilated causal 1-D "
+               "convolutions over a series of any length, a prediction at every step.",
     "mobilenetv2.ssn": "MobileNetV2: inverted residual blocks of 1×1 expansions, depthwise "
                        "3×3 convolutions and linear projections, with ReLU6.",
     "resnet_rnn.ssn": "A ResNet as an unrolled RNN: in each stage, after the block that "

@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-SMALL: dict[str, dict[str, int]] = {"unet": {"size": 64, "width": 16}}
+SMALL: dict[str, dict[str, float]] = {"unet": {"size": 64, "width": 16},
+                                      "inception_v3": {"width": 0.125}}
 """Model parameters that keep a shipped spec's runs short where the tests loop over every
-spec (U-Net at 64 x 64, narrow); its published count is asserted at full size elsewhere."""
+spec (U-Net at 64 x 64, narrow; Inception-v3 at an eighth of its width); their published
+counts are asserted at full size elsewhere."""
 
 
 def small_args(spec: Path) -> list[str]:

@@ -83,11 +83,11 @@ def test_activations_from_the_standard_library_equal_torch() -> None:
 
 @pytest.mark.parametrize(("source", "needle", "column"), [
     ("model m : sequence[4] = (x) => matmul(x, linear(3)(x))\n",
-     "matmul's inner dimensions differ: [N,T,4] @ [N,T,3] (4 vs T)", 32),
+     "matmul's inner dimensions differ: [N,T,4]{NTC} @ [N,T,3]{NTC} (4 vs T)", 32),
     ("model m : tensor[3, 4, 4] = softmax\n",
-     "softmax over the image [N,3,4,4] must name its axis", 29),
+     "softmax over [N,3,4,4]{NCHW} must name its axis", 29),
     ("model m : sequence[8] = reshape([2, 4]) >> permute([1, 0, 2]) >> reshape([-1])\n",
-     "reshape cannot fold the symbolic axis `T` of [N,2,T,4] into fixed sizes", 66),
+     "reshape cannot fold the symbolic axis `T` of [N,2,T,4]{N_T_} into fixed sizes", 66),
     ("model m : sequence[8] = permute([0])\n",
      "permute's order [0] must list each of the 2 axes after the batch axis of [N,T,8]", 25),
     ("model m : tensor[4] = clip(1, 0)\n", "clip's min 1 is above its max 0", 23),
@@ -98,11 +98,11 @@ def test_activations_from_the_standard_library_equal_torch() -> None:
      "conv_transpose's output_pad 2 must be below its stride 2: it picks one of the 2 output "
      "sizes", 29),
     ("model m : tensor[4, 5, 5] = upsample(mode = \"cubic\")\n",
-     "upsample's mode 'cubic' is not one of 'nearest', 'bilinear'", 29),
+     "upsample's mode 'cubic' is not one of 'nearest', 'linear', 'bilinear', 'trilinear'", 29),
     ("model m : tensor[6, 5, 5] = pixel_shuffle(2)\n",
      "pixel_shuffle(2) needs channels divisible by 4, got 6", 29),
     ("model m : tensor[4, 5, 5] = squeeze(1)\n",
-     "squeeze removes an axis of size 1, but axis 1 of [N,4,5,5] is 4", 29),
+     "squeeze removes an axis of size 1, but axis 1 of [N,4,5,5]{NCHW} is 4", 29),
     ("model m : tensor[4] = unsqueeze(3)\n",
      "unsqueeze's axis 3 is not a place after the batch axis of [N,4]", 23),
 ])

@@ -49,7 +49,7 @@ def test_ir_command() -> None:
     result = runner.invoke(app, ["ir", str(SPECS / "nin_cifar10.ssn")])
     assert result.exit_code == 0
     assert result.stdout.startswith("model nin(classes=10, pool=true) : tensor[3, 32, 32]")
-    assert ("%nin.stage1.mlpconv.conv1 : f32[N,192,32,32] = conv[out=192, k=5, pad=2]"
+    assert ("%nin.stage1.mlpconv.conv1 : f32[N,192,32,32]{NCHW} = conv[out=192, k=5, pad=2]"
             in result.stdout)
 
 
@@ -137,7 +137,7 @@ def test_summary_is_the_rows_and_prints_as_a_table() -> None:
 
 def test_a_model_repr_is_one_line() -> None:
     m = ssnc.load(FRACTAL).model(classes=10)
-    assert repr(m) == ("<ssnc.Model fractalnet: tensor[3, 32, 32] -> [N,10], "
+    assert repr(m) == ("<ssnc.Model fractalnet: tensor[3, 32, 32] -> [N,10]{NC}, "
                        f"{m.op_count:,} nodes, 33,724,618 parameters>")
 
 

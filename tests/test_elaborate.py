@@ -275,7 +275,7 @@ def test_arithmetic_on_wires_makes_sub_and_affine_nodes() -> None:
     ("slice(1, 2, 2)", "is empty or outside axis 1 of size 4"),
     ("slice(0)", "slice's axis 0 is not an axis after the batch axis"),
     ("hard_sigmoid(0)", "`hard_sigmoid`'s `slope` must be positive and finite"),
-    ("reshape([5, -1])", "cannot reshape the 36 features of [N,4,3,3] into [5, -1]"),
+    ("reshape([5, -1])", "cannot reshape the 36 features of [N,4,3,3]{NCHW} into [5, -1]"),
     ("reshape([-1, -1])", "must be positive integers, at most one of them -1"),
     ("reshape([0, 36])", "must be positive integers"),
     ('reshape(["a"])', "`reshape`'s `shape` (the new sizes, a list such as [4, -1]) must be a "
@@ -343,7 +343,8 @@ def gated = (x, h) => let w = channels(x) + channels(h) in (linear(w)(x), h)
 def inner = scan((y, g) => (linear(channels(y) * size(g, 1))(y), g), state = [2])
 model cell : sequence[6] = scan(gated, state = [3]) >> linear(2)
 model nested : sequence[6] =
-    scan((x, h) => ((reshape([3, 2]) >> inner >> flatten >> linear(channels(h) + 1))(x), h),
+    scan((x, h) => ((reshape([3, 2], roles = "TC") >> inner >> flatten
+                     >> linear(channels(h) + 1))(x), h),
          state = [5])
     >> linear(2)
 """

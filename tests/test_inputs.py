@@ -53,8 +53,8 @@ def test_the_ir_keeps_its_inputs_in_order_and_every_view_shows_both() -> None:
     g.verify()
     assert g.inputs == ("image", "label") and g["label"].is_input
     text = format_graph(g)
-    assert "%image : f32[N,3,6,6] = input()" in text and "%label : f32[N,3] = input()" in text
-    assert info_json(g)["outputs"] == [{"name": "sum", "shape": ["N", 3]}]
+    assert "%image : f32[N,3,6,6]{NCHW} = input()" in text and "%label : f32[N,3] = input()" in text
+    assert info_json(g)["outputs"] == [{"name": "sum", "shape": ["N", 3], "roles": "NC"}]
     assert not Summary(g).timed
     dot = to_dot(g)
     assert '"image"' in dot and '"label"' in dot

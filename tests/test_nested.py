@@ -132,8 +132,8 @@ def test_printer_and_info_show_the_body() -> None:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("  %twice :"))
     assert lines[start].endswith("{") and "twice(%conv)" in lines[start]
-    assert lines[start + 1].startswith("    %twice.input : f32[N,4,6,6] = input()")
-    assert ("    %twice.conv : f32[N,4,6,6] = conv[out=4, pad=1](%twice.input; "
+    assert lines[start + 1].startswith("    %twice.input : f32[N,4,6,6]{NCHW} = input()")
+    assert ("    %twice.conv : f32[N,4,6,6]{NCHW} = conv[out=4, pad=1](%twice.input; "
             "%twice.conv.weight, %twice.conv.bias)") in text
     end = lines.index("  }")
     assert lines[end - 1] == "    return %twice.relu" and end > start

@@ -21,6 +21,7 @@ from ssnc.backends.onnx.build import all_graphs
 from ssnc.backends.onnx.lower import LOWERINGS
 from ssnc.backends.torch import example_input
 from ssnc.cli import app
+from ssnc.compiler.axes import roles_of
 from ssnc.compiler.ops import OPS
 from tests.conftest import ROOT, SMALL, SPECS
 
@@ -31,11 +32,12 @@ def session(proto: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def torch_eval(m: ssnc.Model, x: torch.Tensor, seed: int = 0) -> np.ndarray:
+def torch_eval(m: ssnc.Model, x: torch.Tensor, seed: int = 0) -> list[np.ndarray]:
+    """Every output of the compiled module in eval mode."""
     net = m.to_torch(seed=seed).eval()
     with torch.no_grad():
         out = net(x)
-    return out.numpy()
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 def assert_parity(m: ssnc.Model, proto: onnx.ModelProto, batches: tuple[int, ...] = (1, 3),
@@ -44,11 +46,14 @@ def assert_parity(m: ssnc.Model, proto: onnx.ModelProto, batches: tuple[int, ...
     name = sess.get_inputs()[0].name
     for batch in batches:
         x = example_input(m.ir, batch=batch, steps=4 + batch)
-        ref = torch_eval(m, x, seed)
-        (got,) = sess.run(None, {name: x.numpy()})
-        assert got.shape == ref.shape
-        assert got.dtype == ref.dtype
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(np.abs(ref).max(), 1e-6))
+        refs = torch_eval(m, x, seed)
+        gots = sess.run(None, {name: x.numpy()})
+        assert len(gots) == len(refs)
+        for got, ref in zip(gots, refs, strict=True):
+            assert got.shape == ref.shape
+            assert got.dtype == ref.dtype
+            np.testing.assert_allclose(got, ref, rtol=1e-4,
+                                       atol=1e-4 * max(np.abs(ref).max(), 1e-6))
 
 
 def test_every_lowered_op_has_an_onnx_lowering() -> None:
@@ -114,6 +119,35 @@ OP_CASES = {
                         "reshape([12]) >> linear(2)",
     "scan": "model m : sequence[3] = lstm(4) >> scan((x, h) => (x + h, h * 0.5 + x), "
             "state = [4], reverse = true) >> rnn(2)",
+    # the convolution family in 1 and 3 dimensions, with per-axis, dilated, uneven and causal
+    # windows; channels-last sequences; norms and linear maps over named axes
+    "conv_1d": "model m : tensor[3, 11] = conv(4, 3, 2, bias = false) >> conv(6, 4, "
+               "pad = \"same\", dilation = 2, groups = 2) >> conv(5, 2, pad = [[2, 0]]) >> bn >> "
+               "maxpool(3, 1, 1, dilation = 2) >> avgpool(2) >> gap >> linear(3)",
+    "conv_2d_rect": "model m : tensor[3, 9, 8] = conv(4, (1, 7), pad = (0, 3)) >> "
+                    "conv(4, (3, 2), (2, 1), pad = [1, [1, 0]], dilation = (1, 2)) >> "
+                    "conv(4, (2, 3), pad = \"same\") >> maxpool((3, 2), (2, 1), ceil = true) >> "
+                    "avgpool((1, 3), 1, (0, 1), count_pad = true) >> conv(2, (3, 1), pad = "
+                    "[\"causal\", \"valid\"])",
+    "conv_3d": "model m : tensor[2, 5, 6, 7] = conv(4, (3, 1, 3), (1, 2, 1)) >> bn >> relu >> "
+               "maxpool(2, ceil = true) >> conv_transpose(3, (2, 3, 2), (2, 1, 2), (0, 1, 0), "
+               "(1, 0, 0), dilation = (1, 2, 1)) >> upsample((1, 2, 2), \"trilinear\") >> "
+               "avgpool(2) >> upsample(size = (3, 4, 2)) >> gap >> linear(2)",
+    "signal_causal": "model m : signal[3] = conv(5, 3, pad = \"causal\", dilation = 2) >> relu "
+                     ">> conv(4, 2, pad = \"causal\") >> bn >> maxpool(3, 1, 1) >> "
+                     "conv_transpose(4, 3, 1, 1) >> upsample(1, \"linear\") >> "
+                     "pad(2, 0, axis = \"T\") >> conv(3, 3, pad = 0) >> linear(2, axis = \"C\")",
+    "sequence_conv": "model m : sequence[4] = conv(6, 3, pad = \"causal\") >> bn >> relu >> "
+                     "avgpool(3, 1, 1) >> conv(5, 1) >> layernorm",
+    "fixed_sequence": "model m : sequence[4, 7] = conv(6, 3, 2) >> maxpool(2, ceil = true) >> "
+                      "bn >> upsample(3, \"linear\", align_corners = true) >> gap >> linear(2)",
+    "fixed_length_attention": "model m : sequence[8, 5] = transformer_block(8, 2, 16, drop = 0.0) "
+                              ">> mha(2, 8, causal = true) >> gap >> linear(2)",
+    "named_axes": "model m : tensor[4, 5, 6] = layernorm(axis = \"C\") >> linear(6, axis = "
+                  "\"C\") >> permute([1, 2, 0]) >> linear(3) >> layernorm >> "
+                  "permute([2, 0, 1]) >> conv_transpose(2, (2, 1)) >> upsample(size = [7, 3], "
+                  "mode = \"bilinear\") >> softmax(axis = \"C\") >> slice(\"H\", 1, 4) >> "
+                  "concat(identity, identity, axis = \"W\") >> flatten >> linear(2)",
 }
 
 
@@ -147,6 +181,19 @@ def test_every_op_has_a_parity_case() -> None:
     wanted = {name for name, op in OPS.items()
               if not op.passthrough and not op.source}
     assert wanted <= seen, sorted(wanted - seen)
+
+
+def test_the_convolution_family_has_a_parity_case_at_every_rank() -> None:
+    """Each sliding op is run over 1, 2 and 3 axes, and over a sequence's time axis
+    (channels last)."""
+    seen = {(n.op, roles_of(m.ir[n.inputs[0]].shape or ())) for text in OP_CASES.values()
+            for m in [ssnc.loads(text, "op.ssn").model()] for n in m.ir if n.inputs}
+    family = ("conv", "conv_transpose", "maxpool", "avgpool", "gap", "upsample", "bn")
+    for op in family:
+        for layouts in (("NCL", "NCT"), ("NCHW",), ("NCDHW",), ("NTC",)):
+            if op == "conv_transpose" and layouts == ("NTC",):
+                continue
+            assert any((op, r) in seen for r in layouts), (op, layouts)
 
 
 @pytest.mark.parametrize("case", sorted(OP_CASES))
@@ -235,7 +282,7 @@ def test_dynamic_sequence_length() -> None:
     for steps in (3, 9):
         x = torch.randint(0, 20, (2, steps))
         np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0],
-                                   torch_eval(m, x), rtol=1e-4, atol=1e-5)
+                                   torch_eval(m, x)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_column_matches_torch_column() -> None:
@@ -334,7 +381,7 @@ def test_large_models_use_external_data(tmp_path) -> None:  # type: ignore[no-un
     m = ssnc.load(SPECS / "nin_cifar10.ssn").model()
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 3, 32, 32)
-    np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], torch_eval(m, x),
+    np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], torch_eval(m, x)[0],
                                rtol=1e-4, atol=1e-5)
 
 

@@ -117,7 +117,7 @@ def test_infer_shapes_reports_both_ends() -> None:
         infer_shapes(assign_names(elaborated(
             "model m : tensor[3, 8, 8] = sum(conv(4), conv(4, 3, stride=2))")))
     rendered = info.value.render()
-    assert "[N,4,8,8] vs [N,4,4,4]" in rendered
+    assert "[N,4,8,8]{NCHW} vs [N,4,4,4]{NCHW}" in rendered
     assert rendered.count("= note: input") == 2
 
 

@@ -97,7 +97,7 @@ def test_final_states_of_a_reversed_scan_are_at_the_first_step() -> None:
     out = run_torch(m, torch.randn(2, 5, 3))
     torch.testing.assert_close(out.h, out.y[:, 0])  # h after the last step run: t = 0
     text = m.format_ir()
-    assert "(f32[N,T,4], f32[N,4], f32[N,4]) = scan[reverse=true]" in text
+    assert "(f32[N,T,4]{NTC}, f32[N,4]{NC}, f32[N,4]{NC}) = scan[reverse=true]" in text
     assert "return y=%lstm.scan.item1, h=%lstm.scan.item2" in text
 
 
@@ -146,9 +146,9 @@ def test_a_recurrent_block_on_tokens_after_an_embedding() -> None:
 
 @pytest.mark.parametrize("text,code,message", [
     ("model m : tensor[3, 8, 8] = lstm(4)", "E0301",
-     "scan runs over a sequence [N,T,D], got [N,3,8,8]"),
+     "scan runs over a sequence [N,T,D]{NTC}, got [N,3,8,8]{NCHW}"),
     ("model m : sequence[3] = scan((x, h) => (x, concat(h, h, axis = -1)), state = [3])",
-     "E0301", "state 1 enters the cell as [N,3] and leaves it as [N,6]"),
+     "E0301", "state 1 enters the cell as [N,3]{NC} and leaves it as [N,6]{NC}"),
     ("model m : sequence[3] = scan((x, h) => x, state = [3])", "E0202",
      "the cell returns 1 stream; with 1 state it must return the step's output and 1 new state"),
     ("model m : sequence[3] = scan(relu, state = [0])", "E0202", "a list of positive sizes"),

@@ -41,15 +41,20 @@ def test_forward_and_backward_of_every_shipped_spec(spec: Path) -> None:
         assert sum(p.numel() for p in net.parameters()) == m.total_params
         x = example_input(m.ir, batch=2)
         net.train()
-        out = net(x)
-        want = m.ir[m.ir.outputs[0]].shape or ()
-        assert out.shape == tuple(2 if d == "N" else x.shape[1] if d == "T" else d for d in want)
-        out.square().mean().backward()
+        outs = net(x)
+        outs = outs if isinstance(outs, tuple) else (outs,)  # named outputs: every one
+        steps = {d: n for d, n in zip(m.ir[m.ir.inputs[0]].shape or (), x.shape, strict=True)}
+        for out, name in zip(outs, m.ir.outputs, strict=True):
+            want = m.ir[name].shape or ()
+            assert out.shape == tuple(steps.get(d, d) for d in want)
+        sum(out.square().mean() for out in outs).backward()
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
         net.eval()
         with torch.no_grad():
-            assert torch.isfinite(net(x)).all()
+            last = net(x)
+            assert all(torch.isfinite(t).all()
+                       for t in (last if isinstance(last, tuple) else (last,)))
 
 
 def test_parameter_counts_in_torch_match_the_papers() -> None:

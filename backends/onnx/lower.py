@@ -14,7 +14,20 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...compiler.ir import Graph, Node
-from ...compiler.ops import permute_axes, reshape_lead, slice_bounds, unsqueeze_axis
+from ...compiler.ops import (
+    LINEAR_MODES,
+    channel_axis,
+    conv_t_values,
+    linear_axis,
+    pad_pairs,
+    per_axis,
+    permute_axes,
+    pool_window,
+    reshape_lead,
+    slice_bounds,
+    sliding_axes,
+    unsqueeze_axis,
+)
 from .options import DEFAULT_OPSET
 
 DOMAIN = "ssnc.functions"
@@ -93,47 +106,90 @@ def _ints(*values: object) -> list[int]:
     return [_int(v) for v in values]
 
 
+def _moved(e: Emitter, n: Node, x: str, out: str, rank: int, axis: int, to: int,
+           emit: Callable[[str, str], None]) -> None:
+    """``emit(input, output)`` (which writes the op for its axis at ``to``) on ``x``, whose
+    axis is at ``axis``: Transposes around it where they differ."""
+    axis, to = axis % rank, to % rank
+    if axis == to:
+        emit(x, out)
+        return
+    order = [i for i in range(rank) if i != axis]
+    order.insert(to, axis)
+    back = [order.index(i) for i in range(rank)]
+    before, after = e.fresh(n.name), e.fresh(n.name)
+    e.add("Transpose", [x], [before], f"{n.name}/to", perm=order)
+    emit(before, after)
+    e.add("Transpose", [after], [out], f"{n.name}/back", perm=back)
+
+
+def _channels_first(e: Emitter, n: Node, x: str, out: str, ins: Sequence[Node],
+                    emit: Callable[[str, str], None]) -> None:
+    """``emit`` (written for channels first) on an input whose channel axis is last."""
+    shape = ins[0].shape or ()
+    c, _ = sliding_axes(shape, n.op)
+    _moved(e, n, x, out, len(shape), c, 1, emit)
+
+
+def _pads(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """ONNX's `pads`: every axis's start, then every axis's end."""
+    return [b for b, _ in pairs] + [a for _, a in pairs]
+
+
 def lower_conv(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                ins: Sequence[Node]) -> None:
     a = n.attrs
-    k, d = _int(a["k"]), _int(a["dilation"])
-    e.add("Conv", [xs[0], *ws], [out], n.name, kernel_shape=[k, k],
-          strides=_ints(a["stride"], a["stride"]), pads=[_int(a["pad"])] * 4, dilations=[d, d],
-          group=_int(a["groups"]))
+    shape = ins[0].shape or ()
+    _, sliding = sliding_axes(shape, "conv")
+    rank = len(sliding)
+
+    def emit(x: str, y: str) -> None:
+        e.add("Conv", [x, *ws], [y], n.name, kernel_shape=list(per_axis(a["k"], rank)),
+              strides=list(per_axis(a["stride"], rank)),
+              pads=_pads(pad_pairs(shape, a, "conv")),
+              dilations=list(per_axis(a["dilation"], rank)), group=_int(a["groups"]))
+    _channels_first(e, n, xs[0], out, ins, emit)
 
 
 def lower_conv_t(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                  ins: Sequence[Node]) -> None:
     a = n.attrs
-    k = _int(a["k"])
-    s = _int(a["stride"])
-    e.add("ConvTranspose", [xs[0], *ws], [out], n.name, kernel_shape=[k, k], strides=[s, s],
-          pads=[_int(a["pad"])] * 4, output_padding=[_int(a["output_pad"])] * 2,
-          group=_int(a["groups"]))
+    ks, ss, ps, extras, ds = conv_t_values(ins[0].shape or (), a)
+    dilated: dict[str, Any] = {"dilations": list(ds)} if a["dilation"] != 1 else {}
+
+    def emit(x: str, y: str) -> None:
+        e.add("ConvTranspose", [x, *ws], [y], n.name, kernel_shape=list(ks), strides=list(ss),
+              pads=list(ps) * 2, output_padding=list(extras), group=_int(a["groups"]),
+              **dilated)
+    _channels_first(e, n, xs[0], out, ins, emit)
 
 
 def lower_upsample(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                    ins: Sequence[Node]) -> None:
-    """Resize as PyTorch's interpolate: nearest is asymmetric with floor; bilinear is
-    align_corners or pytorch_half_pixel."""
+    """Resize as PyTorch's interpolate: nearest is asymmetric with floor; the linear modes
+    are align_corners or pytorch_half_pixel."""
     a = n.attrs
-    bilinear = a["mode"] == "bilinear"
-    how = ("align_corners" if a["align_corners"] else "pytorch_half_pixel") if bilinear \
+    _, sliding = sliding_axes(ins[0].shape or (), "upsample")
+    rank = len(sliding)
+    linear = a["mode"] in LINEAR_MODES
+    how = ("align_corners" if a["align_corners"] else "pytorch_half_pixel") if linear \
         else "asymmetric"
-    if a["size"] is not None:
-        size = _int(a["size"])
-        shape = e.fresh(n.name)
-        e.add("Shape", [xs[0]], [shape], f"{n.name}/shape", end=2)
-        sizes = e.fresh(n.name)
-        e.add("Concat", [shape, e.constant(f"{n.name}.size", np.array([size, size], np.int64))],
-              [sizes], f"{n.name}/sizes", axis=0)
-        inputs = [xs[0], "", "", sizes]
-    else:
-        scale = float(_int(a["scale"]))
-        inputs = [xs[0], "", e.constant(f"{n.name}.scales",
-                                        np.array([1, 1, scale, scale], np.float32))]
-    e.add("Resize", inputs, [out], n.name, mode="linear" if bilinear else "nearest",
-          coordinate_transformation_mode=how, nearest_mode="floor")
+
+    def emit(x: str, y: str) -> None:
+        if a["size"] is not None:
+            shape = e.fresh(n.name)
+            e.add("Shape", [x], [shape], f"{n.name}/shape", end=2)
+            sizes = e.fresh(n.name)
+            e.add("Concat", [shape, e.constant(f"{n.name}.size",
+                                               np.array(per_axis(a["size"], rank), np.int64))],
+                  [sizes], f"{n.name}/sizes", axis=0)
+            inputs = [x, "", "", sizes]
+        else:
+            scales = [1.0, 1.0, *(float(v) for v in per_axis(a["scale"], rank))]
+            inputs = [x, "", e.constant(f"{n.name}.scales", np.array(scales, np.float32))]
+        e.add("Resize", inputs, [y], n.name, mode="linear" if linear else "nearest",
+              coordinate_transformation_mode=how, nearest_mode="floor")
+    _channels_first(e, n, xs[0], out, ins, emit)
 
 
 def lower_pixel_shuffle(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
@@ -171,22 +227,35 @@ def lower_squeeze(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out
 
 def lower_bn(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
              ins: Sequence[Node]) -> None:
+    shape = n.shape or ()
+    axis = channel_axis(shape, "bn")
     if n.attrs["affine"]:
         scale, bias, mean, var = ws
     else:
-        c = int((n.shape or (0, 0))[1])
+        c = int(shape[axis])
         scale = e.constant(f"{n.name}.weight", np.ones(c, np.float32))
         bias = e.constant(f"{n.name}.bias", np.zeros(c, np.float32))
         mean, var = ws
-    e.add("BatchNormalization", [xs[0], scale, bias, mean, var], [out], n.name,
-          epsilon=float(n.attrs["eps"]))  # type: ignore[arg-type]
+
+    def emit(x: str, y: str) -> None:
+        e.add("BatchNormalization", [x, scale, bias, mean, var], [y], n.name,
+              epsilon=float(n.attrs["eps"]))  # type: ignore[arg-type]
+    _moved(e, n, xs[0], out, len(shape), axis, 1, emit)
 
 
 def lower_layernorm(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                     ins: Sequence[Node]) -> None:
-    """LayerNormalization from opset 17; before it, the same arithmetic in basic ops."""
-    d = _int((n.shape or (0,))[-1])
+    """LayerNormalization from opset 17; before it, the same arithmetic in basic ops; over
+    an axis other than the last, Transposes around it."""
+    shape = n.shape or ()
+    axis = _int(n.attrs["axis"]) % len(shape)
+    _moved(e, n, xs[0], out, len(shape), axis, -1,
+           lambda x, y: _layernorm_last(e, n, x, ws, y, _int(shape[axis])))
+
+
+def _layernorm_last(e: Emitter, n: Node, x: str, ws: Sequence[str], out: str, d: int) -> None:
     eps = float(n.attrs["eps"])  # type: ignore[arg-type]
+    xs = [x]
     scale, bias = ws if ws else (e.constant(f"{n.name}.weight", np.ones(d, np.float32)),
                                  e.constant(f"{n.name}.bias", np.zeros(d, np.float32)))
     if e.opset >= 17:
@@ -217,24 +286,37 @@ def _pool(op: str, **extra: Any) -> Lowering:
     def lower(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
               ins: Sequence[Node]) -> None:
         a = n.attrs
-        k = _int(a["k"])
-        s = _int(a["stride"])
-        p = _int(a["pad"])
+        ks, ss, pads = pool_window(ins[0].shape or (), a, n.op)
         counted: dict[str, Any] = ({"count_include_pad": int(bool(a["count_pad"]))}
                                    if "count_pad" in a else {})
-        e.add(op, [xs[0]], [out], n.name, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
-              ceil_mode=int(bool(a["ceil"])), **counted, **extra)
+        if a.get("dilation", 1) != 1:
+            counted["dilations"] = list(per_axis(a["dilation"], len(ks)))
+
+        def emit(x: str, y: str) -> None:
+            e.add(op, [x], [y], n.name, kernel_shape=list(ks), strides=list(ss),
+                  pads=_pads(pads), ceil_mode=int(bool(a["ceil"])), **counted, **extra)
+        _channels_first(e, n, xs[0], out, ins, emit)
     return lower
 
 
 def lower_gap(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
               ins: Sequence[Node]) -> None:
     pooled = e.fresh(n.name)
-    e.add("GlobalAveragePool", [xs[0]], [pooled], f"{n.name}/pool")
+    _channels_first(e, n, xs[0], pooled, ins,
+                    lambda x, y: e.add("GlobalAveragePool", [x], [y], f"{n.name}/pool"))
     e.add("Flatten", [pooled], [out], n.name, axis=1)
 
 
 def lower_linear(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                 ins: Sequence[Node]) -> None:
+    """Gemm on [N, C]; else MatMul with the transposed weight, over the last axis (the axis
+    it maps moved there and back)."""
+    shape = ins[0].shape or ()
+    _moved(e, n, xs[0], out, len(shape), linear_axis(shape, n.attrs), -1,
+           lambda x, y: _linear_last(e, n, [x], ws, y, ins))
+
+
+def _linear_last(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                  ins: Sequence[Node]) -> None:
     if len(ins[0].shape or ()) == 2:
         e.add("Gemm", [xs[0], *ws], [out], n.name, transB=1)

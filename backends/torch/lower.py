@@ -10,7 +10,18 @@ from dataclasses import dataclass
 
 from ...base.diagnostics import SsnError, lowering_error
 from ...compiler.ir import Node
-from ...compiler.ops import permute_axes, reshape_lead, slice_bounds, unsqueeze_axis
+from ...compiler.ops import (
+    LINEAR_MODES,
+    channel_axis,
+    linear_axis,
+    pad_pairs,
+    per_axis,
+    permute_axes,
+    reshape_lead,
+    slice_bounds,
+    sliding_axes,
+    unsqueeze_axis,
+)
 from ..pysource import literal
 
 
@@ -29,9 +40,9 @@ a body graph, the reference is a callable computing the body (its inputs in, its
 out: one value, or a tuple for several)."""
 
 
-def _channels(node: Node) -> int:
+def _shape(node: Node) -> tuple[int | str, ...]:
     assert node.shape is not None
-    return int(node.shape[1])
+    return node.shape
 
 
 def _given_bias(node: Node) -> str | None:
@@ -42,40 +53,81 @@ def _given_bias(node: Node) -> str | None:
     return f"_Bias({bias.shape[0]}, {literal(1.0 / math.sqrt(bias.fan_in))})"
 
 
+def _moved(x: Node, arg: str, build: Callable[[str], Lowered], axis: int, to: int) -> Lowered:
+    """``build`` (which writes the op for its axis at ``to``) on ``arg``, whose axis is at
+    ``axis``: moved there before, and back after."""
+    if axis % len(_shape(x)) == to % len(_shape(x)):
+        return build(arg)
+    lowered = build(f"{arg}.movedim({axis}, {to})")
+    return Lowered(lowered.module, f"{lowered.expr}.movedim({to}, {axis})")
+
+
+def _channels_first(x: Node, arg: str, build: Callable[[str], Lowered]) -> Lowered:
+    """``build`` (written for channels first) on an input whose channel axis is last (a
+    sequence [N, T, C])."""
+    c, _ = sliding_axes(_shape(x), "")
+    return _moved(x, arg, build, c, 1)
+
+
+def _conv_input(x: Node, node: Node, arg: str) -> tuple[str, object]:
+    """The input expression and the `padding` of a convolution: uneven padding (causal,
+    'same' for even kernels) is an `F.pad` before it, as PyTorch's conv pads evenly."""
+    pairs = pad_pairs(_shape(x), node.attrs, node.op)
+    if all(b == a for b, a in pairs):
+        return arg, node.attrs["pad"]
+    flat = [p for b, a in reversed(pairs) for p in (b, a)]  # F.pad lists the last axis first
+    return f"torch.nn.functional.pad({arg}, {literal(flat)})", 0
+
+
 def lower_conv(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    """nn.Conv2d; with a weight given (``args[1]``, generated), F.conv2d on it."""
+    """nn.Conv1d/2d/3d; with a weight given (``args[1]``, generated), F.conv on it."""
     a = node.attrs
     weight = node.params[0].shape
-    out, cin = weight[0], _channels(ins[0])
-    k, dilation = int(a["k"]), int(a["dilation"])  # type: ignore[arg-type]
-    pad = a["pad"]
-    if len(args) > 1:
-        bias = _given_bias(node)
-        return Lowered(bias, f"torch.nn.functional.conv2d({args[0]}, {args[1]}, "
-                       f"{m + '.bias' if bias else 'None'}, {literal(a['stride'])}, "
-                       f"{literal(pad)}, {dilation}, {literal(a['groups'])})")
-    return Lowered(f"nn.Conv2d({cin}, {out}, {k}, stride={literal(a['stride'])}, "
-                   f"padding={literal(pad)}, dilation={dilation}, "
-                   f"groups={literal(a['groups'])}, bias={literal(a['bias'])})",
-                   f"{m}({args[0]})")
+    c, sliding = sliding_axes(_shape(ins[0]), "conv")
+    out, cin, rank = weight[0], int(_shape(ins[0])[c]), len(sliding)
+    bias = _given_bias(node) if len(args) > 1 else None
+
+    def build(arg: str) -> Lowered:
+        x, pad = _conv_input(ins[0], node, arg)
+        if len(args) > 1:
+            return Lowered(bias, f"torch.nn.functional.conv{rank}d({x}, {args[1]}, "
+                           f"{m + '.bias' if bias else 'None'}, {literal(a['stride'])}, "
+                           f"{literal(pad)}, {literal(a['dilation'])}, {literal(a['groups'])})")
+        return Lowered(f"nn.Conv{rank}d({cin}, {out}, {literal(a['k'])}, "
+                       f"stride={literal(a['stride'])}, padding={literal(pad)}, "
+                       f"dilation={literal(a['dilation'])}, groups={literal(a['groups'])}, "
+                       f"bias={literal(a['bias'])})", f"{m}({x})")
+    return _channels_first(ins[0], args[0], build)
 
 
 def lower_conv_t(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
-    stride = a["stride"]
-    return Lowered(f"nn.ConvTranspose2d({_channels(ins[0])}, {literal(a['out'])}, "
-                   f"{literal(a['k'])}, stride={literal(stride)}, padding={literal(a['pad'])}, "
-                   f"output_padding={literal(a['output_pad'])}, groups={literal(a['groups'])}, "
-                   f"bias={literal(a['bias'])})", f"{m}({args[0]})")
+    c, sliding = sliding_axes(_shape(ins[0]), "conv_transpose")
+    dilation = f", dilation={literal(a['dilation'])}" if a["dilation"] != 1 else ""
+    return _channels_first(ins[0], args[0], lambda arg: Lowered(
+        f"nn.ConvTranspose{len(sliding)}d({_shape(ins[0])[c]}, {literal(a['out'])}, "
+        f"{literal(a['k'])}, stride={literal(a['stride'])}, padding={literal(a['pad'])}, "
+        f"output_padding={literal(a['output_pad'])}, groups={literal(a['groups'])}, "
+        f"bias={literal(a['bias'])}{dilation})", f"{m}({arg})"))
 
 
 def lower_upsample(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     a = node.attrs
-    how = (f"size=({literal(a['size'])}, {literal(a['size'])})" if a["size"] is not None
-           else f"scale_factor={literal(float(a['scale']))}")  # type: ignore[arg-type]
-    corners = f", align_corners={literal(a['align_corners'])}" if a["mode"] == "bilinear" else ""
-    return Lowered(None, f"torch.nn.functional.interpolate({args[0]}, {how}, "
-                   f"mode={literal(a['mode'])}{corners})")
+    _, sliding = sliding_axes(_shape(ins[0]), "upsample")
+    rank = len(sliding)
+    if a["size"] is not None:
+        how = f"size={literal(per_axis(a['size'], rank))}"
+    elif isinstance(a["scale"], tuple):
+        how = f"scale_factor={literal(tuple(float(v) for v in per_axis(a['scale'], rank)))}"
+    else:
+        how = f"scale_factor={literal(float(a['scale']))}"  # type: ignore[arg-type]
+    mode = a["mode"]
+    if mode in LINEAR_MODES:
+        mode = ("linear", "bilinear", "trilinear")[rank - 1]
+    corners = f", align_corners={literal(a['align_corners'])}" if mode != "nearest" else ""
+    return _channels_first(ins[0], args[0], lambda arg: Lowered(
+        None, f"torch.nn.functional.interpolate({arg}, {how}, mode={literal(mode)}"
+        f"{corners})"))
 
 
 def lower_pad(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -92,22 +144,29 @@ def lower_unsqueeze(node: Node, ins: Sequence[Node], args: Sequence[str], m: str
 
 
 def lower_bn(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    """nn.BatchNorm1d/2d/3d by rank, the channel axis moved to 1 where it is not there."""
     a = node.attrs
-    kind = "BatchNorm2d" if len(node.shape or ()) == 4 else "BatchNorm1d"
-    return Lowered(f"nn.{kind}({_channels(node)}, eps={literal(a['eps'])}, "
-                   f"momentum={literal(a['momentum'])}, affine={literal(a['affine'])})",
-                   f"{m}({args[0]})")
+    shape = _shape(node)
+    c = channel_axis(shape, "bn")
+    kind = {4: "BatchNorm2d", 5: "BatchNorm3d"}.get(len(shape), "BatchNorm1d")
+    return _moved(ins[0], args[0], lambda arg: Lowered(
+        f"nn.{kind}({shape[c]}, eps={literal(a['eps'])}, momentum={literal(a['momentum'])}, "
+        f"affine={literal(a['affine'])})", f"{m}({arg})"), c, 1)
 
 
 def lower_linear(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    """nn.Linear; with a weight given (``args[1]``, generated), F.linear on it."""
+    """nn.Linear; with a weight given (``args[1]``, generated), F.linear on it; over an
+    axis other than the last, that axis moved last and back."""
     out, fan_in = node.params[0].shape
-    if len(args) > 1:
-        bias = _given_bias(node)
-        return Lowered(bias, f"torch.nn.functional.linear({args[0]}, {args[1]}, "
-                       f"{m + '.bias' if bias else 'None'})")
-    return Lowered(f"nn.Linear({fan_in}, {out}, bias={literal(node.attrs['bias'])})",
-                   f"{m}({args[0]})")
+    bias = _given_bias(node) if len(args) > 1 else None
+
+    def build(arg: str) -> Lowered:
+        if len(args) > 1:
+            return Lowered(bias, f"torch.nn.functional.linear({arg}, {args[1]}, "
+                           f"{m + '.bias' if bias else 'None'})")
+        return Lowered(f"nn.Linear({fan_in}, {out}, bias={literal(node.attrs['bias'])})",
+                       f"{m}({arg})")
+    return _moved(ins[0], args[0], build, linear_axis(_shape(ins[0]), node.attrs), -1)
 
 
 def lower_embedding(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -132,13 +191,21 @@ def _function(template: str) -> Lowering:
 def _pool(fn: str) -> Lowering:
     def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
         a = node.attrs
-        stride = a["stride"]
+        _, sliding = sliding_axes(_shape(ins[0]), node.op)
         extra = (f", count_include_pad={literal(a['count_pad'])}" if "count_pad" in a
                  else "")
-        return Lowered(None, f"torch.nn.functional.{fn}({args[0]}, {literal(a['k'])}, "
-                             f"{literal(stride)}, {literal(a['pad'])}, "
-                             f"ceil_mode={literal(a['ceil'])}{extra})")
+        if a.get("dilation", 1) != 1:
+            extra += f", dilation={literal(a['dilation'])}"
+        return _channels_first(ins[0], args[0], lambda arg: Lowered(
+            None, f"torch.nn.functional.{fn}{len(sliding)}d({arg}, {literal(a['k'])}, "
+            f"{literal(a['stride'])}, {literal(a['pad'])}, "
+            f"ceil_mode={literal(a['ceil'])}{extra})"))
     return lower
+
+
+def lower_gap(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
+    _, sliding = sliding_axes(_shape(ins[0]), "gap")
+    return Lowered(None, f"{args[0]}.mean({literal(sliding)})")
 
 
 def lower_mean(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
@@ -209,9 +276,11 @@ def lower_item(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> 
 
 
 def lower_layernorm(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    d = (ins[0].shape or (0,))[-1]
-    return Lowered(f"nn.LayerNorm({literal(d)}, eps={literal(node.attrs['eps'])}, "
-                   f"elementwise_affine={literal(node.attrs['affine'])})", f"{m}({args[0]})")
+    shape = _shape(ins[0])
+    axis = int(node.attrs["axis"]) % len(shape)  # type: ignore[arg-type]
+    return _moved(ins[0], args[0], lambda arg: Lowered(
+        f"nn.LayerNorm({literal(shape[axis])}, eps={literal(node.attrs['eps'])}, "
+        f"elementwise_affine={literal(node.attrs['affine'])})", f"{m}({arg})"), axis, -1)
 
 
 LOWERINGS: dict[str, Lowering] = {
@@ -232,9 +301,9 @@ LOWERINGS: dict[str, Lowering] = {
     "clip": _function("torch.clamp({0}, {min}, {max})"),
     "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
-    "maxpool": _pool("max_pool2d"),
-    "avgpool": _pool("avg_pool2d"),
-    "gap": _function("{0}.mean((2, 3))"),
+    "maxpool": _pool("max_pool"),
+    "avgpool": _pool("avg_pool"),
+    "gap": lower_gap,
     "flatten": _function("torch.flatten({0}, 1)"),
     "linear": lower_linear,
     "embedding": lower_embedding,

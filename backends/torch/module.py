@@ -103,7 +103,7 @@ def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProg
     xs = example_inputs(graph)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     time = torch.export.Dim("time", min=1, max=1 << 20)
-    dims = tuple({0: batch, **({1: time} if (graph[i].shape or ())[1:2] == ("T",) else {})}
+    dims = tuple({0: batch, **{k: time for k, d in enumerate(graph[i].shape or ()) if d == "T"}}
                  for i in graph.inputs)
     shapes: tuple[object, ...] = dims
     if graph.output_names:  # on the instance, so the state_dict keys stay the model's

@@ -100,13 +100,13 @@ def _named_outputs(graph: Graph, code: ModelCode, cls: str) -> list[str]:
 def _header(graph: Graph, code: ModelCode, origin: str, version: str) -> list[str]:
     """The module docstring: where the source came from, its parameters, inputs, outputs."""
     names = code.root.names
-    ins = " " + ", ".join(f"{graph[i].dtype}{fmt_shape(graph[i].shape or ())}"
-                          for i in graph.inputs)
+
+    def typed(name: str) -> str:  # as before roles: the docstring of old specs is unchanged
+        return f"{graph[name].dtype}{fmt_shape(graph[name].shape or (), roles=False)}"
+    ins = " " + ", ".join(typed(i) for i in graph.inputs)
     if len(graph.inputs) > 1:
-        ins = "s " + ", ".join(f"{names[i]} {graph[i].dtype}{fmt_shape(graph[i].shape or ())}"
-                               for i in graph.inputs)
-    outs = ", ".join(f"{graph[o].dtype}{fmt_shape(graph[o].shape or ())}"
-                     for o in graph.outputs)
+        ins = "s " + ", ".join(f"{names[i]} {typed(i)}" for i in graph.inputs)
+    outs = ", ".join(typed(o) for o in graph.outputs)
     params = ", ".join(f"{k}={ssn_text(v)}" for k, v in graph.params.items())
     return docstring([
         f"{graph.model}, compiled by ssnc {version} from "
