@@ -14,6 +14,7 @@ from .axes import (
     OTHER,
     ROLES,
     SLIDING,
+    SPATIAL,
     SPATIAL_ROLES,
     TIME,
     Axes,
@@ -979,7 +980,7 @@ def unsqueeze_axis(x: Shape, attrs: Attrs) -> int:
 def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     (x,) = inputs
     axis = attrs["axis"]
-    if axis is None and roles_of(x)[-1:] in tuple(SLIDING):
+    if axis is None and roles_of(x)[-1:] in tuple(SPATIAL):
         raise ShapeMismatch(f"softmax over {fmt_shape(x)} must name its axis: its last one is "
                             f"its {describe(roles_of(x)[-1])} axis", inputs=(0,),
                             hint='write `softmax(axis = "C")` for the channels, `-1` for the '
@@ -1310,8 +1311,8 @@ OPS: dict[str, OpDecl] = {
         OpDecl("tanh", _ELEMENTWISE, (), _same),
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
                passthrough=True),
-        OpDecl("softmax", "Softmax over `axis` (none: the last, which must not be a spatial or "
-               "time axis).",
+        OpDecl("softmax", "Softmax over `axis` (none: the last, which must not be a spatial "
+               "axis).",
                (Attr("axis", (int, str, type(None)), None, f"the axis (none: the last): "
                      f"{_AXIS_DOC}"),), _softmax_shape,
                concrete=_last_axis),

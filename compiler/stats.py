@@ -8,7 +8,7 @@ from typing import Any
 
 from ..base.diagnostics import E_OPTION, error
 from ..base.options import option_span, positive, spell
-from .axes import roles_of
+from .axes import TIME, roles_of
 from .ir import Graph, Node, owned, walk
 from .literals import json_data
 from .ops import OPS, Shape
@@ -170,11 +170,10 @@ def sequence_steps(graph: Graph, steps: int) -> int:
     where = option_span("steps")
     shapes = [graph[i].shape or () for i in graph.inputs]
     if not any("T" in shape for shape in shapes):
-        fixed = graph.input_type.startswith(("sequence", "tokens")) and any(
-            len(shape) > 1 for shape in shapes)
+        fixed = [s[roles_of(s).index(TIME)] for s in shapes if TIME in roles_of(s)]
         raise error(E_OPTION, f"model `{graph.model}`'s sequence length is fixed at "
-                    f"{shapes[0][1]} by its input type" if fixed else f"model `{graph.model}` "
+                    f"{fixed[0]} by its input type" if fixed else f"model `{graph.model}` "
                     "has no time axis, so no sequence length", where,
-                    hint=f"{spell('steps')} applies to `sequence` and `tokens` inputs of any "
-                    "length")
+                    hint=f"{spell('steps')} applies to `sequence`, `signal` and `tokens` "
+                    "inputs of any length")
     return positive("steps", steps)
