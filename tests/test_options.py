@@ -36,8 +36,8 @@ CASES = [  # spec, library options, CLI flags, what the library says, what the C
      "opset 99 is not supported"),
     (IMAGE, {"precision": "bf16", "opset": 17}, ["--precision", "bf16", "--opset", "17"],
      "leave out `opset`", "leave out --opset"),
-    (IMAGE, {"steps": 5}, ["--steps", "5"], "`steps` applies to `sequence` and `tokens`",
-     "--steps applies to `sequence` and `tokens`"),
+    (IMAGE, {"steps": 5}, ["--steps", "5"], "`steps` applies to `sequence`, `signal` and `tokens`",
+     "--steps applies to `sequence`, `signal` and `tokens`"),
 ]
 
 
