@@ -104,9 +104,12 @@ def _names(expr: ast.Expr, scope: _Scope) -> list[Diagnostic]:
         out = _unique(expr.params, [expr.span] * len(expr.params), "stream")
         return out + _names(expr.body, _Scope(expr.params, scope))
     if isinstance(expr, ast.ListComp):
-        inner = _Scope(expr.targets, scope)
-        out = _names(expr.iter, scope) + _names(expr.elt, inner)
-        return out + (_names(expr.cond, inner) if expr.cond is not None else [])
+        out = []
+        for clause in expr.clauses:  # each clause sees the names bound before it
+            out += _names(clause.iter, scope)
+            scope = _Scope(clause.targets, scope)
+            out += _names(clause.cond, scope) if clause.cond is not None else []
+        return out + _names(expr.elt, scope)
     if isinstance(expr, ast.Call):
         out += _unique([k.name for k in expr.kwargs], [k.span for k in expr.kwargs],
                        "keyword argument")

@@ -122,17 +122,29 @@ class Evaluator:
         return tuple(self.eval(x, env) for x in e.items)
 
     def _eval_ListComp(self, e: ast.ListComp, env: Env) -> Value:
-        items = self.eval(e.iter, env)
+        out: list[Value] = []
+        self._comprehend(e, 0, env, out)
+        return self.new_list(tuple(out), e.span)
+
+    def _comprehend(self, e: ast.ListComp, k: int, env: Env, out: list[Value]) -> None:
+        """Clause ``k`` of ``e`` and those after it, in ``env``: items appended to ``out``
+        (each checked against the list budget as it comes)."""
+        if k == len(e.clauses):
+            out.append(self.eval(e.elt, env))
+            if len(out) > self.limits.max_items:
+                self.new_list(tuple(out), e.span)  # the budget's diagnostic
+            return
+        clause = e.clauses[k]
+        items = self.eval(clause.iter, env)
         if not isinstance(items, tuple):
             raise error(E_TYPE, f"a comprehension iterates over a list, not {kind_of(items)}",
-                        e.iter.span)
-        out = []
+                        clause.iter.span)
         for item in items:
-            inner = Env(self.unpack(e.targets, e.destructure, item, e.iter.span), env)
-            if e.cond is not None and not self._bool(e.cond, inner):
+            inner = Env(self.unpack(clause.targets, clause.destructure, item, clause.iter.span),
+                        env)
+            if clause.cond is not None and not self._bool(clause.cond, inner):
                 continue
-            out.append(self.eval(e.elt, inner))
-        return self.new_list(tuple(out), e.span)
+            self._comprehend(e, k + 1, inner, out)
 
     def _eval_Index(self, e: ast.Index, env: Env) -> Value:
         obj, idx = self.eval(e.obj, env), self.eval(e.index, env)

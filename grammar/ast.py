@@ -60,14 +60,22 @@ class TupleLit(Node):
     items: tuple[Expr, ...]
 
 
-class ListComp(Node):
-    """`[elt for target in iter if cond]`; target is one name or a tuple of names."""
+class CompFor(Node):
+    """One clause of a comprehension, `for target in iter if cond`; target is one name or a
+    tuple of names."""
 
-    elt: Expr
     targets: tuple[str, ...]
     destructure: bool
     iter: Expr
     cond: Expr | None
+
+
+class ListComp(Node):
+    """`[elt for a in A if c for b in B ...]`: the clauses nest left to right, as Python's,
+    each seeing the names bound before it."""
+
+    elt: Expr
+    clauses: tuple[CompFor, ...]
 
 
 class Keyword(Node):

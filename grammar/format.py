@@ -290,11 +290,15 @@ class _Printer:
         return [self.tok(open_), Align(self.expr(inner)), self.tok(close)]
 
     def e_list_comp(self, t: _CST) -> Doc:
-        open_, elt, for_, target, in_, iter_, if_, cond, close = t.children
-        parts: list[Doc] = [self.expr(elt), LINE, self.tok(for_), " ", self.target(target),
-                            " ", self.tok(in_), " ", self.expr(iter_)]
-        if if_ is not None:
-            parts += [LINE, self.tok(if_), " ", self.expr(cond)]
+        open_, elt, *clauses, close = t.children
+        parts: list[Doc] = [self.expr(elt)]
+        for clause in clauses:
+            assert isinstance(clause, Tree)
+            for_, target, in_, iter_, if_, cond = clause.children
+            parts += [LINE, self.tok(for_), " ", self.target(target), " ", self.tok(in_), " ",
+                      self.expr(iter_)]
+            if if_ is not None:
+                parts += [LINE, self.tok(if_), " ", self.expr(cond)]
         return Group([self.tok(open_), Align(parts), self.tok(close)])
 
     def target(self, t: _Node) -> Doc:

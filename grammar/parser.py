@@ -249,9 +249,14 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def list_comp(self, meta: Meta, c: list[Any]) -> ast.ListComp:
-        elt, (targets, destructure), iter_, cond = c
-        return ast.ListComp(span=self._span(meta), elt=elt, targets=targets,
-                            destructure=destructure, iter=iter_, cond=cond)
+        elt, *clauses = c
+        return ast.ListComp(span=self._span(meta), elt=elt, clauses=tuple(clauses))
+
+    @v_args(meta=True)
+    def comp_for(self, meta: Meta, c: list[Any]) -> ast.CompFor:
+        (targets, destructure), iter_, cond = c
+        return ast.CompFor(span=self._span(meta), targets=targets, destructure=destructure,
+                           iter=iter_, cond=cond)
 
     def target(self, c: list[Any]) -> tuple[tuple[str, ...], bool]:
         return (str(c[0]),), False

@@ -57,9 +57,12 @@ def format_expr(e: ast.Expr) -> str:
         inner = ", ".join(format_expr(x) for x in e.items)
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, ast.ListComp):
-        target = e.targets[0] if not e.destructure else f"({', '.join(e.targets)})"
-        cond = f" if {_operand(e.cond)}" if e.cond is not None else ""
-        return f"[{format_expr(e.elt)} for {target} in {_operand(e.iter)}{cond}]"
+        clauses = ""
+        for c in e.clauses:
+            target = c.targets[0] if not c.destructure else f"({', '.join(c.targets)})"
+            cond = f" if {_operand(c.cond)}" if c.cond is not None else ""
+            clauses += f" for {target} in {_operand(c.iter)}{cond}"
+        return f"[{format_expr(e.elt)}{clauses}]"
     if isinstance(e, ast.Call):
         args = [format_expr(a) for a in e.args]
         args += [f"{k.name} = {format_expr(k.value)}" for k in e.kwargs]

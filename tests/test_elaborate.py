@@ -375,3 +375,19 @@ def test_the_expansion_hint_measures_the_rules_growth(tmp_path) -> None:  # type
                                        "model m : tensor[3, 8, 8] = t(12)\n")
     assert "error[E0403]" in stderr
     assert "`t` grows about ×3.0 per level of its recursion (354,294 -> 1,062,882 nodes)" in stderr
+
+
+def test_a_comprehension_nests_its_for_clauses_as_python_does() -> None:
+    """Later clauses see earlier names; conditions filter where they stand; the order is
+    Python's (the last clause varies fastest)."""
+    m = ssnc.loads("model m : tensor[4] = seq([linear(10 * a + b) for a in [1, 2, 3] if a != 2 "
+                   "for b in range(a) if b != 1])", "m.ssn").model()
+    outs = [n.attrs["out"] for n in m.ir if n.op == "linear"]
+    want = [10 * a + b for a in [1, 2, 3] if a != 2 for b in range(a) if b != 1]
+    assert outs == want == [10, 30, 32]
+
+
+def test_a_nested_comprehension_stays_within_the_list_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stderr = compile_refused(tmp_path, "model m : tensor[4] = seq([relu for a in range(1000) "
+                             "for b in range(1000)])\n")
+    assert "error[E0404]" in stderr and "longer than the limit of 100,000" in stderr

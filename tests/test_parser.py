@@ -56,8 +56,13 @@ def test_lambda_and_streams() -> None:
 
 def test_comprehension_and_let() -> None:
     comp = body("[f(w, p) for (w, p) in zip(ws, ps) if w > 1]")
-    assert isinstance(comp, ast.ListComp)
-    assert comp.targets == ("w", "p") and comp.destructure and comp.cond is not None
+    assert isinstance(comp, ast.ListComp) and len(comp.clauses) == 1
+    (clause,) = comp.clauses
+    assert clause.targets == ("w", "p") and clause.destructure and clause.cond is not None
+    nested = body("[a * b for a in xs if a > 0 for b in range(a)]")
+    assert isinstance(nested, ast.ListComp)
+    assert [c.targets for c in nested.clauses] == [("a",), ("b",)]
+    assert nested.clauses[0].cond is not None and nested.clauses[1].cond is None
     let = body("let h = conv(8) in h >> h")
     assert isinstance(let, ast.Let) and let.targets == ("h",) and not let.destructure
     pair = body("let (y, h) = r in y")
@@ -153,10 +158,12 @@ def _exprs() -> st.SearchStrategy[ast.Expr]:
                       st.lists(NAMES, min_size=1, max_size=2, unique=True), children, children),
             st.builds(lambda p, b: ast.Lambda(span=s, params=tuple(p), body=b),
                       st.lists(NAMES, max_size=3), children),
-            st.builds(lambda e, t, it, c: ast.ListComp(span=s, elt=e, targets=tuple(t),
+            st.builds(lambda e, cs: ast.ListComp(span=s, elt=e, clauses=tuple(cs)),
+                      children, st.lists(st.builds(
+                          lambda t, it, c: ast.CompFor(span=s, targets=tuple(t),
                                                        destructure=len(t) > 1, iter=it, cond=c),
-                      children, st.lists(NAMES, min_size=1, max_size=2), children,
-                      st.none() | children),
+                          st.lists(NAMES, min_size=1, max_size=2), children,
+                          st.none() | children), min_size=1, max_size=2)),
         )
 
     return st.recursive(leaves, extend, max_leaves=12)
