@@ -39,6 +39,7 @@ from .base.diagnostics import (
     position,
 )
 from .base.options import option_span
+from .compiler.axes import roles_of
 from .compiler.checks import check_program
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
@@ -162,6 +163,20 @@ class Program:
         return [self.model(n, limits=limits) for n in self.models]
 
 
+@dataclass(frozen=True)
+class InputInfo:
+    """One input of a compiled model: what a caller must feed it."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    """Sizes; `N` is the batch, a time axis of any length is `T` (`src_T` where several
+    inputs have one)."""
+    roles: str
+    """One role letter per axis (`NCHW`, `NT`)."""
+    dtype: str
+    """`f32`, or `i64` for token ids."""
+
+
 @dataclass
 class Model:
     """One elaborated model: its verified IR and what can be computed from it."""
@@ -196,6 +211,14 @@ class Model:
     def op_count(self) -> int:
         """Nodes that compute, bodies included (parameters do not count)."""
         return op_count(self.ir)
+
+    @property
+    def inputs(self) -> dict[str, InputInfo]:
+        """The model's inputs in order, by name (`input` for a single unnamed one): each
+        one's shape (with `N` and time symbols), axis roles and dtype."""
+        return {name: InputInfo(name, tuple(self.ir[name].shape or ()),
+                                roles_of(self.ir[name].shape or ()), self.ir[name].dtype)
+                for name in self.ir.inputs}
 
     def summary(self, max_depth: int | None = None) -> Summary:
         """Per-scope rows (output shape, parameters, MACs), a list that prints as a table

@@ -156,6 +156,34 @@ def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes:
                              progress=shown, **values)
 
 
+
+def _steps(given: list[str] | None) -> int | dict[str, int] | None:
+    """`--steps 12` (every time axis), or `--steps src=12 --steps tgt=9` (per input)."""
+    if not given:
+        return None
+    if len(given) == 1 and "=" not in given[0] and given[0].strip().lstrip("-").isdigit():
+        return _count("--steps", given[0])
+    out: dict[str, int] = {}
+    for item in given:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise error(E_OPTION, f"--steps {item}: give one length, or INPUT=LENGTH for each "
+                        "input", Span.unknown("--steps"), hint="--steps src=12 --steps tgt=9")
+        out[name.strip()] = _count("--steps", value)
+    return out
+
+
+def _count(flag: str, text: str) -> int:
+    """``text`` as a positive integer, else E0601 naming ``flag``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise error(E_OPTION, f"{flag} must be a positive integer, not {text!r}",
+                    Span.unknown(flag))
+    return value
+
 @app.command(cls=_Command)
 def check(specs: Annotated[list[Path], typer.Argument(
               help="The .ssn spec files.", show_default=False, metavar="SPEC")],
@@ -520,8 +548,10 @@ def compile(
         "--opset", help="ONNX opset (default 17; 22 for bf16).")] = None,
     batch: Annotated[int | None, typer.Option(
         "--batch", help="ONNX: a fixed batch size (default: symbolic N).")] = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", help="ONNX: a fixed sequence length (default: symbolic T).")] = None,
+    steps: Annotated[list[str] | None, typer.Option(
+        "--steps", metavar="T|INPUT=T", help="ONNX: a fixed sequence length (default: "
+        "symbolic T), or one per input that has a time axis (`--steps src=12 --steps "
+        "tgt=9`).")] = None,
     symbolic_hw: Annotated[bool, typer.Option(
         "--symbolic-hw", help="ONNX: symbolic height and width (H, W) for a fully "
         "convolutional image model.")] = False,
@@ -545,15 +575,14 @@ def compile(
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
-    given = {"flat": False if functions else None, "opset": opset, "precision": precision,
-             "io_precision": io_precision, "batch": batch, "steps": steps,
-             "symbolic_hw": symbolic_hw or None, "unroll": unroll or None,
-             "fold_weights": fold_weights or None,
-             "external_data_threshold": external_data_threshold}
-    request = _Request(spec, output, seed, column, weights,
-                       {k: v for k, v in given.items() if v is not None})
-
     def run() -> None:
+        given = {"flat": False if functions else None, "opset": opset, "precision": precision,
+                 "io_precision": io_precision, "batch": batch, "steps": _steps(steps),
+                 "symbolic_hw": symbolic_hw or None, "unroll": unroll or None,
+                 "fold_weights": fold_weights or None,
+                 "external_data_threshold": external_data_threshold}
+        request = _Request(spec, output, seed, column, weights,
+                           {k: v for k, v in given.items() if v is not None})
         to = _target(given_to, output)
         if flat and functions:
             raise error(E_OPTION, "--flat and --functions ask for opposite ONNX forms",

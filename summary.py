@@ -11,7 +11,14 @@ from rich.table import Table
 
 from .compiler.ir import Graph
 from .compiler.ops import fmt_shape
-from .compiler.stats import ScopeRow, summarize, total_macs, total_params, weight_bytes
+from .compiler.stats import (
+    ScopeRow,
+    summarize,
+    time_symbols,
+    total_macs,
+    total_params,
+    weight_bytes,
+)
 
 WIDTH = 110
 """Characters per line of the text form (rich wraps the table to it)."""
@@ -26,7 +33,7 @@ class Summary(list[ScopeRow]):
         super().__init__(summarize(graph, max_depth))
         self.model = graph.model
         self.input_type = graph.input_type
-        self.timed = any("T" in (graph[i].shape or ()) for i in graph.inputs)
+        self.timed = bool(time_symbols(graph))
         self.total_params = total_params(graph)
         self.buffers = sum(spec.numel for spec in graph.tensors().values() if not spec.trainable)
         self.weight_bytes = weight_bytes(graph)

@@ -71,8 +71,12 @@ def check_program(program: ast.Program, outer: Iterable[str],
                     diags += _names(p.default, scope)
             diags += _names(item.body, scope)
             if isinstance(item, ast.Model):
-                for a in item.input_type.args:
-                    diags += _names(a, scope)
+                for inp in item.inputs:
+                    for a in inp.type.args:
+                        diags += _names(a, scope)
+                named = [i for i in item.inputs if i.name is not None]
+                diags += _unique([i.name for i in named if i.name is not None],
+                                 [i.span for i in named], "input")
         if isinstance(item, ast.Def):
             diags += _base_case(item)
     return diags

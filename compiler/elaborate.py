@@ -74,7 +74,9 @@ class Elaborator:
         ev, inst = self.evaluator, self.evaluator.inst
         frame = ev.bind_params(model.params, overrides, ev.globals, missing)
         self._check_override_kinds(model, overrides, override_spans or {}, frame)
-        itype = self._input_type(model.input_type, frame)
+        several = len(model.inputs) > 1
+        itypes = [self._input_type(i.type, frame, f"{i.name}_T" if several else "T")
+                  for i in model.inputs]
         value = self.eval(model.body, frame)
         block = ev.as_block(value, model.body.span)
         size = inst.estimate(block)
@@ -84,17 +86,19 @@ class Elaborator:
                         hint=inst.growth_hint(block))
         b = self.builder
         b.open_scope(model.name, tuple((n, show(frame.names[n])) for n in names), model.span)
-        attrs = {"vocab": itype.vocab} if itype.vocab is not None else {}
-        inp = b.add(OPS["input"], attrs, [], model.input_type.span, shape=itype.shape,
-                    dtype=itype.dtype)
-        outs = inst.instantiate(block, (Wire(inp, model.input_type.span),))
+        made = [b.add(OPS["input"], {"vocab": t.vocab} if t.vocab is not None else {}, [],
+                      i.span, shape=t.shape, dtype=t.dtype)
+                for i, t in zip(model.inputs, itypes, strict=True)]
+        outs = inst.instantiate(block, tuple(Wire(n, i.span)
+                                             for n, i in zip(made, model.inputs, strict=True)))
         _check_params_read(b.nodes)
-        sizes = ", ".join(show(a) for a in self._type_args(model.input_type, frame))
-        return Graph.build(model.name, b.nodes, b.scopes, [inp], [w.node for w in outs],
-                           {n: as_param(frame.names[n]) for n in names},
-                           f"{model.input_type.name}[{sizes}]",
+        types = ", ".join((f"{i.name}: " if several else "") + f"{i.type.name}["
+                          + ", ".join(show(a) for a in self._type_args(i.type, frame)) + "]"
+                          for i in model.inputs)
+        return Graph.build(model.name, b.nodes, b.scopes, made, [w.node for w in outs],
+                           {n: as_param(frame.names[n]) for n in names}, types,
                            output_names=outs.named.names if isinstance(outs, NamedWires)
-                           else ())
+                           else (), input_names=[i.name for i in model.inputs if i.name])
 
     def _check_override_kinds(self, model: ast.Model, overrides: Mapping[str, Value],
                               spans: Mapping[str, Span], frame: Env) -> None:
@@ -124,7 +128,7 @@ class Elaborator:
             args.append(v)
         return args
 
-    def _input_type(self, t: ast.TypeExpr, env: Env) -> Any:
+    def _input_type(self, t: ast.TypeExpr, env: Env, time: str) -> Any:
         if t.name not in INPUT_TYPES:
             raise error(E_TYPE, f"unknown input type `{t.name}`", t.span,
                         hint=did_you_mean(t.name, INPUT_TYPES) or
@@ -134,7 +138,7 @@ class Elaborator:
             raise error(E_TYPE, f"`{t.name}` needs sizes", t.span,
                         hint=INPUT_TYPES[t.name][0])
         try:
-            return input_type(t.name, args)
+            return input_type(t.name, args, time)
         except ValueError as exc:
             raise error(E_TYPE, str(exc), t.span) from None
 

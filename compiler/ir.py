@@ -170,6 +170,9 @@ class Graph:
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Node names this model had before 0.2 -> their names now (only those that changed)."""
     output_names: tuple[str, ...] = ()
+    input_names: tuple[str, ...] = ()
+    """The inputs' names as the spec gave them (`src: tokens[V], tgt: ...`); empty: one
+    unnamed input, `input`. Naming gives the input nodes these names."""
     """The outputs' names as the spec gave them (`outputs(logits = ...)`); empty: unnamed."""
     nx: nx.MultiDiGraph = field(init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
@@ -201,12 +204,13 @@ class Graph:
               inputs: Iterable[str], outputs: Iterable[str],
               params: Mapping[str, ParamValue] | None = None, input_type: str = "",
               aliases: Mapping[str, str] | None = None,
-              output_names: Iterable[str] = ()) -> Graph:
+              output_names: Iterable[str] = (), input_names: Iterable[str] = ()) -> Graph:
         """Construct from node records (in creation order)."""
         return Graph(model=model, nodes_by_name={n.name: n for n in nodes},
                      scopes=dict(scopes), inputs=tuple(inputs), outputs=tuple(outputs),
                      params=dict(params or {}), input_type=input_type,
-                     aliases=dict(aliases or {}), output_names=tuple(output_names))
+                     aliases=dict(aliases or {}), output_names=tuple(output_names),
+                     input_names=tuple(input_names))
 
     def derive(self, *, nodes: Iterable[Node] | None = None, **changes: Any) -> Graph:
         """This graph with some fields changed (``nodes`` as records, in creation order): the

@@ -1449,7 +1449,7 @@ INPUT_TYPES: dict[str, tuple[str, str]] = {
 }
 
 
-def input_type(name: str, args: Sequence[int]) -> InputType:
+def input_type(name: str, args: Sequence[int], time_symbol: str = "T") -> InputType:
     """The input type `name[args]`; the caller has checked name and argument kinds. A
     sequence's or a signal's second size fixes its length in place of the symbolic `T`: it
     stays a time axis."""
@@ -1460,7 +1460,7 @@ def input_type(name: str, args: Sequence[int]) -> InputType:
                 "signal": "the channel count"}[name]
         raise ValueError(f"{name} takes {what} and optionally a fixed length, got "
                          f"{len(args)} sizes")
-    time: Dim = args[1] if len(args) == 2 else "T"
+    time: Dim = args[1] if len(args) == 2 else time_symbol
     if name == "tokens":
         return InputType(Axes(("N", time), BATCH + TIME), "i64", vocab=args[0])
     if name == "signal":

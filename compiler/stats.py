@@ -3,10 +3,11 @@ summed over every prefix of the nodes' scope paths."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..base.diagnostics import E_OPTION, error
+from ..base.diagnostics import E_OPTION, did_you_mean, error
 from ..base.options import option_span, positive, spell
 from .axes import TIME, roles_of
 from .ir import Graph, Node, owned, walk
@@ -164,12 +165,46 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
     }
 
 
+def time_symbols(graph: Graph) -> dict[str, str]:
+    """Each input that has a time axis of any length, by name, with that axis's symbol
+    (`T`; `src_T` where several inputs have one)."""
+    out = {}
+    for name in graph.inputs:
+        shape = graph[name].shape or ()
+        roles = roles_of(shape)
+        if TIME in roles and isinstance(shape[roles.index(TIME)], str):
+            out[name] = str(shape[roles.index(TIME)])
+    return out
+
+
+def time_lengths(graph: Graph, steps: int | Mapping[str, int]) -> dict[str, int]:
+    """Fixed lengths for the time axes, by symbol: ``steps`` for every one, or per input
+    name (`{"src": 12, "tgt": 9}`); E0601 naming the `steps` option where one does not
+    apply."""
+    if not isinstance(steps, Mapping):
+        length = sequence_steps(graph, steps)
+        return {symbol: length for symbol in time_symbols(graph).values()}
+    symbols = time_symbols(graph)
+    out = {}
+    for name, length in steps.items():
+        if name not in symbols:
+            where = option_span("steps", f"{name}={length}")
+            if name in graph.inputs:
+                raise error(E_OPTION, f"input `{name}` has no time axis of any length", where,
+                            hint="its length is fixed by its type, or it has none")
+            raise error(E_OPTION, f"model `{graph.model}` has no input `{name}`", where,
+                        hint=did_you_mean(name, graph.inputs)
+                        or f"its inputs are {', '.join(graph.inputs)}")
+        out[symbols[name]] = positive("steps", length)
+    return out
+
+
 def sequence_steps(graph: Graph, steps: int) -> int:
     """``steps`` as the length of every time axis of ``graph``'s inputs: a positive integer,
     for a model that has such an axis (E0601 naming the `steps` option otherwise)."""
     where = option_span("steps")
     shapes = [graph[i].shape or () for i in graph.inputs]
-    if not any("T" in shape for shape in shapes):
+    if not time_symbols(graph):
         fixed = [s[roles_of(s).index(TIME)] for s in shapes if TIME in roles_of(s)]
         raise error(E_OPTION, f"model `{graph.model}`'s sequence length is fixed at "
                     f"{fixed[0]} by its input type" if fixed else f"model `{graph.model}` "

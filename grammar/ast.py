@@ -224,12 +224,20 @@ class Def(Node):
     name_span: Span
 
 
+class ModelInput(Node):
+    """One input of a model: its name (none for a model's only, unnamed input) and type."""
+
+    name: str | None
+    type: TypeExpr
+
+
 class Model(Node):
-    """`model name(params) : type = body`: an entry point that compiles to a network."""
+    """`model name(params) : inputs = body`: an entry point that compiles to a network; the
+    body is applied to the inputs in order."""
 
     name: str
     params: tuple[Param, ...]
-    input_type: TypeExpr
+    inputs: tuple[ModelInput, ...]
     body: Expr
     name_span: Span
 

@@ -199,8 +199,21 @@ class _Printer:
             head = [self.tok(c[0]), " ", self.tok(c[1]), self.params(c[2]), " ", self.tok(c[3])]
             return [head, self.body(c[4])]
         head = [self.tok(c[0]), " ", self.tok(c[1]), self.params(c[2]), " ", self.tok(c[3]),
-                " ", self.type_expr(c[4]), " ", self.tok(c[5])]
+                " ", self.model_inputs(c[4]), " ", self.tok(c[5])]
         return [head, self.body(c[6])]
+
+    def model_inputs(self, t: _Node) -> Doc:
+        """`tensor[3, 32, 32]`, or `src: tokens[V], tgt: tokens[V]`."""
+        out: list[Doc] = []
+        for child in t.children:
+            if isinstance(child, Token):  # a comma between named inputs
+                out += [self.tok(child), " "]
+            elif child.data == "named_input":
+                name, colon, type_ = child.children
+                out += [self.tok(name), self.tok(colon), " ", self.type_expr(type_)]
+            else:
+                out.append(self.type_expr(child))
+        return out
 
     def body(self, e: _CST | Token) -> Doc:
         """After a def's or model's `=`: on the same line if it fits, else indented below; a

@@ -113,9 +113,19 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def model_stmt(self, meta: Meta, c: list[Any]) -> ast.Model:
-        name, params, type_, body = c
+        name, params, inputs, body = c
         return ast.Model(span=self._span(meta), name=str(name), params=tuple(params or ()),
-                         input_type=type_, body=body, name_span=self._tok_span(name))
+                         inputs=inputs, body=body, name_span=self._tok_span(name))
+
+    def model_inputs(self, c: list[Any]) -> tuple[ast.ModelInput, ...]:
+        if len(c) == 1 and isinstance(c[0], ast.TypeExpr):
+            return (ast.ModelInput(span=c[0].span, name=None, type=c[0]),)
+        return tuple(c)
+
+    @v_args(meta=True)
+    def named_input(self, meta: Meta, c: list[Any]) -> ast.ModelInput:
+        name, type_ = c
+        return ast.ModelInput(span=self._span(meta), name=str(name), type=type_)
 
     def param_list(self, c: list[Any]) -> list[ast.Param]:
         return [p for p in c if p is not None]

@@ -22,9 +22,10 @@ def format_item(item: ast.Item) -> str:
     params = _params(item.params)
     if isinstance(item, ast.Def):
         return f"def {item.name}{params} = {format_expr(item.body)}"
-    t = item.input_type
-    return (f"model {item.name}{params} : {t.name}[{', '.join(format_expr(a) for a in t.args)}]"
-            f" = {format_expr(item.body)}")
+    inputs = ", ".join((f"{i.name}: " if i.name is not None else "")
+                       + f"{i.type.name}[{', '.join(format_expr(a) for a in i.type.args)}]"
+                       for i in item.inputs)
+    return f"model {item.name}{params} : {inputs} = {format_expr(item.body)}"
 
 
 def _params(params: tuple[ast.Param, ...]) -> str:

@@ -6,6 +6,8 @@ PyTorch (a `forward` taking each input by name and position, `torch.export`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -110,3 +112,104 @@ def test_generated_source_and_export_take_every_input() -> None:
     other = (torch.randn(5, 3, 6, 6), torch.randn(5, 3))  # another batch size
     with torch.no_grad():
         torch.testing.assert_close(program.module()(*other), net(*other))
+
+
+SEQ2SEQ = """
+model s2s(vocab = 20, d = 8) : src: tokens[vocab], tgt: tokens[vocab] = (src, tgt) =>
+    let memory = src >> embedding(vocab, d) >> gap >> unsqueeze(1) in
+    (tgt >> embedding(vocab, d) >> lstm(d)) + memory >> linear(vocab)
+"""
+
+
+def test_a_spec_names_its_inputs_and_each_keeps_its_own_time_axis() -> None:
+    m = ssnc.loads(SEQ2SEQ, "s2s.ssn").model()
+    assert m.ir.inputs == ("src", "tgt") and m.ir.input_type == "src: tokens[20], tgt: tokens[20]"
+    assert {k: (i.shape, i.roles, i.dtype) for k, i in m.inputs.items()} == {
+        "src": (("N", "src_T"), "NT", "i64"), "tgt": (("N", "tgt_T"), "NT", "i64")}
+    assert "%src : i64[N,src_T]{NT} = input[vocab=20]()" in m.format_ir()
+    assert m.to_onnx().graph.input[1].name == "tgt"
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "functions"])
+def test_two_sequences_of_different_lengths_in_onnx_and_pytorch(flat: bool) -> None:
+    m = ssnc.loads(SEQ2SEQ, "s2s.ssn").model()
+    proto = m.to_onnx(flat=flat, seed=1)
+    onnx.checker.check_model(proto, full_check=True)
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input}
+    assert dims == {"src": ["N", "src_T"], "tgt": ["N", "tgt_T"]}
+    net = m.to_torch(seed=1).eval()
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    for src_len, tgt_len in ((3, 7), (9, 1)):
+        src = torch.randint(0, 20, (2, src_len), generator=gen)
+        tgt = torch.randint(0, 20, (2, tgt_len), generator=gen)
+        with torch.no_grad():
+            by_position, by_name = net(src, tgt), net(tgt=tgt, src=src)
+        torch.testing.assert_close(by_position, by_name)
+        assert by_position.shape == (2, tgt_len, 20)
+        got = session.run(None, {"src": src.numpy(), "tgt": tgt.numpy()})[0]
+        np.testing.assert_allclose(got, by_position.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="tgt"):
+        net(src)
+
+
+def test_steps_fix_each_inputs_length_or_all_of_them() -> None:
+    m = ssnc.loads(SEQ2SEQ, "s2s.ssn").model()
+
+    def dims(**options: object) -> dict[str, list[object]]:
+        proto = m.to_onnx(**options)
+        return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in [*proto.graph.input, *proto.graph.output]}
+    assert dims(steps={"src": 7, "tgt": 5}) == {"src": ["N", 7], "tgt": ["N", 5],
+                                                "logits": ["N", 5, 20]}
+    assert dims(steps=4) == {"src": ["N", 4], "tgt": ["N", 4], "logits": ["N", 4, 20]}
+    with pytest.raises(ssnc.SsnError, match="no input `srx`"):
+        m.to_onnx(steps={"srx": 3})
+    with pytest.raises(ssnc.SsnError, match="writes every time loop out to one length"):
+        m.to_onnx(steps={"src": 3, "tgt": 4}, unroll=True)
+
+
+def test_the_cli_takes_steps_per_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ssnc.cli import app
+
+    spec = tmp_path / "s2s.ssn"
+    spec.write_text(SEQ2SEQ)
+    out = tmp_path / "m.onnx"
+    runner = CliRunner()
+    ok = runner.invoke(app, ["compile", str(spec), "-o", str(out), "--steps", "src=6",
+                             "--steps", "tgt=2"])
+    assert ok.exit_code == 0, ok.output
+    assert [d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim] \
+        == [0, 6]
+    for bad, message in ((["--steps", "src"], "give one length, or INPUT=LENGTH"),
+                         (["--steps", "tgt=x"], "--steps must be a positive integer"),
+                         (["--steps", "trg=3"], "did you mean `tgt`?")):
+        result = runner.invoke(app, ["compile", str(spec), "-o", str(tmp_path / "n.onnx"), *bad])
+        assert result.exit_code == 1 and message in result.stderr, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "n.onnx").exists()
+
+
+def test_both_time_axes_stay_dynamic_in_torch_export() -> None:
+    m = ssnc.loads(SEQ2SEQ, "s2s.ssn").model()
+    net = m.to_torch().eval()
+    program = torch_backend.export_program(m.ir, net)
+    src, tgt = torch.randint(0, 20, (3, 11)), torch.randint(0, 20, (3, 2))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(src, tgt), net(src, tgt))
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("model m : a: tensor[3], a: tensor[4] = (x, y) => x + linear(3)(y)\n",
+     "error[E0102]: input `a` is given twice"),
+    ("model m : linear: tensor[3], b: tensor[4] = (x, y) => linear(4)(x) + y\n",
+     "the input `linear` has the name of a part of the model (`linear`)"),
+    ("model m : a: tensor[3], b: tensor[4] = (x) => x\n", "this block takes 1 stream, got 2"),
+])
+def test_bad_inputs_are_diagnostics(source: str, needle: str, tmp_path: Path) -> None:
+    from tests.conftest import compile_refused
+
+    assert needle in compile_refused(tmp_path, source)

@@ -76,7 +76,7 @@ def test_program_items_and_spans() -> None:
     assert isinstance(imp, ast.Import) and imp.path == "lib.ssn"
     assert isinstance(d, ast.Def) and [p.name for p in d.params] == ["a", "b"]
     assert d.name_span.line == 3 and d.name_span.col == 5
-    assert isinstance(m, ast.Model) and m.input_type.name == "tensor"
+    assert isinstance(m, ast.Model) and m.inputs[0].type.name == "tensor"
     assert m.span.file == "x.ssn" and m.span.line == 4
 
 

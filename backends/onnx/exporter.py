@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnx
 
+from ...base.diagnostics import E_OPTION, error
+from ...base.options import option_span, spell
 from ...compiler.ir import Graph
 from ...compiler.spatial import spatial_axes
-from ...compiler.stats import sequence_steps
+from ...compiler.stats import time_lengths
 from .build import build_model, fix_dims, name_dims
 from .deploy import fold_weights, unroll_scans
 from .options import OnnxOptions
@@ -26,8 +28,8 @@ def export_model(graph: Graph, options: OnnxOptions, *,
     default: the compiler's initial weights at ``seed``)."""
     options.check()
     fixed = {"N": options.batch} if options.batch is not None else {}
-    if options.steps is not None:
-        fixed["T"] = sequence_steps(graph, options.steps)
+    lengths = time_lengths(graph, options.steps) if options.steps is not None else {}
+    fixed.update(lengths)
     names: dict[str, dict[int, str]] = {}
     if options.symbolic_hw:
         axes = spatial_axes(graph)
@@ -39,7 +41,13 @@ def export_model(graph: Graph, options: OnnxOptions, *,
     step = progress or (lambda *_: None)
     if options.unroll:
         step("unrolling")
-        proto = unroll_scans(proto, fixed["T"])
+        if len(set(lengths.values())) != 1:
+            raise error(E_OPTION, f"{spell('unroll')} writes every time loop out to one "
+                        f"length, but the model's time axes are given {sorted(lengths.values())}"
+                        if lengths else f"{spell('unroll')} needs a fixed sequence length",
+                        option_span("unroll"), hint=f"give every input the same "
+                        f"{spell('steps')}")
+        proto = unroll_scans(proto, next(iter(lengths.values())))
     if options.fold_weights:
         step("folding")
         proto = fold_weights(proto)

@@ -5,6 +5,7 @@ the command line."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -40,8 +41,9 @@ class OnnxOptions:
     """The graph inputs' and outputs' type (default fp32, a Cast at each end)."""
     batch: int | None = None
     """A fixed batch size (default: symbolic `N`)."""
-    steps: int | None = None
-    """A fixed sequence length (default: symbolic `T`); a model with a time axis only."""
+    steps: int | Mapping[str, int] | None = None
+    """A fixed sequence length (default: symbolic `T`), for every time axis or per input
+    name (`{"src": 12, "tgt": 9}`); a model with a time axis only."""
     symbolic_hw: bool = False
     """Symbolic height and width (`H`, `W`) for a fully convolutional image model."""
     unroll: bool = False
@@ -81,10 +83,12 @@ class OnnxOptions:
             if value is not None and value not in PRECISIONS:
                 raise error(E_OPTION, f"{spell(name, str(value))} is not supported",
                             option_span(name), hint="choose " + ", ".join(PRECISIONS))
-        for name in ("batch", "steps"):
-            value = getattr(self, name)
-            if value is not None:
-                positive(name, value)
+        if self.batch is not None:
+            positive("batch", self.batch)
+        lengths = self.steps.values() if isinstance(self.steps, Mapping) else [self.steps]
+        for length in lengths:
+            if length is not None:
+                positive("steps", length)
         if self.unroll and self.steps is None:
             raise error(E_OPTION, f"{spell('unroll')} needs a fixed sequence length",
                         option_span("unroll"), hint=f"give {spell('steps', 'T')} as well")

@@ -14,6 +14,7 @@ from torch import nn
 
 from ...compiler.initializers import expected_tensors, initial_state
 from ...compiler.ir import Graph
+from ...compiler.stats import time_symbols
 from .model import Units
 from .source import generate_source
 
@@ -102,8 +103,10 @@ def export_program(graph: Graph, module: nn.Module) -> torch.export.ExportedProg
     module.eval()
     xs = example_inputs(graph)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    time = torch.export.Dim("time", min=1, max=1 << 20)
-    dims = tuple({0: batch, **{k: time for k, d in enumerate(graph[i].shape or ()) if d == "T"}}
+    times = {symbol: torch.export.Dim(f"time_{symbol}", min=1, max=1 << 20)
+             for symbol in time_symbols(graph).values()}  # one per input's own time axis
+    dims = tuple({0: batch, **{k: times[d] for k, d in enumerate(graph[i].shape or ())
+                               if isinstance(d, str) and d in times}}
                  for i in graph.inputs)
     shapes: tuple[object, ...] = dims
     if graph.output_names:  # on the instance, so the state_dict keys stay the model's

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ...base.diagnostics import E_DUPLICATE, Note, error
 from ..ir import Graph, Node, numbered_name, owned, walk
 from .tag_columns import base_key, structural_scopes
 
@@ -38,6 +39,8 @@ def assign_names(graph: Graph) -> Graph:
 
     base_rank = _base_ranks(graph, order, structural)
     raw = {n.name: _raw_path(graph, n, structural, join_rank, base_rank) for n in order}
+    for name, given in zip(graph.inputs, graph.input_names, strict=False):
+        raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
     final: dict[str, list[str]] = {n.name: [] for n in order}
     legacy: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
@@ -62,6 +65,7 @@ def assign_names(graph: Graph) -> Graph:
                 legacy[n.name].append(numbered_name(text, number, legacy=True))
 
     names = _unique({old: ".".join(p) for old, p in final.items()}, final)
+    _check_input_names(graph, names)
     before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
     for table in (names, before):  # a parameter is named by its first reader and its port
         table.update((n.name, f"{table[graph.first_reader(n.name).name]}.{n.attrs['role']}")
@@ -86,6 +90,20 @@ def _unique(names: dict[str, str], final: dict[str, list[str]]) -> dict[str, str
             names[old] = candidate
             taken.add(candidate)
     return names
+
+
+def _check_input_names(graph: Graph, names: dict[str, str]) -> None:
+    """An input named in the spec must not share its name with a node or scope of the model
+    (its state_dict keys and ONNX values would collide)."""
+    given = dict(zip(graph.inputs, graph.input_names, strict=False))
+    for old, new in names.items():
+        for inp, name in given.items():
+            if old != inp and (new == name or new.startswith(name + ".")):
+                node = graph.all_nodes()[old]
+                raise error(E_DUPLICATE, f"the input `{name}` has the name of a part of the "
+                            f"model (`{new}`)", graph[inp].span,
+                            notes=[Note(f"`{new}` is made here", node.span)],
+                            hint="give the input another name")
 
 
 def _base_ranks(graph: Graph, order: list[Node],
