@@ -683,31 +683,78 @@ def _join_shape(what: str) -> ShapeRule:
     return rule
 
 
-def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+def concat_axis(inputs: Sequence[Shape], attrs: Attrs) -> int:
+    """The axis `concat` joins along, counted in its output (the inputs' highest rank)."""
+    widest = max(inputs, key=len)
     given = attrs["axis"]
-    rank = len(inputs[0])
     if isinstance(given, str):
-        axis = axis_of(inputs[0], given, "concat")
-    else:
-        axis = _int(attrs, "axis")
-        if not -rank < axis < rank or axis in (0, -rank):
-            raise ShapeMismatch(f"concat axis {axis} is not a feature axis of a rank-{rank} "
-                                "tensor", inputs=(0,))
-        axis %= rank
-    total = 0
+        return axis_of(widest, given, "concat")
+    axis, rank = _int(attrs, "axis"), len(widest)
+    if not -rank < axis < rank or axis in (0, -rank):
+        raise ShapeMismatch(f"concat axis {axis} is not a feature axis of a rank-{rank} "
+                            "tensor", inputs=(0,))
+    return axis % rank
+
+
+def concat_reference(inputs: Sequence[Shape], attrs: Attrs) -> int:
+    """An input that has every axis but the joined one at the output's size: where others
+    broadcast (a batch-free `param`), their sizes are read from it."""
+    out = _concat_shape(inputs, attrs)
+    axis = concat_axis(inputs, attrs)
     for i, s in enumerate(inputs):
-        others = [d for j, d in enumerate(s) if j != axis]
-        first = [d for j, d in enumerate(inputs[0]) if j != axis]
-        if len(s) != rank or others != first:
-            raise ShapeMismatch(
-                f"concat inputs differ outside axis {axis}: "
-                f"{fmt_shape(inputs[0])} vs {fmt_shape(s)}", inputs=(0, i))
-        size = s[axis]
-        if not isinstance(size, int):
-            raise ShapeMismatch(f"concat axis {axis} must have a known size", inputs=(i,))
-        total += size
-    return Axes((*inputs[0][:axis], total, *inputs[0][axis + 1:]),
-                merge_roles(inputs, "concat"))
+        if len(s) == len(out) and all(d == o for j, (d, o) in enumerate(zip(s, out,
+                                                                          strict=True))
+                                      if j != axis):
+            return i
+    raise ShapeMismatch("concat broadcasts its inputs against one that has every other axis "
+                        "at full size, and none has: " + " vs ".join(fmt_shape(s)
+                                                                    for s in inputs),
+                        inputs=tuple(range(len(inputs))))
+
+
+def concat_broadcasts(inputs: Sequence[Shape], out: Shape, axis: int) -> list[bool]:
+    """For each input of a `concat`, whether it must be broadcast to the output's sizes
+    outside the joined axis (a lower rank, or a size-1 axis where the output has more)."""
+    axis %= len(out)
+    return [len(s) != len(out) or any(d != o for j, (d, o) in enumerate(zip(s, out,
+                                                                          strict=True))
+                                      if j != axis) for s in inputs]
+
+
+def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    """Inputs of any rank, lined up from the last axis as broadcasting does: outside the
+    joined axis each broadcasts (size 1, or an axis it lacks, takes the others' size); the
+    joined axis adds up."""
+    axis = concat_axis(inputs, attrs)
+    rank = max(len(s) for s in inputs)
+    known = 0
+    symbolic = None
+    for i, s in enumerate(inputs):
+        own = axis - (rank - len(s))
+        if own < 0:
+            raise ShapeMismatch(f"concat input {fmt_shape(s)} has no axis {axis} to join "
+                                "along", inputs=(i,))
+        size = s[own]
+        if isinstance(size, str):  # one input of any length: the sum stays symbolic (T+1)
+            if symbolic is not None:
+                raise ShapeMismatch(f"concat joins two axes of symbolic size along axis "
+                                    f"{axis} (`{symbolic}` and `{size}`); at most one may be",
+                                    inputs=(i,))
+            symbolic = size
+            continue
+        known += size
+    total = known if symbolic is None else add_to(symbolic, known)
+    flat = [Axes((*s[:own], 1, *s[own + 1:]), roles_of(s))
+            for s in inputs for own in [axis - (rank - len(s))]]
+    try:
+        outside = broadcast(flat, "concat")
+    except ShapeMismatch as exc:
+        bad = exc.inputs or (0,)
+        raise ShapeMismatch(f"concat inputs differ outside axis {axis}: "
+                            + " vs ".join(fmt_shape(inputs[i]) for i in bad),
+                            inputs=bad, hint="outside the joined axis, inputs must agree or "
+                            "broadcast (size 1, or an axis they lack)") from None
+    return Axes((*outside[:axis], total, *outside[axis + 1:]), roles_of(outside))
 
 
 def _feature_axis(shape: Shape, axis: AttrValue, what: str) -> int:
@@ -1165,6 +1212,11 @@ def _pool_concrete(what: str) -> ConcreteRule:
     return rule
 
 
+def _concat_concrete(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
+    """A joined axis named by its role, as its number in the output."""
+    return {"axis": concat_axis(inputs, attrs)} if isinstance(attrs["axis"], str) else {}
+
+
 def _last_axis(inputs: Sequence[Shape], attrs: Attrs) -> Attrs:
     if attrs["axis"] is None:
         return {"axis": -1}
@@ -1367,7 +1419,7 @@ OPS: dict[str, OpDecl] = {
         _join("max", "Element-wise maximum of its inputs.", fold=max),
         OpDecl("concat", "Concatenation along `axis` (channels by default).",
                (_MERGE, Attr("axis", _AXIS, 1, f"axis to join along: {_AXIS_DOC}")),
-               _concat_shape, arity=None, is_join=True, concrete=_named_axes("axis")),
+               _concat_shape, arity=None, is_join=True, concrete=_concat_concrete),
         OpDecl("mul", "Element-wise product (`a * b` on wires, `mul(f, g)` on blocks), with "
                "broadcasting.", (), _join_shape("mul"), arity=2, combines=True),
         OpDecl("div", "Element-wise quotient (`a / b` on wires), with broadcasting.", (),

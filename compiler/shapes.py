@@ -84,6 +84,9 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
         else:
             shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
         params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
+        attrs = dict(node.attrs)
+        if op.concrete is not None:
+            attrs.update(op.concrete(shapes, attrs))  # type: ignore[arg-type]
     except ShapeMismatch as exc:
         raise error(E_SHAPE, exc.message, node.span,
                     notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
@@ -107,9 +110,6 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
                         notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
                                     owner.span)],
                         hint="a shared block must see the same input shape at every use")
-    attrs = dict(node.attrs)
-    if op.concrete is not None:
-        attrs.update(op.concrete(shapes, attrs))  # type: ignore[arg-type]
     done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
                                   outputs=several, attrs=attrs)
 

@@ -143,6 +143,9 @@ OP_CASES = {
                       "bn >> upsample(3, \"linear\", align_corners = true) >> gap >> linear(2)",
     "fixed_length_attention": "model m : sequence[8, 5] = transformer_block(8, 2, 16, drop = 0.0) "
                               ">> mha(2, 8, causal = true) >> gap >> linear(2)",
+    "broadcast_concat": "model m : sequence[6] = (x) => let y = concat(param([1, 6]), x, "
+                        "param([2, 1]) * param([6]), axis = \"T\") + param([6]) in "
+                        "concat(param([1, 2]), y, axis = -1) >> linear(2)",
     "named_axes": "model m : tensor[4, 5, 6] = layernorm(axis = \"C\") >> linear(6, axis = "
                   "\"C\") >> permute([1, 2, 0]) >> linear(3) >> layernorm >> "
                   "permute([2, 0, 1]) >> conv_transpose(2, (2, 1)) >> upsample(size = [7, 3], "

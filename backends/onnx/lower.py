@@ -17,6 +17,8 @@ from ...compiler.ir import Graph, Node
 from ...compiler.ops import (
     LINEAR_MODES,
     channel_axis,
+    concat_broadcasts,
+    concat_reference,
     conv_t_values,
     linear_axis,
     pad_pairs,
@@ -338,7 +340,43 @@ def lower_embedding(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], o
 
 def lower_concat(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                  ins: Sequence[Node]) -> None:
-    e.add("Concat", list(xs), [out], n.name, axis=int(n.attrs["axis"]))  # type: ignore[arg-type]
+    """Concat; an input that broadcasts is Expanded first to a full-size input's shape with
+    its own size on the joined axis."""
+    shapes = [i.shape or () for i in ins]
+    shape = n.shape or ()
+    axis = _int(n.attrs["axis"]) % len(shape)
+    wide = concat_broadcasts(shapes, shape, axis)
+    parts = list(xs)
+    if any(wide):
+        full = e.fresh(n.name)
+        e.add("Shape", [xs[concat_reference(shapes, n.attrs)]], [full], f"{n.name}/shape")
+        for k, s in enumerate(shapes):
+            if wide[k]:
+                parts[k] = _expanded(e, n, xs[k], full, k, int(s[axis - len(shape) + len(s)]),
+                                     axis, len(shape))
+    e.add("Concat", parts, [out], n.name, axis=_int(n.attrs["axis"]))
+
+
+def _expanded(e: Emitter, n: Node, x: str, full: str, k: int, own: int, axis: int,
+              rank: int) -> str:
+    """``x`` Expanded to the shape ``full`` but for ``own`` on ``axis``."""
+    def ints(name: str, *values: int) -> str:
+        return e.constant(f"{n.name}.{name}", np.array(values, np.int64))
+    pieces = [ints(f"size{k}", own)]
+    if axis > 0:
+        before = e.fresh(n.name)
+        e.add("Slice", [full, ints("zero", 0), ints("axis", axis)], [before],
+              f"{n.name}/before{k}")
+        pieces.insert(0, before)
+    if axis + 1 < rank:
+        after = e.fresh(n.name)
+        e.add("Slice", [full, ints("next", axis + 1), ints("end", rank)], [after],
+              f"{n.name}/after{k}")
+        pieces.append(after)
+    target, wide = e.fresh(n.name), e.fresh(n.name)
+    e.add("Concat", pieces, [target], f"{n.name}/target{k}", axis=0)
+    e.add("Expand", [x, target], [wide], f"{n.name}/expand{k}")
+    return wide
 
 
 def lower_mean(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,

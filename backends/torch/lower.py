@@ -13,6 +13,8 @@ from ...compiler.ir import Node
 from ...compiler.ops import (
     LINEAR_MODES,
     channel_axis,
+    concat_broadcasts,
+    concat_reference,
     linear_axis,
     pad_pairs,
     per_axis,
@@ -225,7 +227,24 @@ def lower_max(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> L
 
 
 def lower_concat(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    return Lowered(None, f"torch.cat(({', '.join(args)},), {literal(node.attrs['axis'])})")
+    """torch.cat; an input that broadcasts (a batch-free `param`) is expanded first to the
+    output's sizes outside the joined axis, symbolic ones read from a full-size input."""
+    shapes = [_shape(i) for i in ins]
+    out = _shape(node)
+    axis = int(node.attrs["axis"]) % len(out)  # type: ignore[arg-type]
+    wide = concat_broadcasts(shapes, out, axis)
+    parts = list(args)
+    if any(wide):
+        ref = args[concat_reference(shapes, node.attrs)]
+        for k, s in enumerate(shapes):
+            if not wide[k]:
+                continue
+            lead = len(out) - len(s)
+            sizes = ["-1" if j == axis or (j >= lead and s[j - lead] == d)
+                     else str(d) if isinstance(d, int) else f"{ref}.shape[{j}]"
+                     for j, d in enumerate(out)]
+            parts[k] = f"{args[k]}.expand({', '.join(sizes)})"
+    return Lowered(None, f"torch.cat(({', '.join(parts)},), {literal(node.attrs['axis'])})")
 
 
 def lower_affine(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
