@@ -638,6 +638,29 @@ def _flatten_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return Axes((x[0], math.prod(int(d) for d in x[1:])), BATCH + CHANNEL)
 
 
+def reduced_axis(x: Shape, attrs: Attrs, what: str) -> int:
+    """The axis a reduction removes: any but the batch axis (a number or a role)."""
+    return axis_of(x, attrs["axis"], what)
+
+
+def _reduce_shape(what: str) -> ShapeRule:
+    def rule(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+        (x,) = inputs
+        axis = reduced_axis(x, attrs, what)
+        roles = roles_of(x)
+        if attrs["keep"]:
+            return Axes((*x[:axis], 1, *x[axis + 1:]), roles)
+        return Axes((*x[:axis], *x[axis + 1:]), roles[:axis] + roles[axis + 1:])
+    return rule
+
+
+def _reduce(name: str, doc: str) -> OpDecl:
+    return OpDecl(name, doc, (
+        Attr("axis", _AXIS, REQUIRED, f"the axis reduced: {_AXIS_DOC}"),
+        Attr("keep", _BOOL, False, "keep the axis with size 1")),
+        _reduce_shape(name), concrete=_named_axes("axis"))
+
+
 def linear_axis(x: Shape, attrs: Attrs, what: str = "linear") -> int:
     """The axis a `linear` maps: the one it names (any but the batch axis), else the last,
     which must then be a channel or unnamed axis (not a spatial or time axis)."""
@@ -1037,6 +1060,16 @@ def _softmax_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return x
 
 
+def _stochastic_depth_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    if attrs["mode"] not in ("row", "batch"):
+        raise ShapeMismatch(f"stochastic_depth's mode {attrs['mode']!r} is not 'row' or "
+                            "'batch'")
+    if roles_of(inputs[0])[:1] != BATCH:
+        raise ShapeMismatch(f"stochastic_depth drops samples of a batch, but "
+                            f"{fmt_shape(inputs[0])} has no batch axis", inputs=(0,))
+    return inputs[0]
+
+
 def _clip_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     low, high = attrs["min"], attrs["max"]
     assert isinstance(low, int | float) and isinstance(high, int | float)
@@ -1377,6 +1410,14 @@ OPS: dict[str, OpDecl] = {
                (Attr("slope", _FLOAT, 0.01, "the negative slope", FINITE),), _same),
         OpDecl("dropout", "Dropout while training; identity in eval.",
                (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
+        OpDecl("stochastic_depth", "Stochastic depth (Huang et al. 2016), for a residual "
+               "branch: while training, each sample's input is zeroed with probability `p` "
+               "and kept scaled by 1 / (1 - p) (timm's DropPath; torchvision's "
+               "StochasticDepth); identity in eval. `mode = \"batch\"` draws once for the "
+               "whole batch.",
+               (Attr("p", _FLOAT, 0.0, "drop probability", PROBABILITY),
+                Attr("mode", (str,), "row", "`\"row\"` (per sample) or `\"batch\"`")),
+               _stochastic_depth_shape),
         OpDecl(
             "maxpool",
             "Max pooling over 1, 2 or 3 spatial or time axes; `stride` none means `k`; "
@@ -1396,6 +1437,10 @@ OPS: dict[str, OpDecl] = {
         OpDecl("gap", "Global average pooling over every spatial or time axis: [N, C, H, W] "
                "-> [N, C] (and [N, C, L], [N, C, D, H, W], [N, T, C]).", (), _gap_shape),
         OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape),
+        _reduce("reduce_mean", "The mean over one axis (a number or a role: `reduce_mean(\"T\")` "
+                "pools a sequence over time), the axis removed unless `keep`."),
+        _reduce("reduce_sum", "The sum over one axis, as `reduce_mean`."),
+        _reduce("reduce_max", "The maximum over one axis, as `reduce_mean`."),
         OpDecl(
             "linear",
             "Fully connected layer over one axis of any rank: the last (a channel or "

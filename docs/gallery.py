@@ -45,6 +45,8 @@ SENTENCES = {
                         "classifier as a second output.",
     "tcn.ssn": "A temporal convolutional network: residual blocks of dilated causal 1-D "
                "convolutions over a series of any length, a prediction at every step.",
+    "vit.ssn": "The Vision Transformer ViT-B/16: 16×16 patches as tokens, a learned class "
+               "token and position embedding, twelve pre-norm encoder blocks.",
     "mobilenetv2.ssn": "MobileNetV2: inverted residual blocks of 1×1 expansions, depthwise "
                        "3×3 convolutions and linear projections, with ReLU6.",
     "resnet_rnn.ssn": "A ResNet as an unrolled RNN: in each stage, after the block that "

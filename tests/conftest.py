@@ -16,9 +16,12 @@ SPECS = ROOT / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 SMALL: dict[str, dict[str, float]] = {"unet": {"size": 64, "width": 16},
-                                      "inception_v3": {"width": 0.125}}
+                                      "inception_v3": {"width": 0.125},
+                                      "vit": {"size": 32, "patch": 8, "dim": 16, "depth": 2,
+                                              "heads": 2, "mlp": 32}}
 """Model parameters that keep a shipped spec's runs short where the tests loop over every
-spec (U-Net at 64 x 64, narrow; Inception-v3 at an eighth of its width); their published
+spec (U-Net at 64 x 64, narrow; Inception-v3 at an eighth of its width; a two-block ViT on
+32 x 32); their published
 counts are asserted at full size elsewhere."""
 
 

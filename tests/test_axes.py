@@ -382,3 +382,29 @@ def test_a_signal_exports_to_torch_with_its_length_dynamic() -> None:
         x = torch.randn(3, 1, steps)
         with torch.no_grad():
             torch.testing.assert_close(program.module()(x), net(x))
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+def test_reductions_over_time_in_every_opset(opset: int) -> None:
+    """`reduce_mean("T")` pools a sequence of any length; ONNX's Reduce* take their axes as
+    an attribute before opset 18 (13 for ReduceSum) and as an input from then on."""
+    import onnxruntime as ort
+
+    m = ssnc.loads('model m : sequence[4] = (x) => concat(reduce_mean("T")(x), '
+                   'reduce_max("T", keep = true)(x) >> squeeze("T"), '
+                   'reduce_sum("T")(x), axis = -1)', "m.ssn").model()
+    assert "f32[N,4]{NC} = reduce_mean[axis=1](%input)" in m.format_ir()
+    proto = m.to_onnx(opset=opset)
+    x = torch.randn(2, 7, 4)
+    want = torch.cat([x.mean(1), x.amax(1), x.sum(1)], -1)
+    with torch.no_grad():
+        torch.testing.assert_close(m.to_torch()(x), want)
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]
+                               ).run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_reduction_over_the_batch_axis_is_a_diagnostic(tmp_path: Path) -> None:
+    stderr = compile_refused(tmp_path, 'model m : sequence[4] = reduce_mean("N")\n')
+    assert "reduce_mean cannot act on the batch axis of [N,T,4]{NTC}" in stderr
+    assert "m.ssn:1:25:" in stderr

@@ -146,6 +146,11 @@ OP_CASES = {
     "broadcast_concat": "model m : sequence[6] = (x) => let y = concat(param([1, 6]), x, "
                         "param([2, 1]) * param([6]), axis = \"T\") + param([6]) in "
                         "concat(param([1, 2]), y, axis = -1) >> linear(2)",
+    "reductions": "model m : sequence[6] = (x) => concat(reduce_mean(\"T\")(x), "
+                  "reduce_max(\"T\")(x), reduce_sum(-1, keep = true)(x) >> reduce_mean(1), "
+                  "axis = -1) >> linear(2)",
+    "stochastic_depth": "model m : tensor[3, 4, 4] = residual(conv(3), drop = 0.2) >> "
+                        "stochastic_depth(0.1, mode = \"batch\") >> gap",
     "named_axes": "model m : tensor[4, 5, 6] = layernorm(axis = \"C\") >> linear(6, axis = "
                   "\"C\") >> permute([1, 2, 0]) >> linear(3) >> layernorm >> "
                   "permute([2, 0, 1]) >> conv_transpose(2, (2, 1)) >> upsample(size = [7, 3], "

@@ -301,6 +301,20 @@ def _pool(op: str, **extra: Any) -> Lowering:
     return lower
 
 
+def _reduce(op: str, axes_input_from: int = 18) -> Lowering:
+    """A Reduce* node over one axis: its axes an input from ``axes_input_from`` (opset 13 for
+    ReduceSum, 18 for the others), an attribute before."""
+    def lower(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+              ins: Sequence[Node]) -> None:
+        axis, keep = _int(n.attrs["axis"]), int(bool(n.attrs["keep"]))
+        if e.opset >= axes_input_from:
+            axes = e.constant(f"{n.name}.axes", np.array([axis], np.int64))
+            e.add(op, [xs[0], axes], [out], n.name, keepdims=keep)
+        else:
+            e.add(op, [xs[0]], [out], n.name, axes=[axis], keepdims=keep)
+    return lower
+
+
 def lower_gap(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
               ins: Sequence[Node]) -> None:
     pooled = e.fresh(n.name)
@@ -604,10 +618,14 @@ LOWERINGS: dict[str, Lowering] = {
     "matmul": _simple("MatMul"),
     "causal_mask": lower_causal_mask,
     "dropout": _simple("Identity"),  # inference: dropout is off
+    "stochastic_depth": _simple("Identity"),  # inference: every branch kept, unscaled
     "maxpool": _pool("MaxPool"),
     "avgpool": _pool("AveragePool"),
     "gap": lower_gap,
     "flatten": _simple("Flatten", axis=1),
+    "reduce_mean": _reduce("ReduceMean"),
+    "reduce_sum": _reduce("ReduceSum", axes_input_from=13),
+    "reduce_max": _reduce("ReduceMax"),
     "linear": lower_linear,
     "embedding": lower_embedding,
     "mean": lower_mean,  # inference: drop-path is off, a join is the mean of all inputs

@@ -176,6 +176,19 @@ def lower_embedding(node: Node, ins: Sequence[Node], args: Sequence[str], m: str
                    f"{m}({args[0]})")
 
 
+def lower_stochastic_depth(node: Node, ins: Sequence[Node], args: Sequence[str],
+                           m: str) -> Lowered:
+    """While training, the input times a per-sample (or per-batch) Bernoulli(1 - p) mask,
+    divided by 1 - p; the input itself in eval (or at p = 0)."""
+    p, x = float(node.attrs["p"]), args[0]  # type: ignore[arg-type]
+    if p == 0:
+        return Lowered(None, x)
+    first = f"{x}.shape[0]" if node.attrs["mode"] == "row" else "1"
+    mask = (f"torch.empty(({first},) + (1,) * ({x}.dim() - 1), dtype={x}.dtype, "
+            f"device={x}.device).bernoulli_({literal(1 - p)})")
+    return Lowered(None, f"({x} * {mask} / {literal(1 - p)} if self.training else {x})")
+
+
 def lower_dropout(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     p = node.attrs["p"]
     if p == 0:
@@ -320,10 +333,14 @@ LOWERINGS: dict[str, Lowering] = {
     "clip": _function("torch.clamp({0}, {min}, {max})"),
     "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
+    "stochastic_depth": lower_stochastic_depth,
     "maxpool": _pool("max_pool"),
     "avgpool": _pool("avg_pool"),
     "gap": lower_gap,
     "flatten": _function("torch.flatten({0}, 1)"),
+    "reduce_mean": _function("{0}.mean({axis}, keepdim={keep})"),
+    "reduce_sum": _function("{0}.sum({axis}, keepdim={keep})"),
+    "reduce_max": _function("{0}.amax({axis}, keepdim={keep})"),
     "linear": lower_linear,
     "embedding": lower_embedding,
     "mean": lower_mean,
