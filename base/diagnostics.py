@@ -16,7 +16,9 @@ from pathlib import PurePath
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "ADVICE",
     "ALL_CODES",
+    "CALL_CHAIN",
     "E_ARGUMENT",
     "E_BUDGET",
     "E_DUPLICATE",
@@ -439,14 +441,29 @@ SYNONYMS = {
     "batchnorm": "bn", "batch_norm": "bn", "layer_norm": "layernorm", "dense": "linear",
     "fc": "linear", "global_avg_pool": "gap", "transpose": "permute", "leakyrelu": "leaky_relu",
     "attention": "mha", "multihead_attention": "mha", "bmm": "matmul",
+    "cross_attention": "cross_mha", "transformer_decoder_layer": "decoder_block",
+    "droppath": "stochastic_depth", "drop_path": "stochastic_depth",
+    "mean_over": "reduce_mean", "amax": "reduce_max",
 }
 """Names other frameworks use for an op or rule, and ssnc's name for it."""
+
+ADVICE = {
+    "expand": "ssnc broadcasts where values meet: `x + param([C])`, or `concat(param([1, D]), "
+              "x, axis = \"T\")` for a class token (docs/language.md, Broadcasting)",
+    "broadcast_to": "ssnc broadcasts where values meet (docs/language.md, Broadcasting)",
+    "tile": "ssnc broadcasts where values meet (docs/language.md, Broadcasting)",
+    "view": "write `reshape([sizes])`",
+}
+"""Names other frameworks use for what ssnc does another way, and what to write instead:
+a hint, never a near name of another kind."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidate, if one is close enough (or what other
     frameworks call by that name: `deconv` is `conv_transpose`)."""
     known = set(candidates)
+    if name.lower() in ADVICE:
+        return ADVICE[name.lower()]
     other = SYNONYMS.get(name.lower())
     if other is not None and other in known:
         return f"did you mean `{other}`?"
@@ -457,12 +474,26 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 STDLIB_PREFIX = "<stdlib>"
 
 
+CALL_CHAIN = 3
+"""How many calls that led to an error inside a rule its diagnostic notes, innermost first."""
+
+
 def note_call_site(exc: SsnError, rule: str, display: tuple[tuple[str, str], ...], span: Span,
                    verb: str = "called") -> SsnError:
-    """An error inside the standard library also points at the user's call that led there."""
+    """An error raised inside a rule (the user's or the standard library's) also points at
+    the user's call that led there, and at the calls around it up to `CALL_CHAIN` of them;
+    calls inside the standard library are not the user's and are left out."""
     first = exc.diagnostics[0]
-    if (first.span.file.startswith(STDLIB_PREFIX) and not span.file.startswith(STDLIB_PREFIX)
-            and not any(n.message.startswith("in `") for n in first.notes)):
-        args = ", ".join(f"{k}={v}" for k, v in display)
-        exc.with_note(Note(f"in `{rule}({args})`, {verb} from here", span))
-    return exc
+    chain = [n for n in first.notes if n.message.startswith("in `")]
+    if span.file.startswith(STDLIB_PREFIX) or _within(first.span, span) \
+            or len(chain) >= CALL_CHAIN:
+        return exc
+    args = ", ".join(f"{k}={v}" for k, v in display)
+    return exc.with_note(Note(f"in `{rule}({args})`, {verb} from here", span))
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    """Whether ``inner`` lies inside ``outer`` (the error is at the call itself)."""
+    return (inner.file == outer.file
+            and (inner.line, inner.col) >= (outer.line, outer.col)
+            and (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col))

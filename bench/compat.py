@@ -23,7 +23,7 @@ import re
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +32,7 @@ import numpy as np
 
 import ssnc
 from ssnc.compiler.ir import Graph
+from ssnc.compiler.stats import example_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -50,15 +51,23 @@ TOLERANCE = 1e-4
 """Largest |difference| from ONNX Runtime, relative to the largest |output|, that counts as
 equal (float32 kernels sum in different orders)."""
 
-Runner = Callable[[str, np.ndarray], np.ndarray]
+Feed = np.ndarray | Sequence[np.ndarray]
+"""A model's input, or one array per input in order (a model with several)."""
+Runner = Callable[[str, Feed], np.ndarray]
+
+
+def arrays(x: Feed) -> list[np.ndarray]:
+    """``x`` as one array per model input."""
+    return [x] if isinstance(x, np.ndarray) else list(x)
 
 
 def _ort() -> Runner:
     import onnxruntime as ort
 
-    def run(path: str, x: np.ndarray) -> np.ndarray:
+    def run(path: str, x: Feed) -> np.ndarray:
         s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        return np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0])
+        feeds = dict(zip((i.name for i in s.get_inputs()), arrays(x), strict=True))
+        return np.asarray(s.run(None, feeds)[0])
     return run
 
 
@@ -75,18 +84,18 @@ def openvino_compile(path: str) -> object:
 
 
 def _openvino() -> Runner:
-    def run(path: str, x: np.ndarray) -> np.ndarray:
+    def run(path: str, x: Feed) -> np.ndarray:
         compiled = openvino_compile(path)
-        return np.asarray(compiled([x])[compiled.output(0)])  # type: ignore[operator, attr-defined]
+        return np.asarray(compiled(arrays(x))[compiled.output(0)])  # type: ignore[operator, attr-defined]
     return run
 
 
 def _tract() -> Runner:
     import tract
 
-    def run(path: str, x: np.ndarray) -> np.ndarray:
+    def run(path: str, x: Feed) -> np.ndarray:
         runnable = tract.onnx().load(path).into_model().into_runnable()
-        return np.asarray(runnable.run([x])[0].to_numpy())
+        return np.asarray(runnable.run(arrays(x))[0].to_numpy())
     return run
 
 
@@ -117,10 +126,12 @@ def _onnx2torch() -> Runner:
     _torchvision_or_stub()
     from onnx2torch import convert
 
-    def run(path: str, x: np.ndarray) -> np.ndarray:
+    def run(path: str, x: Feed) -> np.ndarray:
         module = convert(onnx.load(path)).eval()
         with torch.no_grad():
-            return np.asarray(module(torch.from_numpy(x)).numpy())
+            out = module(*(torch.from_numpy(a) for a in arrays(x)))
+        first = out[0] if isinstance(out, list | tuple) else out  # several outputs: the first
+        return np.asarray(first.numpy())
     return run
 
 
@@ -133,9 +144,10 @@ def _tensorrt() -> Runner:
     # switch (read by the NVIDIA libraries when they start) keeps them in float32.
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
-    def run(path: str, x: np.ndarray) -> np.ndarray:
+    def run(path: str, x: Feed) -> np.ndarray:
         s = ort.InferenceSession(path, providers=["TensorrtExecutionProvider"])
-        return np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0])
+        feeds = dict(zip((i.name for i in s.get_inputs()), arrays(x), strict=True))
+        return np.asarray(s.run(None, feeds)[0])
     return run
 
 
@@ -164,15 +176,20 @@ RUNTIMES: dict[str, Runtime] = {
 }
 
 
-def feed(graph: Graph, batch: int = 2, steps: int = STEPS, seed: int = 0) -> np.ndarray:
-    """A deterministic input of the model's type: images, or token ids below the vocabulary."""
-    node = graph[graph.inputs[0]]
-    shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
-             for d in node.shape or ()]
+def feed(graph: Graph, batch: int = 2, steps: int = STEPS, seed: int = 0) -> Feed:
+    """Deterministic inputs of the model's types (images, or token ids below the
+    vocabulary): one array, or one per input where the model has several."""
     rng = np.random.default_rng(seed)
-    if node.dtype == "i64":
-        return rng.integers(0, int(node.attrs.get("vocab") or 2), shape).astype(np.int64)
-    return rng.standard_normal(shape).astype(np.float32)
+    out = []
+    for name in graph.inputs:
+        node = graph[name]
+        shape = example_shape(node, batch, steps)
+        if node.dtype == "i64":
+            out.append(rng.integers(0, int(node.attrs.get("vocab") or 2), shape)
+                       .astype(np.int64))
+        else:
+            out.append(rng.standard_normal(shape).astype(np.float32))
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 @dataclass

@@ -16,15 +16,20 @@ from ..base.diagnostics import (
     did_you_mean,
 )
 from ..grammar import ast
+from .ops import OPS
 
 
 class _Scope:
     """Names visible at a point: a frame over its parent, so entering a rule or a `let`
     costs its own names only (a 100,000-rule file is checked in linear time)."""
 
-    def __init__(self, names: Iterable[str], parent: _Scope | None = None):
+    def __init__(self, names: Iterable[str], parent: _Scope | None = None,
+                 arities: dict[str, int] | None = None):
         self.names = set(names)
         self.parent = parent
+        inherited: dict[str, int] = parent.arities if parent is not None else {}
+        self.arities: dict[str, int] = arities if arities is not None else inherited
+        """How many positional arguments each op and rule takes (for hints)."""
 
     def __contains__(self, name: str) -> bool:
         scope: _Scope | None = self
@@ -62,7 +67,9 @@ def check_program(program: ast.Program, outer: Iterable[str],
             diags += _unique([p.name for p in item.params], [p.span for p in item.params],
                              "parameter")
     rule_names = {n for n, d in defined.items() if isinstance(d, ast.Def)}
-    visible = _Scope(rule_names, _Scope(outer))
+    arities = {name: len(op.attrs) for name, op in OPS.items()}
+    arities.update((n, len(d.params)) for n, d in defined.items() if isinstance(d, ast.Def))
+    visible = _Scope(rule_names, _Scope(outer, arities=arities))
     for item in program.items:
         if isinstance(item, ast.Def | ast.Model):
             scope = _Scope((p.name for p in item.params), visible)
@@ -100,6 +107,15 @@ def _names(expr: ast.Expr, scope: _Scope) -> list[Diagnostic]:
         if expr.id not in scope:
             out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.id}`", expr.span,
                                   hint=did_you_mean(expr.id, scope.all())))
+        return out
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
+            and expr.func.id not in scope:  # a near name only among those taking its arguments
+        given = len(expr.args)
+        fits = [n for n in scope.all() if scope.arities.get(n, given) >= given]
+        out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.func.id}`", expr.func.span,
+                              hint=did_you_mean(expr.func.id, fits)))
+        for child in (*expr.args, *(k.value for k in expr.kwargs)):
+            out += _names(child, scope)
         return out
     if isinstance(expr, ast.Let):
         out = _unique(expr.targets, [expr.span] * len(expr.targets), "name")

@@ -28,6 +28,10 @@ Shape = tuple[Dim, ...]
 AttrValue = int | float | bool | str | None | tuple[Any, ...]
 Attrs = Mapping[str, AttrValue]
 
+ANY_DTYPE = "any"
+"""An op that reads (and, as `writes`, gives back) values of any dtype: a mask's reshape."""
+DTYPE_WORDS = {"f32": "float32", "i64": "token ids (int64)", "bool": "a mask (bool)"}
+
 REQUIRED = object()
 """Marks an attribute with no default."""
 
@@ -167,7 +171,8 @@ def _bn_weights(attrs: Attrs) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class OpDecl:
     """An op's declaration. ``arity`` None means one or more inputs (joins). ``reads`` is
-    the dtype of the inputs it takes; ``fold`` computes the op on numbers (`mean(1, 2)`);
+    the dtype of the inputs it takes (one for all, or one per input; `any`), ``writes`` its
+    output's (`any`: its first input's); ``fold`` computes the op on numbers (`mean(1, 2)`);
     a ``passthrough`` op makes no node (its block is its input).
 
     An op with a ``body`` owns a graph of its own (``Node.body``), typed by that rule. An op
@@ -196,7 +201,8 @@ class OpDecl:
     macs: MacRule = _no_macs
     weights: Callable[[Attrs], tuple[str, ...]] = _no_weights
     is_join: bool = False
-    reads: str = "f32"
+    reads: str | tuple[str, ...] = "f32"
+    writes: str = "f32"
     fold: Callable[[Sequence[float]], float] | None = None
     passthrough: bool = False
     source: bool = False
@@ -207,6 +213,10 @@ class OpDecl:
     stored: bool = False
     combines: bool = False
     initial_state: bool = False
+
+    def reads_at(self, count: int) -> tuple[str, ...]:
+        """The dtype each of ``count`` inputs must have (`any`: whatever it is)."""
+        return self.reads if isinstance(self.reads, tuple) else (self.reads,) * count
 
     @property
     def takes_branches(self) -> bool:
@@ -782,12 +792,14 @@ def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
 
 def _feature_axis(shape: Shape, axis: AttrValue, what: str) -> int:
     """``axis`` of ``shape`` (a number, negative from the end, or a role letter) made
-    non-negative; the batch axis (0) is not a feature axis."""
+    non-negative; the batch axis (0) is not a feature axis (a batch-free tensor, a `param`,
+    has every axis)."""
     if isinstance(axis, str):
         return axis_of(shape, axis, what)
     assert isinstance(axis, int)
     rank = len(shape)
-    if not -rank < axis < rank or axis in (0, -rank):
+    batch = roles_of(shape)[:1] == BATCH
+    if not -rank <= axis < rank or (batch and axis % rank == 0):
         raise ShapeMismatch(f"{what}'s axis {axis} is not an axis after the batch axis of "
                             f"{fmt_shape(shape)}", inputs=(0,))
     return axis % rank
@@ -1068,6 +1080,15 @@ def _stochastic_depth_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         raise ShapeMismatch(f"stochastic_depth drops samples of a batch, but "
                             f"{fmt_shape(inputs[0])} has no batch axis", inputs=(0,))
     return inputs[0]
+
+
+def _masked_fill_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
+    x, mask = inputs
+    out = broadcast([x, mask], "masked_fill")
+    if tuple(out) != tuple(x):
+        raise ShapeMismatch(f"masked_fill's mask {fmt_shape(mask)} must broadcast to its input "
+                            f"{fmt_shape(x)}, not widen it", inputs=(0, 1))
+    return Axes(x, roles_of(out))
 
 
 def _clip_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -1359,12 +1380,20 @@ OPS: dict[str, OpDecl] = {
                 Attr("value", _FLOAT, 0.0, "the padding value", FINITE)),
                _pad_shape, concrete=_named_axes("axis")),
         OpDecl("unsqueeze", "A new axis of size 1 at `axis` (counted in the output): "
-               "`unsqueeze(-1)` makes [N, C] into [N, C, 1].",
+               "`unsqueeze(-1)` makes [N, C] into [N, C, 1]. Any dtype (a mask too).",
                (Attr("axis", _INT, REQUIRED, "where the new axis goes (-1: last)"),),
-               _unsqueeze_shape),
-        OpDecl("squeeze", "Removes `axis`, which must have size 1.",
+               _unsqueeze_shape, reads=ANY_DTYPE, writes=ANY_DTYPE),
+        OpDecl("squeeze", "Removes `axis`, which must have size 1. Any dtype.",
                (Attr("axis", _AXIS, REQUIRED, f"the axis: {_AXIS_DOC}"),), _squeeze_shape,
-               concrete=_named_axes("axis")),
+               concrete=_named_axes("axis"), reads=ANY_DTYPE, writes=ANY_DTYPE),
+        OpDecl("pad_mask", "Where token ids are the padding id `pad`: a mask (bool) of their "
+               "shape, true at padded positions, for attention's key-padding mask.",
+               (Attr("pad", _INT, 0, "the padding token's id", NON_NEGATIVE),), _same,
+               reads="i64", writes="bool"),
+        OpDecl("masked_fill", "Its first input where the mask (its second, broadcast to it) is "
+               "false, `value` where it is true (-inf: a masked attention score).",
+               (Attr("value", _FLOAT, -math.inf, "the value put where the mask is true"),),
+               _masked_fill_shape, arity=2, reads=("f32", "bool")),
         OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
                (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
         OpDecl(

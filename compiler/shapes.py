@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from ..base.diagnostics import (
     E_SHAPE,
     E_VALUE_LIMIT,
-    STDLIB_PREFIX,
     Note,
     SsnError,
     error,
@@ -19,7 +18,7 @@ from ..base.diagnostics import (
 )
 from .axes import Axes, roles_of
 from .ir import Graph, Node, Scope, owned
-from .ops import OPS, ParamSpec, Shape, ShapeMismatch, fmt_shape
+from .ops import ANY_DTYPE, DTYPE_WORDS, OPS, OpDecl, ParamSpec, Shape, ShapeMismatch, fmt_shape
 
 FirstReader = Callable[[str], Node]
 """The node that reads a parameter first (named in the diagnostic of a `shared` misuse)."""
@@ -41,12 +40,13 @@ def infer_graph(graph: Graph, done: dict[str, Node], first_reader: FirstReader,
 
 
 def user_call(exc: SsnError, scope: int | None, scopes: Mapping[int, Scope]) -> SsnError:
-    """``exc``, raised in rule instance ``scope``, with a note at the call in the user's
-    spec that led to it where it points inside the standard library."""
-    while scope is not None and scope in scopes:
+    """``exc``, raised in rule instance ``scope``, with notes at the calls in the user's
+    spec that led to it (innermost first; `note_call_site` skips the standard library's own
+    calls and bounds the chain)."""
+    while scope is not None and scope in scopes and scopes[scope].parent is not None:
         here = scopes[scope]
-        if not here.span.file.startswith(STDLIB_PREFIX):
-            return note_call_site(exc, here.rule, here.args, here.span, "applied")
+        if not here.transparent:
+            exc = note_call_site(exc, here.rule, here.args, here.span, "applied")
         scope = here.parent
     return exc
 
@@ -63,14 +63,8 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
     inputs = [done[i] for i in node.inputs]
     shapes = list(inputs[0].outputs) if op.projects else [i.shape for i in inputs]
     assert all(s is not None for s in shapes)
-    if {i.dtype for i in inputs} != {op.reads}:  # the dtype rule is the op's declaration
-        if op.reads == "i64":
-            raise error(E_SHAPE, f"`{node.op}` reads token ids (a `tokens[...]` input)",
-                        node.span, notes=_producers(inputs, range(len(inputs))))
-        raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
-                    node.span, notes=_producers(inputs, range(len(inputs))),
-                    hint="turn token ids into vectors with `embedding(vocab, dim)` first")
-    dtype = "f32"
+    _check_dtypes(node, op, inputs)
+    dtype = inputs[0].dtype if op.writes == ANY_DTYPE else op.writes
     body = None
     several: tuple[Shape, ...] = ()
     try:
@@ -112,6 +106,26 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
                         hint="a shared block must see the same input shape at every use")
     done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
                                   outputs=several, attrs=attrs)
+
+
+def _check_dtypes(node: Node, op: OpDecl, inputs: list[Node]) -> None:
+    """Each input has the dtype its op declares (`OpDecl.reads`): a diagnostic naming what
+    it needs and what it got."""
+    wanted = op.reads_at(len(inputs))
+    for k, (want, given) in enumerate(zip(wanted, inputs, strict=True)):
+        if want == ANY_DTYPE or given.dtype == want:
+            continue
+        if want == "i64":
+            raise error(E_SHAPE, f"`{node.op}` reads token ids (a `tokens[...]` input)",
+                        node.span, notes=_producers(inputs, range(len(inputs))))
+        if given.dtype == "i64":
+            raise error(E_SHAPE, f"`{node.op}` needs float inputs but reads token ids",
+                        node.span, notes=_producers(inputs, range(len(inputs))),
+                        hint="turn token ids into vectors with `embedding(vocab, dim)` first")
+        raise error(E_SHAPE, f"`{node.op}`'s input {k + 1} must be {DTYPE_WORDS[want]}, not "
+                    f"{DTYPE_WORDS[given.dtype]}", node.span, notes=_producers(inputs, (k,)),
+                    hint="a mask comes from `pad_mask(pad)` on token ids" if want == "bool"
+                    else None)
 
 
 def _check_given(node: Node, spec: ParamSpec, given: Node) -> None:

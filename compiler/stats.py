@@ -165,6 +165,13 @@ def info_json(graph: Graph, max_depth: int | None = None) -> dict[str, Any]:
     }
 
 
+def example_shape(node: Node, batch: int, steps: int) -> list[int]:
+    """An input's shape with its batch axis ``batch`` long and any other symbolic axis (time)
+    ``steps`` long: what example inputs are made with."""
+    return [batch if d == "N" else steps if isinstance(d, str) else int(d)
+            for d in node.shape or ()]
+
+
 def time_symbols(graph: Graph) -> dict[str, str]:
     """Each input that has a time axis of any length, by name, with that axis's symbol
     (`T`; `src_T` where several inputs have one)."""

@@ -47,6 +47,9 @@ SENTENCES = {
                "convolutions over a series of any length, a prediction at every step.",
     "vit.ssn": "The Vision Transformer ViT-B/16: 16×16 patches as tokens, a learned class "
                "token and position embedding, twelve pre-norm encoder blocks.",
+    "seq2seq_transformer.ssn": "An encoder-decoder Transformer with two inputs: the "
+                               "encoder's memory read by every decoder block's "
+                               "cross-attention, padding masked as keys.",
     "mobilenetv2.ssn": "MobileNetV2: inverted residual blocks of 1×1 expansions, depthwise "
                        "3×3 convolutions and linear projections, with ReLU6.",
     "resnet_rnn.ssn": "A ResNet as an unrolled RNN: in each stage, after the block that "

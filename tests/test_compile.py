@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import ssnc  # noqa: E402
-from ssnc.backends.torch import example_input  # noqa: E402
+from ssnc.backends.torch import example_input, example_inputs  # noqa: E402
 from tests.conftest import SMALL, SPECS  # noqa: E402
 
 CASES = {
@@ -51,11 +51,11 @@ def test_eval_models_compile_to_one_graph(case: str) -> None:
 def test_every_shipped_spec_is_one_graph_in_eval_mode(spec: Path) -> None:
     m = ssnc.load(spec).model(**SMALL.get(spec.stem, {}))
     net = m.to_torch(seed=0).eval()
-    x = example_input(m.ir, batch=2, steps=8)
+    xs = example_inputs(m.ir, batch=2, steps=8)
     torch._dynamo.reset()
     compiled, graphs = captured(net)
     with torch.no_grad():
-        got, want = compiled(x), net(x)
+        got, want = compiled(*xs), net(*xs)
     assert len(graphs) == 1
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 

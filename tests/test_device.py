@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import ssnc  # noqa: E402
-from ssnc.backends.torch import example_input  # noqa: E402
+from ssnc.backends.torch import example_input, example_inputs  # noqa: E402
 from tests.conftest import SMALL, SPECS  # noqa: E402
 
 SPECS_ALL = sorted(SPECS.glob("*.ssn"))
@@ -56,13 +56,13 @@ def no_host_sync(allowed: set[str]) -> Iterator[list[str]]:
 @pytest.mark.parametrize("spec", SPECS_ALL, ids=lambda p: p.stem)
 def test_the_forward_never_waits_for_the_device(spec) -> None:  # type: ignore[no-untyped-def]
     m = ssnc.load(spec).model(**SMALL.get(spec.stem, {}))
-    x = example_input(m.ir, batch=4, steps=3)
+    xs = example_inputs(m.ir, batch=4, steps=3)
     for mode, training, allowed in (("batch", False, set()), ("sample", True, set()),
                                     ("batch", True, HOST_DECISIONS)):
         net = m.to_torch(seed=0, drop_mode=mode).train(training)
-        net(x)  # the first step makes what later steps reuse
+        net(*xs)  # the first step makes what later steps reuse
         with no_host_sync(allowed) as seen:
-            net(x)
+            net(*xs)
         assert seen == [], (mode, training, seen)
 
 

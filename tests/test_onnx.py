@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import ssnc
 from ssnc.backends.onnx.build import all_graphs
 from ssnc.backends.onnx.lower import LOWERINGS
-from ssnc.backends.torch import example_input
+from ssnc.backends.torch import example_inputs
 from ssnc.cli import app
 from ssnc.compiler.axes import roles_of
 from ssnc.compiler.ops import OPS
@@ -32,22 +32,23 @@ def session(proto: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def torch_eval(m: ssnc.Model, x: torch.Tensor, seed: int = 0) -> list[np.ndarray]:
-    """Every output of the compiled module in eval mode."""
+def torch_eval(m: ssnc.Model, x: torch.Tensor | tuple[torch.Tensor, ...],
+               seed: int = 0) -> list[np.ndarray]:
+    """Every output of the compiled module in eval mode, on one input or several."""
     net = m.to_torch(seed=seed).eval()
     with torch.no_grad():
-        out = net(x)
+        out = net(*x) if isinstance(x, tuple) else net(x)
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 def assert_parity(m: ssnc.Model, proto: onnx.ModelProto, batches: tuple[int, ...] = (1, 3),
                   seed: int = 0) -> None:
     sess = session(proto)
-    name = sess.get_inputs()[0].name
+    names = [i.name for i in sess.get_inputs()]
     for batch in batches:
-        x = example_input(m.ir, batch=batch, steps=4 + batch)
-        refs = torch_eval(m, x, seed)
-        gots = sess.run(None, {name: x.numpy()})
+        xs = example_inputs(m.ir, batch=batch, steps=4 + batch)
+        refs = torch_eval(m, xs, seed)
+        gots = sess.run(None, {n: x.numpy() for n, x in zip(names, xs, strict=True)})
         assert len(gots) == len(refs)
         for got, ref in zip(gots, refs, strict=True):
             assert got.shape == ref.shape
@@ -151,6 +152,9 @@ OP_CASES = {
                   "axis = -1) >> linear(2)",
     "stochastic_depth": "model m : tensor[3, 4, 4] = residual(conv(3), drop = 0.2) >> "
                         "stochastic_depth(0.1, mode = \"batch\") >> gap",
+    "masks": "model m : tokens[9] = (t) => let x = embedding(9, 8)(t) in "
+             "transformer_block(8, 2, 16, drop = 0.0)(x, pad_mask(0)(t)) >> "
+             "((y) => cross_mha(2, 8)(y, x, pad_mask(3)(t)))",
     "named_axes": "model m : tensor[4, 5, 6] = layernorm(axis = \"C\") >> linear(6, axis = "
                   "\"C\") >> permute([1, 2, 0]) >> linear(3) >> layernorm >> "
                   "permute([2, 0, 1]) >> conv_transpose(2, (2, 1)) >> upsample(size = [7, 3], "
@@ -235,8 +239,9 @@ def test_shipped_spec_in_both_forms(spec: Path, name: str) -> None:
                     assert got == want, node.name
         assert len(present) >= (len(top) if flat else len(m.ir.outputs))
         assert_parity(m, proto)
-        x = example_input(m.ir, batch=3).numpy()
-        outs[flat] = session(proto).run(None, {"input": x})[0]
+        xs = example_inputs(m.ir, batch=3)
+        outs[flat] = session(proto).run(None, {n: x.numpy() for n, x in zip(m.ir.inputs, xs,
+                                                                            strict=True)})[0]
     np.testing.assert_array_equal(outs[False], outs[True])
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F  # noqa: N812
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.backends.torch import LOWERINGS, example_input
+from ssnc.backends.torch import LOWERINGS, example_inputs
 from ssnc.cli import app
 from ssnc.compiler.ops import OPS
 from tests.conftest import SMALL, SPECS
@@ -39,11 +39,12 @@ def test_forward_and_backward_of_every_shipped_spec(spec: Path) -> None:
         m = program.model(name, **SMALL.get(spec.stem, {}))
         net = m.to_torch(seed=0)
         assert sum(p.numel() for p in net.parameters()) == m.total_params
-        x = example_input(m.ir, batch=2)
+        xs = example_inputs(m.ir, batch=2)
         net.train()
-        outs = net(x)
+        outs = net(*xs)
         outs = outs if isinstance(outs, tuple) else (outs,)  # named outputs: every one
-        steps = {d: n for d, n in zip(m.ir[m.ir.inputs[0]].shape or (), x.shape, strict=True)}
+        steps = {d: n for name, x in zip(m.ir.inputs, xs, strict=True)
+                 for d, n in zip(m.ir[name].shape or (), x.shape, strict=True)}
         for out, name in zip(outs, m.ir.outputs, strict=True):
             want = m.ir[name].shape or ()
             assert out.shape == tuple(steps.get(d, d) for d in want)
@@ -52,7 +53,7 @@ def test_forward_and_backward_of_every_shipped_spec(spec: Path) -> None:
         assert grads and all(torch.isfinite(g).all() for g in grads)
         net.eval()
         with torch.no_grad():
-            last = net(x)
+            last = net(*xs)
             assert all(torch.isfinite(t).all()
                        for t in (last if isinstance(last, tuple) else (last,)))
 

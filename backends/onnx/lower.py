@@ -34,7 +34,7 @@ from .options import DEFAULT_OPSET
 
 DOMAIN = "ssnc.functions"
 
-_DTYPES = {"f32": TensorProto.FLOAT, "i64": TensorProto.INT64}
+_DTYPES = {"f32": TensorProto.FLOAT, "i64": TensorProto.INT64, "bool": TensorProto.BOOL}
 
 
 @dataclass
@@ -313,6 +313,20 @@ def _reduce(op: str, axes_input_from: int = 18) -> Lowering:
         else:
             e.add(op, [xs[0]], [out], n.name, axes=[axis], keepdims=keep)
     return lower
+
+
+def lower_pad_mask(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                   ins: Sequence[Node]) -> None:
+    pad = e.constant(f"{n.name}.pad", np.array(_int(n.attrs["pad"]), np.int64))
+    e.add("Equal", [xs[0], pad], [out], n.name)
+
+
+def lower_masked_fill(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
+                      ins: Sequence[Node]) -> None:
+    """Where(mask, value, x): the mask broadcasts to x."""
+    value = e.constant(f"{n.name}.value", np.array(float(n.attrs["value"]),  # type: ignore[arg-type]
+                                                   np.float32))
+    e.add("Where", [xs[1], value, xs[0]], [out], n.name)
 
 
 def lower_gap(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
@@ -618,6 +632,8 @@ LOWERINGS: dict[str, Lowering] = {
     "matmul": _simple("MatMul"),
     "causal_mask": lower_causal_mask,
     "dropout": _simple("Identity"),  # inference: dropout is off
+    "pad_mask": lower_pad_mask,
+    "masked_fill": lower_masked_fill,
     "stochastic_depth": _simple("Identity"),  # inference: every branch kept, unscaled
     "maxpool": _pool("MaxPool"),
     "avgpool": _pool("AveragePool"),

@@ -333,6 +333,8 @@ LOWERINGS: dict[str, Lowering] = {
     "clip": _function("torch.clamp({0}, {min}, {max})"),
     "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
+    "pad_mask": _function("{0} == {pad}"),
+    "masked_fill": _function("{0}.masked_fill({1}, {value})"),
     "stochastic_depth": lower_stochastic_depth,
     "maxpool": _pool("max_pool"),
     "avgpool": _pool("avg_pool"),

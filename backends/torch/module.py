@@ -14,7 +14,7 @@ from torch import nn
 
 from ...compiler.initializers import expected_tensors, initial_state
 from ...compiler.ir import Graph
-from ...compiler.stats import time_symbols
+from ...compiler.stats import example_shape, time_symbols
 from .model import Units
 from .source import generate_source
 
@@ -77,8 +77,7 @@ def example_inputs(graph: Graph, batch: int = 2, steps: int = 5) -> tuple[torch.
     out = []
     for name in graph.inputs:
         node = graph[name]
-        shape = [batch if d == "N" else steps if isinstance(d, str) else int(d)
-                 for d in node.shape or ()]
+        shape = example_shape(node, batch, steps)
         if node.dtype == "i64":
             vocab = node.attrs.get("vocab")
             out.append(torch.randint(0, vocab if isinstance(vocab, int) else 2, shape,
