@@ -82,8 +82,8 @@ class Elaborator:
         size = inst.estimate(block)
         if size > self.limits.max_nodes:
             raise error(E_EXPANSION, f"model `{model.name}` would expand to {size:,} nodes, "
-                        f"more than the limit of {self.limits.max_nodes:,}", model.body.span,
-                        hint=inst.growth_hint(block))
+                        f"more than the limit of {self.limits.max_nodes:,}",
+                        **_growth(inst, block, model.body.span))
         b = self.builder
         b.open_scope(model.name, tuple((n, show(frame.names[n])) for n in names), model.span)
         made = [b.add(OPS["input"], {"vocab": t.vocab} if t.vocab is not None else {}, [],
@@ -144,6 +144,13 @@ class Elaborator:
 
 
 __all__ = ["Elaborator", "Limits", "SsnError", "builtin_env", "check_int"]
+
+
+def _growth(inst: Any, block: Any, body: Span) -> dict[str, Any]:
+    """Where a model too large is pointed at: its fastest-growing recursion's recursive call
+    (with a note at the outermost call), or its body where nothing recurses."""
+    hint, where, notes = inst.growth(block)
+    return {"span": where or body, "notes": notes, "hint": hint}
 
 
 def _check_params_read(nodes: list[Node]) -> None:

@@ -422,10 +422,11 @@ class Instantiator:
     # ------------------------------------------------------------ size estimate
 
     def estimate(self, block: Block, *, steps: bool = False,
-                 sizes: dict[str, set[int]] | None = None) -> int:
+                 sizes: dict[str, dict[int, Span]] | None = None) -> int:
         """Nodes an instance of ``block`` would make (named-wire blocks count once); with
         ``steps``, the instantiation steps instead (an `identity` counts too). ``sizes``
-        collects each rule's instance sizes (a recursion's, level by level)."""
+        collects each rule's instance sizes (a recursion's, level by level), each with
+        where that instance is called."""
         memo: dict[int, int] = {}
 
         def size(b: Block) -> int:
@@ -446,24 +447,33 @@ class Instantiator:
                 n = 1
             memo[id(b)] = n
             if sizes is not None and isinstance(b, ScopeBlock):
-                sizes.setdefault(b.rule, set()).add(n)
+                sizes.setdefault(b.rule, {}).setdefault(n, b.span)
             return n
 
         return size(block)
 
-    def growth_hint(self, block: Block) -> str:
+    def growth(self, block: Block) -> tuple[str, Span | None, list[Note]]:
         """What to change when ``block`` is too large: the recursive rule that grows most,
-        with its measured growth per level."""
-        sizes: dict[str, set[int]] = {}
+        with its measured growth per level; where it recurses (its call one level in) and,
+        as a note, the outermost call of it."""
+        sizes: dict[str, dict[int, Span]] = {}
         self.estimate(block, sizes=sizes)
         levels = {rule: sorted(s) for rule, s in sizes.items() if len(s) > 1}
         if not levels:
-            return f"reduce the model's size, or raise the limit ({spell('max_nodes')})"
+            return f"reduce the model's size, or raise the limit ({spell('max_nodes')})", \
+                None, []
         rule = max(levels, key=lambda r: levels[r][-1])
         *_, before, last = levels[rule]
-        return (f"`{rule}` grows about ×{last / max(before, 1):.1f} per level of its "
+        hint = (f"`{rule}` grows about ×{last / max(before, 1):.1f} per level of its "
                 f"recursion ({before:,} -> {last:,} nodes); reduce its depth (e.g. fewer "
                 f"fractal columns), or raise the limit ({spell('max_nodes')})")
+        outer = sizes[rule][last]
+        return hint, sizes[rule][before], [Note(f"the outermost `{rule}`, called here, would "
+                                                f"make {last:,} nodes", outer)]
+
+    def growth_hint(self, block: Block) -> str:
+        """The hint of `growth`."""
+        return self.growth(block)[0]
 
 
 # ---------------------------------------------------------------- wires

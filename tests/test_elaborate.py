@@ -391,3 +391,20 @@ def test_a_nested_comprehension_stays_within_the_list_budget(tmp_path) -> None: 
     stderr = compile_refused(tmp_path, "model m : tensor[4] = seq([relu for a in range(1000) "
                              "for b in range(1000)])\n")
     assert "error[E0404]" in stderr and "longer than the limit of 100,000" in stderr
+
+
+def test_a_blow_up_points_at_the_recursive_call_and_notes_the_outermost(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stderr = compile_refused(tmp_path, "def grow(n) = if n == 0 then relu else grow(n - 1) >> "
+                             "grow(n - 1)\nmodel m : tensor[4] = grow(40)\n")
+    assert "m.ssn:1:40: error[E0403]" in stderr  # the first recursive call, `grow(n - 1)`
+    assert "note: the outermost `grow`, called here, would make 1,099,511,627,776 nodes" \
+        in stderr and "m.ssn:2:23)" in stderr
+
+
+def test_an_error_in_a_users_rule_notes_the_call(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The issue's example: the bad kernel is at `k` in the rule, and the note is at the call
+    that passed -2."""
+    stderr = compile_refused(tmp_path, "def cbr(w, k = 1) = conv(w, k, bias = false) >> bn >> "
+                             "relu\nmodel m : tensor[3, 8, 8] = cbr(16, -2)\n")
+    assert "m.ssn:1:29: error[E0202]" in stderr
+    assert "note: in `cbr(w=16, k=-2)`, called from here" in stderr and "m.ssn:2:29)" in stderr
