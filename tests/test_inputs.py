@@ -213,3 +213,39 @@ def test_bad_inputs_are_diagnostics(source: str, needle: str, tmp_path: Path) ->
     from tests.conftest import compile_refused
 
     assert needle in compile_refused(tmp_path, source)
+
+
+def test_every_command_takes_a_spec_with_several_inputs(tmp_path: Path) -> None:
+    """`info` (table and JSON), `graph`, `--batch` (every input's N) and `--tap` on the
+    two-input spec, from the command line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ssnc.cli import app
+
+    spec = tmp_path / "s2s.ssn"
+    spec.write_text(SEQ2SEQ)
+    runner = CliRunner()
+    info = runner.invoke(app, ["info", str(spec), "--json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["input"] == "src: tokens[20], tgt: tokens[20]"
+    table = runner.invoke(app, ["info", str(spec)])
+    assert table.exit_code == 0 and "[N,tgt_T,20]{NTC}" in table.stdout
+    picture = runner.invoke(app, ["graph", str(spec), "-o", str(tmp_path / "s2s.dot")])
+    assert picture.exit_code == 0, picture.output
+    dot = (tmp_path / "s2s.dot").read_text()
+    assert '"src"' in dot and '"tgt"' in dot
+    out = tmp_path / "m.onnx"
+    tapped = runner.invoke(app, ["compile", str(spec), "-o", str(out), "--batch", "2",
+                                 "--tap", "gap"])
+    assert tapped.exit_code == 0, tapped.output
+    proto = onnx.load(out)
+    assert [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input] == [[2, "src_T"], [2, "tgt_T"]]
+    assert [o.name for o in proto.graph.output] == ["logits", "gap"]
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    logits, pooled = session.run(None, {"src": np.zeros((2, 4), np.int64),
+                                        "tgt": np.ones((2, 3), np.int64)})
+    assert logits.shape == (2, 3, 20) and pooled.shape == (2, 8)
