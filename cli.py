@@ -31,7 +31,7 @@ from .api import (
     render_picture,
 )
 from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
-from .base.options import spelling
+from .base.options import positive, spelling
 from .compiler.elaborate import Limits
 from .extras import require_torch
 from .output import (
@@ -162,27 +162,17 @@ def _steps(given: list[str] | None) -> int | dict[str, int] | None:
     if not given:
         return None
     if len(given) == 1 and "=" not in given[0] and given[0].strip().lstrip("-").isdigit():
-        return _count("--steps", given[0])
+        return positive("steps", int(given[0]))
     out: dict[str, int] = {}
     for item in given:
         name, eq, value = item.partition("=")
         if not eq or not name:
             raise error(E_OPTION, f"--steps {item}: give one length, or INPUT=LENGTH for each "
                         "input", Span.unknown("--steps"), hint="--steps src=12 --steps tgt=9")
-        out[name.strip()] = _count("--steps", value)
+        out[name.strip()] = positive("steps", int(value) if value.strip().lstrip("-").isdigit()
+                                     else value)
     return out
 
-
-def _count(flag: str, text: str) -> int:
-    """``text`` as a positive integer, else E0601 naming ``flag``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise error(E_OPTION, f"{flag} must be a positive integer, not {text!r}",
-                    Span.unknown(flag))
-    return value
 
 @app.command(cls=_Command)
 def check(specs: Annotated[list[Path], typer.Argument(

@@ -56,17 +56,6 @@ def roles_of(shape: Sequence[Dim]) -> str:
     return "".join(d if d in (BATCH, TIME) else OTHER for d in shape)
 
 
-def with_roles(shape: Sequence[Dim], roles: str) -> Axes:
-    """``shape`` with ``roles``."""
-    return Axes(shape, roles)
-
-
-def role_axis(shape: Sequence[Dim], role: str) -> int | None:
-    """The position of the one axis with ``role`` (None where there is none)."""
-    roles = roles_of(shape)
-    return roles.index(role) if role in roles else None
-
-
 def describe(role: str) -> str:
     """`time (T)`."""
     return f"{NAMES.get(role, role)} ({role})"

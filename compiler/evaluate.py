@@ -90,11 +90,15 @@ class Evaluator:
 
     def new_list(self, items: tuple[Value, ...], span: Span) -> tuple[Value, ...]:
         """A list value, checked against the length limit and charged to the budget."""
-        if len(items) > self.limits.max_items:
-            raise error(E_VALUE_LIMIT, f"a list of {len(items):,} items is longer than the "
-                        f"limit of {self.limits.max_items:,}", span)
+        self.check_length(len(items), span)
         self.charge(len(items), span)
         return items
+
+    def check_length(self, count: int, span: Span) -> None:
+        """E0404 where a list of ``count`` items would pass the length limit."""
+        if count > self.limits.max_items:
+            raise error(E_VALUE_LIMIT, f"a list of {count:,} items is longer than the "
+                        f"limit of {self.limits.max_items:,}", span)
 
     def _eval_Number(self, e: ast.Number, env: Env) -> Value:
         return e.value
@@ -131,8 +135,7 @@ class Evaluator:
         (each checked against the list budget as it comes)."""
         if k == len(e.clauses):
             out.append(self.eval(e.elt, env))
-            if len(out) > self.limits.max_items:
-                self.new_list(tuple(out), e.span)  # the budget's diagnostic
+            self.check_length(len(out), e.span)  # stop a nested blow-up as it grows
             return
         clause = e.clauses[k]
         items = self.eval(clause.iter, env)
@@ -374,8 +377,8 @@ class Evaluator:
                 problem = attr.check(value) if attr.check is not None and value is not None \
                     else None
                 if problem is not None:
-                    raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) {problem}",
-                                where.get(attr.name, span))
+                    raise error(E_TYPE, f"`{op.name}`'s `{attr.name}` ({attr.doc}) {problem}, "
+                                f"got {show(value)}", where.get(attr.name, span))
                 odd = [v for v in value if not isinstance(v, int) or isinstance(v, bool)] \
                     if isinstance(value, tuple) and attr.check is None else []
                 if odd:  # a list attribute holds integers (sizes)

@@ -87,8 +87,9 @@ class Attr:
     doc: str
     range: Range | None = None
     check: Callable[[object], str | None] | None = None
-    """For a value of several forms (one size or one per axis; a padding mode): what is
-    wrong with a given value (None: nothing), in place of the range and list checks."""
+    """For a value of several forms (one size or one per axis; a padding mode): what the
+    value must be where a given one is wrong (None: nothing is), in place of the range and
+    list checks."""
 
 
 class TensorValue:
@@ -256,15 +257,6 @@ def fmt_shape(shape: Shape, roles: bool = True) -> str:
     given = roles_of(shape)
     return f"{dims}{{{given}}}" if roles and isinstance(shape, Axes) and given.strip(OTHER) \
         else dims
-
-
-def _rank(shape: Shape, want: int, what: str, layout: str) -> None:
-    if len(shape) != want:
-        raise ShapeMismatch(
-            f"{what} expects a {layout} input, got {fmt_shape(shape)}",
-            inputs=(0,),
-            hint="insert `flatten` before a linear layer" if want == 2 and len(shape) > 2 else None,
-        )
 
 
 def _slide(size: Dim, k: int, stride: int, pads: tuple[int, int], dilation: int, ceil: bool,
@@ -448,32 +440,19 @@ def pad_pairs(x: Shape, attrs: Attrs, what: str) -> tuple[tuple[int, int], ...]:
 
 
 def _pad_form(value: object) -> str | None:
-    """What is wrong with a sliding op's `pad` (None: nothing)."""
-    if value is None:
-        return None
-    def one(v: object, pair: bool) -> bool:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v >= 0
-        if isinstance(v, str):
-            return v in PAD_MODES
-        return pair and isinstance(v, tuple) and len(v) == 2 and all(one(i, False)
-                                                                      and isinstance(i, int)
-                                                                      for i in v)
-    ok = one(value, False) if not isinstance(value, tuple) else (
-        1 <= len(value) <= 3 and all(one(v, True) for v in value))
-    if ok:
+    """What a sliding op's `pad` must be, where the given one is wrong (None: it is right)."""
+    def size(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    def entry(v: object) -> bool:
+        return size(v) or v in PAD_MODES or (isinstance(v, tuple) and len(v) == 2
+                                            and all(size(i) for i in v))
+    if (size(value) or value in PAD_MODES
+            or (isinstance(value, tuple) and 1 <= len(value) <= 3
+                and all(entry(v) for v in value))):
         return None
     return ("must be a size (zero or more), a mode (\"same\", \"valid\", \"causal\"), or one "
-            "of these or a [before, after] pair per axis (at most 3), got " + _shown(value))
-
-
-def _shown(value: object) -> str:
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_shown(v) for v in value) + "]"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return "none" if value is None else str(value).lower() if isinstance(value, bool) \
-        else str(value)
+            "of these or a [before, after] pair per axis (at most 3)")
 
 
 def _sizes_form(range_: Range) -> Callable[[object], str | None]:
@@ -484,7 +463,7 @@ def _sizes_form(range_: Range) -> Callable[[object], str | None]:
                                          and v in range_ for v in items)):
             return None
         return (f"must be {range_.words} (an integer), or a list of one such value per axis "
-                f"(at most 3), got {_shown(value)}")
+                "(at most 3)")
     return check
 
 
@@ -648,15 +627,10 @@ def _flatten_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return Axes((x[0], math.prod(int(d) for d in x[1:])), BATCH + CHANNEL)
 
 
-def reduced_axis(x: Shape, attrs: Attrs, what: str) -> int:
-    """The axis a reduction removes: any but the batch axis (a number or a role)."""
-    return axis_of(x, attrs["axis"], what)
-
-
 def _reduce_shape(what: str) -> ShapeRule:
     def rule(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
         (x,) = inputs
-        axis = reduced_axis(x, attrs, what)
+        axis = axis_of(x, attrs["axis"], what)  # any but the batch axis
         roles = roles_of(x)
         if attrs["keep"]:
             return Axes((*x[:axis], 1, *x[axis + 1:]), roles)
@@ -729,16 +703,12 @@ def concat_axis(inputs: Sequence[Shape], attrs: Attrs) -> int:
     return axis % rank
 
 
-def concat_reference(inputs: Sequence[Shape], attrs: Attrs) -> int:
-    """An input that has every axis but the joined one at the output's size: where others
-    broadcast (a batch-free `param`), their sizes are read from it."""
-    out = _concat_shape(inputs, attrs)
-    axis = concat_axis(inputs, attrs)
-    for i, s in enumerate(inputs):
-        if len(s) == len(out) and all(d == o for j, (d, o) in enumerate(zip(s, out,
-                                                                          strict=True))
-                                      if j != axis):
-            return i
+def concat_reference(inputs: Sequence[Shape], out: Shape, axis: int) -> int:
+    """An input of a `concat` (to ``out``, along ``axis``) that has every other axis at
+    full size: where others broadcast (a batch-free `param`), their sizes are read from it."""
+    wide = concat_broadcasts(inputs, out, axis)
+    if False in wide:
+        return wide.index(False)
     raise ShapeMismatch("concat broadcasts its inputs against one that has every other axis "
                         "at full size, and none has: " + " vs ".join(fmt_shape(s)
                                                                     for s in inputs),
@@ -787,7 +757,9 @@ def _concat_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
                             + " vs ".join(fmt_shape(inputs[i]) for i in bad),
                             inputs=bad, hint="outside the joined axis, inputs must agree or "
                             "broadcast (size 1, or an axis they lack)") from None
-    return Axes((*outside[:axis], total, *outside[axis + 1:]), roles_of(outside))
+    out = Axes((*outside[:axis], total, *outside[axis + 1:]), roles_of(outside))
+    concat_reference(inputs, out, axis)  # the backends read broadcast sizes from it
+    return out
 
 
 def _feature_axis(shape: Shape, axis: AttrValue, what: str) -> int:

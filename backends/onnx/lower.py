@@ -377,7 +377,7 @@ def lower_concat(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out:
     parts = list(xs)
     if any(wide):
         full = e.fresh(n.name)
-        e.add("Shape", [xs[concat_reference(shapes, n.attrs)]], [full], f"{n.name}/shape")
+        e.add("Shape", [xs[concat_reference(shapes, shape, axis)]], [full], f"{n.name}/shape")
         for k, s in enumerate(shapes):
             if wide[k]:
                 parts[k] = _expanded(e, n, xs[k], full, k, int(s[axis - len(shape) + len(s)]),

@@ -248,7 +248,7 @@ def lower_concat(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -
     wide = concat_broadcasts(shapes, out, axis)
     parts = list(args)
     if any(wide):
-        ref = args[concat_reference(shapes, node.attrs)]
+        ref = args[concat_reference(shapes, out, axis)]
         for k, s in enumerate(shapes):
             if not wide[k]:
                 continue

@@ -20,6 +20,8 @@ HOSTILE: list[tuple[str, str, str]] = [
     ("relu x999999999", "model m : tensor[3, 8, 8] = relu x999999999", "E0403"),
     ("nested comprehensions",
      "model m(a = [[i * j for j in range(100000)] for i in range(100000)])" + TAIL, "E0405"),
+    ("several for clauses",
+     "model m(a = [i * j for i in range(100000) for j in range(100000)])" + TAIL, "E0405"),
     ("list doubled by recursion",
      "def f(n, l) = if n == 0 then l else f(n - 1, l + l)\n"
      "model m(a = len(f(60, [1])))" + TAIL, "E0404"),
