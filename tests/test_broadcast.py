@@ -33,6 +33,9 @@ def test_a_class_token_is_put_before_every_sequence() -> None:
      "concat joins two axes of symbolic size along axis 1 (`T` and `T`)"),
     ("(x) => x + param([3])", "sum inputs do not match: [N,T,4]{NTC} vs [3]"),
     ("(x) => x + gap(x)", "sum inputs do not match: [N,T,4]{NTC} vs [N,4]{NC}"),
+    ("(x) => concat(reduce_mean(\"T\", keep = true)(x), param([1, 5, 2]), axis = -1)",
+     "concat broadcasts its inputs against one that has every other axis at full size, and "
+     "none has: [N,1,4]{NTC} vs [1,5,2]"),
 ])
 def test_what_cannot_broadcast_is_a_diagnostic(body: str, needle: str, tmp_path: Path) -> None:
     assert needle in compile_refused(tmp_path, f"model m : sequence[4] = {body}\n")
