@@ -46,6 +46,33 @@ class _Bias(nn.Module):
         self.bias = nn.Parameter(torch.empty(size).uniform_(-bound, bound))
 
 
+def _check_inputs(model: str, expected: tuple[tuple[str, tuple[int | str, ...], str], ...],
+                  given: tuple[object, ...]) -> None:
+    """A clear error where the inputs do not fit the spec: each one a tensor of its rank,
+    kind (floating point, integer ids or a boolean mask) and fixed sizes, and an axis that
+    several inputs share by name (the batch `N`) of one size in all. Traced calls
+    (torch.compile, torch.export) are checked by the tracer instead."""
+    if torch.compiler.is_compiling():
+        return
+    sizes: dict[str, tuple[int, str]] = {}
+    for (name, shape, dtype), x in zip(expected, given, strict=True):
+        want = f"{dtype}[{', '.join(str(d) for d in shape)}]"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{model}: input `{name}` must be a torch.Tensor {want}, got "
+                            f"{type(x).__name__}")
+        kind = {"f32": x.is_floating_point(), "bool": x.dtype == torch.bool}.get(
+            dtype, not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool)
+        fits = kind and x.dim() == len(shape) and all(
+            d == n for d, n in zip(shape, x.shape, strict=True) if isinstance(d, int))
+        if not fits:
+            raise ValueError(f"{model}: input `{name}` must be {want}, got "
+                             f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}")
+        for d, n in zip(shape, x.shape, strict=True):
+            if isinstance(d, str) and sizes.setdefault(d, (n, name))[0] != n:
+                raise ValueError(f"{model}: input `{name}` has {d} = {n}, input "
+                                 f"`{sizes[d][1]}` has {d} = {sizes[d][0]}")
+
+
 def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]
     """A load_state_dict pre-hook reading checkpoints saved before ssnc 0.2 under today's
     keys (``renamed``: old module path -> new one; see ssnc's CHANGELOG)."""

@@ -44,10 +44,11 @@ def test_a_runtime_error_points_back_into_the_spec() -> None:
     m = ssnc.loads("def unit(w) = conv(w, 3) >> relu\n"
                    "model m : tensor[3, 8, 8] = unit(4) >> flatten >> linear(2)\n", "m.ssn").model()
     net = m.to_torch().eval()
-    with pytest.raises(RuntimeError) as info:
-        net(torch.randn(2, 5, 8, 8))  # 5 channels where the spec says 3
+    with pytest.raises(RuntimeError) as info:  # an image size the forward lets through
+        net(torch.randn(2, 3, 9, 9))  # (fully convolutional nets take any), `linear` cannot
     text = "".join(traceback.format_exception(info.value))
-    assert "# m.ssn:1:15" in text  # the conv's position in the rule, on the failing line
+    col = m.ir["linear"].span.col
+    assert f"# m.ssn:2:{col}" in text  # the linear's position, on the failing line
     assert any("m.ssn" in (linecache.getline(f.filename, f.lineno) or "")
                for f in traceback.extract_tb(info.value.__traceback__))
 

@@ -249,3 +249,38 @@ def test_every_command_takes_a_spec_with_several_inputs(tmp_path: Path) -> None:
     logits, pooled = session.run(None, {"src": np.zeros((2, 4), np.int64),
                                         "tgt": np.ones((2, 3), np.int64)})
     assert logits.shape == (2, 3, 20) and pooled.shape == (2, 8)
+
+
+def test_a_forward_takes_inputs_by_name_or_position_and_names_a_bad_one() -> None:
+    m = ssnc.loads(SEQ2SEQ, "s2s.ssn").model()
+    net = m.to_torch().eval()
+    src, tgt = torch.randint(0, 20, (3, 11)), torch.randint(0, 20, (3, 2))
+    with torch.no_grad():
+        want = net(src, tgt)
+        torch.testing.assert_close(net(tgt=tgt, src=src), want)
+        torch.testing.assert_close(net(src.int(), tgt), want)  # any integer ids
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'tgt'"):
+        net(src)
+    with pytest.raises(TypeError, match="takes 3 positional arguments but 4 were given"):
+        net(src, tgt, tgt)
+    bad = [((src, tgt.float()), r"input `tgt` must be i64\[N, tgt_T\], got float32\[3, 2\]"),
+           ((src, tgt[None]), r"input `tgt` must be i64\[N, tgt_T\], got int64\[1, 3, 2\]"),
+           ((src, tgt[:2]), "input `tgt` has N = 2, input `src` has N = 3"),
+           ((src, "tgt"), "input `tgt` must be a torch.Tensor")]
+    for args, message in bad:
+        with pytest.raises((ValueError, TypeError), match=message):
+            net(*args)
+
+
+def test_an_image_forward_checks_channels_and_lets_a_convolutional_net_take_any_size() -> None:
+    m = ssnc.loads("model m : tensor[3, 8, 8] = conv(4) >> relu >> gap >> flatten >> "
+                   "linear(2)", "m.ssn").model()
+    net = m.to_torch().eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 12, 10)).shape == (2, 2)
+        assert net(torch.randn(2, 3, 8, 8).double().float()).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"input `x` must be f32\[N, 3, H, W\], got "
+                       r"float32\[2, 4, 8, 8\]"):
+        net(torch.randn(2, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"got int64\[2, 3, 8, 8\]"):
+        net(torch.zeros(2, 3, 8, 8, dtype=torch.long))

@@ -11,6 +11,7 @@ from pathlib import PurePath
 from torch import nn
 
 from ...base.diagnostics import E_RESERVED, Note, error
+from ...compiler.axes import SPATIAL, roles_of
 from ...compiler.ir import Graph, walk
 from ...compiler.literals import ssn_text
 from ...compiler.ops import fmt_shape
@@ -151,7 +152,9 @@ def _forwards(graph: Graph, code: ModelCode) -> list[str]:
     args = ", ".join(names[i] for i in graph.inputs)
     typed = ", ".join(f"{names[i]}: torch.Tensor" for i in graph.inputs)
     first = names[graph.inputs[0]]  # every input has the batch's size
-    lines = [f"    def forward(self, {typed}):  # type: ignore[no-untyped-def]"]
+    expected = tuple((names[i], _checked_dims(graph, i), graph[i].dtype) for i in graph.inputs)
+    lines = [f"    def forward(self, {typed}):  # type: ignore[no-untyped-def]",
+             f"        _check_inputs({literal(graph.model)}, {literal(expected)}, ({args},))"]
     if not code.plan.joins:
         return lines + code.forward("eval")
     return [*lines,
@@ -172,6 +175,16 @@ def _forwards(graph: Graph, code: ModelCode) -> list[str]:
             "masks: tuple[torch.Tensor, ...]):  # type: ignore[no-untyped-def]",
             '        """Training with per-sample drop-path masks."""',
             *code.forward("masked")]
+
+
+def _checked_dims(graph: Graph, name: str) -> tuple[int | str, ...]:
+    """An input's sizes as its forward checks them: fixed ones as numbers, the batch and time
+    by their symbols, and spatial ones free (by role, `image_H` where there are several
+    inputs): a fully convolutional network takes other image sizes in PyTorch."""
+    shape = graph[name].shape or ()
+    several = len(graph.inputs) > 1
+    return tuple((f"{name}_{r}" if several else r) if isinstance(d, int) and r in SPATIAL
+                 else d for d, r in zip(shape, roles_of(shape), strict=True))
 
 
 def _slope_method(graph: Graph) -> list[str]:
