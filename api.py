@@ -31,6 +31,7 @@ from .base.diagnostics import (
     Note,
     Span,
     SsnError,
+    SsnWarning,
     collect,
     did_you_mean,
     error,
@@ -136,9 +137,11 @@ class Program:
                                   progress=progress)
 
             graph = guarded(elaborate, self.file)
-            return Model(graph, self, elab.steps)
         except SsnError as exc:
             raise exc.with_sources(self.sources) from None
+        for diag in graph.warnings:
+            warnings.warn(SsnWarning(diag, self.sources), stacklevel=2)
+        return Model(graph, self, elab.steps)
 
     def _pick(self, name: str | None) -> ast.Model:
         if name is None:
@@ -213,6 +216,12 @@ class Model:
         return op_count(self.ir)
 
     @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """What compiling it reported without stopping (W codes: a value nothing reads,
+        removed); ``Diagnostic.render(model.program.sources)`` prints one."""
+        return self.ir.warnings
+
+    @property
     def inputs(self) -> dict[str, InputInfo]:
         """The model's inputs in order, by name (`input` for a single unnamed one): each
         one's shape (with `N` and time symbols), axis roles and dtype."""
@@ -278,16 +287,17 @@ class Model:
 
     def tapped(self, taps: Sequence[tuple[str | None, str]]) -> Model:
         """``with_outputs`` with the taps in a given order, as ``(name or None, target)``."""
+        from .compiler.passes.remove_unread import remove_unread
         from .compiler.taps import add_taps
 
-        graph = self.ir
+        graph = self.ir.full or self.ir  # a tap keeps a value nothing else reads
         for name, target in taps:
             try:
                 graph = add_taps(graph, [(name, target)])
             except SsnError as exc:
                 text = target if name is None else f"{name}={target}"
                 raise exc.with_sources({option_span("tap", text).file: text}) from None
-        return Model(run_passes(graph, ()), self.program)
+        return Model(run_passes(graph, (remove_unread,)), self.program)
 
     def weights(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Tensors read from a weights file and checked against this model (by key)."""

@@ -9,6 +9,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from .api import (
     read_spec,
     render_picture,
 )
-from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, error
+from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, SsnWarning, error
 from .base.options import positive, spelling
 from .compiler.elaborate import Limits
 from .extras import require_torch
@@ -142,19 +143,40 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int,
-               step: Callable[..., None] | None = None) -> Model:
-    """The CLI's common path: load the spec, pick the model, apply --set overrides; a big
-    model's elaboration shows as progress (``step``, else a display of its own)."""
+               step: Callable[..., None] | None = None,
+               taps: list[str] | None = None) -> Model:
+    """The CLI's common path: load the spec, pick the model, apply --set overrides and
+    --tap outputs, show its warnings; a big model's elaboration shows as progress
+    (``step``, else a display of its own)."""
     values, spans, sources = parse_sets(sets)
     program: Program = load(spec)
     program.sources.update(sources)
     if step is not None:
+        m = _elaborate(program, model, max_nodes, spans, step, values)
+    else:
+        with progress_display() as shown:
+            m = _elaborate(program, model, max_nodes, spans, shown, values)
+    if taps:
+        pairs = [t.partition("=") for t in taps]
+        m = m.tapped([(name, target) if eq else (None, name) for name, eq, target in pairs])
+    _show_warnings(m)  # after the taps: a tapped value is read
+    return m
+
+
+def _show_warnings(m: Model) -> None:
+    """The model's W-code diagnostics on stderr, rendered as errors are (exit status 0)."""
+    for diag in m.warnings:
+        sys.stderr.write(diag.render(m.program.sources) + "\n\n")
+
+
+def _elaborate(program: Program, model: str | None, max_nodes: int, spans: dict[str, Span],
+               step: Callable[..., None], values: dict[str, Any]) -> Model:
+    """``program.model`` with the CLI's limits and progress; its warnings are left to the
+    caller, which shows them as diagnostics (not as Python warnings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SsnWarning)
         return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans,
                              progress=step, **values)
-    with progress_display() as shown:
-        return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans,
-                             progress=shown, **values)
-
 
 
 def _steps(given: list[str] | None) -> int | dict[str, int] | None:
@@ -190,8 +212,8 @@ def check(specs: Annotated[list[Path], typer.Argument(
             mine = {k: v for k, v in values.items() if k in {p.name for p in decl.params}}
             used.update(mine)
             with progress_display() as step:
-                m = program.model(name, limits=Limits(max_nodes=max_nodes), spans=spans,
-                                  progress=step, **mine)
+                m = _elaborate(program, name, max_nodes, spans, step, mine)
+            _show_warnings(m)
             typer.echo(f"{spec}: model `{m.name}` ok: {m.op_count} nodes, "
                        f"{m.total_params:,} parameters")
         if not program.models:
@@ -580,11 +602,7 @@ def compile(
         door = _checked_door(to, request, flat)
         with progress_display() as step:
             step("elaborating")
-            m = load_model(spec, model, set_, max_nodes, step)
-            if tap:
-                pairs = [t.partition("=") for t in tap]
-                m = m.tapped([(name, target) if eq else (None, name)
-                              for name, eq, target in pairs])
+            m = load_model(spec, model, set_, max_nodes, step, tap)
             out = output or Path(m.name + door.suffix)
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
             written, folded = door.write(m, request, out, inputs, step)

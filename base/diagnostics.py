@@ -50,6 +50,7 @@ __all__ = [
     "MAX_NESTING",
     "STDLIB_PREFIX",
     "SYNONYMS",
+    "W_UNREAD",
     "Code",
     "Diagnostic",
     "Kind",
@@ -64,7 +65,9 @@ __all__ = [
     "SsnSyntaxError",
     "SsnTypeError",
     "SsnUsageError",
+    "SsnWarning",
     "bounded",
+    "call_note",
     "collect",
     "did_you_mean",
     "error",
@@ -73,7 +76,9 @@ __all__ = [
     "normalize_line_ends",
     "note_call_site",
     "position",
-    "source_lines"
+    "source_lines",
+    "warning",
+    "within"
 ]
 
 
@@ -116,6 +121,8 @@ class Kind(Enum):
     IMPORT = "import"
     USAGE = "usage"
     INTERNAL = "internal"
+    WARNING = "warning"
+    """Not an error: compilation goes on (exit status 0) and the diagnostic is shown."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,11 @@ class Code:
     id: str
     kind: Kind
     summary: str
+
+    @property
+    def severity(self) -> str:
+        """`warning` for W codes, which do not stop compilation; `error` for the rest."""
+        return "warning" if self.kind is Kind.WARNING else "error"
 
 
 # The registry of codes. docs/language.md lists them and tests/golden/diagnostics holds
@@ -153,6 +165,7 @@ E_WEIGHTS = Code("E0602", Kind.USAGE, "a weights file that cannot be read or doe
 E_OUTPUT = Code("E0603", Kind.USAGE, "an output file that cannot be written")
 E_EXTRA = Code("E0604", Kind.USAGE, "a feature whose optional dependency is not installed")
 E_INTERNAL = Code("E9001", Kind.INTERNAL, "a bug in ssnc")
+W_UNREAD = Code("W0001", Kind.WARNING, "a value computed and never read: it is removed")
 
 ALL_CODES: tuple[Code, ...] = (
     E_SYNTAX,
@@ -178,6 +191,7 @@ ALL_CODES: tuple[Code, ...] = (
     E_OUTPUT,
     E_EXTRA,
     E_INTERNAL,
+    W_UNREAD,
 )
 
 # Limits every phase shares (docs/language.md, "Limits").
@@ -269,7 +283,7 @@ class Diagnostic:
     def render(self, sources: Mapping[str, str]) -> str:
         """Render as text: the header line, the source excerpt with carets, notes, hint."""
         where = str(self.span) if self.span.line > 0 else self.span.file
-        out = [f"{where}: error[{self.code.id}]: {self.message}"]
+        out = [f"{where}: {self.code.severity}[{self.code.id}]: {self.message}"]
         out.extend(_excerpt(self.span, sources))
         for note in self.notes:
             if note.span is not None and note.span.line > 0:
@@ -332,12 +346,6 @@ class SsnError(Exception):
         n = len(self.diagnostics)
         parts.append(f"error: could not {action} ({n} error{'s' if n != 1 else ''})")
         return "\n\n".join(parts[:-1]) + "\n\n" + parts[-1]
-
-    def with_note(self, note: Note) -> SsnError:
-        """Add a note to the first diagnostic (e.g. the user's call site of a library rule)."""
-        first = self.diagnostics[0]
-        self.diagnostics = (replace(first, notes=(*first.notes, note)), *self.diagnostics[1:])
-        return self
 
     def with_sources(self, sources: Mapping[str, str]) -> SsnError:
         """Attach the texts the spans point into (added where missing) and return self."""
@@ -428,6 +436,22 @@ def error(
     return _CLASSES[code.kind]([diag])
 
 
+def warning(code: Code, message: str, span: Span, *, notes: Iterable[Note] = (),
+            hint: str | None = None) -> Diagnostic:
+    """A diagnostic that does not stop compilation (a W code)."""
+    assert code.kind is Kind.WARNING, code
+    return Diagnostic(code, message, span, tuple(notes), hint)
+
+
+class SsnWarning(UserWarning):
+    """A W-code diagnostic, as the library reports it (`warnings.warn`); ``diagnostic``
+    holds it, and the message is its rendered text."""
+
+    def __init__(self, diagnostic: Diagnostic, sources: Mapping[str, str]):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.render(sources))
+
+
 def collect(diagnostics: Sequence[Diagnostic]) -> SsnError:
     """One exception for several diagnostics, typed by the first one's family."""
     return _CLASSES[diagnostics[0].code.kind](diagnostics)
@@ -458,15 +482,17 @@ ADVICE = {
 a hint, never a near name of another kind."""
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidate, if one is close enough (or what other
-    frameworks call by that name: `deconv` is `conv_transpose`)."""
+def did_you_mean(name: str, candidates: Iterable[str], near: bool = True) -> str | None:
+    """A hint naming the closest candidate, if one is close enough (``near``), or what other
+    frameworks call by that name (`deconv` is `conv_transpose`)."""
     known = set(candidates)
     if name.lower() in ADVICE:
         return ADVICE[name.lower()]
     other = SYNONYMS.get(name.lower())
     if other is not None and other in known:
         return f"did you mean `{other}`?"
+    if not near:
+        return None
     matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"did you mean `{matches[0]}`?" if matches else None
 
@@ -484,16 +510,29 @@ def note_call_site(exc: SsnError, rule: str, display: tuple[tuple[str, str], ...
     the user's call that led there, and at the calls around it up to `CALL_CHAIN` of them;
     calls inside the standard library are not the user's and are left out."""
     first = exc.diagnostics[0]
-    chain = [n for n in first.notes if n.message.startswith("in `")]
-    if span.file.startswith(STDLIB_PREFIX) or _within(first.span, span) \
+    noted = call_note(first, rule, display, span, verb)
+    if noted is not first:
+        exc.diagnostics = (noted, *exc.diagnostics[1:])
+    return exc
+
+
+def call_note(diag: Diagnostic, rule: str, display: tuple[tuple[str, str], ...], span: Span,
+              verb: str = "called") -> Diagnostic:
+    """``diag`` with a note at the call of ``rule`` at ``span`` that led to it, unless that
+    call is in the standard library, holds the diagnostic's own span, or the chain of such
+    notes is `CALL_CHAIN` long already (then ``diag`` itself)."""
+    chain = [n for n in diag.notes if n.message.startswith("in `")]
+    if span.file.startswith(STDLIB_PREFIX) or within(diag.span, span) \
             or len(chain) >= CALL_CHAIN:
-        return exc
+        return diag
     args = ", ".join(f"{k}={v}" for k, v in display)
-    return exc.with_note(Note(f"in `{rule}({args})`, {verb} from here", span))
+    return replace(diag, notes=(*diag.notes, Note(f"in `{rule}({args})`, {verb} from here",
+                                                  span)))
 
 
-def _within(inner: Span, outer: Span) -> bool:
-    """Whether ``inner`` lies inside ``outer`` (the error is at the call itself)."""
+def within(inner: Span, outer: Span) -> bool:
+    """Whether ``inner`` lies inside ``outer`` (an error at a call itself, a call inside a
+    value's text)."""
     return (inner.file == outer.file
             and (inner.line, inner.col) >= (outer.line, outer.col)
             and (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col))

@@ -4,7 +4,7 @@ All problems in the file are collected and reported together."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from ..base.diagnostics import (
     E_DUPLICATE,
@@ -17,6 +17,7 @@ from ..base.diagnostics import (
 )
 from ..grammar import ast
 from .ops import OPS
+from .values import Builtin, OpCtor, Rule, Value
 
 
 class _Scope:
@@ -24,12 +25,20 @@ class _Scope:
     costs its own names only (a 100,000-rule file is checked in linear time)."""
 
     def __init__(self, names: Iterable[str], parent: _Scope | None = None,
-                 arities: dict[str, int] | None = None):
+                 arities: dict[str, int] | None = None, callables: set[str] | None = None,
+                 keywords: dict[str, set[str]] | None = None):
         self.names = set(names)
         self.parent = parent
-        inherited: dict[str, int] = parent.arities if parent is not None else {}
-        self.arities: dict[str, int] = arities if arities is not None else inherited
+        self.arities: dict[str, int] = arities if arities is not None else (
+            parent.arities if parent is not None else {})
         """How many positional arguments each op and rule takes (for hints)."""
+        self.keywords: dict[str, set[str]] = keywords if keywords is not None else (
+            parent.keywords if parent is not None else {})
+        """The keyword arguments each op and rule takes (for hints)."""
+        self.callables: set[str] = callables if callables is not None else (
+            parent.callables if parent is not None else set())
+        """The ops, rules and built-in functions: never what a number or a list is (for
+        hints)."""
 
     def __contains__(self, name: str) -> bool:
         scope: _Scope | None = self
@@ -44,7 +53,7 @@ class _Scope:
         return self.names | (self.parent.all() if self.parent is not None else set())
 
 
-def check_program(program: ast.Program, outer: Iterable[str],
+def check_program(program: ast.Program, outer: Mapping[str, Value],
                   reserved: Iterable[str] = ()) -> list[Diagnostic]:
     """Diagnostics for one file; ``outer`` are names visible from imports, prelude, built-ins;
     ``reserved`` are the primitive ops and built-in functions, which no rule may redefine."""
@@ -68,8 +77,14 @@ def check_program(program: ast.Program, outer: Iterable[str],
                              "parameter")
     rule_names = {n for n, d in defined.items() if isinstance(d, ast.Def)}
     arities = {name: len(op.attrs) for name, op in OPS.items()}
-    arities.update((n, len(d.params)) for n, d in defined.items() if isinstance(d, ast.Def))
-    visible = _Scope(rule_names, _Scope(outer, arities=arities))
+    keywords = {name: {a.name for a in op.attrs} for name, op in OPS.items()}
+    rules = [d for d in defined.values() if isinstance(d, ast.Def)]
+    rules += [v.decl for n, v in outer.items() if isinstance(v, Rule) and n not in defined]
+    arities.update((d.name, len(d.params)) for d in rules)
+    keywords.update((d.name, {p.name for p in d.params}) for d in rules)
+    callables = {n for n, v in outer.items() if isinstance(v, Rule | OpCtor | Builtin)}
+    visible = _Scope(rule_names, _Scope(outer, arities=arities, keywords=keywords,
+                                        callables=callables | rule_names))
     for item in program.items:
         if isinstance(item, ast.Def | ast.Model):
             scope = _Scope((p.name for p in item.params), visible)
@@ -80,7 +95,7 @@ def check_program(program: ast.Program, outer: Iterable[str],
             if isinstance(item, ast.Model):
                 for inp in item.inputs:
                     for a in inp.type.args:
-                        diags += _names(a, scope)
+                        diags += _names(a, scope, number=True)
                 named = [i for i in item.inputs if i.name is not None]
                 diags += _unique([i.name for i in named if i.name is not None],
                                  [i.span for i in named], "input")
@@ -101,19 +116,28 @@ def _unique(names: Sequence[str], spans: Sequence[Span], what: str) -> list[Diag
     return out
 
 
-def _names(expr: ast.Expr, scope: _Scope) -> list[Diagnostic]:
+def _names(expr: ast.Expr, scope: _Scope, number: bool = False) -> list[Diagnostic]:
+    """Diagnostics for the unknown and twice-bound names in ``expr``. A near name is
+    suggested only where it could fit: for a call, among the names that take as many
+    arguments (first among those that also take its keywords); where a number or condition
+    is wanted (``number``: a comparison, a condition, an index, the operands of `//`, `%`
+    and `**`, a type's sizes), among values, never an op, rule or built-in function."""
     out: list[Diagnostic] = []
     if isinstance(expr, ast.Name):
         if expr.id not in scope:
+            near = scope.all() - scope.callables if number else scope.all()
             out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.id}`", expr.span,
-                                  hint=did_you_mean(expr.id, scope.all())))
+                                  hint=did_you_mean(expr.id, near)))
         return out
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
             and expr.func.id not in scope:  # a near name only among those taking its arguments
-        given = len(expr.args)
+        given, words = len(expr.args), {k.name for k in expr.kwargs}
         fits = [n for n in scope.all() if scope.arities.get(n, given) >= given]
+        takes = [n for n in fits if words <= scope.keywords.get(n, words)]
         out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.func.id}`", expr.func.span,
-                              hint=did_you_mean(expr.func.id, fits)))
+                              hint=did_you_mean(expr.func.id, takes)
+                              or did_you_mean(expr.func.id, fits)
+                              or did_you_mean(expr.func.id, scope.all(), near=False)))
         for child in (*expr.args, *(k.value for k in expr.kwargs)):
             out += _names(child, scope)
         return out
@@ -134,8 +158,21 @@ def _names(expr: ast.Expr, scope: _Scope) -> list[Diagnostic]:
         out += _unique([k.name for k in expr.kwargs], [k.span for k in expr.kwargs],
                        "keyword argument")
     for child in _children(expr):
-        out += _names(child, scope)
+        out += _names(child, scope, _wants_number(expr, child, number))
     return out
+
+
+def _wants_number(parent: ast.Expr, child: ast.Expr, number: bool) -> bool:
+    """Whether ``child`` of ``parent`` must be a number or a condition, never a block."""
+    if isinstance(parent, ast.Compare | ast.BoolOp | ast.Not):
+        return True
+    if isinstance(parent, ast.BinOp) and parent.op in ("//", "%", "**"):
+        return True
+    if isinstance(parent, ast.If):
+        return child is parent.cond or number
+    if isinstance(parent, ast.Index):
+        return child is parent.index
+    return number and isinstance(parent, ast.BinOp | ast.Neg)
 
 
 def _children(expr: ast.Expr) -> Iterator[ast.Expr]:

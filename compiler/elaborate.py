@@ -98,7 +98,8 @@ class Elaborator:
         return Graph.build(model.name, b.nodes, b.scopes, made, [w.node for w in outs],
                            {n: as_param(frame.names[n]) for n in names}, types,
                            output_names=outs.named.names if isinstance(outs, NamedWires)
-                           else (), input_names=[i.name for i in model.inputs if i.name])
+                           else (), input_names=[i.name for i in model.inputs if i.name],
+                           labels=b.labels)
 
     def _check_override_kinds(self, model: ast.Model, overrides: Mapping[str, Value],
                               spans: Mapping[str, Span], frame: Env) -> None:

@@ -170,8 +170,11 @@ class Evaluator:
 
     def _eval_Let(self, e: ast.Let, env: Env) -> Value:
         value = self.eval(e.value, env)
-        return self.eval(e.body, Env(self.unpack(e.targets, e.destructure, value,
-                                                 e.value.span), env))
+        bound = self.unpack(e.targets, e.destructure, value, e.value.span)
+        for name, v in bound.items():
+            if isinstance(v, Wire):
+                self.inst.builder.label(v.node, name, e.value.span)
+        return self.eval(e.body, Env(bound, env))
 
     def unpack(self, targets: tuple[str, ...], destructure: bool, value: Value,
                span: Span) -> dict[str, Value]:

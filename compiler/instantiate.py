@@ -118,6 +118,14 @@ class NodeBuilder:
     """Every node made, bodies included: the next creation index."""
     progress: Progress | None = None
     """Told ``("elaborating", nodes made, None)`` every PROGRESS_EVERY nodes."""
+    labels: dict[int, tuple[str, Span]] = field(default_factory=dict)
+    """Creation index -> the `let` name last bound to the node's value and where its value
+    is written: how a warning names a value nothing reads."""
+
+    def label(self, node: str, name: str, span: Span) -> None:
+        """Record that `let name = ...` (its value at ``span``) binds node ``node``."""
+        if node.startswith("#"):
+            self.labels[int(node[1:])] = (name, span)
 
     @property
     def nodes(self) -> list[Node]:

@@ -4,13 +4,14 @@ networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
 
-from ..base.diagnostics import E_INTERNAL, Note, Span, error
+from ..base.diagnostics import E_INTERNAL, Diagnostic, Note, Span, error
 from .literals import ParamValue
 from .ops import OPS, AttrValue, ParamSpec, Shape
 
@@ -174,6 +175,14 @@ class Graph:
     """The inputs' names as the spec gave them (`src: tokens[V], tgt: ...`); empty: one
     unnamed input, `input`. Naming gives the input nodes these names."""
     """The outputs' names as the spec gave them (`outputs(logits = ...)`); empty: unnamed."""
+    labels: Mapping[int, tuple[str, Span]] = field(default_factory=dict)
+    """Creation index -> the `let` name bound to that node's value and where its value is
+    written (what a warning calls a value nothing reads)."""
+    full: Graph | None = field(default=None, repr=False)
+    """This graph before the values nothing reads were removed (which a tap may read);
+    None where nothing was removed. Any derived graph drops it."""
+    warnings: tuple[Diagnostic, ...] = ()
+    """What the passes reported without stopping (W codes); a derived graph drops them."""
     nx: nx.MultiDiGraph = field(init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
@@ -204,13 +213,14 @@ class Graph:
               inputs: Iterable[str], outputs: Iterable[str],
               params: Mapping[str, ParamValue] | None = None, input_type: str = "",
               aliases: Mapping[str, str] | None = None,
-              output_names: Iterable[str] = (), input_names: Iterable[str] = ()) -> Graph:
+              output_names: Iterable[str] = (), input_names: Iterable[str] = (),
+              labels: Mapping[int, tuple[str, Span]] | None = None) -> Graph:
         """Construct from node records (in creation order)."""
         return Graph(model=model, nodes_by_name={n.name: n for n in nodes},
                      scopes=dict(scopes), inputs=tuple(inputs), outputs=tuple(outputs),
                      params=dict(params or {}), input_type=input_type,
                      aliases=dict(aliases or {}), output_names=tuple(output_names),
-                     input_names=tuple(input_names))
+                     input_names=tuple(input_names), labels=dict(labels or {}))
 
     def derive(self, *, nodes: Iterable[Node] | None = None, **changes: Any) -> Graph:
         """This graph with some fields changed (``nodes`` as records, in creation order): the
@@ -220,6 +230,8 @@ class Graph:
         for key in ("inputs", "outputs", "output_names"):
             if key in changes:
                 changes[key] = tuple(changes[key])
+        changes.setdefault("full", None)
+        changes.setdefault("warnings", ())
         return replace(self, **changes)
 
     def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
@@ -500,6 +512,24 @@ def walk(graph: Graph) -> Iterator[tuple[Graph, Node]]:
         yield graph, node
         if node.body is not None:
             yield from walk(node.body)
+
+
+def upstream(nodes: Mapping[str, Node], roots: Iterable[str],
+             known: AbstractSet[str] = frozenset()) -> set[str]:
+    """The names of ``nodes`` that ``roots`` read, themselves included: on data and weight
+    ports and through what bodies read from around them, not looking past ``known`` ones."""
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name in known or name not in nodes:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        stack += (*node.inputs, *node.weights)
+        if node.body is not None:
+            stack += captures(node.body)
+    return seen
 
 
 def captures(body: Graph) -> tuple[str, ...]:

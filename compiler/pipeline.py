@@ -11,11 +11,13 @@ from .ir import Graph
 from .passes.assign_names import assign_names
 from .passes.flatten_joins import flatten_joins
 from .passes.infer_shapes import infer_shapes
+from .passes.remove_unread import remove_unread
 from .passes.tag_columns import tag_columns
 
 Pass = Callable[[Graph], Graph]
 
-PASSES: tuple[Pass, ...] = (flatten_joins, tag_columns, assign_names, infer_shapes)
+PASSES: tuple[Pass, ...] = (flatten_joins, tag_columns, assign_names, infer_shapes,
+                             remove_unread)
 
 
 def run_passes(graph: Graph, passes: tuple[Pass, ...] = PASSES,

@@ -26,11 +26,13 @@ def _tap_span(start: int, length: int) -> Span:
     return Span(file=file, line=1, col=1 + start, end_line=1, end_col=1 + start + length)
 
 
-def _named(target: str, name: str = "name") -> str:
-    """How to give the tap on ``target`` a name: `--tap name=target` on the command line,
-    `with_outputs(name="target")` from the library."""
+def tap_hint(target: str, name: str | None = None) -> str:
+    """How to output ``target`` (under ``name``): `--tap [name=]target` on the command
+    line, `with_outputs(...)` from the library."""
     flag = flag_for("tap")
-    return f"{flag} {name}={target}" if flag else f"`with_outputs({name}={target!r})`"
+    if flag:
+        return f"`{flag} {name}={target}`" if name else f"`{flag} {target}`"
+    return f"`with_outputs({name}={target!r})`" if name else f"`with_outputs({target!r})`"
 
 
 def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
@@ -46,13 +48,13 @@ def add_taps(graph: Graph, taps: Sequence[tuple[str | None, str]]) -> Graph:
         if not _NAME.fullmatch(label) or keyword.iskeyword(label):
             raise error(E_OPTION, f"`{label}` cannot name an output", where,
                         hint="give a name of letters, digits and underscores: "
-                        + _named(target))
+                        + tap_hint(target, "name"))
         if label in names:
             raise error(E_DUPLICATE, f"two outputs are named `{label}`", where,
-                        hint="name the tap: " + _named(target, "other_name"))
+                        hint="name the tap: " + tap_hint(target, "other_name"))
         if label != node.name and label in graph.all_nodes():  # ONNX names values by node
             raise error(E_DUPLICATE, f"`{label}` is already the name of a node", where,
-                        hint="name the tap: " + _named(target, "other_name"))
+                        hint="name the tap: " + tap_hint(target, "other_name"))
         names.append(label)
         outputs.append(node.name)
     return graph.with_outputs(outputs, names)
@@ -74,7 +76,8 @@ def _resolve(graph: Graph, target: str, offset: int) -> Node:
             raise error(E_OPTION, f"`{target}` is no node or scope of model `{graph.model}`",
                         where, hint=did_you_mean(target, scopes)
                         or "`ssnc info --depth 9` lists the scopes")
-        given = set(graph.read_outside(sorted(members)))
+        given = set(graph.read_outside(sorted(members))) or {  # a scope nothing reads
+            m for m in members if not graph.consumers(m)}
         last = sorted((m for m in given if not (nx.descendants(graph.nx, m) & given)),
                       key=lambda m: graph[m].index)
         if len(last) != 1:

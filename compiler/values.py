@@ -32,12 +32,14 @@ class Env:
             env = env.parent
         raise KeyError(name)
 
-    def visible(self) -> set[str]:
-        """Every bound name (for did-you-mean hints)."""
-        out: set[str] = set()
+    def visible(self) -> dict[str, Value]:
+        """Every bound name with its value, the innermost binding of each (for the static
+        checks and their did-you-mean hints)."""
+        out: dict[str, Value] = {}
         env: Env | None = self
         while env is not None:
-            out |= env.names.keys()
+            for name, value in env.names.items():
+                out.setdefault(name, value)
             env = env.parent
         return out
 

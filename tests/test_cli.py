@@ -179,8 +179,8 @@ def test_elaboration_and_passes_report_their_progress() -> None:
     assert made == [("elaborating", n, None) for n in range(500, m.op_count + 1, 500)]
     passes = [c for c in calls if c[0] != "elaborating"]
     assert [c[0] for c in passes] == ["flatten joins", "tag columns", "assign names",
-                                      "infer shapes", "verify"]
-    assert [c[1:] for c in passes] == [(k, 5) for k in range(5)]
+                                      "infer shapes", "remove unread", "verify"]
+    assert [c[1:] for c in passes] == [(k, 6) for k in range(6)]
 
 
 def test_weights_and_writing_report_their_progress(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -408,3 +408,29 @@ def test_an_error_in_a_users_rule_notes_the_call(tmp_path) -> None:  # type: ign
                              "relu\nmodel m : tensor[3, 8, 8] = cbr(16, -2)\n")
     assert "m.ssn:1:29: error[E0202]" in stderr
     assert "note: in `cbr(w=16, k=-2)`, called from here" in stderr and "m.ssn:2:29)" in stderr
+
+
+@pytest.mark.parametrize(("line", "hint"), [
+    # a call: a near name that takes the call's arguments, keywords included
+    ("towr(width = 3) >> gap", "did you mean `tower`?"),
+    ("towr(3, 2, 1) >> gap", None),  # `tower` takes two arguments; no other near name fits
+    ("towe(size = 3) >> gap", "did you mean `towel`?"),  # `tower` takes no `size`
+    ("towe(depth = 3) >> gap", "did you mean `tower`?"),  # nor `towel` a `depth`
+    ("towr(wdith = 3) >> gap", "did you mean `tower`?"),  # no keyword fits: by arity
+    ("lstm_cel(8) >> gap", "did you mean `lstm_cell`?"),  # the standard library's rules too
+    # a number: a near value, never an op, rule or built-in function
+    ("(if widht > 2 then relu else tanh) >> gap", "did you mean `width`?"),
+    ("(if towerr > 2 then relu else tanh) >> gap", None),
+    ("(if rrange > 2 then relu else tanh) >> gap", None),
+    # a block: an op or a rule
+    ("rellu >> gap", "did you mean `relu`?"),
+])
+def test_a_near_name_is_suggested_only_where_it_fits(line: str, hint: str | None) -> None:
+    text = (f"def tower(width, depth = 2) = conv(width, 3) × depth\n"
+            f"def towel(size) = conv(size, 1)\n"
+            f"model m(width = 4) : tensor[3, 8, 8] = {line} >> flatten >> linear(3)\n")
+    with pytest.raises(ssnc.SsnError) as info:
+        ssnc.loads(text)
+    (diag,) = info.value.diagnostics
+    assert diag.code.id == "E0101"
+    assert diag.hint == hint

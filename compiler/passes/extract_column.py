@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ...base.diagnostics import E_OPTION, error
 from ...base.options import option_span, spell
-from ..ir import Graph, Node
+from ..ir import Graph, upstream
 
 
 def extract_column(graph: Graph, k: int) -> Graph:
@@ -45,7 +45,7 @@ def extract_column(graph: Graph, k: int) -> Graph:
     kept: list[tuple[str, str | None]] = []
     live: set[str] = set(graph.inputs)
     for output, name in zip((resolve(o) for o in graph.outputs), names, strict=True):
-        reached = _reached(rewired, output, live)
+        reached = upstream(rewired, [output], live)
         if reached & foreign:  # an output that reads another column (a head, a tap) goes
             continue
         live |= reached
@@ -59,14 +59,3 @@ def extract_column(graph: Graph, k: int) -> Graph:
         return result
     return result.with_outputs([o for o, _ in kept], [str(n) for _, n in kept])
 
-
-def _reached(nodes: dict[str, Node], output: str, known: set[str]) -> set[str]:
-    """The nodes ``output`` reads, itself included, not looking past ``known`` ones."""
-    seen: set[str] = set()
-    stack = [output]
-    while stack:
-        name = stack.pop()
-        if name not in seen and name not in known:
-            seen.add(name)
-            stack.extend((*nodes[name].inputs, *nodes[name].weights))
-    return seen
