@@ -6,8 +6,9 @@ Model holding the verified IR (`model.graph`, `model.total_params`)."""
 from .api import DropMode, InputInfo, Model, Program, anneal_slope, format_spec, load, loads
 from .base.diagnostics import SsnError, SsnWarning
 from .compiler.elaborate import Limits
+from .compiler.ops import op
 
 __version__ = "0.1.0"
 
 __all__ = ["DropMode", "InputInfo", "Limits", "Model", "Program", "SsnError", "SsnWarning",
-           "__version__", "anneal_slope", "format_spec", "load", "loads"]
+           "__version__", "anneal_slope", "format_spec", "load", "loads", "op"]

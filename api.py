@@ -41,19 +41,21 @@ from .base.diagnostics import (
 )
 from .base.options import option_span
 from .compiler.axes import roles_of
-from .compiler.checks import check_program
+from .compiler.checks import check_program, names_used
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
 from .compiler.guard import guarded
 from .compiler.initializers import expected_tensors, initial_state
 from .compiler.instantiate import Progress
 from .compiler.ir import Graph
 from .compiler.legacy import renamed_keys
-from .compiler.ops import fmt_shape
+from .compiler.ops import OpDecl, fmt_shape
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
+from .compiler.plugins import BUILTIN as BUILTIN_OPS
+from .compiler.plugins import load_modules, plugin_names, use_installed
 from .compiler.printer import format_graph
 from .compiler.stats import info_json, op_count, sequence_steps, total_macs, total_params
-from .compiler.values import Env, Rule, Value
+from .compiler.values import Env, OpCtor, Rule, Value
 from .grammar import ast
 from .grammar.format import format_text
 from .grammar.parser import parse, parse_expr, shift
@@ -453,20 +455,24 @@ def parse_value(text: str, where: str, offset: int = 0) -> Value:
 
 
 class _Loader:
-    def __init__(self, root: Path, root_display: str):
+    def __init__(self, root: Path, root_display: str, plugins: Sequence[str | OpDecl] = ()):
         self.root = root.resolve()
         self.root_display = root_display or "."
         self.sources: dict[str, str] = all_sources()
         self.loaded: dict[Path, _Loaded] = {}
         self.stack: list[Path] = []
         self.files: list[Path] = []
+        self.plugins: dict[str, Value] = {
+            d.name: OpCtor(d) for d in load_modules(plugins, option_span("plugin"))}
+        """The ops of the plugins named explicitly, visible in every file."""
 
     def load(self, text: str, display: str, path: Path | None) -> _Loaded:
         text = normalize_line_ends(text)
         self.sources[display] = text
         program = parse(text, display)
         prelude, _ = _prelude()
-        imported = Env({}, prelude)
+        plugins = Env(dict(self.plugins), prelude)
+        imported = Env({}, plugins)
         diags: list[Diagnostic] = []
         for item in program.items:
             if isinstance(item, ast.Import):
@@ -479,6 +485,13 @@ class _Loader:
         for item in program.items:
             if isinstance(item, ast.Def):
                 env.names[item.name] = exports[item.name] = Rule(item, env)
+        visible, used = imported.visible(), names_used(program)
+        for name in plugin_names(n for n in used if n not in env.names
+                                 and (n not in visible or n in BUILTIN_OPS)):
+            try:  # an installed package's op the spec uses: imported now, not before
+                plugins.names[name] = OpCtor(use_installed(name, used[name]))
+            except SsnError as exc:  # (one that would shadow a built-in is refused)
+                diags.extend(exc.diagnostics)
         diags += check_program(program, imported.visible(), RESERVED)
         if diags:
             raise collect(diags).with_sources(self.sources)
@@ -575,12 +588,14 @@ def decode_spec(data: bytes, display: str) -> str:
                     hint="save the spec as UTF-8").with_sources({display: text}) from None
 
 
-def load(path: str | os.PathLike[str]) -> Program:
-    """Load a spec file; imports are resolved inside the file's folder tree."""
+def load(path: str | os.PathLike[str], *, plugins: Sequence[str | OpDecl] = ()) -> Program:
+    """Load a spec file; imports are resolved inside the file's folder tree. ``plugins``
+    names op plugins to use besides the installed ones: modules (every op they declare) or
+    ops made with `ssnc.op`."""
     p = Path(path)
     display = str(path)
     text = read_spec(p, display)
-    loader = _Loader(p.parent, os.path.dirname(display))
+    loader = _Loader(p.parent, os.path.dirname(display), plugins)
     loader.stack.append(p.resolve())
     loader.files.append(p.resolve())
     try:
@@ -590,9 +605,10 @@ def load(path: str | os.PathLike[str]) -> Program:
         raise exc.with_sources(loader.sources) from None
 
 
-def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".") -> Program:
-    """Load a spec from text; imports are resolved inside ``root``."""
-    loader = _Loader(Path(root), str(root))
+def loads(text: str, file: str = "<string>", root: str | os.PathLike[str] = ".", *,
+          plugins: Sequence[str | OpDecl] = ()) -> Program:
+    """Load a spec from text; imports are resolved inside ``root``; ``plugins`` as `load`'s."""
+    loader = _Loader(Path(root), str(root), plugins)
     try:
         main = guarded(lambda: loader.load(text.removeprefix("\ufeff"), file, None), file)
         return Program(main, loader.sources, tuple(loader.files))
@@ -640,3 +656,11 @@ def anneal_slope(epoch: float, start: float = 1.0, rate: float = 0.04,
     """HM-RNN's slope schedule for its boundary detectors (Chung et al. 2016):
     ``a = min(cap, start + rate * epoch)``, for ``model.set_slope(anneal_slope(epoch))``."""
     return min(cap, start + rate * epoch)
+
+
+def ops_listing(name: str | None = None, plugins: Sequence[str] = ()) -> str:
+    """What `ssnc ops` prints: every op a spec can call, or ``name`` in full
+    (`ssnc.plugin.listing`)."""
+    from .plugin import listing
+
+    return listing(name, plugins)

@@ -3,15 +3,15 @@ stderr with exit status 1, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import io
 import json
 import math
+import os
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ from .api import (
     decode_spec,
     format_spec,
     load,
+    ops_listing,
     parse_value,
     read_spec,
     render_picture,
@@ -39,6 +40,7 @@ from .output import (
     EXTERNAL_DATA_THRESHOLD,
     Terminated,
     check_target,
+    progress_display,
     write_atomic,
     write_bytes,
     write_onnx,
@@ -83,6 +85,9 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m",
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="Override a model parameter (repeatable).")]
 MaxNodesOpt = Annotated[int, typer.Option("--max-nodes", help="Expansion limit in IR nodes.")]
+PluginOpt = Annotated[list[str] | None, typer.Option(
+    "--plugin", metavar="MODULE", help="Also use the ops this Python module declares (installed "
+    "packages' ops need no flag); repeatable.")]
 
 
 def _fail(exc: SsnError) -> None:
@@ -101,6 +106,10 @@ def _guard(fn: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise typer.Exit(130) from None
+    except BrokenPipeError:  # the reader went away (`ssnc ops | head`): stop quietly
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except Terminated as exc:
         sys.stderr.write("terminated\n")
         raise typer.Exit(128 + exc.signum) from None
@@ -144,12 +153,12 @@ def _write_text(path: Path, text: str) -> None:
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int,
                step: Callable[..., None] | None = None,
-               taps: list[str] | None = None) -> Model:
-    """The CLI's common path: load the spec, pick the model, apply --set overrides and
-    --tap outputs, show its warnings; a big model's elaboration shows as progress
-    (``step``, else a display of its own)."""
+               taps: list[str] | None = None, plugins: list[str] | None = None) -> Model:
+    """The CLI's common path: load the spec (with the --plugin modules), pick the model,
+    apply --set overrides and --tap outputs, show its warnings; a big model's elaboration
+    shows as progress (``step``, else a display of its own)."""
     values, spans, sources = parse_sets(sets)
-    program: Program = load(spec)
+    program: Program = load(spec, plugins=plugins or ())
     program.sources.update(sources)
     if step is not None:
         m = _elaborate(program, model, max_nodes, spans, step, values)
@@ -199,14 +208,15 @@ def _steps(given: list[str] | None) -> int | dict[str, int] | None:
 @app.command(cls=_Command)
 def check(specs: Annotated[list[Path], typer.Argument(
               help="The .ssn spec files.", show_default=False, metavar="SPEC")],
-          set_: SetOpt = None, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
+          set_: SetOpt = None, max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+          plugin: PluginOpt = None) -> None:
     """Parse, elaborate and verify every model in each SPEC (`--set` applies to the models
     that have the parameter); every file is checked, exit 1 if any fails."""
     failed = False
 
     def one(spec: Path, values: dict[str, Any], spans: dict[str, Span],
             sources: dict[str, str], used: set[str]) -> None:
-        program = load(spec)
+        program = load(spec, plugins=plugin or ())
         program.sources.update(sources)
         for name, decl in program.models.items():
             mine = {k: v for k, v in values.items() if k in {p.name for p in decl.params}}
@@ -248,10 +258,11 @@ def info(
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
     steps: Annotated[int | None, typer.Option(
         "--steps", help="Also the MACs of a whole sequence of this many steps.")] = None,
+    plugin: PluginOpt = None,
 ) -> None:
     """Shapes, parameters and multiply-accumulates per scope, with totals."""
     def run() -> None:
-        m = load_model(spec, model, set_, max_nodes)
+        m = load_model(spec, model, set_, max_nodes, plugins=plugin)
         if as_json:
             typer.echo(json.dumps(m.info(depth, steps), indent=2))
             return
@@ -270,10 +281,11 @@ def info(
 
 @app.command(cls=_Command)
 def ir(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None,
-       max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES) -> None:
+       max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES, plugin: PluginOpt = None) -> None:
     """Print the model's IR, one node per line."""
     def run() -> None:
-        typer.echo(load_model(spec, model, set_, max_nodes).format_ir(), nl=False)
+        typer.echo(load_model(spec, model, set_, max_nodes, plugins=plugin).format_ir(),
+                   nl=False)
     _guard(run)
 
 
@@ -307,13 +319,14 @@ def graph(
     column: Annotated[int | None, typer.Option(
         "--column", help="Draw only column K of every fractal.")] = None,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+    plugin: PluginOpt = None,
 ) -> None:
     """Draw the model: scopes as nested clusters, collapsible by nesting depth."""
     def run() -> None:
         kind = _picture_format(format_, output)
         if output is not None:
             check_target(output, [spec])
-        m = load_model(spec, model, set_, max_nodes)
+        m = load_model(spec, model, set_, max_nodes, plugins=plugin)
         if column is not None:
             m = m.column(column)
         text = m.picture("mermaid" if kind is Picture.mermaid else "dot", depth)
@@ -324,6 +337,14 @@ def graph(
                      inputs=m.program.files)
         typer.echo(f"wrote {output}", err=True)
     _guard(run)
+
+
+@app.command(cls=_Command)
+def ops(name: Annotated[str | None, typer.Argument(help="Show this op in full.",
+                                                    show_default=False)] = None,
+        plugin: PluginOpt = None) -> None:
+    """List every op a spec can call (ssnc's own and installed plugins'), or show one."""
+    _guard(lambda: typer.echo(ops_listing(name, plugin or ())))
 
 
 def _picture_format(given: Picture | None, output: Path | None) -> Picture:
@@ -425,7 +446,7 @@ the flags that give them; messages name an option by its flag while a command ru
 
 COMMON_FLAGS = {"seed": "--seed", "column": "--column", "weights": "--weights",
                 "tap": "--tap", "set": "--set", "model": "--model",
-                "max_nodes": "--max-nodes"}
+                "max_nodes": "--max-nodes", "plugin": "--plugin"}
 """Options every target (and other commands) share, and their flags."""
 
 
@@ -585,6 +606,7 @@ def compile(
         help="ONNX: weights go to a data file beside the model above this many bytes "
              f"(default {EXTERNAL_DATA_THRESHOLD:,}).")] = None,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+    plugin: PluginOpt = None,
 ) -> None:
     """Compile a model to a file, written whole or not at all."""
     def run() -> None:
@@ -602,7 +624,7 @@ def compile(
         door = _checked_door(to, request, flat)
         with progress_display() as step:
             step("elaborating")
-            m = load_model(spec, model, set_, max_nodes, step, tap)
+            m = load_model(spec, model, set_, max_nodes, step, tap, plugin)
             out = output or Path(m.name + door.suffix)
             inputs = [*m.program.files, *([weights] if weights is not None else [])]
             written, folded = door.write(m, request, out, inputs, step)
@@ -645,36 +667,6 @@ def _report_compiled(m: Model, column: int | None, written: list[Path], folded: 
     extra = "".join(f" and {p.name}" for p in written[1:])
     typer.echo(f"wrote {written[0]}{extra} ({what}: {compiled.total_params:,} parameters"
                f"{folded})", err=True)
-
-
-@contextmanager
-def progress_display() -> Iterator[Callable[..., None]]:
-    """``step(phase, done=None, total=None)``: on a terminal a rich progress bar (a
-    percentage, or bytes while writing); otherwise, once the work has taken a second, one
-    line per phase on stderr (short work stays quiet, so logs and goldens are stable)."""
-    if not sys.stderr.isatty():
-        start = time.monotonic()
-        shown: list[str] = []
-
-        def line(phase: str, done: int | None = None, total: int | None = None) -> None:
-            if (not shown or shown[-1] != phase) and time.monotonic() - start >= 1.0:
-                shown.append(phase)
-                sys.stderr.write(f"ssnc: {phase} ({time.monotonic() - start:.1f} s)\n")
-
-        yield line
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TaskProgressColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("compiling", total=None)
-
-        def update(phase: str, done: int | None = None, total: int | None = None) -> None:
-            counted = f"{phase} ({done:,})" if total is None and done else phase
-            bar.update(task, description=counted, completed=done or 0, total=total)
-
-        yield update
 
 
 def _print_version(value: bool) -> None:

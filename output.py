@@ -16,10 +16,13 @@ import os
 import re
 import signal
 import stat
+import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -355,3 +358,33 @@ def check_weights(graph: Graph, tensors: dict[str, np.ndarray],
                     hint="were they saved from the same spec with the same "
                     + (f"{flag_for('set')} values?" if flag_for("set") else "model parameters?"))
     return {k: np.asarray(given[k], dtype=np.float32) for k in expected}
+
+
+@contextmanager
+def progress_display() -> Iterator[Callable[..., None]]:
+    """``step(phase, done=None, total=None)``: on a terminal a rich progress bar (a
+    percentage, or bytes while writing); otherwise, once the work has taken a second, one
+    line per phase on stderr (short work stays quiet, so logs and goldens are stable)."""
+    if not sys.stderr.isatty():
+        start = time.monotonic()
+        shown: list[str] = []
+
+        def line(phase: str, done: int | None = None, total: int | None = None) -> None:
+            if (not shown or shown[-1] != phase) and time.monotonic() - start >= 1.0:
+                shown.append(phase)
+                sys.stderr.write(f"ssnc: {phase} ({time.monotonic() - start:.1f} s)\n")
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TaskProgressColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("compiling", total=None)
+
+        def update(phase: str, done: int | None = None, total: int | None = None) -> None:
+            counted = f"{phase} ({done:,})" if total is None and done else phase
+            bar.update(task, description=counted, completed=done or 0, total=total)
+
+        yield update

@@ -31,9 +31,12 @@ __all__ = [
     "E_INTERNAL",
     "E_NESTING",
     "E_NO_BASE_CASE",
+    "E_NO_LOWERING",
     "E_NO_MODEL",
     "E_OPTION",
     "E_OUTPUT",
+    "E_PLUGIN_FAULT",
+    "E_PLUGIN_LOAD",
     "E_RECURSION_DEPTH",
     "E_RESERVED",
     "E_SHAPE",
@@ -61,6 +64,7 @@ __all__ = [
     "SsnInternalError",
     "SsnLimitError",
     "SsnNameError",
+    "SsnPluginError",
     "SsnShapeError",
     "SsnSyntaxError",
     "SsnTypeError",
@@ -120,6 +124,7 @@ class Kind(Enum):
     LIMIT = "limit"
     IMPORT = "import"
     USAGE = "usage"
+    PLUGIN = "plugin"
     INTERNAL = "internal"
     WARNING = "warning"
     """Not an error: compilation goes on (exit status 0) and the diagnostic is shown."""
@@ -164,6 +169,10 @@ E_OPTION = Code("E0601", Kind.USAGE, "a command-line option or library argument 
 E_WEIGHTS = Code("E0602", Kind.USAGE, "a weights file that cannot be read or does not fit")
 E_OUTPUT = Code("E0603", Kind.USAGE, "an output file that cannot be written")
 E_EXTRA = Code("E0604", Kind.USAGE, "a feature whose optional dependency is not installed")
+E_PLUGIN_LOAD = Code("E0701", Kind.PLUGIN, "an op plugin that cannot be loaded, or whose op "
+                     "clashes with another")
+E_PLUGIN_FAULT = Code("E0702", Kind.PLUGIN, "an op plugin whose rule or lowering failed")
+E_NO_LOWERING = Code("E0703", Kind.PLUGIN, "an op with no lowering for the backend asked for")
 E_INTERNAL = Code("E9001", Kind.INTERNAL, "a bug in ssnc")
 W_UNREAD = Code("W0001", Kind.WARNING, "a value computed and never read: it is removed")
 
@@ -190,6 +199,9 @@ ALL_CODES: tuple[Code, ...] = (
     E_WEIGHTS,
     E_OUTPUT,
     E_EXTRA,
+    E_PLUGIN_LOAD,
+    E_PLUGIN_FAULT,
+    E_NO_LOWERING,
     E_INTERNAL,
     W_UNREAD,
 )
@@ -396,6 +408,13 @@ class SsnUsageError(SsnError):
     kind = Kind.USAGE
 
 
+class SsnPluginError(SsnError):
+    """An op plugin that cannot be loaded, that clashes, that fails, or that lacks a
+    lowering."""
+
+    kind = Kind.PLUGIN
+
+
 class SsnInternalError(SsnError):
     """A bug in ssnc, reported as a diagnostic instead of a traceback."""
 
@@ -410,6 +429,7 @@ _CLASSES: dict[Kind, type[SsnError]] = {
     Kind.LIMIT: SsnLimitError,
     Kind.IMPORT: SsnImportError,
     Kind.USAGE: SsnUsageError,
+    Kind.PLUGIN: SsnPluginError,
     Kind.INTERNAL: SsnInternalError,
 }
 

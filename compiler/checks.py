@@ -17,6 +17,7 @@ from ..base.diagnostics import (
 )
 from ..grammar import ast
 from .ops import OPS
+from .plugins import near_installed
 from .values import Builtin, OpCtor, Rule, Value
 
 
@@ -104,6 +105,35 @@ def check_program(program: ast.Program, outer: Mapping[str, Value],
     return diags
 
 
+def names_used(program: ast.Program) -> dict[str, Span]:
+    """The names the file's rules and models refer to and never bind (as a parameter, a
+    `let`, a stream or a loop variable), each with its first use: the candidates for an
+    installed plugin's op."""
+    found: dict[str, Span] = {}
+    bound: set[str] = set()
+    todo: list[ast.Expr] = []
+    for item in program.items:
+        if isinstance(item, ast.Def | ast.Model):
+            bound.update(p.name for p in item.params)
+            todo += [p.default for p in item.params if p.default is not None]
+            todo.append(item.body)
+            if isinstance(item, ast.Model):
+                todo += [a for i in item.inputs for a in i.type.args]
+    while todo:
+        expr = todo.pop()
+        if isinstance(expr, ast.Name):
+            found.setdefault(expr.id, expr.span)
+            continue
+        if isinstance(expr, ast.Let):
+            bound.update(expr.targets)
+        elif isinstance(expr, ast.Lambda):
+            bound.update(expr.params)
+        elif isinstance(expr, ast.ListComp):
+            bound.update(t for c in expr.clauses for t in c.targets)
+        todo += _children(expr)
+    return {n: span for n, span in found.items() if n not in bound}
+
+
 def _unique(names: Sequence[str], spans: Sequence[Span], what: str) -> list[Diagnostic]:
     seen: dict[str, Span] = {}
     out: list[Diagnostic] = []
@@ -127,7 +157,8 @@ def _names(expr: ast.Expr, scope: _Scope, number: bool = False) -> list[Diagnost
         if expr.id not in scope:
             near = scope.all() - scope.callables if number else scope.all()
             out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.id}`", expr.span,
-                                  hint=did_you_mean(expr.id, near)))
+                                  hint=did_you_mean(expr.id, near)
+                                  or (None if number else _installed_hint(expr.id))))
         return out
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
             and expr.func.id not in scope:  # a near name only among those taking its arguments
@@ -137,7 +168,8 @@ def _names(expr: ast.Expr, scope: _Scope, number: bool = False) -> list[Diagnost
         out.append(Diagnostic(E_UNKNOWN_NAME, f"unknown name `{expr.func.id}`", expr.func.span,
                               hint=did_you_mean(expr.func.id, takes)
                               or did_you_mean(expr.func.id, fits)
-                              or did_you_mean(expr.func.id, scope.all(), near=False)))
+                              or did_you_mean(expr.func.id, scope.all(), near=False)
+                              or _installed_hint(expr.func.id)))
         for child in (*expr.args, *(k.value for k in expr.kwargs)):
             out += _names(child, scope)
         return out
@@ -160,6 +192,13 @@ def _names(expr: ast.Expr, scope: _Scope, number: bool = False) -> list[Diagnost
     for child in _children(expr):
         out += _names(child, scope, _wants_number(expr, child, number))
     return out
+
+
+def _installed_hint(name: str) -> str | None:
+    """A near name among the ops installed packages declare, saying which package."""
+    near = near_installed(name)
+    return None if near is None else \
+        f"did you mean `{near[0]}` (an op of the installed package {near[1]})?"
 
 
 def _wants_number(parent: ast.Expr, child: ast.Expr, number: bool) -> bool:

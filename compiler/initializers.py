@@ -22,7 +22,8 @@ import numpy as np
 
 from ..base.diagnostics import E_VALUE_LIMIT, error
 from .ir import Graph
-from .ops import ParamSpec
+from .ops import OPS, ParamSpec
+from .plugins import plugin_fault
 
 
 def _generator(seed: int, key: str) -> np.random.Generator:
@@ -41,6 +42,12 @@ def initial_value(spec: ParamSpec, key: str, seed: int) -> np.ndarray:
     if spec.init == "constant":
         return np.full(spec.shape, spec.fill, dtype=np.float32)
     rng = _generator(seed, key)
+    op, dot, own = spec.init.partition(".")
+    if dot:  # an op's own initializer (`blurpool.binomial`)
+        value = np.asarray(OPS[op].initializers[own](spec, rng), dtype=np.float32)
+        if value.shape != spec.shape:
+            raise ValueError(f"initializer `{own}` gave shape {value.shape}, not {spec.shape}")
+        return value
     if spec.init in ("kaiming_uniform", "fan_in_uniform"):
         bound = 1.0 / np.sqrt(max(spec.fan_in, 1))
         return rng.uniform(-bound, bound, spec.shape).astype(np.float32)
@@ -72,7 +79,14 @@ def initial_state(graph: Graph, seed: int = 0,
     out = {}
     done = 0
     for key, spec in tensors.items():
-        out[key] = initial_value(spec, key, seed)
+        try:
+            out[key] = initial_value(spec, key, seed)
+        except Exception as exc:
+            op = OPS.get(spec.init.partition(".")[0])
+            if "." not in spec.init or op is None or op.origin is None:
+                raise
+            raise plugin_fault(op, f"initializer `{spec.init}`", graph.first_reader(key).span,
+                               exc) from None
         done += spec.numel
         if progress is not None:
             progress("weights", done, need // 4)

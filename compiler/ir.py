@@ -13,7 +13,7 @@ import networkx as nx
 
 from ..base.diagnostics import E_INTERNAL, Diagnostic, Note, Span, error
 from .literals import ParamValue
-from .ops import OPS, AttrValue, ParamSpec, Shape
+from .ops import OPS, AttrValue, OpCall, ParamSpec, Shape
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,12 @@ class Node:
         return ParamSpec(str(a["role"]), tuple(int(d) for d in self.shape or ()), str(a["init"]),
                          int(a["fan_in"]), bool(a["trainable"]),  # type: ignore[arg-type]
                          float(a["fill"]), float(a["scale"]))  # type: ignore[arg-type]
+
+
+def op_call(node: Node, inputs: Sequence[Node]) -> OpCall:
+    """``node`` (typed) as its op's declared lowerings see it, ``inputs`` its input nodes."""
+    return OpCall(node.name, node.attrs, tuple(i.shape or () for i in inputs),
+                  node.shape or (), tuple(i.dtype for i in inputs), node.params)
 
 
 def _tuple_valued(node: Node) -> bool:

@@ -3,9 +3,10 @@ initializers, and multiply-accumulate count. Backends register one lowering per 
 
 from __future__ import annotations
 
+import keyword
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .axes import (
@@ -170,6 +171,80 @@ def _bn_weights(attrs: Attrs) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where an op comes from: the installed distribution that declares it (its version)
+    and the module holding the declaration, which generated PyTorch source imports."""
+
+    package: str
+    version: str
+    module: str
+
+    def __str__(self) -> str:
+        return f"{self.package} {self.version}" if self.version else self.package
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One instance of an op as its lowerings and initializers see it: its node's name
+    (also its state_dict prefix), concrete attributes, input shapes and dtypes, output
+    shape, and the tensors it owns. Shapes are tuples whose `.roles` name each axis."""
+
+    name: str
+    attrs: Attrs
+    inputs: tuple[Shape, ...]
+    shape: Shape
+    dtypes: tuple[str, ...]
+    params: tuple[ParamSpec, ...]
+
+
+ArgsRule = Callable[[OpCall], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class TorchLowering:
+    """How an op runs in the generated PyTorch source: exactly one of
+
+    - ``expr``, a template over the inputs (`{0}`, `{1}`) and values (`{name}`, Python
+      literals of the attributes and of ``args``): `"torch.relu({0})"`;
+    - ``function``, `"package.module:name"`, called as `name(*inputs, **args)`;
+    - ``module``, `"package.module:Class"`, built once as `Class(**args)` at the node's
+      path (its parameters and buffers named as the op's tensors, so they are the node's
+      state_dict entries) and called as `module(*inputs)`.
+
+    ``args`` (default: the attributes) gives the keyword values from an `OpCall`."""
+
+    expr: str | None = None
+    function: str | None = None
+    module: str | None = None
+    args: ArgsRule | None = None
+
+    def values(self, call: OpCall) -> dict[str, Any]:
+        """The keyword values for ``call``: ``args``, or its attributes."""
+        return dict(self.args(call) if self.args is not None else call.attrs)
+
+
+OnnxEmit = Callable[[Any, OpCall, Sequence[str], Sequence[str], str], None]
+"""(emitter, call, input values, weight values, output value) -> None: adds the op's nodes
+through the emitter the built-in lowerings use (`add`, `constant`, `fresh`, `opset`)."""
+
+
+@dataclass(frozen=True)
+class OnnxLowering:
+    """How an op is written in ONNX: ``emit`` (standard ops through the emitter), or one
+    node of ``op_type`` with attributes ``args(call)``: a standard op where ``domain`` is
+    empty, else a node of the plugin's own domain at ``opset``, whose ``function`` (an
+    emit over the function's inputs, weights and output) is added to the model as an ONNX
+    function where one can be given (without one, a runtime needs the domain's kernel)."""
+
+    emit: OnnxEmit | None = None
+    op_type: str | None = None
+    args: ArgsRule | None = None
+    domain: str = ""
+    opset: int = 1
+    function: OnnxEmit | None = None
+
+
+@dataclass(frozen=True)
 class OpDecl:
     """An op's declaration. ``arity`` None means one or more inputs (joins). ``reads`` is
     the dtype of the inputs it takes (one for all, or one per input; `any`), ``writes`` its
@@ -214,6 +289,15 @@ class OpDecl:
     stored: bool = False
     combines: bool = False
     initial_state: bool = False
+    lowerings: Mapping[str, TorchLowering | OnnxLowering] = field(default_factory=dict)
+    """Lowerings declared with the op (by backend: `torch`, `onnx`); ops without them are
+    lowered by their backend's own table."""
+    origin: Origin | None = None
+    """The plugin package that declares the op (None: ssnc's own)."""
+    initializers: Mapping[str, Callable[[ParamSpec, Any], Any]] = field(default_factory=dict)
+    """The op's own initializers by name: (tensor, numpy Generator) -> float32 array."""
+    half: bool = True
+    """Whether it runs in fp16 and bf16 (checked by `ssnc.testing.check_op`)."""
 
     def reads_at(self, count: int) -> tuple[str, ...]:
         """The dtype each of ``count`` inputs must have (`any`: whatever it is)."""
@@ -246,6 +330,65 @@ class OpDecl:
     def defaults(self) -> dict[str, AttrValue]:
         """Attributes that have defaults, with their values."""
         return {a.name: a.default for a in self.attrs if a.default is not REQUIRED}  # type: ignore[misc]
+
+
+def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | None = None,
+       arity: int = 1, weights: Sequence[str] | Callable[[Attrs], tuple[str, ...]] = (),
+       params: ParamRule | None = None, macs: MacRule | None = None,
+       reads: str | tuple[str, ...] = "f32", writes: str = "f32",
+       torch: TorchLowering | None = None, onnx: OnnxLowering | None = None,
+       initializers: Mapping[str, Callable[[ParamSpec, Any], Any]] | None = None,
+       half: bool = True) -> OpDecl:
+    """Declare an op, as ssnc's own activations are and as a plugin's are: its name (what a
+    spec calls), one-line-first documentation, typed attributes (positional in this order),
+    arity, shape rule (input shapes, attributes -> output shape; default: the input's; raise
+    `ShapeMismatch` for inputs it cannot take), weight ports and the tensors each needs
+    (``params``: input shapes, attributes -> one `ParamSpec` per port, in order; ``init``
+    names an initializer, built-in or one of ``initializers``), multiply-accumulates, input
+    and output dtypes, and one lowering per backend. Nothing here imports a backend."""
+    if not name.isidentifier() or name in ("true", "false", "none") or keyword.iskeyword(name):
+        raise ValueError(f"an op's name is an identifier, not {name!r}")
+    names = [a.name for a in attrs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"op `{name}` declares an attribute twice: {names}")
+    if torch is not None and sum(x is not None for x in (torch.expr, torch.function,
+                                                          torch.module)) != 1:
+        raise ValueError(f"op `{name}`'s TorchLowering needs one of expr, function, module")
+    for target in (torch.function, torch.module) if torch is not None else ():
+        module, colon, attr = (target or "").partition(":")
+        if target is not None and not (colon and _dotted(module) and _dotted(attr)):
+            raise ValueError(f"op `{name}`: {target!r} is not `package.module:name`")
+    if onnx is not None and (onnx.emit is None) == (onnx.op_type is None):
+        raise ValueError(f"op `{name}`'s OnnxLowering needs one of emit, op_type")
+    fixed = tuple(weights) if not callable(weights) else None
+    if params is None and fixed:
+        raise ValueError(f"op `{name}` has weight ports {fixed}: give their `params`")
+    own = dict(initializers or {})
+
+    def ported(attrs: Attrs) -> tuple[str, ...]:
+        return fixed if fixed is not None else tuple(weights(attrs))  # type: ignore[operator]
+
+    def tensors(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
+        specs = tuple(params(inputs, attrs)) if params is not None else ()
+        return tuple(replace(p, init=f"{name}.{p.init}") if p.init in own else p
+                     for p in specs)  # the op's own initializers, by qualified name
+
+    lowerings: dict[str, TorchLowering | OnnxLowering] = {}
+    if torch is not None:
+        lowerings["torch"] = torch
+    if onnx is not None:
+        lowerings["onnx"] = onnx
+    return OpDecl(name, doc, tuple(attrs), shape or _same, arity=arity,
+                  params=tensors if params is not None else _no_params,
+                  macs=macs or _no_macs,
+                  weights=ported if (fixed or fixed is None) else _no_weights,
+                  reads=reads, writes=writes, lowerings=lowerings, initializers=own, half=half)
+
+
+def _dotted(text: str) -> bool:
+    """Whether ``text`` is a dotted Python name (what generated code may import)."""
+    return all(p.isidentifier() and p.isascii() and not keyword.iskeyword(p)
+               for p in text.split("."))
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -1063,14 +1206,6 @@ def _masked_fill_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     return Axes(x, roles_of(out))
 
 
-def _clip_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
-    low, high = attrs["min"], attrs["max"]
-    assert isinstance(low, int | float) and isinstance(high, int | float)
-    if low > high:
-        raise ShapeMismatch(f"clip's min {low:g} is above its max {high:g}")
-    return inputs[0]
-
-
 def _matmul_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
     a, b = inputs
     if len(a) < 2 or len(b) < 2:
@@ -1267,6 +1402,8 @@ _POOL_ATTRS = (
     Attr("ceil", _BOOL, False, "ceil mode"),
 )
 
+from .activations import ACTIVATIONS  # noqa: E402 (declared through `op`, above)
+
 OPS: dict[str, OpDecl] = {
     op.name: op
     for op in (
@@ -1392,9 +1529,9 @@ OPS: dict[str, OpDecl] = {
             _layernorm_shape, params=_layernorm_params, weights=_affine_weights,
             concrete=_named_axes("axis"),
         ),
-        OpDecl("relu", _ELEMENTWISE, (), _same),
-        OpDecl("sigmoid", _ELEMENTWISE, (), _same),
-        OpDecl("tanh", _ELEMENTWISE, (), _same),
+        ACTIVATIONS["relu"],
+        ACTIVATIONS["sigmoid"],
+        ACTIVATIONS["tanh"],
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
                passthrough=True),
         OpDecl("softmax", "Softmax over `axis` (none: the last, which must not be a spatial "
@@ -1402,13 +1539,9 @@ OPS: dict[str, OpDecl] = {
                (Attr("axis", (int, str, type(None)), None, f"the axis (none: the last): "
                      f"{_AXIS_DOC}"),), _softmax_shape,
                concrete=_last_axis),
-        OpDecl("gelu", "GELU, x Φ(x) (erf); `tanh`: PyTorch's tanh approximation.",
-               (Attr("tanh", _BOOL, False, "the tanh approximation"),), _same),
-        OpDecl("clip", "Clamp to [min, max] (`relu6` is `clip(0, 6)`).",
-               (Attr("min", _FLOAT, REQUIRED, "lower bound", FINITE),
-                Attr("max", _FLOAT, REQUIRED, "upper bound", FINITE)), _clip_shape),
-        OpDecl("leaky_relu", "x where x > 0, else slope * x.",
-               (Attr("slope", _FLOAT, 0.01, "the negative slope", FINITE),), _same),
+        ACTIVATIONS["gelu"],
+        ACTIVATIONS["clip"],
+        ACTIVATIONS["leaky_relu"],
         OpDecl("dropout", "Dropout while training; identity in eval.",
                (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
         OpDecl("stochastic_depth", "Stochastic depth (Huang et al. 2016), for a residual "

@@ -14,11 +14,13 @@ from ..base.diagnostics import (
     Note,
     SsnError,
     error,
+    excerpt,
     note_call_site,
 )
 from .axes import Axes, roles_of
 from .ir import Graph, Node, Scope, owned
 from .ops import ANY_DTYPE, DTYPE_WORDS, OPS, OpDecl, ParamSpec, Shape, ShapeMismatch, fmt_shape
+from .plugins import plugin_fault
 
 FirstReader = Callable[[str], Node]
 """The node that reads a parameter first (named in the diagnostic of a `shared` misuse)."""
@@ -84,6 +86,12 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
     except ShapeMismatch as exc:
         raise error(E_SHAPE, exc.message, node.span,
                     notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
+    except Exception as exc:
+        if op.origin is None:
+            raise  # a bug in ssnc: the pipeline reports it
+        raise plugin_fault(op, "shape rule", node.span, exc) from None
+    if op.origin is not None:
+        _check_plugin_result(op, node, shape, params)
     if not isinstance(shape, Axes):  # an op whose rule gives no roles keeps what sizes say
         shape = Axes(shape, roles_of(shape))
     _check_size(node, shape)
@@ -170,6 +178,23 @@ def _check_size(node: Node, shape: tuple[int | str, ...]) -> None:
         raise error(E_VALUE_LIMIT, f"`{node.op}` would output {fmt_shape(shape)}: "
                     f"{elements:,} elements per sample, more than any tensor can hold",
                     node.span, hint="check its padding, stride and sizes")
+
+
+def _check_plugin_result(op: OpDecl, node: Node, shape: object, params: object) -> None:
+    """A plugin's shape rule gives a shape (positive sizes, or the symbols of its inputs'
+    axes), and its params rule one tensor per weight port."""
+    def bad(what: str) -> SsnError:
+        return plugin_fault(op, "shape rule", node.span, TypeError(what))
+
+    if not isinstance(shape, tuple) or not all(
+            (isinstance(d, int) and not isinstance(d, bool) and d > 0) or isinstance(d, str)
+            for d in shape):
+        raise bad(f"it returned {excerpt(repr(shape))}, not a shape (a tuple of positive "
+                  "sizes)")
+    if not isinstance(params, tuple) or len(params) != len(node.weights) or not all(
+            isinstance(p, ParamSpec) for p in params):
+        raise bad(f"its params rule gave {excerpt(repr(params))}, not one ParamSpec for each "
+                  f"weight port {list(OPS[node.op].weights(node.attrs))}")
 
 
 def _producers(inputs: list[Node], which: range | tuple[int, ...]) -> list[Note]:

@@ -13,13 +13,24 @@ from .axes import TIME, roles_of
 from .ir import Graph, Node, owned, walk
 from .literals import json_data
 from .ops import OPS, Shape
+from .plugins import plugin_fault
 
 
 def macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates per sample of one node (a body's nodes count their own)."""
     assert node.shape is not None
     shapes = [graph.all_nodes()[i].shape for i in node.inputs]
-    return OPS[node.op].macs([s for s in shapes if s is not None], node.shape, node.attrs)
+    op = OPS[node.op]
+    try:
+        count = op.macs([s for s in shapes if s is not None], node.shape, node.attrs)
+    except Exception as exc:
+        if op.origin is None:
+            raise
+        raise plugin_fault(op, "MAC count", node.span, exc) from None
+    if op.origin is not None and (not isinstance(count, int) or count < 0):
+        raise plugin_fault(op, "MAC count", node.span,
+                           TypeError(f"it returned {count!r}, not a count"))
+    return count
 
 
 def total_macs(graph: Graph) -> int:

@@ -159,11 +159,11 @@ def test_help_shows_flags_as_flags() -> None:
 
 def test_progress_off_a_terminal_is_one_line_per_phase_once_work_is_long(
         monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    import ssnc.cli as cli
+    import ssnc.output as output
 
     clock = iter([0.0, 0.2, 0.5, 1.5, 1.6, 2.0, 3.0])  # start, then each reading
-    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
-    with cli.progress_display() as step:  # stderr is not a terminal under pytest
+    monkeypatch.setattr(output.time, "monotonic", lambda: next(clock))
+    with output.progress_display() as step:  # stderr is not a terminal under pytest
         step("elaborating")  # 0.2 s: quiet
         step("lowering")  # 0.5 s: quiet
         step("weights", 10, 100)  # 1.5 s: announced

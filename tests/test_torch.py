@@ -27,9 +27,14 @@ def model(text: str, **params: object) -> ssnc.Model:
 
 
 def test_every_lowered_op_has_a_torch_lowering() -> None:
+    """Each of ssnc's own ops is lowered once: by the lowering declared with it (the
+    activations, declared through the public op API) or by this backend's table."""
     wanted = {name for name, op in OPS.items()
-              if not op.passthrough and not op.source}
-    assert wanted == set(LOWERINGS), sorted(wanted ^ set(LOWERINGS))  # no dead rows either
+              if not op.passthrough and not op.source and op.origin is None}
+    declared = {name for name in wanted if "torch" in OPS[name].lowerings}
+    assert declared >= {"relu", "sigmoid", "tanh", "gelu", "clip", "leaky_relu"}
+    table = wanted - declared
+    assert table == set(LOWERINGS), sorted(table ^ set(LOWERINGS))  # no dead rows either
 
 
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.ssn")), ids=lambda p: p.stem)

@@ -15,9 +15,11 @@ from onnx import helper, numpy_helper
 
 from ...base.diagnostics import E_DUPLICATE, SsnError, error, lowering_error
 from ...compiler.initializers import expected_tensors, initial_state
-from ...compiler.ir import Graph, Node, Region
+from ...compiler.ir import Graph, Node, Region, op_call
 from ...compiler.literals import json_data
-from .lower import _DTYPES, DOMAIN, LOWERINGS, Emitter
+from ...compiler.ops import OPS, OnnxLowering
+from ...compiler.plugins import no_lowering, plugin_fault
+from .lower import _DTYPES, DOMAIN, LOWERINGS, Emitter, lower_declared
 from .options import DEFAULT_OPSET
 
 FUNCTIONS_IR_VERSION = 8
@@ -50,6 +52,13 @@ class ModelBuilder:
         self.functions: dict[bytes, onnx.FunctionProto] = {}
         self.function_names: dict[str, int] = {}
         self.signatures: dict[str, list[str]] = {}
+        self.domains: dict[str, int] = {}
+        """Plugins' domains the model uses, with their opsets."""
+        self.plugin_functions: dict[tuple[str, str], onnx.FunctionProto] = {}
+
+    def emitter(self) -> Emitter:
+        """A fresh emitter for one graph or function body of this model."""
+        return Emitter(domains=self.domains, functions=self.plugin_functions)
 
     # --- emission
     def emit(self, e: Emitter, nodes: Sequence[Node], children: Sequence[Region],
@@ -68,16 +77,29 @@ class ModelBuilder:
                 self._call(e, item, rename)
             else:
                 e.source = item.span.position()
-                try:
-                    LOWERINGS[item.op](e, item, [rename(i) for i in item.inputs],
-                                       [rename(w) for w in item.weights],
-                                       rename(item.name),
-                                       [self.graph.all_nodes()[i] for i in item.inputs])
-                except SsnError:
-                    raise
-                except Exception as exc:  # a bug, reported at the node it happened on
-                    raise lowering_error("ONNX", item.name, item.op, item.span, exc) from exc
+                self._lower(e, item, rename)
         e.source = ""
+
+    def _lower(self, e: Emitter, node: Node, rename: Callable[[str], str]) -> None:
+        """One node through the lowering its op declares, else this backend's row for it;
+        a failure is a diagnostic at the node (a plugin's, E0702; ssnc's own, a bug)."""
+        decl = OPS[node.op]
+        declared = decl.lowerings.get("onnx")
+        if declared is None and node.op not in LOWERINGS:
+            raise no_lowering(decl, "ONNX", node.span)
+        ins = [self.graph.all_nodes()[i] for i in node.inputs]
+        xs, ws = [rename(i) for i in node.inputs], [rename(w) for w in node.weights]
+        try:
+            if isinstance(declared, OnnxLowering):
+                lower_declared(e, declared, op_call(node, ins), xs, ws, rename(node.name))
+            else:
+                LOWERINGS[node.op](e, node, xs, ws, rename(node.name), ins)
+        except SsnError:
+            raise
+        except Exception as exc:  # reported at the node it happened on
+            if decl.origin is not None:
+                raise plugin_fault(decl, "ONNX lowering", node.span, exc) from exc
+            raise lowering_error("ONNX", node.name, node.op, node.span, exc) from exc
 
     def _call(self, e: Emitter, inst: Region, rename: Callable[[str], str]) -> None:
         if self.flat:
@@ -99,11 +121,11 @@ class ModelBuilder:
                 local[v] = _relative(v, inst.prefix)
             return local[v]
 
-        body = Emitter()
+        body = self.emitter()
         self.emit(body, inst.nodes, inst.children, rename)
         outputs = [rename(o) for o in inst.outputs]
         key_fn = helper.make_function(DOMAIN, "f", [local[v] for v in inst.inputs + inst.weights],
-                                      outputs, body.nodes, _opsets(self.opset, True))
+                                      outputs, body.nodes, _opsets(self.opset, True, self.domains))
         key = _structure_key(key_fn, inst.scope.rule)
         known = self.functions.get(key)
         if known is None:
@@ -111,7 +133,7 @@ class ModelBuilder:
             self.function_names[inst.scope.rule] = count
             name = inst.scope.rule if count == 1 else f"{inst.scope.rule}_{count}"
             known = helper.make_function(DOMAIN, name, list(key_fn.input), outputs,
-                                         body.nodes, _opsets(self.opset, True))
+                                         body.nodes, _opsets(self.opset, True, self.domains))
             self.functions[key] = known
             self.signatures[name] = []
         sig = inst.scope.signature
@@ -124,10 +146,12 @@ def _relative(name: str, prefix: str) -> str:
     return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
 
-def _opsets(opset: int, with_domain: bool) -> list[onnx.OperatorSetIdProto]:
+def _opsets(opset: int, with_domain: bool,
+            plugins: dict[str, int] | None = None) -> list[onnx.OperatorSetIdProto]:
     ids = [helper.make_opsetid("", opset)]
     if with_domain:
         ids.append(helper.make_opsetid(DOMAIN, 1))
+    ids += [helper.make_opsetid(d, v) for d, v in sorted((plugins or {}).items())]
     return ids
 
 
@@ -207,7 +231,7 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     builder = ModelBuilder(graph, flat, opset)
     top = graph.region(0)
     top_nodes, children = top.nodes, top.children
-    main = Emitter()
+    main = builder.emitter()
     builder.emit(main, top_nodes, children, lambda v: v)
     step("weights")
     values = tensors if tensors is not None else initial_state(graph, seed, progress=step)
@@ -229,7 +253,9 @@ def build_model(graph: Graph, tensors: dict[str, np.ndarray] | None = None, *, s
     functions = list(builder.functions.values())
     for fn in functions:
         fn.doc_string = "instances: " + "; ".join(builder.signatures[fn.name])
-    model = helper.make_model(g, opset_imports=_opsets(opset, bool(functions)),
+    functions += builder.plugin_functions.values()
+    model = helper.make_model(g, opset_imports=_opsets(opset, bool(builder.functions),
+                                                       builder.domains),
                               functions=functions, producer_name="ssnc",
                               producer_version=version,
                               ir_version=ir_version(opset, bool(functions)))

@@ -4,7 +4,6 @@ dimensions stay dynamic. Nothing here imports torch."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ...compiler.ir import Graph, Node
 from ...compiler.ops import (
     LINEAR_MODES,
+    OnnxLowering,
+    OpCall,
     channel_axis,
     concat_broadcasts,
     concat_reference,
@@ -50,13 +51,18 @@ class Emitter:
     opset: int = DEFAULT_OPSET
     inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
     outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    domains: dict[str, int] = field(default_factory=dict)
+    """Plugins' own domains used (with their opsets), shared by a model's emitters."""
+    functions: dict[tuple[str, str], onnx.FunctionProto] = field(default_factory=dict)
+    """Plugins' ONNX functions, by (domain, name), shared by a model's emitters."""
 
     def body(self, graph: Graph) -> Emitter:
         """A fresh emitter holding a body graph (a node's ``body``) lowered by the same rows,
         with its typed ``inputs`` and ``outputs``; the op's lowering adds what its ONNX
         construct needs around them and makes the attribute with ``subgraph``."""
         assert self.lower_body is not None
-        sub = Emitter(counter=self.counter, node_names=self.node_names, opset=self.opset)
+        sub = Emitter(counter=self.counter, node_names=self.node_names, opset=self.opset,
+                      domains=self.domains, functions=self.functions)
         self.lower_body(sub, graph)
         self.counter = sub.counter
         return sub
@@ -532,45 +538,6 @@ def lower_softmax(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out
     e.add("Softmax", [xs[0]], [out], n.name, axis=_int(n.attrs["axis"]))
 
 
-def lower_gelu(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
-               ins: Sequence[Node]) -> None:
-    """0.5 x (1 + erf(x / sqrt 2)), or with `tanh` 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715
-    x^3))): basic ops at every opset (ONNX's Gelu needs opset 20)."""
-    x = xs[0]
-
-    def const(what: str, value: float) -> str:
-        return e.constant(f"{n.name}.{what}", np.array(value, np.float32))
-
-    inner, curve, plus = e.fresh(n.name), e.fresh(n.name), e.fresh(n.name)
-    if n.attrs["tanh"]:
-        square, cube, scaled, summed = (e.fresh(n.name) for _ in range(4))
-        e.add("Mul", [x, x], [square], f"{n.name}/square")
-        e.add("Mul", [square, x], [cube], f"{n.name}/cube")
-        e.add("Mul", [cube, const("c", 0.044715)], [scaled], f"{n.name}/scaled")
-        e.add("Add", [x, scaled], [summed], f"{n.name}/sum")
-        e.add("Mul", [summed, const("k", math.sqrt(2.0 / math.pi))], [inner], f"{n.name}/inner")
-        e.add("Tanh", [inner], [curve], f"{n.name}/tanh")
-    else:
-        e.add("Mul", [x, const("k", 1.0 / math.sqrt(2.0))], [inner], f"{n.name}/inner")
-        e.add("Erf", [inner], [curve], f"{n.name}/erf")
-    half = e.fresh(n.name)
-    e.add("Add", [curve, const("one", 1.0)], [plus], f"{n.name}/plus")
-    e.add("Mul", [x, const("half", 0.5)], [half], f"{n.name}/half")
-    e.add("Mul", [half, plus], [out], n.name)
-
-
-def lower_leaky_relu(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
-                     ins: Sequence[Node]) -> None:
-    e.add("LeakyRelu", [xs[0]], [out], n.name, alpha=float(n.attrs["slope"]))  # type: ignore[arg-type]
-
-
-def lower_clip(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
-               ins: Sequence[Node]) -> None:
-    low, high = (e.constant(f"{n.name}.{k}", np.array(float(n.attrs[k]),  # type: ignore[arg-type]
-                                                        np.float32)) for k in ("min", "max"))
-    e.add("Clip", [xs[0], low, high], [out], n.name)
-
-
 def lower_causal_mask(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: str,
                       ins: Sequence[Node]) -> None:
     """Where(column > row, -inf, x), rows and columns counted with Range over the run-time
@@ -611,13 +578,53 @@ def lower_item(e: Emitter, n: Node, xs: Sequence[str], ws: Sequence[str], out: s
     e.add("Identity", [tuple_item(xs[0], _int(n.attrs["index"]))], [out], n.name)
 
 
+def lower_declared(e: Emitter, how: OnnxLowering, call: OpCall, xs: Sequence[str],
+                   ws: Sequence[str], out: str) -> None:
+    """An op's declared lowering: its emit, or one node of a standard op or of the plugin's
+    domain (whose function, where given, is added to the model once per distinct use)."""
+    if how.emit is not None:
+        how.emit(e, call, xs, ws, out)
+        return
+    assert how.op_type is not None
+    attrs = dict(how.args(call)) if how.args is not None else {}
+    op_type = how.op_type
+    if how.domain:
+        e.domains[how.domain] = how.opset
+        if how.function is not None:
+            op_type = _plugin_function(e, how, call, len(xs), len(ws), attrs)
+            attrs = {}
+    e.add(op_type, [*xs, *ws], [out], call.name, domain=how.domain, **attrs)
+
+
+def _plugin_function(e: Emitter, how: OnnxLowering, call: OpCall, n_in: int, n_w: int,
+                     attrs: dict[str, Any]) -> str:
+    """The name of the plugin function computing ``call`` (its body written by the
+    declared ``function`` for these attributes and shapes; one per distinct body)."""
+    assert how.function is not None and how.op_type is not None
+    body = Emitter(opset=e.opset, domains=e.domains, functions=e.functions)
+    ins = [f"in{i}" for i in range(n_in)] + [f"w{i}" for i in range(n_w)]
+    how.function(body, call, ins[:n_in], ins[n_in:], "out")
+    for node in body.nodes:
+        del node.metadata_props[:]
+        node.name = ""
+    same = [f for (d, _), f in e.functions.items() if d == how.domain
+            and f.name.split("__")[0] == how.op_type and list(f.node) == list(body.nodes)]
+    if same:
+        return str(same[0].name)
+    count = sum(1 for d, _ in e.functions if d == how.domain)
+    name = how.op_type if not any(n == how.op_type for _, n in e.functions) \
+        else f"{how.op_type}__{count + 1}"
+    opsets = [helper.make_opsetid("", e.opset),
+              *(helper.make_opsetid(d, v) for d, v in sorted(e.domains.items()))]
+    e.functions[(how.domain, name)] = helper.make_function(
+        how.domain, name, ins, ["out"], body.nodes, opsets)
+    return name
+
+
 LOWERINGS: dict[str, Lowering] = {
     "conv": lower_conv,
     "bn": lower_bn,
     "layernorm": lower_layernorm,
-    "relu": _simple("Relu"),
-    "sigmoid": _simple("Sigmoid"),
-    "tanh": _simple("Tanh"),
     "conv_transpose": lower_conv_t,
     "upsample": lower_upsample,
     "pad": lower_pad,
@@ -625,9 +632,6 @@ LOWERINGS: dict[str, Lowering] = {
     "squeeze": lower_squeeze,
     "pixel_shuffle": lower_pixel_shuffle,
     "softmax": lower_softmax,
-    "gelu": lower_gelu,
-    "clip": lower_clip,
-    "leaky_relu": lower_leaky_relu,
     "div": _simple("Div"),
     "matmul": _simple("MatMul"),
     "causal_mask": lower_causal_mask,

@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ...base.diagnostics import SsnError, lowering_error
-from ...compiler.ir import Node
+from ...compiler.ir import Node, op_call
 from ...compiler.ops import (
     LINEAR_MODES,
+    OPS,
+    TorchLowering,
     channel_axis,
     concat_broadcasts,
     concat_reference,
@@ -24,6 +26,7 @@ from ...compiler.ops import (
     sliding_axes,
     unsqueeze_axis,
 )
+from ...compiler.plugins import no_lowering, plugin_fault
 from ..pysource import literal
 
 
@@ -293,11 +296,6 @@ def lower_softmax(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) 
     return Lowered(None, f"torch.softmax({args[0]}, {literal(node.attrs['axis'])})")
 
 
-def lower_gelu(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    how = "tanh" if node.attrs["tanh"] else "none"
-    return Lowered(None, f"torch.nn.functional.gelu({args[0]}, approximate={how!r})")
-
-
 def lower_permute(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
     axes = permute_axes(ins[0].shape or (), node.attrs)
     return Lowered(None, f"{args[0]}.permute{literal(axes)}")
@@ -325,13 +323,7 @@ LOWERINGS: dict[str, Lowering] = {
     "pixel_shuffle": _function("torch.nn.functional.pixel_shuffle({0}, {r})"),
     "bn": lower_bn,
     "layernorm": lower_layernorm,
-    "relu": _function("torch.relu({0})"),
-    "sigmoid": _function("torch.sigmoid({0})"),
-    "tanh": _function("torch.tanh({0})"),
     "softmax": lower_softmax,
-    "gelu": lower_gelu,
-    "clip": _function("torch.clamp({0}, {min}, {max})"),
-    "leaky_relu": _function("torch.nn.functional.leaky_relu({0}, {slope})"),
     "dropout": lower_dropout,
     "pad_mask": _function("{0} == {pad}"),
     "masked_fill": _function("{0}.masked_fill({1}, {value})"),
@@ -369,13 +361,49 @@ LOWERINGS: dict[str, Lowering] = {
 }
 
 def lower(node: Node, ins: Sequence[Node], args: Sequence[str], m: str) -> Lowered:
-    """``node`` through its lowering; a failure (a bug) is a diagnostic at the node."""
+    """``node`` through the lowering its op declares, else this backend's row for it; a
+    failure is a diagnostic at the node (a plugin's, E0702; ssnc's own, a bug)."""
+    decl = OPS[node.op]
+    declared = decl.lowerings.get("torch")
+    if declared is None and node.op not in LOWERINGS:
+        raise no_lowering(decl, "PyTorch", node.span)
     try:
+        if isinstance(declared, TorchLowering):
+            return _declared(declared, node, ins, args, m)
         return LOWERINGS[node.op](node, ins, args, m)
     except SsnError:
         raise
     except Exception as exc:
+        if decl.origin is not None:
+            raise plugin_fault(decl, "PyTorch lowering", node.span, exc) from exc
         raise lowering_error("PyTorch", node.name, node.op, node.span, exc) from exc
+
+
+def _declared(how: TorchLowering, node: Node, ins: Sequence[Node], args: Sequence[str],
+              m: str) -> Lowered:
+    """An op's declared lowering: a template, a function of the plugin's module called on
+    the inputs, or its module class built at the node's path and called on them."""
+    values = how.values(op_call(node, ins))
+    if how.expr is not None:
+        return Lowered(None, how.expr.format(*args, **{k: literal(v) for k, v in values.items()}))
+    keywords = "".join(f", {k}={literal(v)}" for k, v in values.items())
+    if how.function is not None:
+        return Lowered(None, f"{plugin_attr(how.function)}({', '.join(args)}{keywords})")
+    assert how.module is not None
+    return Lowered(f"{plugin_attr(how.module)}({keywords.removeprefix(', ')})",
+                   f"{m}({', '.join(args)})")
+
+
+def plugin_attr(target: str) -> str:
+    """`package.module:name` as generated code reads it: the module imported under an alias
+    that no generated name takes (`_plugin_package_module.name`)."""
+    module, _, attr = target.partition(":")
+    return f"{plugin_alias(module)}.{attr}"
+
+
+def plugin_alias(module: str) -> str:
+    """The name generated code imports a plugin's ``module`` as."""
+    return "_plugin_" + module.replace(".", "_")
 
 
 DROP_JOIN_FN = {"mean": "_join_mean", "sum": "_join_sum", "max": "_join_max"}

@@ -14,10 +14,11 @@ from ...base.diagnostics import E_RESERVED, Note, error
 from ...compiler.axes import SPATIAL, roles_of
 from ...compiler.ir import Graph, walk
 from ...compiler.literals import ssn_text
-from ...compiler.ops import fmt_shape
+from ...compiler.ops import OPS, TorchLowering, fmt_shape
 from ...compiler.stats import op_count, total_params
 from ..pysource import docstring, identifier, is_plain, literal
 from .emit import RESERVED
+from .lower import plugin_alias
 from .model import ModelCode, Units
 
 RUNTIME_MARKER = "# --- ssnc runtime (pasted into generated modules) ---"
@@ -71,7 +72,7 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "",
     code = ModelCode(graph, reserved=cls, units=units)
     named = _named_outputs(graph, code, cls)
     lines = [*_header(graph, code, origin, version), "", "from __future__ import annotations",
-             "", runtime_source().rstrip(), "", ""]
+             "", runtime_source().rstrip(), *_plugin_imports(graph), "", ""]
     for definition in code.classes.ordered():
         lines += definition.source()
     for unit in code.unit_classes:
@@ -82,6 +83,16 @@ def generate_source(graph: Graph, *, origin: str = "", version: str = "",
     lines += _slope_method(graph)
     lines += ["", "", f"MODEL = {cls}", ""]
     return "\n".join(lines)
+
+
+def _plugin_imports(graph: Graph) -> list[str]:
+    """`import package.module as _plugin_package_module` for each plugin module the
+    model's ops run (names checked when the op was declared, never spec text)."""
+    modules = sorted({target.partition(":")[0] for _, node in walk(graph)
+                      for how in [OPS[node.op].lowerings.get("torch")]
+                      if isinstance(how, TorchLowering)
+                      for target in (how.function, how.module) if target is not None})
+    return ["", *(f"import {m} as {plugin_alias(m)}" for m in modules)] if modules else []
 
 
 def _named_outputs(graph: Graph, code: ModelCode, cls: str) -> list[str]:
