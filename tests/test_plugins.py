@@ -223,3 +223,17 @@ def test_check_op_reports_what_fails_and_skips_with_a_reason() -> None:
         check_op(lying, "tensor[3, 4, 4]")
     assert "FAILED   shape at batch 1: the shape rule gives [1, 3, 4, 2], PyTorch computed " \
         "[1, 3, 4, 4]" in str(info.value)
+
+
+def test_every_command_takes_a_spec_with_a_plugins_op(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for command in (["check"], ["info"], ["ir"], ["graph", "-f", "dot"],
+                    ["fmt", "--check"]):
+        result = runner.invoke(app, [*command, str(SPEC)])
+        assert result.exit_code == 0, (command, result.output)
+        assert command[0] in ("fmt", "check") or "blurpool" in result.stdout, command
+    out = tmp_path / "blur.pt2"
+    result = runner.invoke(app, ["compile", str(SPEC), "-o", str(out), "--set", "width=4"])
+    assert result.exit_code == 0 and out.exists(), result.output
+    program = torch.export.load(out)
+    assert tuple(program.module()(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
