@@ -23,11 +23,9 @@ from .base.diagnostics import (
     E_NO_MODEL,
     E_OPTION,
     E_SYNTAX,
-    E_TYPE,
     E_VALUE_LIMIT,
     LINE_END,
     Diagnostic,
-    Kind,
     Note,
     Span,
     SsnError,
@@ -58,7 +56,7 @@ from .compiler.stats import info_json, op_count, sequence_steps, total_macs, tot
 from .compiler.values import Env, OpCtor, Rule, Value
 from .grammar import ast
 from .grammar.format import format_text
-from .grammar.parser import parse, parse_expr, shift
+from .grammar.parser import parse
 from .summary import Summary
 
 STDLIB_FILES = ("fractal.ssn", "nin.ssn", "blocks.ssn", "recurrent.ssn", "hyper.ssn",
@@ -310,6 +308,39 @@ class Model:
         return self._sourced(lambda: check_weights(
             self.ir, read_weights(path, expected), str(path)))
 
+    def transfer(self, source: str | os.PathLike[str], *, match: str = "names",
+                 mapping: str | os.PathLike[str] | Sequence[tuple[str, str]] | None = None,
+                 allow_partial: bool = False, allow_nonfinite: bool = False, seed: int = 0,
+                 reverse: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+        """Weights for this model from a checkpoint in other names (a PyTorch state dict,
+        .safetensors, .npz, an ONNX model's initializers), matched by ``names`` (``mapping``:
+        a rules file or ``(pattern, target)`` pairs; ssnc's own keys need none) or by
+        ``order``, with the report (`ssnc.transfer.TransferReport`). Tensors not loaded
+        keep their initial values at ``seed`` where ``allow_partial``; otherwise a partial
+        transfer raises, with ``.report``. With ``reverse`` (this model's weights), the
+        result is those weights in ``source``'s names and layouts instead (`source` a
+        checkpoint of the other model, as a template)."""
+        from .transfer import read_mapping, read_source
+        from .transfer import reverse as backwards
+        from .transfer import transfer as forwards
+
+        def run() -> tuple[dict[str, Any], Any]:
+            rules: list[Any] = []
+            if isinstance(mapping, str | os.PathLike):
+                text = read_spec(Path(mapping), str(mapping))
+                self.program.sources[str(mapping)] = text
+                rules = read_mapping(text, str(mapping))
+            elif mapping is not None:
+                text = "\n".join(f"{p} -> {t}" for p, t in mapping)
+                self.program.sources["<mapping>"] = text
+                rules = read_mapping(text, "<mapping>")
+            src = read_source(source, allow_nonfinite)
+            if reverse is not None:
+                return backwards(self.ir, src, reverse, match, rules, allow_partial)
+            return forwards(self.ir, src, match, rules, initial_state(self.ir, seed),
+                            allow_partial)
+        return self._sourced(run)
+
     def _select(self, column: int | None, weights: str | os.PathLike[str] | None
                 ) -> tuple[Model, dict[str, Any] | None]:
         """The model to compile and its tensors: weights are checked against the whole model
@@ -435,23 +466,6 @@ def _from_python(key: str, value: Any, span: Span | None) -> Value:
         return check_int(value, span or Span.unknown("<params>"))
     raise error(E_OPTION, f"parameter `{key}` cannot be {type(value).__name__}",
                 span or Span.unknown("<params>"), hint="use numbers, booleans, strings or lists")
-
-
-def parse_value(text: str, where: str, offset: int = 0) -> Value:
-    """A literal given on the command line (`--set widths=[16,32]`), evaluated safely:
-    only literals, lists and arithmetic, never names. ``offset`` shifts reported columns."""
-    def evaluate() -> Value:
-        expr = shift(parse_expr(text, where), -offset)
-        return Elaborator(Env({})).eval(expr, Env({"true": True, "false": False}))
-
-    try:
-        return guarded(evaluate, where)
-    except SsnError as exc:
-        first = exc.diagnostics[0]
-        if first.code.kind is Kind.LIMIT:
-            raise
-        raise error(E_TYPE, f"`{excerpt(text)}` is not a value", first.span,
-                    hint="write a number, true/false, a \"string\" or a [list]") from None
 
 
 class _Loader:

@@ -28,12 +28,12 @@ from .api import (
     format_spec,
     load,
     ops_listing,
-    parse_value,
     read_spec,
     render_picture,
 )
 from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, SsnWarning, error
-from .base.options import positive, spelling
+from .base.options import spelling
+from .compiler.arguments import parse_sets, parse_steps
 from .compiler.elaborate import Limits
 from .extras import require_torch
 from .output import (
@@ -44,6 +44,7 @@ from .output import (
     write_atomic,
     write_bytes,
     write_onnx,
+    write_tensors,
 )
 
 DEFAULT_MAX_NODES = Limits().max_nodes
@@ -124,28 +125,6 @@ def _internal(exc: Exception) -> SsnError:
                  notes=[Note("please report this with the spec and command that caused it")])
 
 
-def parse_sets(sets: list[str] | None) -> tuple[dict[str, Any], dict[str, Span], dict[str, str]]:
-    """`--set KEY=VALUE` options as values, the spans of their keys and their source texts."""
-    values: dict[str, Any] = {}
-    spans: dict[str, Span] = {}
-    sources: dict[str, str] = {}
-    for item in sets or []:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        where = f"<--set {key or item}>"
-        sources[where] = item
-        if not eq or not key.isidentifier():
-            raise error(E_OPTION, f"`--set {item}` is not KEY=VALUE", Span(
-                file=where, line=1, col=1, end_line=1, end_col=len(item) + 1),
-                hint="for example --set C=4 --set widths=[16,32]").with_sources(sources)
-        try:
-            values[key] = parse_value(text, where, offset=len(item) - len(text))
-        except SsnError as exc:
-            raise exc.with_sources(sources) from None
-        spans[key] = Span(file=where, line=1, col=1, end_line=1, end_col=len(key) + 1)
-    return values, spans, sources
-
-
 def _write_text(path: Path, text: str) -> None:
     """UTF-8, line ends exactly as in ``text`` (no translation on any platform)."""
     path.write_bytes(text.encode("utf-8"))
@@ -186,23 +165,6 @@ def _elaborate(program: Program, model: str | None, max_nodes: int, spans: dict[
         warnings.simplefilter("ignore", SsnWarning)
         return program.model(model, limits=Limits(max_nodes=max_nodes), spans=spans,
                              progress=step, **values)
-
-
-def _steps(given: list[str] | None) -> int | dict[str, int] | None:
-    """`--steps 12` (every time axis), or `--steps src=12 --steps tgt=9` (per input)."""
-    if not given:
-        return None
-    if len(given) == 1 and "=" not in given[0] and given[0].strip().lstrip("-").isdigit():
-        return positive("steps", int(given[0]))
-    out: dict[str, int] = {}
-    for item in given:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise error(E_OPTION, f"--steps {item}: give one length, or INPUT=LENGTH for each "
-                        "input", Span.unknown("--steps"), hint="--steps src=12 --steps tgt=9")
-        out[name.strip()] = positive("steps", int(value) if value.strip().lstrip("-").isdigit()
-                                     else value)
-    return out
 
 
 @app.command(cls=_Command)
@@ -345,6 +307,48 @@ def ops(name: Annotated[str | None, typer.Argument(help="Show this op in full.",
         plugin: PluginOpt = None) -> None:
     """List every op a spec can call (ssnc's own and installed plugins'), or show one."""
     _guard(lambda: typer.echo(ops_listing(name, plugin or ())))
+
+
+@app.command(cls=_Command)
+def transfer(
+    spec: SpecArg,
+    source: Annotated[Path, typer.Option(
+        "--from", help="The checkpoint: a PyTorch state dict (.pt/.pth), .safetensors, .npz, "
+        "or an ONNX model (its initializers).", show_default=False)],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Weights in ssnc's keys (.safetensors, .npz or .pt; default "
+        "MODEL.safetensors); with --reverse, in the checkpoint's.")] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        "--map", help="Rules `SOURCE_PATTERN -> TARGET`, one a line (docs/weights.md).")] = None,
+    match: Annotated[str, typer.Option(
+        "--match", metavar="names|order", help="By names (rules, and ssnc's own keys) or by "
+        "the order the parameter-owning ops run.")] = "names",
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Keep initial values where nothing matched.")] = False,
+    allow_nonfinite: Annotated[bool, typer.Option(
+        "--allow-nonfinite", help="Load NaN and infinite values.")] = False,
+    reverse: Annotated[Path | None, typer.Option(
+        "--reverse", metavar="WEIGHTS", help="The other way: these ssnc weights in the "
+        "names and layouts of --from (a checkpoint of the other model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    model: ModelOpt = None, set_: SetOpt = None, plugin: PluginOpt = None,
+    max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
+) -> None:
+    """Load a checkpoint in other names into SPEC's model, with a report (docs/weights.md)."""
+    def run() -> None:
+        if output is not None:
+            check_target(output, [spec, source])
+        m = load_model(spec, model, set_, max_nodes, plugins=plugin)
+        out = output or Path(m.name + ("_reversed" if reverse else "") + ".safetensors")
+        weights, report = m.transfer(
+            source, match=match, mapping=mapping, allow_partial=allow_partial,
+            allow_nonfinite=allow_nonfinite,
+            reverse=None if reverse is None else m.weights(reverse))
+        typer.echo(json.dumps(report.data(), indent=2) if as_json else "\n".join(report.lines()))
+        write_atomic(out, lambda tmp: write_tensors(tmp, weights, out.suffix),
+                     inputs=[*m.program.files, source])
+        typer.echo(f"wrote {out}", err=True)
+    _guard(run)
 
 
 def _picture_format(given: Picture | None, output: Path | None) -> Picture:
@@ -611,7 +615,7 @@ def compile(
     """Compile a model to a file, written whole or not at all."""
     def run() -> None:
         given = {"flat": False if functions else None, "opset": opset, "precision": precision,
-                 "io_precision": io_precision, "batch": batch, "steps": _steps(steps),
+                 "io_precision": io_precision, "batch": batch, "steps": parse_steps(steps),
                  "symbolic_hw": symbolic_hw or None, "unroll": unroll or None,
                  "fold_weights": fold_weights or None,
                  "external_data_threshold": external_data_threshold}

@@ -130,6 +130,27 @@ def write_bytes(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def write_tensors(path: Path, tensors: Mapping[str, np.ndarray], suffix: str) -> None:
+    """Write ``tensors`` by key to ``path`` as ``suffix`` says: .safetensors, .npz, or a
+    torch state_dict (.pt, .pth); E0603 for another (a ``write_atomic`` filler)."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    if suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(arrays, str(path))
+    elif suffix == ".npz":
+        with path.open("wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+    elif suffix in (".pt", ".pth"):
+        require_torch(f"writing {suffix} weights")
+        import torch
+
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+    else:
+        raise error(E_OUTPUT, f"weights are written as .safetensors, .npz or .pt, not "
+                    f"`{excerpt(suffix) or 'no suffix'}`", Span.unknown(str(path)))
+
+
 def glob_escape(name: str) -> str:
     """``name`` with glob metacharacters escaped."""
     return re.sub(r"([*?\[])", r"[\1]", name)

@@ -40,6 +40,9 @@ SENTENCES = {
                      "generated, tile by tile, by one shared static hypernetwork.",
     "nin_cifar10.ssn": "Network in Network for CIFAR-10: three mlpconv stages (a convolution "
                        "followed by 1×1 convolutions) and global average pooling.",
+    "resnet18.ssn": "ResNet-18 in torchvision's layout: a 7×7 stem, four stages of two "
+                    "basic blocks with strided 1×1 projections, the model docs/weights.md "
+                    "loads a torchvision checkpoint into.",
     "inception_v3.ssn": "Inception-v3 in torchvision's layout: 7×7 and 3×3 convolutions "
                         "factorised into 1×7 and 7×1 (1×3 and 3×1) ones, and the auxiliary "
                         "classifier as a second output.",

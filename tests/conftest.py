@@ -17,15 +17,16 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 SMALL: dict[str, dict[str, float]] = {"unet": {"size": 64, "width": 16},
                                       "inception_v3": {"width": 0.125},
+                                      "resnet18": {"size": 64, "classes": 10},
                                       "vit": {"size": 32, "patch": 8, "dim": 16, "depth": 2,
                                               "heads": 2, "mlp": 32},
                                       "seq2seq_transformer": {"vocab": 30, "dim": 16,
                                                               "heads": 2, "layers": 2,
                                                               "ff": 32}}
 """Model parameters that keep a shipped spec's runs short where the tests loop over every
-spec (U-Net at 64 x 64, narrow; Inception-v3 at an eighth of its width; a two-block ViT on
-32 x 32; a two-layer, 16-wide sequence-to-sequence Transformer); their published
-counts are asserted at full size elsewhere."""
+spec (U-Net at 64 x 64, narrow; Inception-v3 at an eighth of its width; ResNet-18 on 64 x 64
+images; a two-block ViT on 32 x 32; a two-layer, 16-wide sequence-to-sequence Transformer);
+their published counts are asserted at full size elsewhere."""
 
 
 def small_args(spec: Path) -> list[str]:

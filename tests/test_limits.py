@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 import ssnc
-from ssnc.cli import app, parse_sets
+from ssnc.cli import app
+from ssnc.compiler.arguments import parse_sets
 from ssnc.compiler.elaborate import Limits
 from tests.conftest import ROOT, SPECS
 from tests.fuzz.hostile import HOSTILE, TAIL
