@@ -8,5 +8,5 @@ trap 'rm -rf "$tmp"' EXIT
 ln -s "$root" "$tmp/ssnc"
 cd "$tmp"
 mypy --config-file "$root/pyproject.toml" --strict -m ssnc -m ssnc.api -m ssnc.cli -m ssnc.output \
-    -m ssnc.plugin -m ssnc.testing \
+    -m ssnc.plugin -m ssnc.testing -m ssnc.transfer -m ssnc.highlight \
     -p ssnc.base -p ssnc.grammar -p ssnc.compiler -p ssnc.backends
