@@ -678,3 +678,13 @@ def ops_listing(name: str | None = None, plugins: Sequence[str] = ()) -> str:
     from .plugin import listing
 
     return listing(name, plugins)
+
+
+def serve_lsp() -> None:
+    """Run `ssnc lsp`'s server over stdio (needs the `lsp` extra: pygls)."""
+    from .extras import require_extra
+
+    require_extra("pygls", "the language server", "lsp")
+    from .lsp import serve
+
+    serve()

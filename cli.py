@@ -30,6 +30,7 @@ from .api import (
     ops_listing,
     read_spec,
     render_picture,
+    serve_lsp,
 )
 from .base.diagnostics import E_INTERNAL, E_OPTION, Note, Span, SsnError, SsnWarning, error
 from .base.options import spelling
@@ -123,11 +124,6 @@ def _internal(exc: Exception) -> SsnError:
     return error(E_INTERNAL, f"internal compiler error: {type(exc).__name__}: {exc}",
                  Span.unknown("ssnc"),
                  notes=[Note("please report this with the spec and command that caused it")])
-
-
-def _write_text(path: Path, text: str) -> None:
-    """UTF-8, line ends exactly as in ``text`` (no translation on any platform)."""
-    path.write_bytes(text.encode("utf-8"))
 
 
 def load_model(spec: Path, model: str | None, sets: list[str] | None, max_nodes: int,
@@ -318,15 +314,14 @@ def transfer(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Weights in ssnc's keys (.safetensors, .npz or .pt; default "
         "MODEL.safetensors); with --reverse, in the checkpoint's.")] = None,
-    mapping: Annotated[Path | None, typer.Option(
-        "--map", help="Rules `SOURCE_PATTERN -> TARGET`, one a line (docs/weights.md).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--map", help="Rules `PATTERN -> TARGET`, one "
+                                                 "a line (docs/weights.md).")] = None,
     match: Annotated[str, typer.Option(
         "--match", metavar="names|order", help="By names (rules, and ssnc's own keys) or by "
         "the order the parameter-owning ops run.")] = "names",
-    allow_partial: Annotated[bool, typer.Option(
-        "--allow-partial", help="Keep initial values where nothing matched.")] = False,
-    allow_nonfinite: Annotated[bool, typer.Option(
-        "--allow-nonfinite", help="Load NaN and infinite values.")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Keep initial "
+                                                "values where nothing matched.")] = False,
+    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite")] = False,
     reverse: Annotated[Path | None, typer.Option(
         "--reverse", metavar="WEIGHTS", help="The other way: these ssnc weights in the "
         "names and layouts of --from (a checkpoint of the other model).")] = None,
@@ -340,15 +335,20 @@ def transfer(
             check_target(output, [spec, source])
         m = load_model(spec, model, set_, max_nodes, plugins=plugin)
         out = output or Path(m.name + ("_reversed" if reverse else "") + ".safetensors")
-        weights, report = m.transfer(
-            source, match=match, mapping=mapping, allow_partial=allow_partial,
-            allow_nonfinite=allow_nonfinite,
-            reverse=None if reverse is None else m.weights(reverse))
+        weights, report = m.transfer(source, match=match, mapping=mapping,
+                                     allow_partial=allow_partial, allow_nonfinite=allow_nonfinite,
+                                     reverse=None if reverse is None else m.weights(reverse))
         typer.echo(json.dumps(report.data(), indent=2) if as_json else "\n".join(report.lines()))
         write_atomic(out, lambda tmp: write_tensors(tmp, weights, out.suffix),
                      inputs=[*m.program.files, source])
         typer.echo(f"wrote {out}", err=True)
     _guard(run)
+
+
+@app.command(cls=_Command)
+def lsp() -> None:
+    """Serve the Language Server Protocol over stdio, for editors (the `lsp` extra)."""
+    _guard(serve_lsp)
 
 
 def _picture_format(given: Picture | None, output: Path | None) -> Picture:
@@ -401,7 +401,7 @@ def fmt(
                     text.splitlines(keepends=True), new.splitlines(keepends=True),
                     f"{display} (as it is)", f"{display} (formatted)"))
             else:
-                write_atomic(path, lambda tmp: _write_text(tmp, new))
+                write_atomic(path, lambda tmp: write_bytes(tmp, new.encode("utf-8")))
                 sys.stderr.write(f"reformatted {display}\n")
 
     def run() -> None:
@@ -500,7 +500,7 @@ def _write_program(m: Model, r: _Request, out: Path, inputs: list[Path],
 def _write_python(m: Model, r: _Request, out: Path, inputs: list[Path],
                   step: Callable[..., None]) -> tuple[list[Path], str]:
     source = (m.column(r.column) if r.column is not None else m).torch_source()
-    write_atomic(out, lambda tmp: _write_text(tmp, source), inputs=inputs)
+    write_atomic(out, lambda tmp: write_bytes(tmp, source.encode("utf-8")), inputs=inputs)
     return [out], ""
 
 

@@ -17,3 +17,12 @@ def require_torch(what: str) -> None:
     except ImportError:
         raise error(E_EXTRA, "PyTorch is not installed (the core install compiles to ONNX "
                     "only)", Span.unknown(what), hint=TORCH_HINT) from None
+
+
+def require_extra(module: str, what: str, extra: str) -> None:
+    """Refuse ``what`` with E0604 when ``module`` (of the extra ``extra``) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise error(E_EXTRA, f"{what} needs {module}, which is not installed",
+                    Span.unknown(what), hint=f"install it with `pip install 'ssnc[{extra}]'`")

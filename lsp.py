@@ -1,0 +1,306 @@
+"""`ssnc lsp`: a Language Server Protocol server over stdio (pygls, the `lsp` extra).
+
+`Analysis` does the work without pygls (and is tested so): the same diagnostics as `ssnc
+check`, for the open file and the files it imports; hover on an op, a rule or an op's use
+in a model (its output shape, parameters and MACs, each place a rule puts it); go to
+definition into the file, imported files and the standard library; the outline; `ssnc
+fmt`'s layout. Positions are converted to LSP's 0-based lines and UTF-16 columns. The
+server keeps serving whatever one request does: a failure is logged and answered empty."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from .api import Model, Program, format_spec, loads
+from .base.diagnostics import STDLIB_PREFIX, Diagnostic, Span, SsnError, source_lines
+from .compiler.elaborate import Limits
+from .compiler.ops import OPS, fmt_shape
+from .compiler.stats import macs, param_count, summarize, time_symbols
+from .compiler.values import Rule
+from .grammar import ast
+from .grammar.parser import parse
+
+LOG = logging.getLogger("ssnc.lsp")
+DOCS = "https://github.com/ssnc/ssnc/blob/main/docs/language.md#diagnostics"
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def path_of(uri: str) -> Path:
+    """The file a `file://` URI names."""
+    return Path(unquote(urlparse(uri).path))
+
+
+def uri_of(path: str | Path) -> str:
+    """The `file://` URI of ``path``."""
+    return Path(path).resolve().as_uri()
+
+
+def utf16(line: str, col: int) -> int:
+    """The UTF-16 offset of 1-based character column ``col`` of ``line`` (LSP's columns)."""
+    return len(line[:max(col - 1, 0)].encode("utf-16-le")) // 2
+
+
+def from_utf16(line: str, offset: int) -> int:
+    """The 1-based character column at UTF-16 ``offset`` of ``line``."""
+    units = 0
+    for i, ch in enumerate(line):
+        if units >= offset:
+            return i + 1
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(line) + 1
+
+
+@dataclass
+class Range:
+    """An LSP range: 0-based lines, UTF-16 columns."""
+
+    start: tuple[int, int]
+    end: tuple[int, int]
+
+
+@dataclass
+class Found:
+    """What the analysis says of one document: its diagnostics by file, and the last good
+    compilation (kept while the text does not compile)."""
+
+    diagnostics: dict[str, list[Diagnostic]] = field(default_factory=dict)
+    program: Program | None = None
+    models: list[Model] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+class Analysis:
+    """The compiler's view of open documents, under the CLI's budgets."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits()
+        self.texts: dict[str, str] = {}
+        self.last_good: dict[str, Found] = {}
+
+    # ------------------------------------------------------------ diagnostics
+    def check(self, uri: str, text: str) -> Found:
+        """Compile ``text`` (the document at ``uri``): its diagnostics, by file path, and
+        its models where it compiles."""
+        self.texts[uri] = text
+        path = path_of(uri)
+        found = Found()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                program = loads(text, str(path), root=path.parent)
+                found.program = program
+                found.sources = program.sources
+                for name in program.models:
+                    try:
+                        model = program.model(name, limits=self.limits)
+                    except SsnError as exc:
+                        self._add(found, exc.diagnostics, exc.sources, str(path))
+                        continue
+                    found.models.append(model)
+                    self._add(found, model.warnings, program.sources, str(path))
+            except SsnError as exc:
+                found.sources = exc.sources
+                self._add(found, exc.diagnostics, exc.sources, str(path))
+        found.diagnostics.setdefault(str(path), [])
+        if found.program is not None and not any(
+                d.code.severity == "error" for ds in found.diagnostics.values() for d in ds):
+            self.last_good[uri] = found
+        return found
+
+    @staticmethod
+    def _add(found: Found, diags: Any, sources: dict[str, str], main: str) -> None:
+        """File each diagnostic under the file it points into; one inside the standard
+        library (read-only) goes to the user's call that led there, else the main file."""
+        found.sources.update(sources)
+        for d in diags:
+            where = d.span.file
+            if where.startswith(STDLIB_PREFIX) or d.span.line <= 0:
+                user = next((n.span for n in d.notes if n.span is not None and n.span.line > 0
+                             and not n.span.file.startswith(STDLIB_PREFIX)), None)
+                where = user.file if user is not None else main
+                if user is not None:
+                    d = Diagnostic(d.code, d.message, user, d.notes, d.hint)
+            found.diagnostics.setdefault(where, []).append(d)
+
+    def range_of(self, span: Span, sources: dict[str, str]) -> Range:
+        """``span`` as an LSP range."""
+        lines = source_lines(sources.get(span.file, ""))
+        if span.line <= 0:
+            return Range((0, 0), (0, 0))
+
+        def at(line: int, col: int) -> tuple[int, int]:
+            text = lines[line - 1] if 0 < line <= len(lines) else ""
+            return line - 1, utf16(text, col)
+        return Range(at(span.line, span.col), at(span.end_line, span.end_col))
+
+    # ------------------------------------------------------------ positions
+    def word_at(self, uri: str, line: int, character: int) -> tuple[str, int] | None:
+        """The name under the cursor (0-based line, UTF-16 column) and its 1-based
+        character column."""
+        lines = source_lines(self.texts.get(uri, ""))
+        if not 0 <= line < len(lines):
+            return None
+        text = lines[line]
+        col = from_utf16(text, character)
+        for m in _WORD.finditer(text):
+            if m.start() < col <= m.end() + 1 and (m.start() + 1 <= col <= m.end()):
+                return m.group(), m.start() + 1
+        return None
+
+    # ------------------------------------------------------------ hover
+    def hover(self, uri: str, line: int, character: int) -> str | None:
+        """Markdown for the name under the cursor: an op's signature and documentation, a
+        rule's signature, and what the op or rule makes at this place in each model."""
+        word = self.word_at(uri, line, character)
+        if word is None:
+            return None
+        name, col = word
+        found = self.last_good.get(uri)
+        parts: list[str] = []
+        decl = OPS.get(name)
+        rule = self._rule(uri, name)
+        if rule is not None:
+            params = ", ".join(p.name for p in rule.params)
+            parts.append(f"```ssn\ndef {name}({params})\n```")
+        elif decl is not None and not decl.source:
+            from .plugin import signature
+
+            parts.append(f"```ssn\n{signature(decl)}\n```\n{decl.doc}")
+        if found is not None:
+            rows = self._made_here(found, str(path_of(uri)), line + 1, col,
+                                   name if rule is not None else None)
+            if rows:
+                stale = "" if self.texts.get(uri) == found.sources.get(
+                    str(path_of(uri))) else " (from the last version that compiled)"
+                parts.append(f"**here**{stale}:\n" + "\n".join(f"- {r}" for r in rows))
+        return "\n\n".join(parts) or None
+
+    def _made_here(self, found: Found, file: str, line: int, col: int,
+                   rule: str | None) -> list[str]:
+        """`ssnc info`'s row for each op instance applied at this position, in each model,
+        and for a rule, each instance of it (a rule applied in several places: each)."""
+        rows: list[str] = []
+        for model in found.models:
+            g = model.ir
+            for scope in g.scopes.values():
+                if scope.parent is not None and scope.rule == rule and not scope.transparent:
+                    rows.append(self._scope_row(model, scope.id))
+            for node in g.all_nodes().values():
+                s = node.span
+                if not node.is_param and s.file == file and s.line == line and \
+                        s.col <= col < s.col + len(node.op) + 1 and node.shape is not None:
+                    params = param_count(g, node)
+                    rows.append(f"`{node.name}` ({node.op}) → {fmt_shape(node.shape)}, "
+                                f"{params:,} parameters, {macs(g, node):,} MACs"
+                                f"{' per step' if self._timed(model) else ''}")
+        return rows[:8]
+
+    @staticmethod
+    def _timed(model: Model) -> bool:
+        """Whether the model has a time axis (its MACs are per step, as `ssnc info` says)."""
+        return bool(time_symbols(model.ir))
+
+    @staticmethod
+    def _scope_row(model: Model, scope: int) -> str:
+        """One rule instance as `ssnc info` prints its row (a loop's cell counted, MACs per
+        step)."""
+        g = model.ir
+        region = g.region(scope)
+        rows = {r.path: r for r in summarize(g)}
+        path = region.prefix
+        while path and path not in rows:
+            path = path.rpartition(".")[0]
+        row = rows.get(path)
+        if row is None:
+            return f"`{g.scopes[scope].signature}`: no ops"
+        return (f"`{row.path}` ({g.scopes[scope].signature}) → {fmt_shape(row.shape)}, "
+                f"{row.params:,} parameters, {row.macs:,} MACs"
+                f"{' per step' if Analysis._timed(model) else ''}")
+
+    # ------------------------------------------------------------ definitions
+    def _rule(self, uri: str, name: str) -> ast.Def | None:
+        """The `def` a name refers to: in the document, an imported file, the standard
+        library."""
+        found = self.last_good.get(uri)
+        for item in self._items(uri):
+            if isinstance(item, ast.Def) and item.name == name:
+                return item
+        if found is not None and found.program is not None:
+            value = found.program._main.env.visible().get(name)
+            if isinstance(value, Rule):
+                return value.decl
+        return None
+
+    def _items(self, uri: str) -> list[Any]:
+        try:
+            return list(parse(self.texts.get(uri, ""), str(path_of(uri))).items)
+        except SsnError:
+            return []
+
+    def definition(self, uri: str, line: int, character: int) -> tuple[str, Range] | None:
+        """Where the name under the cursor is defined: a rule (here, imported, standard
+        library), a `let` name or a parameter of the enclosing rule."""
+        word = self.word_at(uri, line, character)
+        if word is None:
+            return None
+        name, _ = word
+        local = self._local(uri, name, line + 1)
+        if local is not None:
+            return uri, local
+        rule = self._rule(uri, name)
+        if rule is None:
+            return None
+        file = rule.name_span.file
+        if file.startswith(STDLIB_PREFIX):
+            stdlib = resources.files("ssnc.compiler.stdlib").joinpath(file.split("/", 1)[1])
+            target = uri_of(str(stdlib))
+            text = stdlib.read_text("utf-8")
+        else:
+            target = uri_of(file)
+            text = self.texts.get(target) or Path(file).read_text("utf-8")
+        return target, self.range_of(rule.name_span, {file: text})
+
+    def _local(self, uri: str, name: str, line: int) -> Range | None:
+        """A parameter of the rule or model around ``line`` named ``name``."""
+        text = self.texts.get(uri, "")
+        for item in self._items(uri):
+            if isinstance(item, ast.Def | ast.Model) and \
+                    item.span.line <= line <= item.span.end_line:
+                for p in getattr(item, "params", ()):
+                    if p.name == name:
+                        return self.range_of(p.span, {p.span.file: text})
+        return None
+
+    # ------------------------------------------------------------ outline, layout
+    def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
+        """(name, kind, whole range, name range) for each rule and model, in order."""
+        text = self.texts.get(uri, "")
+        out = []
+        for item in self._items(uri):
+            if isinstance(item, ast.Def | ast.Model):
+                sources = {item.span.file: text}
+                out.append((item.name, "model" if isinstance(item, ast.Model) else "rule",
+                            self.range_of(item.span, sources),
+                            self.range_of(item.name_span, sources)))
+        return out
+
+    def formatted(self, uri: str) -> str | None:
+        """The document in `ssnc fmt`'s layout (None where it does not parse)."""
+        try:
+            return format_spec(self.texts.get(uri, ""), str(path_of(uri)))
+        except SsnError:
+            return None
+
+
+def serve() -> None:  # pragma: no cover (run as a process by the tests)
+    """Run the server over stdio."""
+    from .lsp_server import build
+
+    build().start_io()

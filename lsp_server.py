@@ -1,0 +1,132 @@
+"""The pygls side of `ssnc lsp`: the LSP messages, each answered from `lsp.Analysis`. Every
+handler answers even when the analysis fails (logged, an empty answer): no input brings the
+server down."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from lsprotocol import types as t
+from pygls.lsp.server import LanguageServer
+
+from . import __version__
+from .lsp import DOCS, LOG, Analysis, Range, uri_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _range(r: Range) -> t.Range:
+    return t.Range(start=t.Position(line=r.start[0], character=r.start[1]),
+                   end=t.Position(line=r.end[0], character=r.end[1]))
+
+
+def _safe(fn: F) -> F:
+    """``fn``, answering None (logged) where it raises: one bad request never stops the
+    server."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            LOG.exception("ssnc lsp: %s failed", fn.__name__)
+            return None
+    return wrapper  # type: ignore[return-value]
+
+
+def build() -> LanguageServer:
+    """The server, its features registered."""
+    server = LanguageServer("ssnc", __version__,
+                            text_document_sync_kind=t.TextDocumentSyncKind.Full)
+    analysis = Analysis()
+    _documents(server, analysis)
+    _queries(server, analysis)
+    return server
+
+
+def _documents(server: LanguageServer, analysis: Analysis) -> None:
+    """Open and changed documents: checked, their diagnostics published (for each file
+    they import too)."""
+    def publish(uri: str, text: str) -> None:
+        found = analysis.check(uri, text)
+        for file, diags in found.diagnostics.items():
+            items = []
+            for d in diags:
+                related = [t.DiagnosticRelatedInformation(
+                    location=t.Location(uri=uri_of(n.span.file),
+                                        range=_range(analysis.range_of(n.span, found.sources))),
+                    message=n.message) for n in d.notes
+                    if n.span is not None and n.span.line > 0
+                    and not n.span.file.startswith("<")]
+                message = d.message + (f"\nhint: {d.hint}" if d.hint else "") + "".join(
+                    f"\nnote: {n.message}" for n in d.notes if n.span is None)
+                items.append(t.Diagnostic(
+                    range=_range(analysis.range_of(d.span, found.sources)), message=message,
+                    severity=t.DiagnosticSeverity.Warning if d.code.severity == "warning"
+                    else t.DiagnosticSeverity.Error,
+                    code=d.code.id, code_description=t.CodeDescription(href=DOCS),
+                    source="ssnc", related_information=related or None))
+            target = uri if file == str(analysis_path(uri)) else uri_of(file)
+            server.text_document_publish_diagnostics(
+                t.PublishDiagnosticsParams(uri=target, diagnostics=items))
+
+    @server.feature(t.TEXT_DOCUMENT_DID_OPEN)
+    @_safe
+    def did_open(ls: LanguageServer, params: t.DidOpenTextDocumentParams) -> None:
+        publish(params.text_document.uri, params.text_document.text)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_CHANGE)
+    @_safe
+    def did_change(ls: LanguageServer, params: t.DidChangeTextDocumentParams) -> None:
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        publish(doc.uri, doc.source)
+
+
+def _queries(server: LanguageServer, analysis: Analysis) -> None:
+    """Hover, definition, outline and formatting, answered from the analysis."""
+
+    @server.feature(t.TEXT_DOCUMENT_HOVER)
+    @_safe
+    def hover(ls: LanguageServer, params: t.HoverParams) -> t.Hover | None:
+        text = analysis.hover(params.text_document.uri, params.position.line,
+                              params.position.character)
+        return None if text is None else t.Hover(
+            contents=t.MarkupContent(kind=t.MarkupKind.Markdown, value=text))
+
+    @server.feature(t.TEXT_DOCUMENT_DEFINITION)
+    @_safe
+    def definition(ls: LanguageServer, params: t.DefinitionParams) -> t.Location | None:
+        found = analysis.definition(params.text_document.uri, params.position.line,
+                                    params.position.character)
+        return None if found is None else t.Location(uri=found[0], range=_range(found[1]))
+
+    @server.feature(t.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    @_safe
+    def symbols(ls: LanguageServer,
+                params: t.DocumentSymbolParams) -> list[t.DocumentSymbol]:
+        return [t.DocumentSymbol(name=name, kind=t.SymbolKind.Class if kind == "model"
+                                 else t.SymbolKind.Function, detail=kind,
+                                 range=_range(whole), selection_range=_range(head))
+                for name, kind, whole, head in analysis.symbols(params.text_document.uri)]
+
+    @server.feature(t.TEXT_DOCUMENT_FORMATTING)
+    @_safe
+    def formatting(ls: LanguageServer,
+                   params: t.DocumentFormattingParams) -> list[t.TextEdit] | None:
+        uri = params.text_document.uri
+        new = analysis.formatted(uri)
+        old = analysis.texts.get(uri, "")
+        if new is None or new == old:
+            return []
+        lines = old.split("\n")
+        end = t.Position(line=len(lines), character=0)
+        return [t.TextEdit(range=t.Range(start=t.Position(line=0, character=0), end=end),
+                           new_text=new)]
+
+
+def analysis_path(uri: str) -> str:
+    """The path the analysis files a document's own diagnostics under."""
+    from .lsp import path_of
+
+    return str(path_of(uri))

@@ -1,0 +1,140 @@
+"""`ssnc lsp` end to end over stdio, with pytest-lsp's client speaking as VS Code and as
+Neovim (their recorded capabilities): diagnostics after open and after an edit that breaks
+and then fixes the spec, hover with shapes and counts (FractalNet's stages and a unit inside
+a fractal, HM-RNN per step), definition into the standard library, the outline, formatting
+equal to `ssnc fmt`; and positions in UTF-16."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as t
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+import ssnc
+from ssnc.lsp import Analysis, from_utf16, uri_of, utf16
+from tests.conftest import SPECS
+
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "ssnc.cli", "lsp"])
+
+
+@pytest_lsp.fixture(config=SERVER, params=["visual-studio-code", "neovim"])
+async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(t.InitializeParams(
+        capabilities=client_capabilities(request.param)))
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _open(client: LanguageClient, path: Path, text: str | None = None) -> str:
+    uri = uri_of(path)
+    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+        uri=uri, language_id="ssn", version=1,
+        text=path.read_text() if text is None else text)))
+    return uri
+
+
+async def _hover(client: LanguageClient, uri: str, text: str, needle: str) -> str:
+    """The hover text at the first ``needle`` of ``text``."""
+    hover = await client.text_document_hover_async(t.HoverParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, needle)))
+    assert hover is not None and isinstance(hover.contents, t.MarkupContent)
+    return hover.contents.value
+
+
+def _position(text: str, needle: str, offset: int = 0) -> t.Position:
+    for number, line in enumerate(text.split("\n")):
+        if needle in line:
+            return t.Position(line=number, character=utf16(line, line.index(needle) + 1 + offset))
+    raise AssertionError(needle)
+
+
+@pytest.mark.asyncio
+async def test_diagnostics_follow_edits(client: LanguageClient, tmp_path: Path) -> None:
+    spec = tmp_path / "m.ssn"
+    spec.write_text("model m : tensor[3, 8, 8] = conv(4) >> relu >> gap\n")
+    uri = _open(client, spec)
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert not client.diagnostics[uri]
+    for version, text in ((2, "model m : tensor[3, 8, 8] = conv(4) >> rellu >> gap\n"),
+                          (3, "model m : tensor[3, 8, 8] = conv(4) >> relu >> gap\n")):
+        client.text_document_did_change(t.DidChangeTextDocumentParams(
+            text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[t.TextDocumentContentChangeWholeDocument(text=text)]))
+        await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        found = client.diagnostics[uri]
+        if version == 2:
+            (d,) = found
+            assert (d.code, d.message.split("\n")[0]) == ("E0101", "unknown name `rellu`")
+            assert "did you mean `relu`?" in d.message
+            assert (d.range.start.line, d.range.start.character) == (0, 39)
+            assert d.severity == t.DiagnosticSeverity.Error
+        else:
+            assert not found
+
+
+@pytest.mark.asyncio
+async def test_hover_shows_shapes_and_sizes(client: LanguageClient) -> None:
+    text = (SPECS / "fractalnet.ssn").read_text()
+    uri = _open(client, SPECS / "fractalnet.ssn")
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    value = await _hover(client, uri, text, "stage(widths[i]")
+    assert "def stage(w, p, C, drop_path)" in value
+    assert "`stage1` (stage(w=64" in value and "153,536 parameters" in value
+    value = await _hover(client, uri, text, "conv(w, 3")
+    assert "conv(out=none, k=3" in value
+    assert "`stage1.fractal.col3.unit1.conv` (conv) → [N,64,32,32]{NCHW}, 1,728 parameters" \
+        in value
+
+
+@pytest.mark.asyncio
+async def test_hover_on_a_sequence_model_counts_per_step(client: LanguageClient) -> None:
+    text = (SPECS / "hmrnn_charlm.ssn").read_text()
+    uri = _open(client, SPECS / "hmrnn_charlm.ssn")
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    value = await _hover(client, uri, text, "hmrnn(")
+    info = ssnc.load(SPECS / "hmrnn_charlm.ssn").model().summary()
+    row = next(r for r in info if r.path == "hmrnn")
+    assert f"{row.params:,} parameters, {row.macs:,} MACs per step" in value
+
+
+@pytest.mark.asyncio
+async def test_definition_outline_and_formatting(client: LanguageClient) -> None:
+    text = (SPECS / "fractalnet.ssn").read_text()
+    uri = _open(client, SPECS / "fractalnet.ssn")
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    found = await client.text_document_definition_async(t.DefinitionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "fractal(")))
+    assert isinstance(found, t.Location) and found.uri.endswith("compiler/stdlib/fractal.ssn")
+    stdlib = Path(found.uri.removeprefix("file://")).read_text().split("\n")
+    assert stdlib[found.range.start.line].startswith("def fractal")
+    symbols = await client.text_document_document_symbol_async(t.DocumentSymbolParams(
+        text_document=t.TextDocumentIdentifier(uri=uri)))
+    assert [s.name for s in symbols] == ["unit", "stage", "classifier", "supervised",  # type: ignore[union-attr]
+                                        "fractalnet"]
+    messy = text.replace(" >> ", "   >>   ", 1)
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(text=messy)]))
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    edits = await client.text_document_formatting_async(t.DocumentFormattingParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        options=t.FormattingOptions(tab_size=4, insert_spaces=True)))
+    assert edits is not None and edits[0].new_text == ssnc.format_spec(messy) == text
+
+
+def test_columns_are_utf16_code_units() -> None:
+    line = "let µ = 𝛼 in x"  # µ is one unit, 𝛼 two
+    assert utf16(line, line.index("in") + 1) == line.index("in") + 1
+    assert from_utf16(line, utf16(line, line.index("in") + 1)) == line.index("in") + 1
+
+
+def test_a_diagnostic_inside_the_standard_library_goes_to_the_users_call() -> None:
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/stdlib_call.ssn"))
+    found = analysis.check(uri, "model m : tensor[3, 8, 8] = fractal(2, conv(4, -2))\n")
+    (diags,) = [ds for f, ds in found.diagnostics.items() if ds]
+    assert all(not d.span.file.startswith("<stdlib>") for d in diags)
