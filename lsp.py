@@ -278,6 +278,39 @@ class Analysis:
                         return self.range_of(p.span, {p.span.file: text})
         return None
 
+    # ------------------------------------------------------------ completion
+    def completions(self, uri: str, line: int, character: int) -> list[tuple[str, str, str]]:
+        """(label, kind, detail) for the cursor: inside `op(` or `rule(`, its attribute or
+        parameter names first (`k` — `int, default 3`), then every op, rule and keyword;
+        in `import "`, the folder's spec files."""
+        lines = source_lines(self.texts.get(uri, ""))
+        text = lines[line] if 0 <= line < len(lines) else ""
+        before = text[:from_utf16(text, character) - 1]
+        if re.search(r'^\s*import\s+"[^"]*$', before):
+            folder = path_of(uri).parent
+            return [(p.name, "file", "spec") for p in sorted(folder.glob("*.ssn"))
+                    if p != path_of(uri)]
+        out: list[tuple[str, str, str]] = []
+        callee = _open_call(before)
+        if callee is not None:
+            decl, rule = OPS.get(callee), self._rule(uri, callee)
+            if rule is not None:
+                out += [(p.name, "parameter", f"of {callee}") for p in rule.params]
+            elif decl is not None:
+                out += [(a.name, "attribute", _attr_detail(a)) for a in decl.attrs]
+        from .plugin import signature
+
+        out += [(name, "op", signature(op)) for name, op in OPS.items()
+                if not op.source and op.body is None and not op.projects]
+        found = self.last_good.get(uri)
+        program = found.program if found and found.program else loads("", "<completion>")
+        env = program._main.env.visible()  # the file's rules, its imports', the library's
+        out += [(name, "rule", f"def {name}({', '.join(p.name for p in v.decl.params)})")
+                for name, v in env.items() if isinstance(v, Rule)]
+        out += [(k, "keyword", "") for k in ("def", "model", "let", "in", "if", "then",
+                                             "else", "for", "import", "true", "false", "none")]
+        return out
+
     # ------------------------------------------------------------ outline, layout
     def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
         """(name, kind, whole range, name range) for each rule and model, in order."""
@@ -297,6 +330,31 @@ class Analysis:
             return format_spec(self.texts.get(uri, ""), str(path_of(uri)))
         except SsnError:
             return None
+
+
+def _open_call(before: str) -> str | None:
+    """The name whose call the text before the cursor is inside (`conv(64, ` -> `conv`)."""
+    depth = 0
+    for i in range(len(before) - 1, -1, -1):
+        ch = before[i]
+        if ch in ")]":
+            depth += 1
+        elif ch in "([":
+            if depth == 0:
+                m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", before[:i]) if ch == "(" else None
+                return m.group(1) if m else None
+            depth -= 1
+    return None
+
+
+def _attr_detail(a: Any) -> str:
+    """`int, default 3`: an attribute's types and default, for completion."""
+    from .compiler.literals import ssn_text
+    from .compiler.ops import REQUIRED
+
+    kinds = "/".join(sorted({t.__name__.replace("NoneType", "none") for t in a.types}))
+    default = "required" if a.default is REQUIRED else f"default {ssn_text(a.default)}"
+    return f"{kinds}, {default}: {a.doc}"
 
 
 def serve() -> None:  # pragma: no cover (run as a process by the tests)

@@ -110,6 +110,21 @@ def _queries(server: LanguageServer, analysis: Analysis) -> None:
                                  range=_range(whole), selection_range=_range(head))
                 for name, kind, whole, head in analysis.symbols(params.text_document.uri)]
 
+    kinds = {"attribute": t.CompletionItemKind.Property, "parameter": t.CompletionItemKind.Variable,
+             "op": t.CompletionItemKind.Function, "rule": t.CompletionItemKind.Function,
+             "keyword": t.CompletionItemKind.Keyword, "file": t.CompletionItemKind.File}
+
+    @server.feature(t.TEXT_DOCUMENT_COMPLETION,
+                    t.CompletionOptions(trigger_characters=["(", ",", '"']))
+    @_safe
+    def complete(ls: LanguageServer, params: t.CompletionParams) -> t.CompletionList:
+        items = analysis.completions(params.text_document.uri, params.position.line,
+                                     params.position.character)
+        return t.CompletionList(is_incomplete=False, items=[
+            t.CompletionItem(label=label, kind=kinds[kind], detail=detail or None,
+                             sort_text=f"{0 if kind in ('attribute', 'parameter') else 1}"
+                             f"{label}") for label, kind, detail in items])
+
     @server.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_safe
     def formatting(ls: LanguageServer,

@@ -138,3 +138,22 @@ def test_a_diagnostic_inside_the_standard_library_goes_to_the_users_call() -> No
     found = analysis.check(uri, "model m : tensor[3, 8, 8] = fractal(2, conv(4, -2))\n")
     (diags,) = [ds for f, ds in found.diagnostics.items() if ds]
     assert all(not d.span.file.startswith("<stdlib>") for d in diags)
+
+
+@pytest.mark.asyncio
+async def test_completion_inside_a_call_offers_its_attributes_first(
+        client: LanguageClient, tmp_path: Path) -> None:
+    text = "model m : tensor[3, 8, 8] = conv(4, "
+    uri = _open(client, tmp_path / "c.ssn", text)  # incomplete: still completed
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    found = await client.text_document_completion_async(t.CompletionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        position=t.Position(line=0, character=len(text))))
+    assert isinstance(found, t.CompletionList)
+    first = sorted(found.items, key=lambda i: i.sort_text or i.label)[:2]
+    assert [(i.label, i.kind) for i in first] == [("bias", t.CompletionItemKind.Property),
+                                                   ("dilation", t.CompletionItemKind.Property)]
+    k = next(i for i in found.items if i.label == "k")
+    assert k.detail == "int/tuple, default 3: kernel size"
+    assert any(i.label == "fractal" and i.kind == t.CompletionItemKind.Function
+               for i in found.items)  # a standard-library rule
