@@ -311,6 +311,50 @@ class Analysis:
                                              "else", "for", "import", "true", "false", "none")]
         return out
 
+    def signature(self, uri: str, line: int, character: int) -> tuple[str, list[str], int] | None:
+        """Inside a call: the callee's signature, its parameters' labels and which one the
+        cursor is at (by the commas before it; a keyword argument by its name)."""
+        lines = source_lines(self.texts.get(uri, ""))
+        text = lines[line] if 0 <= line < len(lines) else ""
+        before = text[:from_utf16(text, character) - 1]
+        callee = _open_call(before)
+        if callee is None:
+            return None
+        rule, decl = self._rule(uri, callee), OPS.get(callee)
+        if rule is not None:
+            names = [p.name for p in rule.params]
+            label = f"{callee}({', '.join(names)})"
+        elif decl is not None and not decl.source:
+            from .plugin import signature
+
+            names, label = [a.name for a in decl.attrs], signature(decl)
+        else:
+            return None
+        inside = before[before.rindex(callee + "(") + len(callee) + 1:] \
+            if callee + "(" in before else ""
+        keyword = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*[^,=]*$", inside)
+        active = names.index(keyword.group(1)) if keyword and keyword.group(1) in names \
+            else _depth0_commas(inside)
+        return label, names, active
+
+    def action(self, diagnostic_hint: str) -> str | None:
+        """The name a diagnostic's "did you mean" suggests (for a quick fix)."""
+        m = re.search(r"did you mean `([^`]+)`", diagnostic_hint)
+        return m.group(1) if m else None
+
+    def show(self, uri: str, what: str) -> str:
+        """The first model of the document as `ssnc ir` prints it (`ir`), its generated
+        PyTorch source (`torch`) or its picture as Graphviz text (`dot`)."""
+        found = self.last_good.get(uri)
+        if found is None or not found.models:
+            return "no model compiles in this file yet"
+        model = found.models[0]
+        if what == "torch":
+            return model.torch_source()
+        if what == "dot":
+            return model.picture("dot")
+        return model.format_ir()
+
     # ------------------------------------------------------------ outline, layout
     def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
         """(name, kind, whole range, name range) for each rule and model, in order."""
@@ -345,6 +389,19 @@ def _open_call(before: str) -> str | None:
                 return m.group(1) if m else None
             depth -= 1
     return None
+
+
+def _depth0_commas(text: str) -> int:
+    """Commas in ``text`` outside any brackets: which argument the cursor is at."""
+    depth = count = 0
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            count += 1
+    return count
 
 
 def _attr_detail(a: Any) -> str:

@@ -42,6 +42,7 @@ def build() -> LanguageServer:
     analysis = Analysis()
     _documents(server, analysis)
     _queries(server, analysis)
+    _editing(server, analysis)
     return server
 
 
@@ -84,7 +85,7 @@ def _documents(server: LanguageServer, analysis: Analysis) -> None:
 
 
 def _queries(server: LanguageServer, analysis: Analysis) -> None:
-    """Hover, definition, outline and formatting, answered from the analysis."""
+    """Hover, definition, the outline and formatting, answered from the analysis."""
 
     @server.feature(t.TEXT_DOCUMENT_HOVER)
     @_safe
@@ -110,6 +111,24 @@ def _queries(server: LanguageServer, analysis: Analysis) -> None:
                                  range=_range(whole), selection_range=_range(head))
                 for name, kind, whole, head in analysis.symbols(params.text_document.uri)]
 
+
+
+    @server.feature(t.TEXT_DOCUMENT_FORMATTING)
+    @_safe
+    def formatting(ls: LanguageServer,
+                   params: t.DocumentFormattingParams) -> list[t.TextEdit] | None:
+        uri = params.text_document.uri
+        new = analysis.formatted(uri)
+        old = analysis.texts.get(uri, "")
+        if new is None or new == old:
+            return []
+        lines = old.split("\n")
+        end = t.Position(line=len(lines), character=0)
+        return [t.TextEdit(range=t.Range(start=t.Position(line=0, character=0), end=end),
+                           new_text=new)]
+
+def _editing(server: LanguageServer, analysis: Analysis) -> None:
+    """Completion, signature help, quick fixes and the `ssnc.show` command."""
     kinds = {"attribute": t.CompletionItemKind.Property, "parameter": t.CompletionItemKind.Variable,
              "op": t.CompletionItemKind.Function, "rule": t.CompletionItemKind.Function,
              "keyword": t.CompletionItemKind.Keyword, "file": t.CompletionItemKind.File}
@@ -125,19 +144,37 @@ def _queries(server: LanguageServer, analysis: Analysis) -> None:
                              sort_text=f"{0 if kind in ('attribute', 'parameter') else 1}"
                              f"{label}") for label, kind, detail in items])
 
-    @server.feature(t.TEXT_DOCUMENT_FORMATTING)
+    @server.feature(t.TEXT_DOCUMENT_SIGNATURE_HELP,
+                    t.SignatureHelpOptions(trigger_characters=["(", ","]))
     @_safe
-    def formatting(ls: LanguageServer,
-                   params: t.DocumentFormattingParams) -> list[t.TextEdit] | None:
-        uri = params.text_document.uri
-        new = analysis.formatted(uri)
-        old = analysis.texts.get(uri, "")
-        if new is None or new == old:
-            return []
-        lines = old.split("\n")
-        end = t.Position(line=len(lines), character=0)
-        return [t.TextEdit(range=t.Range(start=t.Position(line=0, character=0), end=end),
-                           new_text=new)]
+    def signature_help(ls: LanguageServer, params: t.SignatureHelpParams) -> t.SignatureHelp | None:
+        found = analysis.signature(params.text_document.uri, params.position.line,
+                                   params.position.character)
+        if found is None:
+            return None
+        label, names, active = found
+        return t.SignatureHelp(signatures=[t.SignatureInformation(
+            label=label, parameters=[t.ParameterInformation(label=n) for n in names])],
+            active_signature=0, active_parameter=active)
+
+    @server.feature(t.TEXT_DOCUMENT_CODE_ACTION)
+    @_safe
+    def actions(ls: LanguageServer, params: t.CodeActionParams) -> list[t.CodeAction]:
+        out = []
+        for d in params.context.diagnostics:
+            name = analysis.action(d.message)
+            if name is not None and d.source == "ssnc":
+                out.append(t.CodeAction(
+                    title=f"Change to `{name}`", kind=t.CodeActionKind.QuickFix,
+                    diagnostics=[d], is_preferred=True, edit=t.WorkspaceEdit(changes={
+                        params.text_document.uri: [t.TextEdit(range=d.range, new_text=name)]})))
+        return out
+
+    @server.command("ssnc.show")
+    @_safe
+    def show(ls: LanguageServer, uri: str, what: str = "ir") -> str:
+        """`ssnc.show(uri, "ir" | "torch" | "dot")`: the model's IR, PyTorch or picture."""
+        return analysis.show(uri, what)
 
 
 def analysis_path(uri: str) -> str:

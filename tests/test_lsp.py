@@ -157,3 +157,35 @@ async def test_completion_inside_a_call_offers_its_attributes_first(
     assert k.detail == "int/tuple, default 3: kernel size"
     assert any(i.label == "fractal" and i.kind == t.CompletionItemKind.Function
                for i in found.items)  # a standard-library rule
+
+
+@pytest.mark.asyncio
+async def test_signature_help_quick_fix_and_commands(client: LanguageClient,
+                                                     tmp_path: Path) -> None:
+    text = "model m : tensor[3, 8, 8] = conv(4, 3, stride = 2) >> rellu >> gap\n"
+    uri = _open(client, tmp_path / "s.ssn", text)
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    help_ = await client.text_document_signature_help_async(t.SignatureHelpParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        position=_position(text, "3, stride")))
+    assert help_ is not None and help_.signatures[0].label.startswith("conv(out=none, k=3")
+    assert help_.active_parameter == 1  # at `k`
+    (diag,) = client.diagnostics[uri]
+    actions = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), range=diag.range,
+        context=t.CodeActionContext(diagnostics=[diag])))
+    assert actions is not None
+    (fix,) = actions
+    assert isinstance(fix, t.CodeAction) and fix.title == "Change to `relu`"
+    assert fix.edit is not None and fix.edit.changes is not None
+    assert fix.edit.changes[uri][0].new_text == "relu"
+    good = text.replace("rellu", "relu")
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(text=good)]))
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    for what, needle in (("ir", "%conv : f32[N,4,4,4]{NCHW} = conv"),
+                         ("torch", "class M(nn.Module)"), ("dot", "digraph")):
+        shown = await client.workspace_execute_command_async(t.ExecuteCommandParams(
+            command="ssnc.show", arguments=[uri, what]))
+        assert needle in shown, (what, shown[:200])
