@@ -355,6 +355,86 @@ class Analysis:
             return model.picture("dot")
         return model.format_ir()
 
+    # ------------------------------------------------------------ references, rename
+    def references(self, uri: str, line: int, character: int) -> list[tuple[str, Range]]:
+        """Every place the name under the cursor means the same thing: a parameter or `let`
+        name within its rule, a rule across the workspace's specs (the document's folder
+        and the open documents), its definition included."""
+        word = self.word_at(uri, line, character)
+        if word is None:
+            return []
+        name, _ = word
+        here = self._items(uri)
+        item = next((i for i in here if isinstance(i, ast.Def | ast.Model)
+                     and i.span.line <= line + 1 <= i.span.end_line), None)
+        if item is not None and any(p.name == name for p in item.params):
+            spans = [_head(p.span, name) for p in item.params if p.name == name]
+            return [(uri, self._range(uri, sp)) for sp in spans + _uses(item.body, name)]
+        let = next((n for n in _walk(item.body) if isinstance(n, ast.Let) and name in n.targets
+                    and n.span.line <= line + 1 <= n.span.end_line), None) if item else None
+        if let is not None:
+            head = self._let_target(uri, let, name)
+            return [(uri, self._range(uri, sp)) for sp in [*head, *_uses(let.body, name)]]
+        out: list[tuple[str, Range]] = []
+        for doc, items in self._workspace(uri).items():
+            spans = [i.name_span for i in items if isinstance(i, ast.Def) and i.name == name]
+            for i in items:
+                if isinstance(i, ast.Def | ast.Model) and all(p.name != name for p in i.params):
+                    spans += _uses(i.body, name) + [
+                        u for p in i.params if p.default is not None
+                        for u in _uses(p.default, name)]
+            out += [(doc, self._range(doc, sp)) for sp in spans]
+        return out
+
+    def rename(self, uri: str, line: int, character: int,
+               new: str) -> dict[str, list[tuple[Range, str]]]:
+        """The edits renaming the name under the cursor to ``new``, by file; ValueError
+        where ``new`` is not a name, is a keyword, an op or a built-in, or clashes with a
+        rule or parameter already there."""
+        from .api import RESERVED
+
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new) or new in RESERVED or \
+                new in ("def", "model", "let", "in", "if", "then", "else", "for", "import",
+                        "and", "or", "not"):
+            raise ValueError(f"`{new}` cannot be a name: it is not an identifier, or it is "
+                             "a keyword, an op or a built-in function")
+        for doc, items in self._workspace(uri).items():
+            for i in items:
+                if isinstance(i, ast.Def | ast.Model) and (
+                        i.name == new or any(p.name == new for p in i.params)):
+                    raise ValueError(f"`{new}` is already a name in {path_of(doc).name}: "
+                                     "renaming would change what the spec means")
+        edits: dict[str, list[tuple[Range, str]]] = {}
+        for doc, where in self.references(uri, line, character):
+            edits.setdefault(doc, []).append((where, new))
+        return edits
+
+    def _workspace(self, uri: str) -> dict[str, list[Any]]:
+        """The parsed items of the specs beside the document, and of the open documents."""
+        docs = {uri_of(p): p.read_text("utf-8") for p in path_of(uri).parent.glob("*.ssn")}
+        docs.update(self.texts)
+        out: dict[str, list[Any]] = {}
+        for doc, text in docs.items():
+            try:
+                out[doc] = list(parse(text, str(path_of(doc))).items)
+            except SsnError:
+                continue
+            self.texts.setdefault(doc, text)
+        return out
+
+    def _range(self, uri: str, span: Span) -> Range:
+        return self.range_of(span, {span.file: self.texts.get(uri, "")})
+
+    def _let_target(self, uri: str, let: ast.Let, name: str) -> list[Span]:
+        """Where `let` writes ``name`` (the AST keeps the whole `let`'s span)."""
+        lines = source_lines(self.texts.get(uri, ""))
+        text = lines[let.span.line - 1] if 0 < let.span.line <= len(lines) else ""
+        m = re.compile(rf"\b{re.escape(name)}\b").search(text, let.span.col - 1)
+        if m is None:
+            return []
+        return [Span(file=let.span.file, line=let.span.line, col=m.start() + 1,
+                     end_line=let.span.line, end_col=m.end() + 1)]
+
     # ------------------------------------------------------------ outline, layout
     def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
         """(name, kind, whole range, name range) for each rule and model, in order."""
@@ -389,6 +469,48 @@ def _open_call(before: str) -> str | None:
                 return m.group(1) if m else None
             depth -= 1
     return None
+
+
+def _walk(node: Any) -> list[Any]:
+    """Every AST node inside ``node`` (itself included)."""
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        for name in type(n).model_fields:
+            value = getattr(n, name)
+            stack += [v for v in (value if isinstance(value, tuple) else (value,))
+                      if isinstance(v, ast.Node)]
+    return out
+
+
+def _uses(expr: Any, name: str) -> list[Span]:
+    """The spans of ``name`` read in ``expr``, not where an inner `let`, stream or loop
+    variable of that name hides it."""
+    out: list[Span] = []
+    stack = [expr]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Name):
+            if n.id == name:
+                out.append(n.span)
+            continue
+        if isinstance(n, ast.Let) and name in n.targets:
+            stack.append(n.value)
+            continue
+        if isinstance(n, ast.Lambda) and name in n.params:
+            continue
+        for field_name in type(n).model_fields:
+            value = getattr(n, field_name)
+            stack += [v for v in (value if isinstance(value, tuple) else (value,))
+                      if isinstance(v, ast.Node)]
+    return sorted(out, key=lambda sp: (sp.line, sp.col))
+
+
+def _head(span: Span, name: str) -> Span:
+    """The first ``name``-long stretch of ``span`` (a parameter's name)."""
+    return Span(file=span.file, line=span.line, col=span.col, end_line=span.line,
+                end_col=span.col + len(name))
 
 
 def _depth0_commas(text: str) -> int:

@@ -170,6 +170,26 @@ def _editing(server: LanguageServer, analysis: Analysis) -> None:
                         params.text_document.uri: [t.TextEdit(range=d.range, new_text=name)]})))
         return out
 
+    @server.feature(t.TEXT_DOCUMENT_REFERENCES)
+    @_safe
+    def references(ls: LanguageServer, params: t.ReferenceParams) -> list[t.Location]:
+        return [t.Location(uri=doc, range=_range(r)) for doc, r in analysis.references(
+            params.text_document.uri, params.position.line, params.position.character)]
+
+    @server.feature(t.TEXT_DOCUMENT_RENAME)
+    @_safe
+    def rename(ls: LanguageServer, params: t.RenameParams) -> t.WorkspaceEdit | None:
+        try:
+            edits = analysis.rename(params.text_document.uri, params.position.line,
+                                    params.position.character, params.new_name)
+        except ValueError as exc:
+            ls.window_show_message(t.ShowMessageParams(type=t.MessageType.Error,
+                                                       message=str(exc)))
+            return None
+        return t.WorkspaceEdit(changes={doc: [t.TextEdit(range=_range(r), new_text=new)
+                                              for r, new in found]
+                                        for doc, found in edits.items()})
+
     @server.command("ssnc.show")
     @_safe
     def show(ls: LanguageServer, uri: str, what: str = "ir") -> str:

@@ -189,3 +189,37 @@ async def test_signature_help_quick_fix_and_commands(client: LanguageClient,
         shown = await client.workspace_execute_command_async(t.ExecuteCommandParams(
             command="ssnc.show", arguments=[uri, what]))
         assert needle in shown, (what, shown[:200])
+
+
+@pytest.mark.asyncio
+async def test_references_and_rename_across_two_files(client: LanguageClient,
+                                                      tmp_path: Path) -> None:
+    lib = tmp_path / "blocks.ssn"
+    lib.write_text("def unit(w) = conv(w, 3) >> relu\n\ndef pair(w) = unit(w) >> unit(w)\n")
+    main = tmp_path / "main.ssn"
+    text = ('import "blocks.ssn"\n\nmodel m(w = 4) : tensor[3, 8, 8] =\n'
+            '    let u = unit(w) in u >> pair(w) >> gap\n')
+    main.write_text(text)
+    uri = _open(client, main)
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    refs = await client.text_document_references_async(t.ReferenceParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "unit("),
+        context=t.ReferenceContext(include_declaration=True)))
+    assert refs is not None
+    assert sorted((Path(r.uri).name, r.range.start.line) for r in refs) == [
+        ("blocks.ssn", 0), ("blocks.ssn", 2), ("blocks.ssn", 2), ("main.ssn", 3)]
+    edit = await client.text_document_rename_async(t.RenameParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "unit("),
+        new_name="basic"))
+    assert edit is not None and edit.changes is not None
+    assert sum(len(e) for e in edit.changes.values()) == 4
+    assert all(e.new_text == "basic" for es in edit.changes.values() for e in es)
+    # a `let` name stays inside its `let`; a name already taken is refused
+    local = await client.text_document_references_async(t.ReferenceParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "u >>"),
+        context=t.ReferenceContext(include_declaration=True)))
+    assert local is not None and [r.range.start.character for r in local] == [8, 23]
+    refused = await client.text_document_rename_async(t.RenameParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "unit("),
+        new_name="pair"))
+    assert refused is None
