@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from .api import Model, Program, format_spec, loads
-from .base.diagnostics import STDLIB_PREFIX, Diagnostic, Span, SsnError, source_lines
+from .base.diagnostics import (
+    STDLIB_PREFIX,
+    Diagnostic,
+    Span,
+    SsnError,
+    source_lines,
+    within,
+)
 from .compiler.elaborate import Limits
 from .compiler.ops import OPS, fmt_shape
 from .compiler.stats import macs, param_count, summarize, time_symbols
@@ -354,6 +361,35 @@ class Analysis:
         if what == "dot":
             return model.picture("dot")
         return model.format_ir()
+
+    # ------------------------------------------------------------ inlay hints
+    def inlay_hints(self, uri: str) -> list[tuple[tuple[int, int], str]]:
+        """(position, label) after each stage of a `>>` chain in a model's body: the shape
+        that stage gives the next (from the last good compile)."""
+        found = self.last_good.get(uri)
+        if found is None:
+            return []
+        file = str(path_of(uri))
+        stages: list[Span] = []
+        for item in self._items(uri):
+            if isinstance(item, ast.Model):
+                for n in _walk(item.body):
+                    if isinstance(n, ast.BinOp) and n.op == ">>":
+                        stages += [n.left.span, n.right.span]
+        out: dict[tuple[int, int], str] = {}
+        for model in found.models:
+            g = model.ir
+            made = [n for n in g.nodes_by_name.values() if not n.is_source]
+            for stage in stages:
+                if stage.file != file:
+                    continue
+                inside = [n for n in made if within(n.span, stage) or any(
+                    within(s.span, stage) for s in g.scope_path(n.scope)[1:])]
+                if inside:
+                    last = max(inside, key=lambda n: n.index)
+                    where = self.range_of(stage, found.sources).end
+                    out.setdefault(where, f" {fmt_shape(last.shape or ())}")
+        return sorted(out.items())
 
     # ------------------------------------------------------------ references, rename
     def references(self, uri: str, line: int, character: int) -> list[tuple[str, Range]]:

@@ -170,6 +170,14 @@ def _editing(server: LanguageServer, analysis: Analysis) -> None:
                         params.text_document.uri: [t.TextEdit(range=d.range, new_text=name)]})))
         return out
 
+    @server.feature(t.TEXT_DOCUMENT_INLAY_HINT)
+    @_safe
+    def hints(ls: LanguageServer, params: t.InlayHintParams) -> list[t.InlayHint]:
+        return [t.InlayHint(position=t.Position(line=line, character=col), label=label,
+                            kind=t.InlayHintKind.Type, padding_left=False)
+                for (line, col), label in analysis.inlay_hints(params.text_document.uri)
+                if params.range.start.line <= line <= params.range.end.line]
+
     @server.feature(t.TEXT_DOCUMENT_REFERENCES)
     @_safe
     def references(ls: LanguageServer, params: t.ReferenceParams) -> list[t.Location]:

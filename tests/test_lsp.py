@@ -223,3 +223,20 @@ async def test_references_and_rename_across_two_files(client: LanguageClient,
         text_document=t.TextDocumentIdentifier(uri=uri), position=_position(text, "unit("),
         new_name="pair"))
     assert refused is None
+
+
+@pytest.mark.asyncio
+async def test_inlay_hints_give_each_stages_shape(client: LanguageClient) -> None:
+    text = (SPECS / "nin_cifar10.ssn").read_text()
+    uri = _open(client, SPECS / "nin_cifar10.ssn")
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    lines = text.split("\n")
+    hints = await client.text_document_inlay_hint_async(t.InlayHintParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        range=t.Range(start=t.Position(line=0, character=0),
+                      end=t.Position(line=len(lines), character=0))))
+    assert hints is not None
+    shown = [(lines[h.position.line][:h.position.character].rsplit(">>", 1)[-1].strip(),
+              h.label) for h in hints]
+    assert ("nin(stage(192, 5, [160, 96])", " [N,96,16,16]{NCHW}") in shown
+    assert ("stage(192, 5, [192, 192])", " [N,192,8,8]{NCHW}") in shown
