@@ -43,6 +43,7 @@ def build() -> LanguageServer:
     _documents(server, analysis)
     _queries(server, analysis)
     _editing(server, analysis)
+    _navigation(server, analysis)
     return server
 
 
@@ -170,6 +171,17 @@ def _editing(server: LanguageServer, analysis: Analysis) -> None:
                         params.text_document.uri: [t.TextEdit(range=d.range, new_text=name)]})))
         return out
 
+    @server.command("ssnc.show")
+    @_safe
+    def show(ls: LanguageServer, uri: str, what: str = "ir") -> str:
+        """`ssnc.show(uri, "ir" | "torch" | "dot")`: the model's IR, PyTorch or picture."""
+        return analysis.show(uri, what)
+
+
+
+def _navigation(server: LanguageServer, analysis: Analysis) -> None:
+    """Inlay hints, references and rename."""
+
     @server.feature(t.TEXT_DOCUMENT_INLAY_HINT)
     @_safe
     def hints(ls: LanguageServer, params: t.InlayHintParams) -> list[t.InlayHint]:
@@ -197,13 +209,6 @@ def _editing(server: LanguageServer, analysis: Analysis) -> None:
         return t.WorkspaceEdit(changes={doc: [t.TextEdit(range=_range(r), new_text=new)
                                               for r, new in found]
                                         for doc, found in edits.items()})
-
-    @server.command("ssnc.show")
-    @_safe
-    def show(ls: LanguageServer, uri: str, what: str = "ir") -> str:
-        """`ssnc.show(uri, "ir" | "torch" | "dot")`: the model's IR, PyTorch or picture."""
-        return analysis.show(uri, what)
-
 
 def analysis_path(uri: str) -> str:
     """The path the analysis files a document's own diagnostics under."""
