@@ -9,6 +9,7 @@ server keeps serving whatever one request does: a failure is logged and answered
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import warnings
@@ -37,6 +38,7 @@ from .grammar.parser import parse
 LOG = logging.getLogger("ssnc.lsp")
 DOCS = "https://github.com/ssnc/ssnc/blob/main/docs/language.md#diagnostics"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ITEM = re.compile(r"(def|model|import)\b")
 
 
 def path_of(uri: str) -> Path:
@@ -246,10 +248,23 @@ class Analysis:
         return None
 
     def _items(self, uri: str) -> list[Any]:
+        """The document's items; where it does not parse, those of each top-level item that
+        does on its own (a broken rule hides only itself from the outline and hover)."""
+        text, file = self.texts.get(uri, ""), str(path_of(uri))
         try:
-            return list(parse(self.texts.get(uri, ""), str(path_of(uri))).items)
+            return list(parse(text, file).items)
         except SsnError:
-            return []
+            pass
+        lines = source_lines(text)
+        starts = [i for i, line in enumerate(lines) if _ITEM.match(line)] + [len(lines)]
+        items: list[Any] = []
+        for begin, end in itertools.pairwise(starts):
+            chunk = "\n" * begin + "\n".join(lines[begin:end]) + "\n"  # lines keep numbers
+            try:
+                items += parse(chunk, file).items
+            except SsnError:
+                continue
+        return items
 
     def definition(self, uri: str, line: int, character: int) -> tuple[str, Range] | None:
         """Where the name under the cursor is defined: a rule (here, imported, standard

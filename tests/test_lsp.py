@@ -240,3 +240,19 @@ async def test_inlay_hints_give_each_stages_shape(client: LanguageClient) -> Non
               h.label) for h in hints]
     assert ("nin(stage(192, 5, [160, 96])", " [N,96,16,16]{NCHW}") in shown
     assert ("stage(192, 5, [192, 192])", " [N,192,8,8]{NCHW}") in shown
+
+
+def test_a_broken_rule_hides_only_itself() -> None:
+    """Text being typed is mostly invalid: the outline, hover and definition keep working
+    on the rest of the file (each top-level item parsed on its own where the file does
+    not parse)."""
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/broken_rule.ssn"))
+    text = ("def a(w) = conv(w, 3)\n\ndef b(w) = conv(w, >>\n\ndef c(w) = a(w) >> relu\n\n"
+            "model m : tensor[3, 8, 8] = c(4) >> gap\n")
+    found = analysis.check(uri, text)
+    assert [d.code.id for ds in found.diagnostics.values() for d in ds] == ["E0001"]
+    assert [s[0] for s in analysis.symbols(uri)] == ["a", "c", "m"]
+    assert "def a(w)" in (analysis.hover(uri, 4, 11) or "")
+    target = analysis.definition(uri, 4, 11)
+    assert target is not None and target[1].start == (0, 4)
