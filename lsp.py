@@ -29,6 +29,7 @@ from .base.diagnostics import (
     within,
 )
 from .compiler.elaborate import Limits
+from .compiler.guard import guarded
 from .compiler.ops import OPS, fmt_shape
 from .compiler.stats import macs, param_count, summarize, time_symbols
 from .compiler.values import Rule
@@ -252,7 +253,7 @@ class Analysis:
         does on its own (a broken rule hides only itself from the outline and hover)."""
         text, file = self.texts.get(uri, ""), str(path_of(uri))
         try:
-            return list(parse(text, file).items)
+            return list(_parse(text, file).items)
         except SsnError:
             pass
         lines = source_lines(text)
@@ -261,7 +262,7 @@ class Analysis:
         for begin, end in itertools.pairwise(starts):
             chunk = "\n" * begin + "\n".join(lines[begin:end]) + "\n"  # lines keep numbers
             try:
-                items += parse(chunk, file).items
+                items += _parse(chunk, file).items
             except SsnError:
                 continue
         return items
@@ -467,7 +468,7 @@ class Analysis:
         out: dict[str, list[Any]] = {}
         for doc, text in docs.items():
             try:
-                out[doc] = list(parse(text, str(path_of(doc))).items)
+                out[doc] = list(_parse(text, str(path_of(doc))).items)
             except SsnError:
                 continue
             self.texts.setdefault(doc, text)
@@ -520,6 +521,12 @@ def _open_call(before: str) -> str | None:
                 return m.group(1) if m else None
             depth -= 1
     return None
+
+
+def _parse(text: str, file: str) -> ast.Program:
+    """``text`` parsed as the compiler parses it: on the deep-stack thread, so that text
+    nested as deeply as the limits allow is a diagnostic, never a RecursionError."""
+    return guarded(lambda: parse(text, file), file)
 
 
 def _walk(node: Any) -> list[Any]:

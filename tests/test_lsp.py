@@ -256,3 +256,42 @@ def test_a_broken_rule_hides_only_itself() -> None:
     assert "def a(w)" in (analysis.hover(uri, 4, 11) or "")
     target = analysis.definition(uri, 4, 11)
     assert target is not None and target[1].start == (0, 4)
+
+
+async def _fuzz_through_the_server(count: int) -> None:
+    """Each of ``count`` fuzzed specs (the fuzz harness's mix) sent as a `didChange` is
+    answered (a request right after it returns) within 2 s, and the server stays up."""
+    import asyncio
+    import time
+
+    from tests.fuzz.generate import cases
+
+    client = await SERVER.start()
+    await client.initialize_session(t.InitializeParams(
+        capabilities=client_capabilities("neovim")))
+    uri = uri_of(Path("/tmp/ssnc_lsp_fuzz.ssn"))
+    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+        uri=uri, language_id="ssn", version=1, text="")))
+    slowest = 0.0
+    for version, (_, text) in enumerate(cases(11, count), 2):
+        start = time.perf_counter()
+        client.text_document_did_change(t.DidChangeTextDocumentParams(
+            text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[t.TextDocumentContentChangeWholeDocument(text=text)]))
+        await asyncio.wait_for(client.text_document_document_symbol_async(
+            t.DocumentSymbolParams(text_document=t.TextDocumentIdentifier(uri=uri))), 10)
+        slowest = max(slowest, time.perf_counter() - start)
+    good = "model m : tensor[3, 8, 8] = conv(4) >> relu >> gap\n"
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=count + 2),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(text=good)]))
+    hover = await client.text_document_hover_async(t.HoverParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=_position(good, "conv(")))
+    await client.shutdown_session()
+    assert hover is not None  # still serving
+    assert slowest < 2.0, slowest
+
+
+@pytest.mark.asyncio
+async def test_1500_fuzzed_edits_are_each_answered_and_the_server_stays_up() -> None:
+    await _fuzz_through_the_server(1500)  # about 50 s here
