@@ -20,6 +20,7 @@ from tests.conftest import ROOT
                                    "| compile to ONNX")),
     ("bench_hyper.py", "hyper-quick", ("| training step (forward, backward, SGD), Hyper-WRN",)),
     ("bench_compile.py", "compile-quick", ("| hornn_lm | 5,858 |", "| treenet | 11,781 |")),
+    ("bench_lsp.py", "lsp-quick", ("| fractalnet_digits |",)),
 ])
 def test_benchmark_runs(script: str, section: str, rows: tuple[str, ...], tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "B.md"

@@ -1,0 +1,128 @@
+"""`ssnc lsp` response times: from `didChange` to the published diagnostics, and hover and
+completion, on FractalNet, HM-RNN and U-Net, each as a ratio to one in-process `check` of the
+same text measured in the same run (alternating; no debounce delay in the server), with the
+absolute medians beside them, and the in-process time split into parsing and elaboration.
+
+    python bench/bench_lsp.py [--reps 7] [--quick] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from lsprotocol import types as t
+from pytest_lsp import ClientServerConfig, client_capabilities
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, arguments, machine, write_section
+
+import ssnc
+from ssnc.grammar.parser import parse
+from ssnc.lsp import uri_of, utf16
+
+SPECS = {"fractalnet": "stage(widths[i]", "hmrnn_charlm": "hmrnn(", "unet": "unet("}
+QUICK = {"fractalnet_digits": "stage("}
+
+
+def check(text: str, path: Path) -> tuple[float, float]:
+    """One in-process `check` (the text loaded, every model elaborated), and the time of
+    parsing the text alone (measured apart)."""
+    start = time.perf_counter()
+    parse(text, str(path))
+    parsed = time.perf_counter() - start
+    start = time.perf_counter()
+    program = ssnc.loads(text, str(path), root=path.parent)
+    for name in program.models:
+        program.model(name)
+    return time.perf_counter() - start, parsed
+
+
+def position(text: str, needle: str) -> t.Position:
+    for number, line in enumerate(text.split("\n")):
+        if needle in line:
+            return t.Position(line=number, character=utf16(line, line.index(needle) + 1))
+    raise ValueError(needle)
+
+
+async def measure(path: Path, needle: str, reps: int) -> dict[str, float]:
+    """Medians over ``reps`` alternating rounds: the in-process check, its parse, the
+    server's didChange-to-diagnostics, hover and completion."""
+    text = path.read_text()
+    client = await ClientServerConfig(
+        server_command=[sys.executable, "-m", "ssnc.cli", "lsp"]).start()
+    await client.initialize_session(t.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code")))
+    uri = uri_of(path)
+    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+        uri=uri, language_id="ssn", version=1, text=text)))
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    times: dict[str, list[float]] = {k: [] for k in ("check", "parse", "change", "hover",
+                                                       "completion")}
+    where = position(text, needle)
+    for rep in range(reps):
+        edited = text + f"\n# edit {rep}\n"  # a new text each time: nothing cached
+        total, parsed = check(edited, path)
+        times["check"].append(total)
+        times["parse"].append(parsed)
+        start = time.perf_counter()
+        client.text_document_did_change(t.DidChangeTextDocumentParams(
+            text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=rep + 2),
+            content_changes=[t.TextDocumentContentChangeWholeDocument(text=edited)]))
+        await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        times["change"].append(time.perf_counter() - start)
+        doc = t.TextDocumentIdentifier(uri=uri)
+        start = time.perf_counter()
+        await client.text_document_hover_async(t.HoverParams(text_document=doc, position=where))
+        times["hover"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await client.text_document_completion_async(t.CompletionParams(
+            text_document=doc, position=where))
+        times["completion"].append(time.perf_counter() - start)
+    await client.shutdown_session()
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    args = arguments(__doc__, reps=7)
+    specs = QUICK if args.quick else SPECS
+    section = "lsp-quick" if args.quick else "lsp"
+    lines = [
+        "## Language server response times" + (" (quick)" if args.quick else ""),
+        "",
+        f"`python bench/bench_lsp.py` on {machine()}. Medians of {args.reps} rounds, each an "
+        "in-process check (parse and elaborate every model; the baseline) then, on the "
+        "running `ssnc lsp`, a `didChange` of the same text until its diagnostics arrive, a "
+        "hover and a completion. Ratios are to the in-process check (goal for didChange: "
+        "at most 1.2).",
+        "",
+        "| spec | check (ms) | of which parsing (ms) | didChange → diagnostics (ms) | ratio "
+        "| hover (ms) | ratio | completion (ms) | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    shares: list[str] = []
+    for stem, needle in specs.items():
+        m = asyncio.run(measure(ROOT / "specs" / f"{stem}.ssn", needle, args.reps))
+        shares.append(f"{stem} {100 * m['parse'] / m['check']:.0f} %")
+        row = (f"| {stem} | {m['check'] * 1e3:.0f} | {m['parse'] * 1e3:.0f} | "
+               f"{m['change'] * 1e3:.0f} | **{m['change'] / m['check']:.2f}** | "
+               f"{m['hover'] * 1e3:.1f} | {m['hover'] / m['check']:.3f} | "
+               f"{m['completion'] * 1e3:.1f} | {m['completion'] / m['check']:.3f} |")
+        lines.append(row)
+        print(row, flush=True)
+        write_section(section, "\n".join(lines), args.out)
+    lines += ["", "A `didChange` costs the server one check (it compiles the text and "
+              "publishes its diagnostics) plus the messages. Parsing's share of a check: "
+              + ", ".join(shares) + "; the rest is elaboration (and shape inference), which "
+              "dominates. Hover and completion answer from the last compile: they re-read "
+              "the document's items, and hover sums `ssnc info`'s rows for the rule under "
+              "the cursor."]
+    write_section(section, "\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
