@@ -199,6 +199,15 @@ class Analysis:
         rows: list[str] = []
         for model in found.models:
             g = model.ir
+            if rule is None:  # a `let` name: the shape of the wire it holds, at each place
+                by_index = {n.index: n for n in g.all_nodes().values()}
+                word = _WORD.match(source_lines(found.sources.get(file, ""))[line - 1],
+                                   col - 1) if line > 0 else None
+                for index, (name, _) in sorted(g.labels.items()):
+                    node = by_index.get(index)
+                    if word is not None and name == word.group() and node is not None \
+                            and node.shape is not None:
+                        rows.append(f"`{name}` → {fmt_shape(node.shape)}")
             for scope in g.scopes.values():
                 if scope.parent is not None and scope.rule == rule and not scope.transparent:
                     rows.append(self._scope_row(model, scope.id))
@@ -210,7 +219,7 @@ class Analysis:
                     rows.append(f"`{node.name}` ({node.op}) → {fmt_shape(node.shape)}, "
                                 f"{params:,} parameters, {macs(g, node):,} MACs"
                                 f"{' per step' if self._timed(model) else ''}")
-        return rows[:8]
+        return list(dict.fromkeys(rows))[:8]
 
     @staticmethod
     def _timed(model: Model) -> bool:

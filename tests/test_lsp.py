@@ -295,3 +295,13 @@ async def _fuzz_through_the_server(count: int) -> None:
 @pytest.mark.asyncio
 async def test_1500_fuzzed_edits_are_each_answered_and_the_server_stays_up() -> None:
     await _fuzz_through_the_server(1500)  # about 50 s here
+
+
+def test_hover_on_a_let_name_gives_its_wires_shape() -> None:
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/wire_shape.ssn"))
+    text = ("model m : tensor[3, 8, 8] = (x) =>\n    let y = conv(4)(x) in\n"
+            "    let z = y >> relu >> maxpool(2) in\n    z >> gap\n")
+    analysis.check(uri, text)
+    assert "`z` → [N,4,4,4]{NCHW}" in (analysis.hover(uri, 3, 4) or "")
+    assert "`y` → [N,4,8,8]{NCHW}" in (analysis.hover(uri, 2, 12) or "")
