@@ -197,12 +197,12 @@ class Analysis:
         """`ssnc info`'s row for each op instance applied at this position, in each model,
         and for a rule, each instance of it (a rule applied in several places: each)."""
         rows: list[str] = []
+        lines = source_lines(found.sources.get(file, ""))
+        word = _WORD.match(lines[line - 1], col - 1) if 0 < line <= len(lines) else None
         for model in found.models:
             g = model.ir
             if rule is None:  # a `let` name: the shape of the wire it holds, at each place
                 by_index = {n.index: n for n in g.all_nodes().values()}
-                word = _WORD.match(source_lines(found.sources.get(file, ""))[line - 1],
-                                   col - 1) if line > 0 else None
                 for index, (name, _) in sorted(g.labels.items()):
                     node = by_index.get(index)
                     if word is not None and name == word.group() and node is not None \

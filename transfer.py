@@ -425,13 +425,25 @@ def transfer(graph: Graph, source: Source, match: str = "names",
              allow_partial: bool = False) -> tuple[dict[str, np.ndarray], TransferReport]:
     """The model's tensors from ``source`` (the rest from ``initial``), and the report;
     a partial transfer raises TransferError with the report unless ``allow_partial``."""
+    onto, unused = _match(graph, source, match, rules)
+    return _load(graph, source, match, onto, unused, initial, allow_partial)
+
+
+def _match(graph: Graph, source: Source, match: str,
+           rules: Sequence[Rule]) -> tuple[dict[str, list[str]], list[str]]:
+    """Model key -> the source keys it loads from, and the source keys left unused."""
     if match not in ("names", "order"):
         raise error(E_WEIGHTS, f"match by `names` or `order`, not `{match}`",
                     Span.unknown("match"))
     if match == "order" and rules:
         raise error(E_WEIGHTS, "mapping rules are for matching by names", rules[0].span)
-    onto, unused = _by_order(graph, source) if match == "order" else \
-        _by_names(graph, source, rules)
+    return _by_order(graph, source) if match == "order" else _by_names(graph, source, rules)
+
+
+def _load(graph: Graph, source: Source, match: str, onto: Mapping[str, list[str]],
+          unused: Sequence[str], initial: Mapping[str, np.ndarray] | None,
+          allow_partial: bool) -> tuple[dict[str, np.ndarray], TransferReport]:
+    """The tensors ``onto`` says to load, converted, and the report (see `transfer`)."""
     report = TransferReport(source.path, match, unused=list(unused),
                             ignored=list(source.ignored))
     out: dict[str, np.ndarray] = {}
@@ -486,9 +498,8 @@ def reverse(graph: Graph, template: Source, weights: Mapping[str, np.ndarray],
     """The model's ``weights`` in the names and layouts of ``template`` (a checkpoint of the
     source model): each of its tensors from the model tensors it would load into, converted
     back (an LSTM's W split, its b_hh zero); the template's others kept as they are."""
-    _, report = transfer(graph, template, match, rules, allow_partial=allow_partial)
-    onto, _ = _by_order(graph, template) if match == "order" else \
-        _by_names(graph, template, rules)
+    onto, unused = _match(graph, template, match, rules)
+    _, report = _load(graph, template, match, onto, unused, None, allow_partial)
     out = {k: np.asarray(v) for k, v in {**template.tensors, **template.ignored}.items()}
     for key, keys in onto.items():
         value = np.asarray(weights[key], dtype=np.float32)

@@ -56,21 +56,36 @@ def _check_inputs(model: str, expected: tuple[tuple[str, tuple[int | str, ...], 
         return
     sizes: dict[str, tuple[int, str]] = {}
     for (name, shape, dtype), x in zip(expected, given, strict=True):
-        want = f"{dtype}[{', '.join(str(d) for d in shape)}]"
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{model}: input `{name}` must be a torch.Tensor {want}, got "
-                            f"{type(x).__name__}")
-        kind = {"f32": x.is_floating_point(), "bool": x.dtype == torch.bool}.get(
-            dtype, not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool)
-        fits = kind and x.dim() == len(shape) and all(
-            d == n for d, n in zip(shape, x.shape, strict=True) if isinstance(d, int))
-        if not fits:
-            raise ValueError(f"{model}: input `{name}` must be {want}, got "
-                             f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}")
+            raise TypeError(f"{model}: input `{name}` must be a torch.Tensor "
+                            f"{_typed(dtype, shape)}, got {type(x).__name__}")
+        if dtype == "f32":
+            kind = x.is_floating_point()
+        elif dtype == "bool":
+            kind = x.dtype == torch.bool
+        else:  # token ids: any integer dtype
+            kind = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+        if not kind or x.dim() != len(shape):
+            raise _misfit(model, name, dtype, shape, x)
         for d, n in zip(shape, x.shape, strict=True):
-            if isinstance(d, str) and sizes.setdefault(d, (n, name))[0] != n:
+            if isinstance(d, int):
+                if d != n:
+                    raise _misfit(model, name, dtype, shape, x)
+            elif sizes.setdefault(d, (n, name))[0] != n:
                 raise ValueError(f"{model}: input `{name}` has {d} = {n}, input "
                                  f"`{sizes[d][1]}` has {d} = {sizes[d][0]}")
+
+
+def _misfit(model: str, name: str, dtype: str, shape: tuple[int | str, ...],
+            x: torch.Tensor) -> ValueError:
+    """The error for input ``name``, ``x``, that is not what the spec says."""
+    return ValueError(f"{model}: input `{name}` must be {_typed(dtype, shape)}, got "
+                      f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}")
+
+
+def _typed(dtype: str, shape: tuple[int | str, ...]) -> str:
+    """`f32[N, 3, H, W]`: what an input must be, for `_check_inputs`'s messages."""
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
 
 def _renamed_keys_hook(renamed: dict[str, str]):  # type: ignore[no-untyped-def]
