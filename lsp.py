@@ -13,6 +13,7 @@ import itertools
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from .api import Model, Program, format_spec, loads
 from .base.diagnostics import (
+    E_SYNTAX,
     STDLIB_PREFIX,
     Diagnostic,
     Span,
@@ -67,6 +69,10 @@ def from_utf16(line: str, offset: int) -> int:
     return len(line) + 1
 
 
+class Superseded(Exception):  # noqa: N818 (a signal, not an error)
+    """A check stopped because a newer version of its document came."""
+
+
 @dataclass
 class Range:
     """An LSP range: 0-based lines, UTF-16 columns."""
@@ -93,23 +99,38 @@ class Analysis:
         self.limits = limits or Limits()
         self.texts: dict[str, str] = {}
         self.last_good: dict[str, Found] = {}
+        self._parsed: dict[str, tuple[str, list[Any]]] = {}  # uri: (text, its items)
+        self._unparsed: dict[str, str] = {}  # uri: a text of it known not to parse
 
     # ------------------------------------------------------------ diagnostics
     def check(self, uri: str, text: str) -> Found:
-        """Compile ``text`` (the document at ``uri``): its diagnostics, by file path, and
-        its models where it compiles."""
+        """Take ``text`` as the document at ``uri`` and compile it: its diagnostics, by
+        file path, and its models where it compiles."""
         self.texts[uri] = text
+        return self.compile(uri, text)
+
+    def compile(self, uri: str, text: str, wanted: Callable[[], bool] | None = None) -> Found:
+        """Compile ``text`` (a version of the document at ``uri``). ``wanted`` is asked at
+        the compiler's budget checkpoints; once it says no (a newer edit came), the work
+        stops with `Superseded` and nothing of it is kept."""
         path = path_of(uri)
         found = Found()
+
+        def checkpoint(*_: Any) -> None:
+            if wanted is not None and not wanted():
+                raise Superseded(uri)
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 program = loads(text, str(path), root=path.parent)
+                self._parsed[uri] = (text, list(program._main.program.items))
                 found.program = program
                 found.sources = program.sources
                 for name in program.models:
+                    checkpoint()
                     try:
-                        model = program.model(name, limits=self.limits)
+                        model = program.model(name, limits=self.limits, progress=checkpoint)
                     except SsnError as exc:
                         self._add(found, exc.diagnostics, exc.sources, str(path))
                         continue
@@ -118,6 +139,8 @@ class Analysis:
             except SsnError as exc:
                 found.sources = exc.sources
                 self._add(found, exc.diagnostics, exc.sources, str(path))
+                if any(d.code is E_SYNTAX and d.span.file == str(path) for d in exc.diagnostics):
+                    self._unparsed[uri] = text  # its items are parsed one by one
         found.diagnostics.setdefault(str(path), [])
         if found.program is not None and not any(
                 d.code.severity == "error" for ds in found.diagnostics.values() for d in ds):
@@ -259,22 +282,40 @@ class Analysis:
 
     def _items(self, uri: str) -> list[Any]:
         """The document's items; where it does not parse, those of each top-level item that
-        does on its own (a broken rule hides only itself from the outline and hover)."""
-        text, file = self.texts.get(uri, ""), str(path_of(uri))
-        try:
-            return list(_parse(text, file).items)
-        except SsnError:
-            pass
-        lines = source_lines(text)
-        starts = [i for i, line in enumerate(lines) if _ITEM.match(line)] + [len(lines)]
-        items: list[Any] = []
-        for begin, end in itertools.pairwise(starts):
-            chunk = "\n" * begin + "\n".join(lines[begin:end]) + "\n"  # lines keep numbers
-            try:
-                items += _parse(chunk, file).items
-            except SsnError:
-                continue
+        does on its own (a broken rule hides only itself from the outline and hover). Kept
+        per text: every request after an edit reads the same parse."""
+        text = self.texts.get(uri, "")
+        cached = self._parsed.get(uri)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        items = self._parse_items(text, str(path_of(uri)), self._unparsed.get(uri) != text)
+        self._parsed[uri] = (text, items)
         return items
+
+    @staticmethod
+    def _parse_items(text: str, file: str, whole: bool = True) -> list[Any]:
+        """The items of ``text``: parsed whole, else (or where ``whole`` is False: it is
+        known not to parse) item by item."""
+        def each() -> list[Any]:  # on one guarded thread, not one per item
+            try:
+                if whole:
+                    return list(parse(text, file).items)
+            except SsnError:
+                pass
+            lines = source_lines(text)
+            starts = [i for i, line in enumerate(lines) if _ITEM.match(line)] + [len(lines)]
+            items: list[Any] = []
+            for begin, end in itertools.pairwise(starts):
+                chunk = "\n" * begin + "\n".join(lines[begin:end]) + "\n"  # lines keep numbers
+                try:
+                    items += parse(chunk, file).items
+                except SsnError:
+                    continue
+            return items
+        try:
+            return guarded(each, file)
+        except SsnError:
+            return []  # nested past the limits: check reports it
 
     def definition(self, uri: str, line: int, character: int) -> tuple[str, Range] | None:
         """Where the name under the cursor is defined: a rule (here, imported, standard

@@ -56,6 +56,9 @@ from .values import (
     show,
 )
 
+REPORT_STEPS = 5_000
+"""Evaluation steps between two reports to ``progress`` (a few milliseconds' work)."""
+
 
 class Evaluator:
     """Evaluates expressions of one program. One instance per model elaboration; applying a
@@ -71,6 +74,7 @@ class Evaluator:
         self.calls = 0
         self.steps = 0
         """Evaluation steps and list items made so far: the budget's deterministic counter."""
+        self._report_at = REPORT_STEPS
 
     # ------------------------------------------------------------ expressions
 
@@ -81,12 +85,19 @@ class Evaluator:
         return method(expr, env)
 
     def charge(self, steps: int, span: Span) -> None:
-        """Count ``steps`` against the evaluation budget; past it, stop with E0405."""
+        """Count ``steps`` against the evaluation budget; past it, stop with E0405. Every
+        REPORT_STEPS steps, tell the builder's ``progress`` (a checkpoint where a caller may
+        also stop work it no longer wants, as the language server does)."""
         self.steps += steps
         if self.steps > self.limits.max_steps:
             raise error(E_BUDGET, f"evaluating the spec takes more than "
                         f"{self.limits.max_steps:,} steps", span,
                         hint="a comprehension, list or recursion here grows too large")
+        if self.steps >= self._report_at:
+            self._report_at = self.steps + REPORT_STEPS
+            progress = self.inst.builder.progress
+            if progress is not None:
+                progress("evaluating", self.steps, self.limits.max_steps)
 
     def new_list(self, items: tuple[Value, ...], span: Span) -> tuple[Value, ...]:
         """A list value, checked against the length limit and charged to the budget."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -177,7 +178,14 @@ def test_elaboration_and_passes_report_their_progress() -> None:
     m = ssnc.load(SPECS / "fractalnet.ssn").model(C=5, progress=lambda *a: calls.append(a))
     made = [c for c in calls if c[0] == "elaborating"]
     assert made == [("elaborating", n, None) for n in range(500, m.op_count + 1, 500)]
-    passes = [c for c in calls if c[0] != "elaborating"]
+    passes = [c for c in calls if c[0] not in ("elaborating", "evaluating")]
+    long: list[tuple[object, ...]] = []
+    ssnc.loads("model m : tensor[4] = seq([relu for i in range(12000)])\n").model(
+        progress=lambda *a: long.append(a))
+    steps = [c[1] for c in long if c[0] == "evaluating"]  # evaluation reports its steps too
+    assert steps[0] >= 12_000  # the list is charged at once, then comes a checkpoint
+    assert all(b - a >= 5_000 for a, b in itertools.pairwise(steps))
+    assert {c[2] for c in long if c[0] == "evaluating"} == {300_000}
     assert [c[0] for c in passes] == ["flatten joins", "tag columns", "assign names",
                                       "infer shapes", "remove unread", "verify"]
     assert [c[1:] for c in passes] == [(k, 6) for k in range(6)]

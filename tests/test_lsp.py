@@ -260,9 +260,10 @@ def test_a_broken_rule_hides_only_itself() -> None:
 
 async def _fuzz_through_the_server(count: int) -> None:
     """Each of ``count`` fuzzed specs (the fuzz harness's mix) sent as a `didChange` is
-    answered (a request right after it returns) within 2 s, and the server stays up."""
+    answered (a request right after it returns), and the server stays up. The 10 s wait
+    only tells a hang from an answer; how fast answers come is `bench/bench_lsp.py`'s
+    measure (no timed assertions in tests: these machines are shared)."""
     import asyncio
-    import time
 
     from tests.fuzz.generate import cases
 
@@ -272,15 +273,14 @@ async def _fuzz_through_the_server(count: int) -> None:
     uri = uri_of(Path("/tmp/ssnc_lsp_fuzz.ssn"))
     client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
         uri=uri, language_id="ssn", version=1, text="")))
-    slowest = 0.0
+    answered = 0
     for version, (_, text) in enumerate(cases(11, count), 2):
-        start = time.perf_counter()
         client.text_document_did_change(t.DidChangeTextDocumentParams(
             text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
             content_changes=[t.TextDocumentContentChangeWholeDocument(text=text)]))
         await asyncio.wait_for(client.text_document_document_symbol_async(
             t.DocumentSymbolParams(text_document=t.TextDocumentIdentifier(uri=uri))), 10)
-        slowest = max(slowest, time.perf_counter() - start)
+        answered += 1
     good = "model m : tensor[3, 8, 8] = conv(4) >> relu >> gap\n"
     client.text_document_did_change(t.DidChangeTextDocumentParams(
         text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=count + 2),
@@ -288,8 +288,8 @@ async def _fuzz_through_the_server(count: int) -> None:
     hover = await client.text_document_hover_async(t.HoverParams(
         text_document=t.TextDocumentIdentifier(uri=uri), position=_position(good, "conv(")))
     await client.shutdown_session()
-    assert hover is not None  # still serving
-    assert slowest < 2.0, slowest
+    assert answered == count
+    assert hover is not None and "conv" in hover.contents.value  # type: ignore[union-attr]
 
 
 @pytest.mark.asyncio
@@ -305,3 +305,44 @@ def test_hover_on_a_let_name_gives_its_wires_shape() -> None:
     analysis.check(uri, text)
     assert "`z` → [N,4,4,4]{NCHW}" in (analysis.hover(uri, 3, 4) or "")
     assert "`y` → [N,4,8,8]{NCHW}" in (analysis.hover(uri, 2, 12) or "")
+
+
+@pytest.mark.asyncio
+async def test_a_newer_edit_stops_the_check_of_an_older_one(tmp_path: Path) -> None:
+    """A check still running when a newer edit comes stops at its next checkpoint and
+    publishes nothing; the newer text's diagnostics come, with their version."""
+    import asyncio
+
+    client = await SERVER.start()
+    await client.initialize_session(t.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code")))
+    slow = "model m : tensor[4, 8, 8] = relu * 40000\n"  # seconds of elaboration
+    uri = _open(client, tmp_path / "m.ssn", slow)
+    await asyncio.sleep(0.3)  # the slow check is under way (or queued: stopped either way)
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(
+            text="model m : tensor[4, 8, 8] = rellu\n")]))
+    published = await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    hover = await client.text_document_hover_async(t.HoverParams(
+        text_document=t.TextDocumentIdentifier(uri=uri), position=t.Position(line=0, character=6)))
+    await client.shutdown_session()
+    assert published.version == 2
+    assert [d.code for d in published.diagnostics] == ["E0101"]
+    assert any("(version 1) stopped: a newer edit came" in m.message
+               for m in client.log_messages)
+    assert hover is None or "relu * 40000" not in str(hover.contents)
+
+
+def test_a_check_stops_at_a_checkpoint_once_a_newer_version_is_wanted() -> None:
+    """Evaluation (a long comprehension) and elaboration (many nodes) both ask; the first
+    no stops the check."""
+    from ssnc.lsp import Superseded
+
+    for body in ("seq([relu for i in range(40000)])", "relu * 4000"):
+        asked = iter(range(3))
+        with pytest.raises(Superseded):
+            Analysis().compile(uri_of(Path("/tmp/m.ssn")),
+                               f"model m : tensor[4, 8, 8] = {body}\n",
+                               lambda: next(asked, 2) < 2)  # noqa: B023 (used in the loop)
+        assert next(asked, None) is None  # asked three times: yes, yes, no
