@@ -42,6 +42,7 @@ LOG = logging.getLogger("ssnc.lsp")
 DOCS = "https://github.com/ssnc/ssnc/blob/main/docs/language.md#diagnostics"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ITEM = re.compile(r"(def|model|import)\b")
+_HEAD = re.compile(r"(def|model)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def path_of(uri: str) -> Path:
@@ -224,13 +225,8 @@ class Analysis:
         word = _WORD.match(lines[line - 1], col - 1) if 0 < line <= len(lines) else None
         for model in found.models:
             g = model.ir
-            if rule is None:  # a `let` name: the shape of the wire it holds, at each place
-                by_index = {n.index: n for n in g.all_nodes().values()}
-                for index, (name, _) in sorted(g.labels.items()):
-                    node = by_index.get(index)
-                    if word is not None and name == word.group() and node is not None \
-                            and node.shape is not None:
-                        rows.append(f"`{name}` → {fmt_shape(node.shape)}")
+            if rule is None and word is not None:  # a wire's name: its shape, each place
+                rows += self._wire_rows(g, file, line, col, word.group())
             for scope in g.scopes.values():
                 if scope.parent is not None and scope.rule == rule and not scope.transparent:
                     rows.append(self._scope_row(model, scope.id))
@@ -243,6 +239,24 @@ class Analysis:
                                 f"{params:,} parameters, {macs(g, node):,} MACs"
                                 f"{' per step' if self._timed(model) else ''}")
         return list(dict.fromkeys(rows))[:8]
+
+    @staticmethod
+    def _wire_rows(g: Any, file: str, line: int, col: int, name: str) -> list[str]:
+        """The shapes of the wires ``name`` means at this position: bound by the innermost
+        `let` or `=>` block around it that binds ``name`` (once per place it is made)."""
+        def around(b: Any) -> bool:
+            s = b.scope
+            return (b.name == name and s.file == file and (s.line, s.col) <= (line, col)
+                    and (line, col) <= (s.end_line, s.end_col))
+
+        here = [b for b in g.bindings if around(b)]
+        if not here:
+            return []
+        inner = max((b.scope.line, b.scope.col) for b in here)
+        by_index = {n.index: n for n in g.all_nodes().values()}
+        return [f"`{b.shown}` → {fmt_shape(by_index[b.node].shape)}" for b in here
+                if (b.scope.line, b.scope.col) == inner and b.node in by_index
+                and by_index[b.node].shape is not None]
 
     @staticmethod
     def _timed(model: Model) -> bool:
@@ -415,13 +429,17 @@ class Analysis:
         m = re.search(r"did you mean `([^`]+)`", diagnostic_hint)
         return m.group(1) if m else None
 
-    def show(self, uri: str, what: str) -> str:
-        """The first model of the document as `ssnc ir` prints it (`ir`), its generated
-        PyTorch source (`torch`) or its picture as Graphviz text (`dot`)."""
+    def show(self, uri: str, what: str, line: int | None = None) -> str:
+        """The model at ``line`` (0-based; else the document's first) as `ssnc ir` prints
+        it (`ir`), its generated PyTorch source (`torch`) or its picture as Graphviz text
+        (`dot`)."""
         found = self.last_good.get(uri)
         if found is None or not found.models:
             return "no model compiles in this file yet"
-        model = found.models[0]
+        here = next((item.name for item in self._items(uri) if isinstance(item, ast.Model)
+                     and line is not None and item.span.line <= line + 1 <= item.span.end_line),
+                    None)
+        model = next((m for m in found.models if m.name == here), found.models[0])
         if what == "torch":
             return model.torch_source()
         if what == "dot":
@@ -539,7 +557,9 @@ class Analysis:
 
     # ------------------------------------------------------------ outline, layout
     def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
-        """(name, kind, whole range, name range) for each rule and model, in order."""
+        """(name, kind, whole range, name range) for each rule and model, in order; one
+        that does not parse yet keeps its place, from its head (`def name`) to the next
+        item, so the outline does not jump while it is typed."""
         text = self.texts.get(uri, "")
         out = []
         for item in self._items(uri):
@@ -548,7 +568,20 @@ class Analysis:
                 out.append((item.name, "model" if isinstance(item, ast.Model) else "rule",
                             self.range_of(item.span, sources),
                             self.range_of(item.name_span, sources)))
-        return out
+        lines = source_lines(text)
+        starts = [i for i, line in enumerate(lines) if _ITEM.match(line)] + [len(lines)]
+        parsed = {r[2].start[0] for r in out}
+        for begin, end in itertools.pairwise(starts):
+            head = _HEAD.match(lines[begin])
+            if head is None or begin in parsed:
+                continue
+            last = max((i for i in range(begin, end) if lines[i].strip()), default=begin)
+            line = lines[begin]
+            out.append((head.group(2), "model" if head.group(1) == "model" else "rule",
+                        Range((begin, 0), (last, utf16(lines[last], len(lines[last]) + 1))),
+                        Range((begin, utf16(line, head.start(2) + 1)),
+                              (begin, utf16(line, head.end(2) + 1)))))
+        return sorted(out, key=lambda r: r[2].start)
 
     def formatted(self, uri: str) -> str | None:
         """The document in `ssnc fmt`'s layout (None where it does not parse)."""

@@ -256,9 +256,12 @@ def _editing(server: LanguageServer, analysis: Analysis,
 
     @server.command("ssnc.show")
     @answer
-    def show(ls: LanguageServer, uri: str, what: str = "ir") -> str:
-        """`ssnc.show(uri, "ir" | "torch" | "dot")`: the model's IR, PyTorch or picture."""
-        return analysis.show(uri, what)
+    def show(ls: LanguageServer, uri: str, *rest: Any) -> str:
+        """`ssnc.show(uri, "ir" | "torch" | "dot" = "ir", line = none)`: the IR, PyTorch
+        or picture of the model at ``line`` (0-based; else the file's first)."""
+        what = str(rest[0]) if rest else "ir"
+        line = rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None
+        return analysis.show(uri, what, line)
 
 
 def _navigation(server: LanguageServer, analysis: Analysis,

@@ -99,7 +99,7 @@ class Elaborator:
                            {n: as_param(frame.names[n]) for n in names}, types,
                            output_names=outs.named.names if isinstance(outs, NamedWires)
                            else (), input_names=[i.name for i in model.inputs if i.name],
-                           labels=b.labels)
+                           labels=b.labels, bindings=b.bindings)
 
     def _check_override_kinds(self, model: ast.Model, overrides: Mapping[str, Value],
                               spans: Mapping[str, Span], frame: Env) -> None:

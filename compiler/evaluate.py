@@ -185,6 +185,7 @@ class Evaluator:
         for name, v in bound.items():
             if isinstance(v, Wire):
                 self.inst.builder.label(v.node, name, e.value.span)
+                self.inst.builder.bind(v.node, name, e.span)
         return self.eval(e.body, Env(bound, env))
 
     def unpack(self, targets: tuple[str, ...], destructure: bool, value: Value,

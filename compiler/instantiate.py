@@ -29,7 +29,7 @@ from ..base.diagnostics import (
 )
 from ..base.options import option_span, spell
 from ..grammar import ast
-from .ir import Graph, Node, Scope, make_node
+from .ir import Binding, Graph, Node, Scope, make_node
 from .joins import merges
 from .ops import OPS, OpDecl, Shape, ShapeMismatch, TensorValue
 from .shapes import type_node
@@ -122,10 +122,18 @@ class NodeBuilder:
     """Creation index -> the `let` name last bound to the node's value and where its value
     is written: how a warning names a value nothing reads."""
 
+    bindings: list[Binding] = field(default_factory=list)
+    """Every name bound to a wire (`let`, a `=>` block's parameters), for editors."""
+
     def label(self, node: str, name: str, span: Span) -> None:
         """Record that `let name = ...` (its value at ``span``) binds node ``node``."""
         if node.startswith("#"):
             self.labels[int(node[1:])] = (name, span)
+
+    def bind(self, node: str, name: str, scope: Span, shown: str | None = None) -> None:
+        """Record that ``name`` means node ``node`` within the text ``scope``."""
+        if node.startswith("#"):
+            self.bindings.append(Binding(int(node[1:]), name, shown or name, scope))
 
     @property
     def nodes(self) -> list[Node]:
@@ -359,8 +367,13 @@ class Instantiator:
             raise error(E_TYPE, f"this block takes {at_least}{fixed} stream"
                         f"{'s' if fixed != 1 else ''}, got {len(wires)}", block.span)
         bound: dict[str, Value] = dict(zip(block.params[:fixed], wires, strict=False))
+        for name, wire in zip(block.params[:fixed], wires, strict=False):
+            self.builder.bind(wire.node, name, block.span)
         if block.rest:
             bound[block.params[-1]] = wires[fixed:]
+            for i, wire in enumerate(wires[fixed:]):
+                self.builder.bind(wire.node, block.params[-1], block.span,
+                                  f"{block.params[-1]}[{i}]")
         result = self.evaluate(block.body, Env(bound, block.env))
         if isinstance(result, NamedOutputs):
             return NamedWires(result)

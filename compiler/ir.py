@@ -159,6 +159,18 @@ class Fractal:
     joins: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Binding:
+    """A name bound to a wire: `let y = ...` or a `=>` block's parameter. ``scope`` is the
+    text where the name means this wire (the whole `let` or the whole block); ``shown`` is
+    how to print it (`rest[1]` for the second of a `*rest` parameter's wires)."""
+
+    node: int
+    name: str
+    shown: str
+    scope: Span
+
+
 @dataclass
 class Graph:
     """A model's IR. Read-only by convention: passes return new graphs.
@@ -177,13 +189,16 @@ class Graph:
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Node names this model had before 0.2 -> their names now (only those that changed)."""
     output_names: tuple[str, ...] = ()
+    """The outputs' names as the spec gave them (`outputs(logits = ...)`); empty: unnamed."""
     input_names: tuple[str, ...] = ()
     """The inputs' names as the spec gave them (`src: tokens[V], tgt: ...`); empty: one
     unnamed input, `input`. Naming gives the input nodes these names."""
-    """The outputs' names as the spec gave them (`outputs(logits = ...)`); empty: unnamed."""
     labels: Mapping[int, tuple[str, Span]] = field(default_factory=dict)
     """Creation index -> the `let` name bound to that node's value and where its value is
     written (what a warning calls a value nothing reads)."""
+    bindings: tuple[Binding, ...] = ()
+    """Every name a `let` or a `=>` block's parameter binds to a wire: what an editor shows
+    as the shape of the name under the cursor."""
     full: Graph | None = field(default=None, repr=False)
     """This graph before the values nothing reads were removed (which a tap may read);
     None where nothing was removed. Any derived graph drops it."""
@@ -220,13 +235,15 @@ class Graph:
               params: Mapping[str, ParamValue] | None = None, input_type: str = "",
               aliases: Mapping[str, str] | None = None,
               output_names: Iterable[str] = (), input_names: Iterable[str] = (),
-              labels: Mapping[int, tuple[str, Span]] | None = None) -> Graph:
+              labels: Mapping[int, tuple[str, Span]] | None = None,
+              bindings: Iterable[Binding] = ()) -> Graph:
         """Construct from node records (in creation order)."""
         return Graph(model=model, nodes_by_name={n.name: n for n in nodes},
                      scopes=dict(scopes), inputs=tuple(inputs), outputs=tuple(outputs),
                      params=dict(params or {}), input_type=input_type,
                      aliases=dict(aliases or {}), output_names=tuple(output_names),
-                     input_names=tuple(input_names), labels=dict(labels or {}))
+                     input_names=tuple(input_names), labels=dict(labels or {}),
+                     bindings=tuple(bindings))
 
     def derive(self, *, nodes: Iterable[Node] | None = None, **changes: Any) -> Graph:
         """This graph with some fields changed (``nodes`` as records, in creation order): the

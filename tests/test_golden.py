@@ -36,6 +36,10 @@ def test_rendered_diagnostic(case: Path, golden, monkeypatch) -> None:  # type: 
     for line in case.read_text(errors="replace").splitlines():
         if line.startswith("# ssnc-without: "):  # as if that package were not installed
             monkeypatch.setitem(sys.modules, line.split(": ", 1)[1], None)
+    import ssnc.output
+
+    clock = iter(range(0, 10**6))  # progress lines come after a second of work: never here,
+    monkeypatch.setattr(ssnc.output.time, "monotonic", lambda: next(clock) * 1e-6)  # however busy
     result = CliRunner().invoke(app, [command, case.name, *extra])
     code = case.stem.split("_")[0]
     is_warning = code.startswith("W")  # reported, and the command goes on

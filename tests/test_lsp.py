@@ -189,6 +189,14 @@ async def test_signature_help_quick_fix_and_commands(client: LanguageClient,
         shown = await client.workspace_execute_command_async(t.ExecuteCommandParams(
             command="ssnc.show", arguments=[uri, what]))
         assert needle in shown, (what, shown[:200])
+    two = good + "\nmodel second : tensor[3, 8, 8] = conv(6)\n"
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=3),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(text=two)]))
+    for line, needle in ((2, "f32[N,6,8,8]"), (0, "f32[N,4,4,4]"), (None, "f32[N,4,4,4]")):
+        shown = await client.workspace_execute_command_async(t.ExecuteCommandParams(
+            command="ssnc.show", arguments=[uri, "ir", line]))  # the model at the cursor
+        assert needle in shown, (line, shown[:200])
 
 
 @pytest.mark.asyncio
@@ -252,7 +260,10 @@ def test_a_broken_rule_hides_only_itself() -> None:
             "model m : tensor[3, 8, 8] = c(4) >> gap\n")
     found = analysis.check(uri, text)
     assert [d.code.id for ds in found.diagnostics.values() for d in ds] == ["E0001"]
-    assert [s[0] for s in analysis.symbols(uri)] == ["a", "c", "m"]
+    outline = analysis.symbols(uri)
+    assert [s[0] for s in outline] == ["a", "b", "c", "m"]  # `b` from its head alone
+    assert (outline[1][2].start, outline[1][2].end, outline[1][3].start) == (
+        (2, 0), (2, 21), (2, 4))
     assert "def a(w)" in (analysis.hover(uri, 4, 11) or "")
     target = analysis.definition(uri, 4, 11)
     assert target is not None and target[1].start == (0, 4)
@@ -305,6 +316,26 @@ def test_hover_on_a_let_name_gives_its_wires_shape() -> None:
     analysis.check(uri, text)
     assert "`z` → [N,4,4,4]{NCHW}" in (analysis.hover(uri, 3, 4) or "")
     assert "`y` → [N,4,8,8]{NCHW}" in (analysis.hover(uri, 2, 12) or "")
+    assert "`x` → [N,3,8,8]{NCHW}" in (analysis.hover(uri, 1, 20) or "")
+
+
+def test_hover_on_a_blocks_parameter_gives_the_shape_it_means_there() -> None:
+    """A `=>` block's parameters are wires too: the innermost block that binds the name
+    decides, each place the block is applied gives its shape, and `*rest` its items."""
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/block_params.ssn"))
+    text = ("def blk(w) = (x) => conv(w)(x) + ((x) => x)(conv(w, stride = 2)(x) >> upsample(2))\n"
+            "def two = (a, *s) => a + s[0]\n"
+            "model m : tensor[3, 8, 8] = blk(4) >> blk(6) >> ((i) => (i, relu(i))) >> two\n")
+    found = analysis.check(uri, text)
+    assert not any(found.diagnostics.values())
+    outer = analysis.hover(uri, 0, text.index("(x)") + 1) or ""
+    assert "`x` → [N,3,8,8]{NCHW}" in outer and "`x` → [N,4,8,8]{NCHW}" in outer
+    inner = analysis.hover(uri, 0, text.index("=> x)") + 3) or ""
+    assert "`x` → [N,4,8,8]{NCHW}" in inner and "[N,3,8,8]" not in inner
+    line = text.split("\n")[1]
+    assert "`s[0]` → [N,6,8,8]{NCHW}" in (analysis.hover(uri, 1, line.index("s[0]")) or "")
+    assert "`a` → [N,6,8,8]{NCHW}" in (analysis.hover(uri, 1, line.index("(a") + 1) or "")
 
 
 @pytest.mark.asyncio
