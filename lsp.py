@@ -110,6 +110,11 @@ class Analysis:
         self.texts[uri] = text
         return self.compile(uri, text)
 
+    def forget(self, uri: str) -> None:
+        """Drop what is known of a closed document."""
+        for table in (self.texts, self.last_good, self._parsed, self._unparsed):
+            table.pop(uri, None)
+
     def compile(self, uri: str, text: str, wanted: Callable[[], bool] | None = None) -> Found:
         """Compile ``text`` (a version of the document at ``uri``). ``wanted`` is asked at
         the compiler's budget checkpoints; once it says no (a newer edit came), the work
@@ -200,9 +205,11 @@ class Analysis:
         parts: list[str] = []
         decl = OPS.get(name)
         rule = self._rule(uri, name)
+        about = self._parameter(uri, line, col, name, found)
+        if about is not None:
+            return about
         if rule is not None:
-            params = ", ".join(p.name for p in rule.params)
-            parts.append(f"```ssn\ndef {name}({params})\n```")
+            parts.append(f"```ssn\n{self._def_head(rule, found)}\n```")
         elif decl is not None and not decl.source:
             from .plugin import signature
 
@@ -215,6 +222,49 @@ class Analysis:
                     str(path_of(uri))) else " (from the last version that compiled)"
                 parts.append(f"**here**{stale}:\n" + "\n".join(f"- {r}" for r in rows))
         return "\n\n".join(parts) or None
+
+    def _parameter(self, uri: str, line: int, col: int, name: str,
+                   found: Found | None) -> str | None:
+        """Markdown for a parameter: a keyword argument in a call (`stride = 2`: the op's
+        attribute, or the rule's parameter), or a parameter of the rule around the cursor,
+        with the values it takes where the rule is applied."""
+        text = source_lines(self.texts.get(uri, ""))[line]
+        callee = _open_call(text[:col - 1])
+        if callee is not None and re.match(r"\s*=(?![=>])", text[col - 1 + len(name):]):
+            rule, decl = self._rule(uri, callee), OPS.get(callee)
+            if rule is not None and any(p.name == name for p in rule.params):
+                return (f"`{name}`: a parameter of\n```ssn\n{self._def_head(rule, found)}"
+                        "\n```")
+            attr = next((a for a in decl.attrs if a.name == name), None) if decl else None
+            if attr is not None:
+                return f"`{callee}`'s attribute `{name}`: {_attr_detail(attr)}"
+            return None
+        around = next((item for item in self._items(uri) if isinstance(item, ast.Def)
+                       and item.span.line <= line + 1 <= item.span.end_line
+                       and any(p.name == name for p in item.params)), None)
+        if around is None:
+            return None
+        out = f"`{name}`: a parameter of\n```ssn\n{self._def_head(around, found)}\n```"
+        values = [v for m in (found.models if found else []) for sc in m.ir.scopes.values()
+                  if sc.rule == around.name for k, v in sc.args if k == name]
+        if values:
+            counted = {v: values.count(v) for v in values}
+            out += "\n\n**values**: " + ", ".join(
+                f"`{name} = {v}`" + (f" ({n} places)" if n > 1 else "")
+                for v, n in counted.items())
+        return out
+
+    @staticmethod
+    def _def_head(rule: ast.Def, found: Found | None) -> str:
+        """`def unit(w, k = 3)`: a rule's head as written (defaults from its source)."""
+        lines = source_lines((found.sources if found else {}).get(rule.span.file, ""))
+
+        def written(p: ast.Param) -> str:
+            d = p.default.span if p.default is not None else None
+            if d is None or d.line != d.end_line or not 0 < d.line <= len(lines):
+                return p.name if d is None else f"{p.name} = …"
+            return f"{p.name} = {lines[d.line - 1][d.col - 1:d.end_col - 1]}"
+        return f"def {rule.name}({', '.join(written(p) for p in rule.params)})"
 
     def _made_here(self, found: Found, file: str, line: int, col: int,
                    rule: str | None) -> list[str]:

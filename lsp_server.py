@@ -73,9 +73,9 @@ class Checks:
 
         future = asyncio.get_running_loop().run_in_executor(self.pool, run)
         self.pending[uri] = future
-        future.add_done_callback(functools.partial(self._done, uri, version))
+        future.add_done_callback(functools.partial(self._done, uri, version, wanted))
 
-    def _done(self, uri: str, version: int | None,
+    def _done(self, uri: str, version: int | None, wanted: Callable[[], bool],
               future: asyncio.Future[Found | None]) -> None:
         if future.cancelled():
             return
@@ -83,12 +83,27 @@ class Checks:
             LOG.error("ssnc lsp: the check of %s failed", uri, exc_info=future.exception())
             return
         found = future.result()
-        if found is None:
+        if uri not in self.analysis.texts:  # closed while it ran
+            self.analysis.forget(uri)
+        elif found is None or not wanted():
             self.server.window_log_message(t.LogMessageParams(
                 type=t.MessageType.Log, message=f"ssnc: the check of {uri} (version "
                 f"{version}) stopped: a newer edit came"))
-            return
-        _publish(self.server, self.analysis, uri, found, version)
+        else:
+            _publish(self.server, self.analysis, uri, found, version)
+
+    def recheck(self, but: str | None = None) -> None:
+        """Check every open document again (``but`` one): a file they import changed."""
+        for uri, text in list(self.analysis.texts.items()):
+            if uri != but:
+                self.start(uri, text, None)
+
+    def close(self, uri: str) -> None:
+        """Forget a closed document, and clear its diagnostics."""
+        self.newest.pop(uri, None)  # a check still running stops
+        self.analysis.forget(uri)
+        self.server.text_document_publish_diagnostics(t.PublishDiagnosticsParams(
+            uri=uri, diagnostics=[]))
 
     async def ready(self) -> None:
         """Wait until no check is running or waiting (requests read their results)."""
@@ -165,6 +180,21 @@ def _documents(server: LanguageServer, checks: Checks) -> None:
     def did_change(ls: LanguageServer, params: t.DidChangeTextDocumentParams) -> None:
         doc = ls.workspace.get_text_document(params.text_document.uri)
         checks.start(doc.uri, doc.source, params.text_document.version)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_SAVE)
+    @_safe
+    def did_save(ls: LanguageServer, params: t.DidSaveTextDocumentParams) -> None:
+        checks.recheck(but=params.text_document.uri)  # imports read the saved file
+
+    @server.feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    @_safe
+    def files_changed(ls: LanguageServer, params: t.DidChangeWatchedFilesParams) -> None:
+        checks.recheck()
+
+    @server.feature(t.TEXT_DOCUMENT_DID_CLOSE)
+    @_safe
+    def did_close(ls: LanguageServer, params: t.DidCloseTextDocumentParams) -> None:
+        checks.close(params.text_document.uri)
 
 
 def _queries(server: LanguageServer, analysis: Analysis,

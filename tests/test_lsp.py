@@ -377,3 +377,63 @@ def test_a_check_stops_at_a_checkpoint_once_a_newer_version_is_wanted() -> None:
                                f"model m : tensor[4, 8, 8] = {body}\n",
                                lambda: next(asked, 2) < 2)  # noqa: B023 (used in the loop)
         assert next(asked, None) is None  # asked three times: yes, yes, no
+
+
+@pytest.mark.asyncio
+async def test_saving_an_imported_file_rechecks_the_files_that_import_it(
+        client: LanguageClient, tmp_path: Path) -> None:
+    """Imports read the saved file: saving it checks the other open documents again; a
+    closed document's diagnostics are cleared."""
+    lib = tmp_path / "blocks.ssn"
+    lib.write_text("def unit(w) = conv(w, 3) >> relu\n")
+    main = tmp_path / "main.ssn"
+    main.write_text('import "blocks.ssn"\n\nmodel m : tensor[3, 8, 8] = unit(4) >> gap\n')
+    uri = _open(client, main)
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert not client.diagnostics[uri]
+    renamed = "def basic(w) = conv(w, 3) >> relu\n"
+    lib_uri = _open(client, lib, renamed)
+    await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    lib.write_text(renamed)
+    client.text_document_did_save(t.DidSaveTextDocumentParams(
+        text_document=t.TextDocumentIdentifier(uri=lib_uri)))
+    published = await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert published.uri == uri
+    assert [(d.code, d.message.split("\n")[0]) for d in published.diagnostics] == [
+        ("E0101", "unknown name `unit`")]
+    client.text_document_did_close(t.DidCloseTextDocumentParams(
+        text_document=t.TextDocumentIdentifier(uri=uri)))
+    cleared = await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert cleared.uri == uri and not cleared.diagnostics
+
+
+def test_hover_on_a_parameter_gives_its_rule_default_and_values() -> None:
+    """A rule's parameter (in its head, in its body, as a keyword argument at a call) shows
+    the rule's head with its defaults, and the values it takes where the rule is applied;
+    an op's keyword argument shows the attribute's type, default and meaning."""
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/parameters.ssn"))
+    text = ("def unit(w, k = 3) = conv(w, k, stride = 1) >> relu\n"
+            "model m : tensor[3, 8, 8] = unit(4, k = 5) >> unit(4) >> unit(8) >> gap\n")
+    analysis.check(uri, text)
+    head, call = text.split("\n")[:2]
+    for at in (head.index("w, k ="), head.index("w, k,")):
+        shown = analysis.hover(uri, 0, at) or ""
+        assert "def unit(w, k = 3)" in shown
+        assert "**values**: `w = 4` (2 places), `w = 8`" in shown
+    assert "`k = 5`, `k = 3` (2 places)" in (analysis.hover(uri, 0, head.index("k, s")) or "")
+    assert "a parameter of\n```ssn\ndef unit(w, k = 3)" in (
+        analysis.hover(uri, 1, call.index("k = 5")) or "")
+    assert (analysis.hover(uri, 0, head.index("stride")) or "").startswith(
+        "`conv`'s attribute `stride`: int/tuple, default 1")
+    fractal = analysis.check(uri_of(SPECS / "fractalnet.ssn"),
+                             (SPECS / "fractalnet.ssn").read_text())
+    assert fractal.models
+    assert "def fractal(" in (analysis.hover(uri_of(SPECS / "fractalnet.ssn"), *_at(
+        (SPECS / "fractalnet.ssn").read_text(), "fractal(")) or "")
+
+
+def _at(text: str, needle: str) -> tuple[int, int]:
+    """(line, UTF-16 character) of the first ``needle`` in ``text``."""
+    p = _position(text, needle)
+    return p.line, p.character
