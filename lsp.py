@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from .api import Model, Program, format_spec, loads
 from .base.diagnostics import (
@@ -37,6 +36,22 @@ from .compiler.stats import macs, param_count, summarize, time_symbols
 from .compiler.values import Rule
 from .grammar import ast
 from .grammar.parser import parse
+from .lsp_text import (
+    Range,
+    attr_detail,
+    depth0_commas,
+    from_utf16,
+    head,
+    open_call,
+    path_of,
+    uri_of,
+    uses,
+    utf16,
+    walk,
+)
+
+__all__ = ["DOCS", "LOG", "Analysis", "Found", "Range", "Superseded", "from_utf16", "path_of",
+           "serve", "uri_of", "utf16"]
 
 LOG = logging.getLogger("ssnc.lsp")
 DOCS = "https://github.com/ssnc/ssnc/blob/main/docs/language.md#diagnostics"
@@ -45,41 +60,8 @@ _ITEM = re.compile(r"(def|model|import)\b")
 _HEAD = re.compile(r"(def|model)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def path_of(uri: str) -> Path:
-    """The file a `file://` URI names."""
-    return Path(unquote(urlparse(uri).path))
-
-
-def uri_of(path: str | Path) -> str:
-    """The `file://` URI of ``path``."""
-    return Path(path).resolve().as_uri()
-
-
-def utf16(line: str, col: int) -> int:
-    """The UTF-16 offset of 1-based character column ``col`` of ``line`` (LSP's columns)."""
-    return len(line[:max(col - 1, 0)].encode("utf-16-le")) // 2
-
-
-def from_utf16(line: str, offset: int) -> int:
-    """The 1-based character column at UTF-16 ``offset`` of ``line``."""
-    units = 0
-    for i, ch in enumerate(line):
-        if units >= offset:
-            return i + 1
-        units += 2 if ord(ch) > 0xFFFF else 1
-    return len(line) + 1
-
-
 class Superseded(Exception):  # noqa: N818 (a signal, not an error)
     """A check stopped because a newer version of its document came."""
-
-
-@dataclass
-class Range:
-    """An LSP range: 0-based lines, UTF-16 columns."""
-
-    start: tuple[int, int]
-    end: tuple[int, int]
 
 
 @dataclass
@@ -229,7 +211,7 @@ class Analysis:
         attribute, or the rule's parameter), or a parameter of the rule around the cursor,
         with the values it takes where the rule is applied."""
         text = source_lines(self.texts.get(uri, ""))[line]
-        callee = _open_call(text[:col - 1])
+        callee = open_call(text[:col - 1])
         if callee is not None and re.match(r"\s*=(?![=>])", text[col - 1 + len(name):]):
             rule, decl = self._rule(uri, callee), OPS.get(callee)
             if rule is not None and any(p.name == name for p in rule.params):
@@ -237,7 +219,7 @@ class Analysis:
                         "\n```")
             attr = next((a for a in decl.attrs if a.name == name), None) if decl else None
             if attr is not None:
-                return f"`{callee}`'s attribute `{name}`: {_attr_detail(attr)}"
+                return f"`{callee}`'s attribute `{name}`: {attr_detail(attr)}"
             return None
         around = next((item for item in self._items(uri) if isinstance(item, ast.Def)
                        and item.span.line <= line + 1 <= item.span.end_line
@@ -428,13 +410,13 @@ class Analysis:
             return [(p.name, "file", "spec") for p in sorted(folder.glob("*.ssn"))
                     if p != path_of(uri)]
         out: list[tuple[str, str, str]] = []
-        callee = _open_call(before)
+        callee = open_call(before)
         if callee is not None:
             decl, rule = OPS.get(callee), self._rule(uri, callee)
             if rule is not None:
                 out += [(p.name, "parameter", f"of {callee}") for p in rule.params]
             elif decl is not None:
-                out += [(a.name, "attribute", _attr_detail(a)) for a in decl.attrs]
+                out += [(a.name, "attribute", attr_detail(a)) for a in decl.attrs]
         from .plugin import signature
 
         out += [(name, "op", signature(op)) for name, op in OPS.items()
@@ -454,7 +436,7 @@ class Analysis:
         lines = source_lines(self.texts.get(uri, ""))
         text = lines[line] if 0 <= line < len(lines) else ""
         before = text[:from_utf16(text, character) - 1]
-        callee = _open_call(before)
+        callee = open_call(before)
         if callee is None:
             return None
         rule, decl = self._rule(uri, callee), OPS.get(callee)
@@ -471,7 +453,7 @@ class Analysis:
             if callee + "(" in before else ""
         keyword = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*[^,=]*$", inside)
         active = names.index(keyword.group(1)) if keyword and keyword.group(1) in names \
-            else _depth0_commas(inside)
+            else depth0_commas(inside)
         return label, names, active
 
     def action(self, diagnostic_hint: str) -> str | None:
@@ -507,7 +489,7 @@ class Analysis:
         stages: list[Span] = []
         for item in self._items(uri):
             if isinstance(item, ast.Model):
-                for n in _walk(item.body):
+                for n in walk(item.body):
                     if isinstance(n, ast.BinOp) and n.op == ">>":
                         stages += [n.left.span, n.right.span]
         out: dict[tuple[int, int], str] = {}
@@ -538,21 +520,21 @@ class Analysis:
         item = next((i for i in here if isinstance(i, ast.Def | ast.Model)
                      and i.span.line <= line + 1 <= i.span.end_line), None)
         if item is not None and any(p.name == name for p in item.params):
-            spans = [_head(p.span, name) for p in item.params if p.name == name]
-            return [(uri, self._range(uri, sp)) for sp in spans + _uses(item.body, name)]
-        let = next((n for n in _walk(item.body) if isinstance(n, ast.Let) and name in n.targets
+            spans = [head(p.span, name) for p in item.params if p.name == name]
+            return [(uri, self._range(uri, sp)) for sp in spans + uses(item.body, name)]
+        let = next((n for n in walk(item.body) if isinstance(n, ast.Let) and name in n.targets
                     and n.span.line <= line + 1 <= n.span.end_line), None) if item else None
         if let is not None:
             head = self._let_target(uri, let, name)
-            return [(uri, self._range(uri, sp)) for sp in [*head, *_uses(let.body, name)]]
+            return [(uri, self._range(uri, sp)) for sp in [*head, *uses(let.body, name)]]
         out: list[tuple[str, Range]] = []
         for doc, items in self._workspace(uri).items():
             spans = [i.name_span for i in items if isinstance(i, ast.Def) and i.name == name]
             for i in items:
                 if isinstance(i, ast.Def | ast.Model) and all(p.name != name for p in i.params):
-                    spans += _uses(i.body, name) + [
+                    spans += uses(i.body, name) + [
                         u for p in i.params if p.default is not None
-                        for u in _uses(p.default, name)]
+                        for u in uses(p.default, name)]
             out += [(doc, self._range(doc, sp)) for sp in spans]
         return out
 
@@ -641,90 +623,10 @@ class Analysis:
             return None
 
 
-def _open_call(before: str) -> str | None:
-    """The name whose call the text before the cursor is inside (`conv(64, ` -> `conv`)."""
-    depth = 0
-    for i in range(len(before) - 1, -1, -1):
-        ch = before[i]
-        if ch in ")]":
-            depth += 1
-        elif ch in "([":
-            if depth == 0:
-                m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", before[:i]) if ch == "(" else None
-                return m.group(1) if m else None
-            depth -= 1
-    return None
-
-
 def _parse(text: str, file: str) -> ast.Program:
     """``text`` parsed as the compiler parses it: on the deep-stack thread, so that text
     nested as deeply as the limits allow is a diagnostic, never a RecursionError."""
     return guarded(lambda: parse(text, file), file)
-
-
-def _walk(node: Any) -> list[Any]:
-    """Every AST node inside ``node`` (itself included)."""
-    out, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        for name in type(n).model_fields:
-            value = getattr(n, name)
-            stack += [v for v in (value if isinstance(value, tuple) else (value,))
-                      if isinstance(v, ast.Node)]
-    return out
-
-
-def _uses(expr: Any, name: str) -> list[Span]:
-    """The spans of ``name`` read in ``expr``, not where an inner `let`, stream or loop
-    variable of that name hides it."""
-    out: list[Span] = []
-    stack = [expr]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Name):
-            if n.id == name:
-                out.append(n.span)
-            continue
-        if isinstance(n, ast.Let) and name in n.targets:
-            stack.append(n.value)
-            continue
-        if isinstance(n, ast.Lambda) and name in n.params:
-            continue
-        for field_name in type(n).model_fields:
-            value = getattr(n, field_name)
-            stack += [v for v in (value if isinstance(value, tuple) else (value,))
-                      if isinstance(v, ast.Node)]
-    return sorted(out, key=lambda sp: (sp.line, sp.col))
-
-
-def _head(span: Span, name: str) -> Span:
-    """The first ``name``-long stretch of ``span`` (a parameter's name)."""
-    return Span(file=span.file, line=span.line, col=span.col, end_line=span.line,
-                end_col=span.col + len(name))
-
-
-def _depth0_commas(text: str) -> int:
-    """Commas in ``text`` outside any brackets: which argument the cursor is at."""
-    depth = count = 0
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            count += 1
-    return count
-
-
-def _attr_detail(a: Any) -> str:
-    """`int, default 3`: an attribute's types and default, for completion."""
-    from .compiler.literals import ssn_text
-    from .compiler.ops import REQUIRED
-
-    kinds = "/".join(sorted({t.__name__.replace("NoneType", "none") for t in a.types}))
-    default = "required" if a.default is REQUIRED else f"default {ssn_text(a.default)}"
-    return f"{kinds}, {default}: {a.doc}"
 
 
 def serve() -> None:  # pragma: no cover (run as a process by the tests)

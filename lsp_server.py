@@ -17,7 +17,8 @@ from lsprotocol import types as t
 from pygls.lsp.server import LanguageServer
 
 from . import __version__
-from .lsp import DOCS, LOG, Analysis, Found, Range, Superseded, uri_of
+from .lsp import DOCS, LOG, Analysis, Found, Superseded
+from .lsp_text import Range, path_of, uri_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -329,6 +330,4 @@ def _navigation(server: LanguageServer, analysis: Analysis,
 
 def analysis_path(uri: str) -> str:
     """The path the analysis files a document's own diagnostics under."""
-    from .lsp import path_of
-
     return str(path_of(uri))
