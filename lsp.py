@@ -73,6 +73,8 @@ class Found:
     program: Program | None = None
     models: list[Model] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    items: list[Any] = field(default_factory=list)
+    """The document's items as this compilation parsed them."""
 
 
 class Analysis:
@@ -112,7 +114,8 @@ class Analysis:
             warnings.simplefilter("ignore")
             try:
                 program = loads(text, str(path), root=path.parent)
-                self._parsed[uri] = (text, list(program._main.program.items))
+                found.items = list(program._main.program.items)
+                self._parsed[uri] = (text, found.items)
                 found.program = program
                 found.sources = program.sources
                 for name in program.models:
@@ -481,30 +484,31 @@ class Analysis:
     # ------------------------------------------------------------ inlay hints
     def inlay_hints(self, uri: str) -> list[tuple[tuple[int, int], str]]:
         """(position, label) after each stage of a `>>` chain in a model's body: the shape
-        that stage gives the next (from the last good compile)."""
+        that stage gives the next, from the last good compile. While the text does not
+        compile, only on lines that read as they did then, marked `≈`."""
         found = self.last_good.get(uri)
         if found is None:
             return []
         file = str(path_of(uri))
-        stages: list[Span] = []
-        for item in self._items(uri):
-            if isinstance(item, ast.Model):
-                for n in walk(item.body):
-                    if isinstance(n, ast.BinOp) and n.op == ">>":
-                        stages += [n.left.span, n.right.span]
+        then, now = source_lines(found.sources.get(file, "")), source_lines(
+            self.texts.get(uri, ""))
+        stale = then != now
+        stages = [side.span for item in found.items if isinstance(item, ast.Model)
+                  for n in walk(item.body) if isinstance(n, ast.BinOp) and n.op == ">>"
+                  for side in (n.left, n.right) if side.span.file == file]
         out: dict[tuple[int, int], str] = {}
         for model in found.models:
             g = model.ir
             made = [n for n in g.nodes_by_name.values() if not n.is_source]
             for stage in stages:
-                if stage.file != file:
-                    continue
                 inside = [n for n in made if within(n.span, stage) or any(
                     within(s.span, stage) for s in g.scope_path(n.scope)[1:])]
-                if inside:
+                where = self.range_of(stage, found.sources).end
+                unchanged = where[0] < min(len(then), len(now)) and \
+                    then[where[0]] == now[where[0]]
+                if inside and (unchanged or not stale):
                     last = max(inside, key=lambda n: n.index)
-                    where = self.range_of(stage, found.sources).end
-                    out.setdefault(where, f" {fmt_shape(last.shape or ())}")
+                    out.setdefault(where, f" {'≈' if stale else ''}{fmt_shape(last.shape or ())}")
         return sorted(out.items())
 
     # ------------------------------------------------------------ references, rename
@@ -591,10 +595,11 @@ class Analysis:
     def symbols(self, uri: str) -> list[tuple[str, str, Range, Range]]:
         """(name, kind, whole range, name range) for each rule and model, in order; one
         that does not parse yet keeps its place, from its head (`def name`) to the next
-        item, so the outline does not jump while it is typed."""
+        item, so the outline does not jump while it is typed. Text known not to parse is
+        outlined from the heads alone (no parse: the outline is asked at every edit)."""
         text = self.texts.get(uri, "")
         out = []
-        for item in self._items(uri):
+        for item in self._items(uri) if self._unparsed.get(uri) != text else ():
             if isinstance(item, ast.Def | ast.Model):
                 sources = {item.span.file: text}
                 out.append((item.name, "model" if isinstance(item, ast.Model) else "rule",

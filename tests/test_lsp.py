@@ -437,3 +437,18 @@ def _at(text: str, needle: str) -> tuple[int, int]:
     """(line, UTF-16 character) of the first ``needle`` in ``text``."""
     p = _position(text, needle)
     return p.line, p.character
+
+
+def test_inlay_hints_from_the_last_good_version_are_marked_and_kept_where_lines_are() -> None:
+    analysis = Analysis()
+    uri = uri_of(Path("/tmp/stale_hints.ssn"))
+    text = "model m : tensor[3, 8, 8] =\n    conv(4)\n    >> relu\n    >> maxpool(2)\n    >> gap\n"
+    analysis.check(uri, text)
+    fresh = analysis.inlay_hints(uri)
+    assert [(line, label) for (line, _), label in fresh] == [
+        (1, " [N,4,8,8]{NCHW}"), (2, " [N,4,8,8]{NCHW}"), (3, " [N,4,4,4]{NCHW}"),
+        (4, " [N,4]{NC}")]
+    analysis.check(uri, text.replace(">> relu", ">> rellu"))  # does not compile now
+    stale = analysis.inlay_hints(uri)
+    assert [(line, label) for (line, _), label in stale] == [
+        (1, " ≈[N,4,8,8]{NCHW}"), (3, " ≈[N,4,4,4]{NCHW}"), (4, " ≈[N,4]{NC}")]
