@@ -4,7 +4,7 @@ turned into diagnostics (lark's own exceptions never reach the user)."""
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -287,7 +287,19 @@ def _unquote(tok: Token | str) -> str:
 
 
 def parse(text: str, file: str = "<string>") -> ast.Program:
-    """Parse a whole .ssn file; raises SsnSyntaxError with a positioned diagnostic."""
+    """Parse a whole .ssn file; raises SsnSyntaxError with a positioned diagnostic. The
+    last few parses of texts up to 256 KB are kept (the AST is frozen): a language server
+    asks again for the text it just compiled, also when compiling stopped after parsing."""
+    if len(text) > _KEEP_UP_TO:  # a big AST is not worth its memory
+        return _build(text, file, "start")  # type: ignore[no-any-return]
+    return _parse_kept(text, file)
+
+
+_KEEP_UP_TO = 256 * 1024
+
+
+@lru_cache(maxsize=8)
+def _parse_kept(text: str, file: str) -> ast.Program:
     return _build(text, file, "start")  # type: ignore[no-any-return]
 
 
