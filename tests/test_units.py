@@ -56,6 +56,33 @@ def test_fractal_stages_as_units_compute_what_the_model_does() -> None:
                                    rtol=0, atol=0)
 
 
+def test_a_unit_that_ends_at_its_own_join_takes_the_draws_in_every_mode() -> None:
+    """A `fractal(...)` instance as a unit: its last member is its droppable join, so the
+    model must call the unit (passing this batch's draw down), not compute the join."""
+    spec = ("def unit(w) = conv(w, 3, bias = false) >> bn >> relu\n"
+            "model net : tensor[3, 8, 8] = fractal(3, unit(8), drop_path = 0.3) >> maxpool(2)"
+            " >> fractal(2, unit(16), drop_path = 0.3) >> gap >> linear(10)\n")
+    m = ssnc.loads(spec, "m.ssn").model()
+    source = generate_source(m.ir, units=lambda r: r.scope.rule == "fractal")
+    assert "self.fractal1(x, keep=keep, need=need)" in source
+    plain, split = _pair(m.ir, lambda r: r.scope.rule == "fractal")
+    x = example_input(m.ir, batch=4)
+    draws = plain.ssnc_drop_path
+    for ratio in (0.0, 1.0, 0.5):
+        draws.global_ratio = ratio
+        for _ in range(4):
+            keep = draws.draw(4).keep
+            with torch.no_grad():
+                torch.testing.assert_close(split.train().forward_dropping(x, keep),
+                                           plain.train().forward_dropping(x, keep),
+                                           rtol=0, atol=0)
+    draws.mode = "sample"
+    masks = draws.draw(4).masks
+    with torch.no_grad():
+        torch.testing.assert_close(split.forward_masked(x, masks), plain.forward_masked(x, masks),
+                                   rtol=0, atol=0)
+
+
 def test_a_units_forward_runs_as_one_call() -> None:
     m = ssnc.load(SPECS / "fractalnet.ssn").model(C=2, classes=10, widths=[4, 4, 8, 8, 8])
     _, split = _pair(m.ir, _stages)

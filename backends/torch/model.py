@@ -87,7 +87,10 @@ class _Body:
                 assert item.lowered is not None
                 expr = item.lowered.expr
             if node.name in plan.index and mode != "eval":
-                expr, guard = self._drop_join(node, args, mode)
+                if item.unit is None:
+                    expr, guard = self._drop_join(node, args, mode)
+                elif mode == "dropping" and plan.column_join(node):  # a unit ending at a join:
+                    guard = self.need(plan.index[node.name])  # called, decisions passed down
             if mode == "dropping" and guard is None and node.name in plan.segment:
                 j, port = plan.segment[node.name]  # inside a column: computed only if kept
                 guard = f"{self.need(j)} and keep[{j}][{port}]"
@@ -231,6 +234,7 @@ class UnitClass:
         outs = tuple(w.names[o] for o in region.outputs)
         lines = [f"class {self.name}(nn.Module):",
                  *docstring([region.scope.signature], "    "), "",
+                 "    ssnc_unit = True  # called as one step of the model's forward", "",
                  "    def __init__(self) -> None:", "        super().__init__()",
                  *self.code.emitter.init_values(w, self.values),
                  *self.code.body_inits(self.body), ""]

@@ -66,6 +66,7 @@ def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | No
     present = {k for k in module.state_dict() if not k.endswith("num_batches_tracked")}
     assert present == expected, sorted(present ^ expected)[:5]
     load_tensors(module, values)
+    object.__setattr__(module, "ssnc_ir", graph)  # what ssnc.distributed plans from
     return module
 
 
