@@ -22,12 +22,14 @@ __all__ = ["Plan", "Regions", "parallelize"]
 
 @dataclass(frozen=True)
 class Regions:
-    """Which rule instances a plan takes: those at nesting ``depth`` (1: the rule calls in
-    the model's own body; None: any depth, outermost first) that hold at least
-    ``min_params`` trainable parameters. A chosen region's inner regions are left to it."""
+    """Which rule instances a plan takes: those of ``rule`` (at any depth), or else those at
+    nesting ``depth`` (1: the rule calls in the model's own body; None: any depth), holding
+    at least ``min_params`` trainable parameters; outermost first. A chosen region's inner
+    regions are left to it."""
 
     depth: int | None = 1
     min_params: int = 0
+    rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def parallelize(module: Any, mesh: Any = None, *, regions: Regions | None = None
     built.ssnc_drop_path = module.ssnc_drop_path  # the same draws, on every rank
     object.__setattr__(built, "ssnc_ir", graph)  # plain attributes, not submodules
     built.train(module.training)
-    units = [r for r in chosen if getattr(built.get_submodule(r.prefix), "ssnc_unit", False)]
+    units = [r for r in chosen if _is_unit(built, r.prefix)]
     if shard and mesh is None:
         mesh = _default_mesh()
     world = mesh.size() if shard else 1
@@ -110,6 +112,17 @@ def parallelize(module: Any, mesh: Any = None, *, regions: Regions | None = None
     if show:
         print(plan)
     return built
+
+
+def _is_unit(built: Any, path: str) -> bool:
+    """Whether the submodule at ``path`` computes its region in one call of its forward: a
+    unit, or an instance of a generated rule class (a rule instance made more than once)."""
+    try:
+        sub = built.get_submodule(path)
+    except AttributeError:
+        return False
+    return bool(getattr(sub, "ssnc_unit", False)) or (
+        type(sub).__module__.startswith("ssnc_generated_") and type(sub) is not type(built))
 
 
 def _graph_of(module: Any) -> Graph:
@@ -140,10 +153,11 @@ def _choose(graph: Graph, regions: Regions) -> list[Region]:
     todo = [(r, 1) for r in graph.region(0).children]
     while todo:
         region, depth = todo.pop(0)
-        at_depth = regions.depth is None or depth == regions.depth
-        if at_depth and _params(graph, region) >= regions.min_params and region.prefix:
+        at = region.scope.rule == regions.rule if regions.rule is not None else (
+            regions.depth is None or depth == regions.depth)
+        if at and _params(graph, region) >= regions.min_params and region.prefix:
             out.append(region)
-        elif regions.depth is None or depth < regions.depth:
+        elif regions.rule is not None or regions.depth is None or depth < regions.depth:
             todo[:0] = [(c, depth + 1) for c in region.children]
     return out
 
@@ -162,8 +176,9 @@ def _depth(graph: Graph, region: Region) -> int:
 
 
 def _why(region: Region, regions: Regions) -> str:
-    at = "a rule call in the model's body" if regions.depth == 1 else (
-        f"at nesting depth {regions.depth}" if regions.depth else "outermost")
+    at = f"an instance of `{regions.rule}`" if regions.rule is not None else (
+        "a rule call in the model's body" if regions.depth == 1 else (
+            f"at nesting depth {regions.depth}" if regions.depth else "outermost"))
     size = f", at least {regions.min_params:,} parameters" if regions.min_params else ""
     return f"{at}{size}"
 
