@@ -129,6 +129,27 @@ def _case(subject: Subject, rank: int, world: int, **options: Any) -> dict[str, 
             "units": [c.path for c in net.ssnc_plan.choices]}
 
 
+def _ddp_case(subject: Subject, rank: int, world: int) -> dict[str, Any]:
+    """DDP without `find_unused_parameters`, drop-path in "sample" mode (every column
+    computed and masked, so every parameter is used): the same comparison."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    base = subject.model.to_torch(seed=0, drop_seed=1, drop_mode="sample")
+    plans: list[Any] = []
+    _recording(base, plans)
+    net = DistributedDataParallel(base)
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+    net.train()
+    for x, y in _data(subject, rank):
+        opt.zero_grad()
+        _loss(net(x), y).backward()
+        opt.step()
+    got = {k: v.detach() for k, v in base.named_parameters()}
+    want = _reference(subject, plans, world)
+    return {"max_difference": max(float((got[k] - want[k]).abs().max()) for k in want),
+            "masked": sum(float((m < 1).sum()) for p in plans for m in p.masks)}
+
+
 def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -144,6 +165,7 @@ def main(out: str) -> None:
                          rank, world),  # units in columns: one a draw drops is not called
         "hyper_wrn": _case(subjects["hyper_wrn"], rank, world, checkpoint=True),
         "hmrnn": _case(subjects["hmrnn"], rank, world, checkpoint=True),
+        "ddp_sample": _ddp_case(fractalnet, rank, world),
     }
     plan = str(parallelize(fractalnet.model.to_torch(seed=0), checkpoint=True).ssnc_plan)
     gathered: list[Any] = [None] * world

@@ -21,6 +21,9 @@ from tests.conftest import ROOT
     ("bench_hyper.py", "hyper-quick", ("| training step (forward, backward, SGD), Hyper-WRN",)),
     ("bench_compile.py", "compile-quick", ("| hornn_lm | 5,858 |", "| treenet | 11,781 |")),
     ("bench_lsp.py", "lsp-quick", ("| fractalnet_digits |",)),
+    ("bench_distributed.py", "distributed-quick", (
+        "| per-rank parameters, gradients and optimizer state (Adam), 2 ranks: DDP vs FSDP2 |",
+        "| training step with checkpointing: activation bytes kept for backward |")),
 ])
 def test_benchmark_runs(script: str, section: str, rows: tuple[str, ...], tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "B.md"
