@@ -102,6 +102,16 @@ def _reference(subject: Subject, plans: list[Any], world: int) -> dict[str, torc
     return {k: v.detach() for k, v in net.named_parameters()}
 
 
+def _train(net: Any, subject: Subject, rank: int) -> None:
+    """3 SGD steps on this rank's data."""
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+    net.train()
+    for x, y in _data(subject, rank):
+        opt.zero_grad()
+        _loss(net(x), y).backward()
+        opt.step()
+
+
 def _case(subject: Subject, rank: int, world: int, **options: Any) -> dict[str, Any]:
     """The largest difference to the reference after training, and what shows the case
     is real: parameters moved, columns were dropped, the share of the parameters this rank
@@ -111,12 +121,7 @@ def _case(subject: Subject, rank: int, world: int, **options: Any) -> dict[str, 
     net = parallelize(base, regions=subject.regions, **options)
     plans: list[Any] = []
     _recording(net, plans)
-    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
-    net.train()
-    for x, y in _data(subject, rank):
-        opt.zero_grad()
-        _loss(net(x), y).backward()
-        opt.step()
+    _train(net, subject, rank)
     got = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach()
            for k, v in net.named_parameters()}
     want = _reference(subject, plans, world)
@@ -138,12 +143,7 @@ def _ddp_case(subject: Subject, rank: int, world: int) -> dict[str, Any]:
     plans: list[Any] = []
     _recording(base, plans)
     net = DistributedDataParallel(base)
-    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
-    net.train()
-    for x, y in _data(subject, rank):
-        opt.zero_grad()
-        _loss(net(x), y).backward()
-        opt.step()
+    _train(net, subject, rank)
     got = {k: v.detach() for k, v in base.named_parameters()}
     want = _reference(subject, plans, world)
     return {"max_difference": max(float((got[k] - want[k]).abs().max()) for k in want),
