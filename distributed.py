@@ -9,6 +9,7 @@ Needs the `torch` extra; `import ssnc` does not import this module."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from .compiler.ir import Graph, Region
 from .compiler.stats import param_count
 from .extras import require_torch
 
-__all__ = ["Plan", "Regions", "parallelize"]
+__all__ = ["Pipeline", "Plan", "Regions", "parallelize", "pipeline"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ def parallelize(module: Any, mesh: Any = None, *, regions: Regions | None = None
     units = [r for r in chosen if _is_unit(built, r.prefix)]
     if shard and mesh is None:
         mesh = _default_mesh()
+    if shard and getattr(mesh, "ndim", 1) != 1:
+        raise error(E_OPTION, f"parallelize() shards over a 1-D mesh, not a {mesh.ndim}-D one",
+                    Span.unknown("<parallelize>"),
+                    hint="pass one dimension of it: mesh[\"dp\"] (HSDP is not supported yet)")
     world = mesh.size() if shard else 1
     choices = []
     for i, region in enumerate(units):
@@ -204,3 +209,97 @@ def _apply(sub: Any, *, checkpoint: bool, compile: bool | str, shard: Any,
         got.append("sharded" + (" (kept unsharded after forward: the last unit)"
                                 if last else ""))
     return tuple(got)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Where `pipeline` cut the model: each stage's first and last node, its cost (by what
+    it was balanced on) and its parameters."""
+
+    by: str
+    stages: tuple[tuple[str, str, int, int], ...]
+    candidates: int
+
+    def __str__(self) -> str:
+        worst, total = max(s[2] for s in self.stages), sum(s[2] for s in self.stages)
+        lines = [f"ssnc.distributed pipeline: {len(self.stages)} stages balanced by {self.by} "
+                 f"({self.candidates} places to cut; the costliest stage has "
+                 f"{worst / max(total, 1):.0%} of the total)"]
+        for i, (first, last, cost, params) in enumerate(self.stages):
+            lines.append(f"  stage {i}: {first} .. {last}  {cost:,} {self.by}, "
+                         f"{params:,} params")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """This rank's part of a pipeline: its stage's module, the `PipelineStage`, the
+    schedule that runs it (`schedule.step(x)` on the first stage, `step(target=y)` on the
+    last, `step()` between) and the plan."""
+
+    module: Any
+    stage: Any
+    schedule: Any
+    plan: StagePlan
+
+
+def pipeline(module: Any, stages: int, *, balance: str = "macs", schedule: str = "1f1b",
+             microbatches: int = 4, loss_fn: Any = None, group: Any = None,
+             show: bool = False) -> Pipeline:
+    """``module`` (made by `Model.to_torch`) cut into ``stages`` pipeline stages where one
+    tensor alone crosses its top level, balanced by "macs", "params" or "activations"; this
+    rank (of a process group of ``stages`` ranks) gets its stage and a GPipe or 1F1B
+    schedule over ``microbatches``, with ``loss_fn(output, target)`` on the last stage."""
+    require_torch("ssnc.distributed.pipeline()")
+    import torch.distributed as dist
+    from torch.distributed import pipelining
+
+    from .backends.torch import to_torch
+    from .compiler.stages import balance as balanced
+    from .compiler.stages import cut_points, node_costs, stage_graph
+
+    graph = _graph_of(module)
+    where = Span.unknown("<pipeline>")
+    if getattr(module, "ssnc_drop_path", None) is not None and module.ssnc_drop_path.active:
+        raise error(E_OPTION, "drop-path is not supported in a pipeline: each stage would "
+                    "draw its own columns", where,
+                    hint="build the module with to_torch(drop_mode=\"off\") to pipeline it")
+    if balance not in ("macs", "params", "activations"):
+        raise error(E_OPTION, f"balance must be macs, params or activations, not {balance!r}",
+                    where)
+    kinds = {"gpipe": pipelining.ScheduleGPipe, "1f1b": pipelining.Schedule1F1B}
+    if schedule not in kinds:
+        raise error(E_OPTION, f"schedule must be gpipe or 1f1b, not {schedule!r}", where)
+    cuts = cut_points(graph)
+    if stages < 1 or stages - 1 > len(cuts):
+        raise error(E_OPTION, f"model `{graph.model}` cannot be cut into {stages} stages: its "
+                    f"top level has {len(cuts)} place{'s' if len(cuts) != 1 else ''} where "
+                    "one tensor alone crosses", where,
+                    hint=f"ask for at most {len(cuts) + 1} stages")
+    if not dist.is_available() or not dist.is_initialized():
+        raise error(E_OPTION, "pipeline() needs a process group", where,
+                    hint="call torch.distributed.init_process_group() first (torchrun)")
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if world != stages:
+        raise error(E_OPTION, f"a pipeline of {stages} stages needs {stages} ranks, not "
+                    f"{world}", where, hint="run one process per stage")
+    costs = node_costs(graph, balance)
+    chosen = balanced(costs, cuts, stages)
+    parts = [stage_graph(graph, chosen, i) for i in range(stages)]
+    state = module.state_dict()
+    mine = parts[rank]
+    net = to_torch(mine, tensors={k: state[k].detach().cpu().numpy()
+                                  for k in mine.tensors()}, drop_mode="off")
+    net.train(module.training)
+    stage = pipelining.PipelineStage(net, rank, stages, next(module.parameters()).device,
+                                     group=group)
+    run = kinds[schedule](stage, microbatches, loss_fn=loss_fn)
+    bounds = [0, *[c.position + 1 for c in chosen], len(costs)]
+    top = [n for n in graph.order() if not n.is_param]
+    plan = StagePlan(balance, tuple(
+        (top[a].name, top[b - 1].name, sum(costs[a:b]),
+         sum(spec.numel for spec in parts[i].tensors().values() if spec.trainable))
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))), len(cuts))
+    if show:
+        print(plan)
+    return Pipeline(net, stage, run, plan)

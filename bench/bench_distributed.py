@@ -10,6 +10,7 @@ autograd packs them) and the time, paired and alternating.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,12 @@ def worker(out: str, quick: bool, optimizer: str) -> None:
         found.update(_ddp_drop_path(model, 3 if quick else 5))
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(found))
+    dist.barrier()
     dist.destroy_process_group()
+    # torch 2.13's gloo may abort a process in interpreter shutdown under load, after
+    # everything is done ("terminate called without an active exception"): skip it
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _ddp_drop_path(model: Any, reps: int) -> dict[str, float]:

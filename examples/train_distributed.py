@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -64,7 +66,12 @@ def main() -> None:
                   "units": [c.path for c in net.ssnc_plan.choices]}
         print(json.dumps(result) if args.json else
               f"{world} ranks: test accuracy {correct:.3f} in {result['train_seconds']} s")
+    dist.barrier()
     dist.destroy_process_group()
+    # torch 2.13's gloo may abort a process in interpreter shutdown under load, after
+    # everything is done ("terminate called without an active exception"): skip it
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

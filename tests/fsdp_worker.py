@@ -8,7 +8,6 @@ per rank, as under FSDP). Rank 0 writes the largest parameter difference per cas
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F  # noqa: N812
+from rank_results import finish  # (tests/, this script's folder)
 
 import ssnc
 from ssnc.distributed import Regions, parallelize
@@ -152,6 +152,7 @@ def _ddp_case(subject: Subject, rank: int, world: int) -> dict[str, Any]:
 
 def main(out: str) -> None:
     dist.init_process_group("gloo")
+    results: dict[str, Any]
     rank, world = dist.get_rank(), dist.get_world_size()
     subjects = _subjects()
     fractalnet = subjects["fractalnet"]
@@ -168,13 +169,13 @@ def main(out: str) -> None:
         "ddp_sample": _ddp_case(fractalnet, rank, world),
     }
     plan = str(parallelize(fractalnet.model.to_torch(seed=0), checkpoint=True).ssnc_plan)
-    gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, results)
-    if rank == 0:
-        with open(out, "w") as f:
-            json.dump({"ranks": gathered, "plan": plan}, f)
-    dist.destroy_process_group()
+    from torch.distributed.device_mesh import init_device_mesh
 
+    try:
+        parallelize(fractalnet.model.to_torch(seed=0), init_device_mesh("cpu", (1, world)))
+    except ssnc.SsnError as exc:
+        results["two_d_mesh"] = exc.diagnostics[0].message
+    finish(results, out, plan=plan)
 
 if __name__ == "__main__":
     main(sys.argv[1])

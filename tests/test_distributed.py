@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,14 +23,18 @@ from tests.conftest import ROOT
 torch = pytest.importorskip("torch")
 
 
+def _launch(worker: str, out: Path) -> Any:
+    """``tests/<worker>`` under `torchrun --nproc_per_node=2`; what rank 0 wrote."""
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", str(ROOT / "tests" / worker), str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("fsdp") / "out.json"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", str(ROOT / "tests" / "fsdp_worker.py"),
-                           str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text())  # type: ignore[no-any-return]
+    return _launch("fsdp_worker.py", tmp_path_factory.mktemp("fsdp") / "out.json")  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(("case", "units"), [
@@ -96,3 +101,42 @@ def test_the_example_trains_digits_on_two_ranks_with_units_checkpointed() -> Non
     print("distributed digits:", result)
     assert result["ranks"] == 2 and result["test_accuracy"] >= 0.9
     assert len(result["units"]) == 14 and all(".unit" in u for u in result["units"])
+
+
+@pytest.fixture(scope="module")
+def piped(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    found = _launch("pipeline_worker.py", tmp_path_factory.mktemp("pipe") / "out.json")
+    return found["ranks"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("case", ["fractalnet/1f1b", "fractalnet/gpipe", "vit/1f1b",
+                                  "vit/gpipe"])
+def test_two_pipeline_stages_give_one_process_losses_and_gradients(
+        piped: list[dict[str, Any]], case: str) -> None:
+    first, last = piped[0][case], piped[1][case]  # the stages' ranks
+    assert first["grad_difference"] <= 1e-6 and last["grad_difference"] <= 1e-6, (first, last)
+    assert last["losses"] == 4 and last["loss_difference"] <= 1e-6, last
+    assert first["stage_params"] > 0 and last["stage_params"] > 0  # both stages hold weights
+    assert "2 stages balanced by macs" in first["plan"] and "  stage 1: " in first["plan"]
+
+
+def test_a_pipeline_asks_for_one_rank_per_stage(piped: list[dict[str, Any]]) -> None:
+    assert piped[0]["wrong_size"] == "a pipeline of 3 stages needs 3 ranks, not 2"
+
+
+def test_a_pipeline_refuses_drop_path_and_more_stages_than_cuts() -> None:
+    from ssnc.distributed import pipeline
+
+    model = ssnc.loads("model m : tensor[3, 8, 8] = conv(4) >> relu >> gap >> linear(2)\n"
+                       ).model()
+    with pytest.raises(ssnc.SsnError, match="cannot be cut into 9 stages: its top level has 3"):
+        pipeline(model.to_torch(drop_mode="off"), 9)
+    fractal = ssnc.loads("def u(w) = conv(w, 3) >> relu\nmodel m : tensor[3, 8, 8] = "
+                         "fractal(2, u(4), drop_path = 0.2) >> gap >> linear(2)\n").model()
+    with pytest.raises(ssnc.SsnError, match="drop-path is not supported in a pipeline"):
+        pipeline(fractal.to_torch(), 2)
+
+
+def test_parallelize_shards_over_a_one_dimensional_mesh(launched: dict[str, Any]) -> None:
+    assert launched["ranks"][0]["two_d_mesh"] == (
+        "parallelize() shards over a 1-D mesh, not a 2-D one")
