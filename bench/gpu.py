@@ -2,7 +2,8 @@
 torch eager and torch.compile (fp32, and bf16 and fp16 autocast) at batch 1 and 64 for
 `fractalnet`, `nin_cifar10` and `hmrnn_charlm`, each checked against the fp32 result; the
 training step of the compiled FractalNet C=3 (bf16 autocast, batch 128) against the
-hand-written one in each drop-path mode; ONNX Runtime CUDA and TensorRT rows where they are
+hand-written one in each drop-path mode, and with every stage checkpointed against without
+(peak memory and time, one rank); ONNX Runtime CUDA and TensorRT rows where they are
 importable, with the ratios the goals name (ORT CUDA fp16 against torch eager fp16, TensorRT
 against ORT CUDA). Every row is appended to `--out` as soon as it is measured, under the GPU's name,
 so a run cut short still reports.
@@ -191,6 +192,56 @@ def training_rows(table: Table, args: argparse.Namespace, device: str) -> None:
                   f"ssnc {ours * 1e3:.2f} ms / hand-written {theirs * 1e3:.2f} ms, batch {batch}")
 
 
+def checkpoint_rows(table: Table, args: argparse.Namespace, device: str) -> None:
+    """One rank: a FractalNet C=3 training step with every stage checkpointed
+    (`ssnc.distributed.parallelize(shard=False, checkpoint=True)`) against without: peak
+    memory (CUDA's allocator; on the CPU, the bytes autograd keeps for backward) and time."""
+    from ssnc.distributed import parallelize
+
+    widths = [4, 4, 8, 8, 8] if args.dry_run else [64, 128, 256, 512, 512]
+    batch = 8 if args.dry_run else 128
+    model = ssnc.load(ROOT / "specs" / "fractalnet.ssn").model(classes=10, C=3, widths=widths)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    found = {}
+    for kept in (False, True):
+        net = parallelize(model.to_torch(seed=0, drop_mode="off", device=device),
+                          shard=False, checkpoint=kept).train()
+
+        def step(net: torch.nn.Module = net) -> None:
+            with torch.autocast(device, dtype=torch.bfloat16):
+                loss = F.cross_entropy(net(x).float(), y)
+            loss.backward()
+
+        seconds = latency(step, device, args.reps)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            _sync(device)
+            memory = torch.cuda.max_memory_allocated()
+        else:
+            memory = _kept_for_backward(step)
+        found[kept] = (seconds, memory)
+    what = "peak memory" if device == "cuda" else "bytes kept for backward"
+    (t0, m0), (t1, m1) = found[False], found[True]
+    table.row(f"FractalNet C=3 training step, every stage checkpointed / not, {what}",
+              f"{m1 / m0:.2f}", f"{m1 / 2**20:,.1f} MiB / {m0 / 2**20:,.1f} MiB, batch {batch}")
+    table.row("FractalNet C=3 training step, every stage checkpointed / not, time",
+              f"{t1 / t0:.2f}", f"{t1 * 1e3:.2f} ms / {t0 * 1e3:.2f} ms, batch {batch}")
+
+
+def _kept_for_backward(step: Callable[[], None]) -> int:
+    """The bytes autograd keeps for backward in ``step`` (by storage, each once)."""
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(saved.values())
+
+
 def runtime_rows(table: Table, args: argparse.Namespace) -> None:
     try:
         import onnxruntime as ort
@@ -249,6 +300,7 @@ def main() -> None:
         "runs after two warm-ups. fp32 is IEEE float32 (TF32 off in cuDNN and cuBLAS)."])
     forward_rows(table, args, device, start)
     training_rows(table, args, device)
+    checkpoint_rows(table, args, device)
     runtime_rows(table, args)
     table.row("total time", f"{time.monotonic() - start:.0f} s")
 

@@ -54,6 +54,8 @@ def test_the_gpu_script_rehearses_on_the_cpu(tmp_path) -> None:  # type: ignore[
                 assert f"| {model}, batch 4, {precision}, {kind} | " in text
     for mode in ("global", "local", "50/50 mix"):
         assert f"bf16 autocast, {mode} drop-path |" in text
+    assert "| FractalNet C=3 training step, every stage checkpointed / not, bytes kept for " \
+        "backward | 0.0" in text  # one process; CUDA's peak memory on the GPU
     assert "ONNX Runtime CUDA fp16 | not available |" in text and "| total time |" in text
     assert "TensorRT speed-up over ORT CUDA (fp16) | not available | not measured: " in text
     assert "| failed |" not in text
