@@ -74,26 +74,23 @@ def parallelize(module: Any, mesh: Any = None, *, regions: Regions | None = None
     units, each checkpointed (non-reentrant, the RNG state kept, so dropout replays
     identically), compiled (``compile``: True or a `torch.compile` backend name) and
     sharded with FSDP2 over ``mesh`` (a 1-D DeviceMesh; default: every rank of the default
-    process group, on the CPU), then the root. Returns a new module holding ``module``'s
-    parameters and buffers (same keys) and its drop-path draws; its ``ssnc_plan`` says
-    what was done (printed where ``show``)."""
+    process group, on ``module``'s device type), then the root. Returns a new module on
+    ``module``'s device and in its dtype, holding its parameters and buffers (same keys)
+    and its drop-path draws; its ``ssnc_plan`` says what was done (printed where
+    ``show``)."""
     require_torch("ssnc.distributed.parallelize()")
-    from .backends.torch import to_torch
+    from .backends.torch import build_module
 
     graph = _graph_of(module)
     chosen = _choose(graph, regions or Regions())
     ids = {r.scope.id for r in chosen}
-    built = to_torch(graph, tensors={k: v.detach().cpu().numpy()
-                                     for k, v in module.state_dict().items()
-                                     if not k.endswith("num_batches_tracked")},
-                     units=lambda r: r.scope.id in ids)
-    built.load_state_dict(module.state_dict())  # buffers too (num_batches_tracked)
+    built = _like(module, build_module(graph, units=lambda r: r.scope.id in ids),
+                  module.state_dict())
     built.ssnc_drop_path = module.ssnc_drop_path  # the same draws, on every rank
     object.__setattr__(built, "ssnc_ir", graph)  # plain attributes, not submodules
-    built.train(module.training)
     units = [r for r in chosen if _is_unit(built, r.prefix)]
     if shard and mesh is None:
-        mesh = _default_mesh()
+        mesh = _default_mesh(_device(module).type)
     if shard and getattr(mesh, "ndim", 1) != 1:
         raise error(E_OPTION, f"parallelize() shards over a 1-D mesh, not a {mesh.ndim}-D one",
                     Span.unknown("<parallelize>"),
@@ -140,7 +137,23 @@ def _graph_of(module: Any) -> Graph:
     return graph
 
 
-def _default_mesh() -> Any:
+def _device(module: Any) -> Any:
+    import torch
+
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _like(module: Any, built: Any, state: dict[str, Any]) -> Any:
+    """``built`` (made on the CPU in float32) on ``module``'s device, in its dtype where it
+    has one, holding ``state`` (its own keys of it), in ``module``'s training mode."""
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    built.to(device=_device(module), dtype=dtypes.pop() if len(dtypes) == 1 else None)
+    built.load_state_dict({k: state[k] for k in built.state_dict()})
+    return built.train(module.training)
+
+
+def _default_mesh(device_type: str) -> Any:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -149,7 +162,7 @@ def _default_mesh() -> Any:
                     Span.unknown("<parallelize>"),
                     hint="call torch.distributed.init_process_group() first (torchrun sets "
                     "up its environment), or pass mesh=")
-    return init_device_mesh("cpu", (dist.get_world_size(),))
+    return init_device_mesh(device_type, (dist.get_world_size(),))
 
 
 def _choose(graph: Graph, regions: Regions) -> list[Region]:
@@ -254,7 +267,7 @@ def pipeline(module: Any, stages: int, *, balance: str = "macs", schedule: str =
     import torch.distributed as dist
     from torch.distributed import pipelining
 
-    from .backends.torch import to_torch
+    from .backends.torch import build_module
     from .compiler.stages import balance as balanced
     from .compiler.stages import cut_points, node_costs, stage_graph
 
@@ -288,11 +301,8 @@ def pipeline(module: Any, stages: int, *, balance: str = "macs", schedule: str =
     parts = [stage_graph(graph, chosen, i) for i in range(stages)]
     state = module.state_dict()
     mine = parts[rank]
-    net = to_torch(mine, tensors={k: state[k].detach().cpu().numpy()
-                                  for k in mine.tensors()}, drop_mode="off")
-    net.train(module.training)
-    stage = pipelining.PipelineStage(net, rank, stages, next(module.parameters()).device,
-                                     group=group)
+    net = _like(module, build_module(mine, drop_mode="off"), state)
+    stage = pipelining.PipelineStage(net, rank, stages, _device(module), group=group)
     run = kinds[schedule](stage, microbatches, loss_fn=loss_fn)
     bounds = [0, *[c.position + 1 for c in chosen], len(costs)]
     top = [n for n in graph.order() if not n.is_param]

@@ -78,6 +78,9 @@ def test_parallelize_refuses_what_it_cannot_plan() -> None:
     alone = parallelize(net, shard=False, checkpoint=True)  # one process: checkpointing only
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(alone(x), net(x))
+    half = parallelize(net.to(torch.bfloat16).eval(), shard=False)  # its dtype and mode kept
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16} and not half.training
+    torch.testing.assert_close(half(x.bfloat16()), net(x.bfloat16()))
 
 
 def test_ddp_with_sample_drop_path_needs_no_unused_parameter_search(
