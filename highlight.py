@@ -39,8 +39,8 @@ FUNCTIONS = _longest_first(BUILTINS)
 OP_NAMES = _longest_first(n for n, op in OPS.items() if not op.source)  # not stdlib rules
 BUILTIN_NAMES = _longest_first({*FUNCTIONS, *OP_NAMES})
 TYPES = _longest_first(INPUT_TYPES)
-_NOT_AFTER_KEYWORD = "".join(rf"(?<!\b{k})" for k in (
-    "in", "then", "else", "and", "or", "not", "if", "for", "let"))
+_HEADS = ("def", "model", "import")  # keywords that start an item, followed by a name
+_NOT_AFTER_KEYWORD = "".join(rf"(?<!\b{k})" for k in KEYWORDS if k not in _HEADS)
 
 __all__ = ["SsnLexer", "textmate"]
 
@@ -108,7 +108,7 @@ def textmate() -> dict[str, Any]:
          "captures": captures("keyword.other.let", "variable.other.declaration")},
         match(r"\b(?:and|or|not)\b", "keyword.operator.logical"),
         match(_alternatives(tuple(k for k in KEYWORDS if k not in (
-            "def", "model", "import", "and", "or", "not"))), "keyword.control"),
+            *_HEADS, "and", "or", "not"))), "keyword.control"),
         match(_alternatives(CONSTANTS), "constant.language"),
         {"match": r"\(([^()]*)\)\s*(=>)",  # a lambda head: `(x, *rest) =>`
          "captures": {"1": {"patterns": [match(_NAME, "variable.parameter"),

@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, arguments, machine, paired, write_section
+from common import ROOT, arguments, kept_for_backward, machine, paired, write_section
 
 import ssnc
 
@@ -129,17 +129,6 @@ def checkpointing(quick: bool, reps: int) -> dict[str, float]:
     kept = parallelize(model.to_torch(seed=0, drop_mode="off"), shard=False, checkpoint=True)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
 
-    def saved(net: Any) -> int:
-        seen: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = F.cross_entropy(net(x), y)
-        loss.backward()
-        return sum(seen.values())
-
     def step(net: Any) -> Any:
         return lambda: F.cross_entropy(net(x), y).backward()
 
@@ -149,7 +138,8 @@ def checkpointing(quick: bool, reps: int) -> dict[str, float]:
         torch.testing.assert_close(kept.eval()(x), plain.eval()(x), rtol=0, atol=0)
     plain.train(), kept.train()
     timing = paired(step(kept), step(plain), reps)
-    return {"saved_plain": saved(plain), "saved_kept": saved(kept), **timing}
+    return {"saved_plain": kept_for_backward(step(plain)),
+            "saved_kept": kept_for_backward(step(kept)), **timing}
 
 
 def main() -> None:

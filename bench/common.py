@@ -44,6 +44,21 @@ def paired(a: Callable[[], object], b: Callable[[], object], reps: int,
             "ratio": statistics.median(ratios)}
 
 
+def kept_for_backward(step: Callable[[], object]) -> int:
+    """The bytes autograd keeps for backward while ``step`` runs its forward (by storage,
+    each once): what activation checkpointing saves."""
+    import torch
+
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(saved.values())
+
+
 def sgd_step(module: Any, loss: Callable[[Any], Any], **sgd: float) -> Callable[[], None]:
     """One training step of ``module`` as a closure: train mode, ``loss(module)``, backward,
     an SGD update (``sgd``: its options; lr 1e-3 by default)."""

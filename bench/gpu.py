@@ -48,6 +48,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 from bench_torch import copy_weights, per_block  # noqa: E402
+from common import kept_for_backward  # noqa: E402
 from handwritten_fractalnet import FractalNet  # noqa: E402
 
 import ssnc  # noqa: E402
@@ -220,7 +221,7 @@ def checkpoint_rows(table: Table, args: argparse.Namespace, device: str) -> None
             _sync(device)
             memory = torch.cuda.max_memory_allocated()
         else:
-            memory = _kept_for_backward(step)
+            memory = kept_for_backward(step)
         found[kept] = (seconds, memory)
     what = "peak memory" if device == "cuda" else "bytes kept for backward"
     (t0, m0), (t1, m1) = found[False], found[True]
@@ -228,18 +229,6 @@ def checkpoint_rows(table: Table, args: argparse.Namespace, device: str) -> None
               f"{m1 / m0:.2f}", f"{m1 / 2**20:,.1f} MiB / {m0 / 2**20:,.1f} MiB, batch {batch}")
     table.row("FractalNet C=3 training step, every stage checkpointed / not, time",
               f"{t1 / t0:.2f}", f"{t1 * 1e3:.2f} ms / {t0 * 1e3:.2f} ms, batch {batch}")
-
-
-def _kept_for_backward(step: Callable[[], None]) -> int:
-    """The bytes autograd keeps for backward in ``step`` (by storage, each once)."""
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(saved.values())
 
 
 def runtime_rows(table: Table, args: argparse.Namespace) -> None:

@@ -4,13 +4,13 @@ its own whose input is the tensor that crosses. Backends lower a stage like a mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .ir import Graph, Node, captures, make_node
+from .ir import Graph, Node, captures, make_node, walk
 from .stats import macs, param_count
-
-Cost = Callable[[Graph, Node], int]
 
 
 @dataclass(frozen=True)
@@ -23,55 +23,50 @@ class Cut:
 
 def cut_points(graph: Graph) -> list[Cut]:
     """Every place in the top level's order where exactly one value (not the input) crosses
-    and no parameter is read on both sides."""
+    and no parameter is read on both sides; one sweep over the order."""
     order = [n for n in graph.order() if not n.is_param]
     where = {n.name: i for i, n in enumerate(order)}
     last: dict[str, int] = {}
-    first_param: dict[str, int] = {}
-    last_param: dict[str, int] = {}
+    params: dict[str, tuple[int, int]] = {}  # first and last reader of each parameter
     for i, node in enumerate(order):
         reads = (*node.inputs, *(captures(node.body) if node.body is not None else ()))
         for name in reads:
-            last[name] = max(last.get(name, -1), i)
-        weights = (*node.weights, *(w for w in reads if w in graph.nodes_by_name
-                                    and graph[w].is_param))
-        for w in weights:
-            first_param.setdefault(w, i)
-            last_param[w] = i
+            last[name] = i
+        for w in (*node.weights, *reads):
+            if w in graph.nodes_by_name and graph[w].is_param:
+                params[w] = (params.get(w, (i, i))[0], i)
     for out in graph.outputs:
         last[out] = len(order)
-    cuts = []
-    for i, node in enumerate(order[:-1]):
-        if node.is_input:
-            continue
-        live = [n for n, end in last.items() if n in where and where[n] <= i < end]
-        split = any(first_param[w] <= i < last_param[w] for w in first_param)
-        if live == [node.name] and not split and node.body is None and not graph[
-                node.name].outputs:
-            cuts.append(Cut(i, node.name))
-    return cuts
+    values, shared = _spans(len(order), ((where[n], e) for n, e in last.items() if n in where)), \
+        _spans(len(order), params.values())
+    return [Cut(i, node.name) for i, node in enumerate(order[:-1])
+            if not node.is_input and node.body is None and not node.outputs
+            and values[i] == 1 and last.get(node.name, i) > i and shared[i] == 0]
+
+
+def _spans(size: int, spans: Iterable[tuple[int, int]]) -> list[int]:
+    """For each gap after position i, how many ``(begin, end)`` spans cross it
+    (begin <= i < end)."""
+    delta = [0] * (size + 1)
+    for begin, end in spans:
+        if begin < end:
+            delta[begin] += 1
+            delta[end] -= 1
+    return list(itertools.accumulate(delta))
 
 
 def node_costs(graph: Graph, by: str) -> list[int]:
-    """Each top-level node's cost: its MACs (bodies included, per step), its parameters,
-    or its output's elements per sample (``by``: "macs", "params", "activations")."""
+    """Each top-level node's cost: its MACs (its body's included, per step), its
+    parameters, or its output's elements per sample (``by``: "macs", "params",
+    "activations")."""
     def cost(node: Node) -> int:
+        inner = [(graph, node), *(walk(node.body) if node.body is not None else ())]
         if by == "params":
-            return param_count(graph, node) + sum(param_count(node.body, n) for n in
-                                                  node.body.all_nodes().values()) \
-                if node.body is not None else param_count(graph, node)
+            return sum(param_count(graph, n) for _, n in inner)
         if by == "activations":
-            return _elements(node)
-        return macs(graph, node) + (sum(macs(node.body, n) for n in node.body.order())
-                                    if node.body is not None else 0)
+            return math.prod(d for d in node.shape or () if isinstance(d, int))
+        return sum(macs(holder, n) for holder, n in inner)
     return [cost(n) for n in graph.order() if not n.is_param]
-
-
-def _elements(node: Node) -> int:
-    count = 1
-    for d in node.shape or ():
-        count *= d if isinstance(d, int) else 1
-    return count
 
 
 def balance(costs: Sequence[int], cuts: Sequence[Cut], stages: int) -> list[Cut]:
