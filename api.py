@@ -4,7 +4,6 @@ model, override its parameters, and get its verified IR."""
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ from .base.diagnostics import (
     E_IMPORT_MISSING,
     E_NO_MODEL,
     E_OPTION,
-    E_SYNTAX,
-    E_VALUE_LIMIT,
     LINE_END,
     Diagnostic,
     Note,
@@ -35,9 +32,9 @@ from .base.diagnostics import (
     error,
     excerpt,
     normalize_line_ends,
-    position,
 )
 from .base.options import option_span
+from .base.specfile import read_spec
 from .compiler.axes import roles_of
 from .compiler.checks import check_program, names_used
 from .compiler.elaborate import Elaborator, Limits, builtin_env, check_int
@@ -549,9 +546,6 @@ class _Loader:
         return loaded
 
 
-MAX_SPEC_BYTES = 16 * 1024 * 1024
-"""The largest spec (or imported) file read; larger ones are refused before reading."""
-
 MAX_PATH = 4096
 """The longest import path accepted."""
 
@@ -565,41 +559,6 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except (OSError, ValueError):
         return False
-
-
-def read_spec(path: Path, display: str, span: Span | None = None) -> str:
-    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES, UTF-8 (a BOM is
-    allowed). Anything else is a diagnostic at ``span`` (an import) or naming the file."""
-    where = span or Span.unknown(display)
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise error(E_IMPORT_MISSING, f"cannot read {display}: not a regular file", where)
-        if info.st_size > MAX_SPEC_BYTES:
-            raise error(E_VALUE_LIMIT, f"{display} is {info.st_size:,} bytes, more than the "
-                        f"limit of {MAX_SPEC_BYTES:,} for a spec", where)
-        with open(path, "rb") as f:
-            data = f.read(MAX_SPEC_BYTES + 1)
-    except (OSError, ValueError) as exc:
-        raise error(E_IMPORT_MISSING, f"cannot read {display}: "
-                    f"{getattr(exc, 'strerror', None) or exc}", where) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise error(E_VALUE_LIMIT, f"{display} is larger than the limit of "
-                    f"{MAX_SPEC_BYTES:,} bytes for a spec", where)
-    return decode_spec(data, display)
-
-
-def decode_spec(data: bytes, display: str) -> str:
-    """UTF-8 text (without a leading BOM); a bad byte is E0001 at its line and column."""
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        before = data[:exc.start].decode("utf-8", errors="replace").removeprefix("\ufeff")
-        line, col = position(before, len(before))
-        text = normalize_line_ends(data.decode("utf-8", errors="replace"))
-        raise error(E_SYNTAX, f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
-                    Span(file=display, line=line, col=col, end_line=line, end_col=col + 1),
-                    hint="save the spec as UTF-8").with_sources({display: text}) from None
 
 
 def load(path: str | os.PathLike[str], *, plugins: Sequence[str | OpDecl] = ()) -> Program:
