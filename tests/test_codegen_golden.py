@@ -31,6 +31,23 @@ def test_generated_pytorch_source(case: str, golden) -> None:  # type: ignore[no
     golden(GOLDEN / "code" / f"{case}.py.txt", model(case).torch_source())
 
 
+def test_generated_source_with_units(golden) -> None:  # type: ignore[no-untyped-def]
+    """What `ssnc.distributed.parallelize` switches on: the regions it picks by default
+    (rule instances at depth 1) emitted as units, each a module whose forward FSDP2 and
+    checkpointing wrap. The reviewed diff against `fractalnet_small.py.txt`; state-dict keys
+    unchanged (tests/test_units.py)."""
+    from ssnc import __version__
+    from ssnc.backends.torch import generate_source
+    from ssnc.distributed import Regions, _choose
+
+    m = model("fractalnet_small")
+    ids = {r.scope.id for r in _choose(m.ir, Regions())}
+    assert ids, "parallelize picks regions in a FractalNet"
+    source = generate_source(m.ir, units=lambda r: r.scope.id in ids, origin=m.program.file,
+                             version=__version__)
+    golden(GOLDEN / "code" / "fractalnet_small.units.py.txt", source)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("form", ["flat", "functions"])
 def test_printed_onnx(case: str, form: str, golden) -> None:  # type: ignore[no-untyped-def]
