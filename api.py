@@ -43,6 +43,7 @@ from .compiler.initializers import expected_tensors, initial_state
 from .compiler.instantiate import Progress
 from .compiler.ir import Graph
 from .compiler.legacy import renamed_keys
+from .compiler.memory import Memory, memory
 from .compiler.ops import OpDecl, fmt_shape
 from .compiler.passes.extract_column import extract_column
 from .compiler.pipeline import run_passes
@@ -253,6 +254,16 @@ class Model:
         if steps is not None:
             data["macs_per_sequence"] = {"steps": steps, "macs": self.macs_per_sequence(steps)}
         return data
+
+    def memory(self, batch: int = 1, *, steps: int | None = None, precision: str = "fp32",
+               optimizer: str = "adam", device: str = "cuda",
+               max_depth: int | None = None) -> Memory:
+        """Bytes before running, at batch size ``batch`` (time axes ``steps`` long, 64 by
+        default): weights, gradients, ``optimizer`` state (sgd, momentum, adam, adamw) and
+        activations kept for backward, per scope, with the peaks of a training step on
+        ``device`` (cuda, cpu) and of inference (docs/memory.md)."""
+        return memory(self.ir, batch, steps=steps, precision=precision, optimizer=optimizer,
+                      device=device, max_depth=max_depth, column=lambda k: self.column(k).ir)
 
     def macs_per_sequence(self, steps: int) -> int:
         """Multiply-accumulates per sample of a sequence of ``steps`` steps: every op of a

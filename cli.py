@@ -209,12 +209,46 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     max_nodes: MaxNodesOpt = DEFAULT_MAX_NODES,
     steps: Annotated[int | None, typer.Option(
-        "--steps", help="Also the MACs of a whole sequence of this many steps.")] = None,
+        "--steps", help="Also the MACs of a whole sequence of this many steps; with "
+        "--memory, the sequence length (default 64).")] = None,
+    column: Annotated[int | None, typer.Option(
+        "--column", help="Only column K of every fractal (1 = shallowest).")] = None,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Bytes instead: weights and activations per scope, and the "
+        "inference peak (docs/memory.md).")] = False,
+    train: Annotated[bool, typer.Option(
+        "--train", help="With --memory: a training step's gradients, optimizer state and "
+        "activations kept for backward, and its peak.")] = False,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", help="With --memory: the batch size (default 1).")] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        "--optimizer", metavar="sgd|momentum|adam|adamw",
+        help="With --train: its state per parameter (default adam).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", metavar="fp32|fp16|bf16",
+        help="With --memory: the dtype of weights and activations (default fp32).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", metavar="cuda|cpu", help="With --train: where it trains (default "
+        "cuda; dropout keeps a float mask on the CPU).")] = None,
     plugin: PluginOpt = None,
 ) -> None:
-    """Shapes, parameters and multiply-accumulates per scope, with totals."""
+    """Shapes, parameters and multiply-accumulates per scope, with totals; or, with
+    --memory, bytes per scope and the peak."""
     def run() -> None:
         m = load_model(spec, model, set_, max_nodes, plugins=plugin)
+        m = m.column(column) if column is not None else m
+        given = {"--batch": batch, "--optimizer": optimizer, "--precision": precision,
+                 "--device": device, "--train": train or None}
+        if memory:
+            _print_memory(m, depth, as_json, train, steps=steps,
+                          batch=1 if batch is None else batch,
+                          optimizer=optimizer or "adam", precision=precision or "fp32",
+                          device=device or "cuda")
+            return
+        if any(v is not None for v in given.values()):
+            flag = next(k for k, v in given.items() if v is not None)
+            raise error(E_OPTION, f"{flag} applies to --memory", Span.unknown(flag),
+                        hint=f"ssnc info --memory {flag} ...")
         if as_json:
             typer.echo(json.dumps(m.info(depth, steps), indent=2))
             return
@@ -229,6 +263,23 @@ def info(
         for line in summary.footer():
             console.print(line)
     _guard(run)
+
+
+def _print_memory(m: Model, depth: int, as_json: bool, train: bool, **options: Any) -> None:
+    """`ssnc info --memory`: the estimate's table and peak, or its JSON."""
+    with spelling({"optimizer": "--optimizer", "device": "--device"}):
+        found = m.memory(max_depth=depth, **options)
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2))
+        return
+    from rich.console import Console
+
+    from .summary import memory_footer, memory_table
+
+    console = Console(highlight=False, markup=False)
+    console.print(memory_table(found, train))
+    for line in memory_footer(found, train):
+        console.print(line)
 
 
 @app.command(cls=_Command)

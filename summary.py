@@ -1,5 +1,6 @@
 """`Model.summary()`: the per-scope rows, still a list, that print as a torchinfo-style table
-(`str`, and HTML in Jupyter); `ssnc info` prints the same table."""
+(`str`, and HTML in Jupyter); `ssnc info` prints the same table, and `ssnc info --memory`
+the memory estimate's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .compiler.ir import Graph
+from .compiler.memory import Memory
 from .compiler.ops import fmt_shape
 from .compiler.stats import (
     ScopeRow,
@@ -96,3 +98,53 @@ class Summary(list[ScopeRow]):
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest unit that keeps a digit before the point."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} B"
+
+
+def memory_table(memory: Memory, train: bool) -> Table:
+    """The per-scope bytes: weights and activations written (inference), or weights,
+    gradients, optimizer state and activations kept for backward (``train``)."""
+    timed = f", {memory.steps} steps" if memory.steps is not None else ""
+    table = Table(title=f"{memory.model}: memory at batch {memory.batch}{timed}, "
+                  f"{memory.precision}", title_justify="left")
+    table.add_column("scope", no_wrap=True)
+    heads = (("weights", "gradients", f"{memory.optimizer} state", "kept for backward")
+             if train else ("weights", "activations written"))
+    for head in heads:
+        table.add_column(head, justify="right")
+    for row in memory.rows:
+        figures = ((row.weights, row.gradients, row.optimizer, row.kept) if train
+                   else (row.weights, row.written))
+        table.add_row("  " * (row.depth - 1) + row.path.rsplit(".", 1)[-1],
+                      *(_size(f) for f in figures))
+    table.add_section()
+    totals = ((memory.weights, memory.gradients, memory.optimizer_state, memory.kept)
+              if train else (memory.weights, sum(r.written for r in memory.rows
+                                                 if r.depth == 1)))
+    table.add_row("total", *(_size(f) for f in totals))
+    return table
+
+
+def memory_footer(memory: Memory, train: bool) -> list[str]:
+    """The peak and what makes it up, and what drop-path changes."""
+    if not train:
+        return [f"inference peak: {_size(memory.inference_peak)} = weights "
+                f"{_size(memory.weights)} + inputs {_size(memory.inputs)} + the activations "
+                f"alive at once {_size(memory.inference_peak - memory.weights - memory.inputs)}"]
+    parts = "".join(f" + {what} {_size(size)}" for what, size in memory.parts)
+    lines = [f"training step peak on {memory.device}, in the {memory.phase}: "
+             f"{_size(memory.training_peak)} = weights {_size(memory.weights)} + "
+             f"{memory.optimizer} state {_size(memory.optimizer_state)} + inputs "
+             f"{_size(memory.inputs)}{parts}"]
+    if memory.global_peak is not None:
+        lines.append(f"drop-path: that peak is a local draw's that keeps every path; a global "
+                     f"draw computes one column, at most {_size(memory.global_peak)} (column "
+                     f"{memory.global_column})")
+    return lines

@@ -106,6 +106,7 @@ def check_op(op: OpDecl | str, inputs: str | Sequence[str], *, plugins: Sequence
     report.add("parameter count", status, f"declared {trainable:,} parameters and {buffers:,} "
                f"buffer values, the module has {have:,} and {have_buffers:,}")
     _gradients(report, net, feeds[batches[-1]])
+    _kept(report, model, feeds[batches[-1]], seed)
     _half(report, decl, model, feeds[batches[-1]], outs[batches[-1]])
     return _done(report, raise_on_failure)
 
@@ -169,6 +170,43 @@ def _gradients(report: CheckReport, net: Any, xs: list[np.ndarray]) -> None:
     report.add("gradients", "failed" if bad or not grads else "passed",
                f"{len(bad)} of {len(grads)} not finite" if bad or not grads
                else f"{len(grads)} finite")
+
+
+def autograd_kept(net: Any, inputs: Sequence[Any]) -> int:
+    """The bytes autograd keeps for backward in one forward of ``net`` on ``inputs``, each
+    storage once, the parameters' and buffers' left out (they are there anyway): what the
+    memory estimate's `saves` declarations stand for."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in (*net.parameters(), *net.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.untyped_storage().data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(*inputs)
+    return sum(saved.values())
+
+
+def _kept(report: CheckReport, model: Model, xs: list[np.ndarray], seed: int) -> None:
+    """What autograd keeps for backward in training against what the op declares it
+    `saves` (the memory estimate's figure), within 25 % or 64 bytes (an op's small
+    statistics, a norm's mean and variance per row or a per-sample scale, are not declared)."""
+    import torch
+
+    from .compiler.memory import kept_for_backward
+
+    net = model.to_torch(seed=seed).train()
+    inputs = [torch.from_numpy(x).requires_grad_(x.dtype == np.float32) for x in xs]
+    steps = next((x.shape[1] for x, (_, i) in zip(xs, model.inputs.items(), strict=True)
+                  if any(isinstance(d, str) and d != "N" for d in i.shape)), 1)
+    declared = kept_for_backward(model.ir, xs[0].shape[0], steps=steps)
+    measured = autograd_kept(net, inputs)
+    ok = abs(declared - measured) <= max(0.25 * max(declared, measured), 64)
+    report.add("kept for backward", "passed" if ok else "failed",
+               f"declared {declared:,} bytes (`saves`), autograd keeps {measured:,}")
 
 
 def _half(report: CheckReport, decl: OpDecl, model: Model, xs: list[np.ndarray],

@@ -9,5 +9,5 @@ ln -s "$root" "$tmp/ssnc"
 cd "$tmp"
 mypy --config-file "$root/pyproject.toml" --strict -m ssnc -m ssnc.api -m ssnc.cli -m ssnc.output \
     -m ssnc.plugin -m ssnc.testing -m ssnc.transfer -m ssnc.highlight -m ssnc.lsp \
-    -m ssnc.lsp_server -m ssnc.lsp_text -m ssnc.distributed \
+    -m ssnc.lsp_server -m ssnc.lsp_text -m ssnc.distributed -m ssnc.targets -m ssnc.summary \
     -p ssnc.base -p ssnc.grammar -p ssnc.compiler -p ssnc.backends

@@ -73,7 +73,7 @@ def _onnx_gelu(e: object, call: OpCall, xs: Sequence[str], ws: Sequence[str],
 
 def _simple(name: str, torch: str, onnx: str) -> OpDecl:
     return op(name, _ELEMENTWISE, torch=TorchLowering(expr=torch),
-              onnx=OnnxLowering(op_type=onnx))
+              onnx=OnnxLowering(op_type=onnx), saves=("output",))
 
 
 ACTIVATIONS: dict[str, OpDecl] = {d.name: d for d in (

@@ -144,6 +144,15 @@ ParamRule = Callable[[Sequence[Shape], Attrs], tuple[ParamSpec, ...]]
 MacRule = Callable[[Sequence[Shape], Shape, Attrs], int]
 ConcreteRule = Callable[[Sequence[Shape], Attrs], Attrs]
 """The attributes whose given value (`none`) stands for one worked out from the others."""
+Saves = tuple["str | int | Shape", ...]
+SavesRule = Saves | Callable[[Sequence["Shape"], Attrs], Saves]
+"""What an op's PyTorch lowering keeps for backward, for the memory estimate: `"inputs"`
+(every input), an input's position, `"output"`, `"weights"` (computed ones: a
+hypernetwork's), `"mask"` (a bool of the output's size: dropout), `"indices"` (int64 of the
+output's size: max pooling), `"temp"` (an intermediate of the output's size), a shape (an
+intermediate of that shape: a padded copy), and `"alias"`: its output is a view of its first
+input (no storage of its own). A rule gives them from the input shapes and attributes."""
+SAVE_WORDS = frozenset({"inputs", "output", "weights", "mask", "indices", "temp", "alias"})
 
 
 def _no_params(inputs: Sequence[Shape], attrs: Attrs) -> tuple[ParamSpec, ...]:
@@ -298,6 +307,13 @@ class OpDecl:
     """The op's own initializers by name: (tensor, numpy Generator) -> float32 array."""
     half: bool = True
     """Whether it runs in fp16 and bf16 (checked by `ssnc.testing.check_op`)."""
+    saves: SavesRule = ("inputs",)
+    """What its PyTorch lowering keeps for backward (see `Saves`); by default its inputs,
+    as most ops' do."""
+
+    def saved(self, inputs: Sequence[Shape], attrs: Attrs) -> Saves:
+        """What an instance on ``inputs`` with ``attrs`` keeps for backward."""
+        return self.saves(inputs, attrs) if callable(self.saves) else self.saves
 
     def reads_at(self, count: int) -> tuple[str, ...]:
         """The dtype each of ``count`` inputs must have (`any`: whatever it is)."""
@@ -338,14 +354,16 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
        reads: str | tuple[str, ...] = "f32", writes: str = "f32",
        torch: TorchLowering | None = None, onnx: OnnxLowering | None = None,
        initializers: Mapping[str, Callable[[ParamSpec, Any], Any]] | None = None,
-       half: bool = True) -> OpDecl:
+       half: bool = True, saves: SavesRule = ("inputs",)) -> OpDecl:
     """Declare an op, as ssnc's own activations are and as a plugin's are: its name (what a
     spec calls), one-line-first documentation, typed attributes (positional in this order),
     arity, shape rule (input shapes, attributes -> output shape; default: the input's; raise
     `ShapeMismatch` for inputs it cannot take), weight ports and the tensors each needs
     (``params``: input shapes, attributes -> one `ParamSpec` per port, in order; ``init``
     names an initializer, built-in or one of ``initializers``), multiply-accumulates, input
-    and output dtypes, and one lowering per backend. Nothing here imports a backend."""
+    and output dtypes, one lowering per backend, and what the PyTorch lowering keeps for
+    backward (``saves``, for the memory estimate: see `Saves`). Nothing here imports a
+    backend."""
     if not name.isidentifier() or name in ("true", "false", "none") or keyword.iskeyword(name):
         raise ValueError(f"an op's name is an identifier, not {name!r}")
     names = [a.name for a in attrs]
@@ -360,6 +378,10 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
             raise ValueError(f"op `{name}`: {target!r} is not `package.module:name`")
     if onnx is not None and (onnx.emit is None) == (onnx.op_type is None):
         raise ValueError(f"op `{name}`'s OnnxLowering needs one of emit, op_type")
+    if not callable(saves) and any(not isinstance(w, int | tuple) and w not in SAVE_WORDS
+                                   for w in saves):
+        raise ValueError(f"op `{name}`: saves takes {sorted(SAVE_WORDS)} or input "
+                         f"positions, not {saves!r}")
     fixed = tuple(weights) if not callable(weights) else None
     if params is None and fixed:
         raise ValueError(f"op `{name}` has weight ports {fixed}: give their `params`")
@@ -382,7 +404,8 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
                   params=tensors if params is not None else _no_params,
                   macs=macs or _no_macs,
                   weights=ported if (fixed or fixed is None) else _no_weights,
-                  reads=reads, writes=writes, lowerings=lowerings, initializers=own, half=half)
+                  reads=reads, writes=writes, lowerings=lowerings, initializers=own, half=half,
+                  saves=saves)
 
 
 def _dotted(text: str) -> bool:
@@ -781,11 +804,11 @@ def _reduce_shape(what: str) -> ShapeRule:
     return rule
 
 
-def _reduce(name: str, doc: str) -> OpDecl:
+def _reduce(name: str, doc: str, saves: Saves = ()) -> OpDecl:
     return OpDecl(name, doc, (
         Attr("axis", _AXIS, REQUIRED, f"the axis reduced: {_AXIS_DOC}"),
         Attr("keep", _BOOL, False, "keep the axis with size 1")),
-        _reduce_shape(name), concrete=_named_axes("axis"))
+        _reduce_shape(name), concrete=_named_axes("axis"), saves=saves)
 
 
 def linear_axis(x: Shape, attrs: Attrs, what: str = "linear") -> int:
@@ -1337,9 +1360,9 @@ _MERGE = Attr("merge", _BOOL, True,
 
 
 def _join(name: str, doc: str, extra: tuple[Attr, ...] = (),
-          fold: Callable[[Sequence[float]], float] | None = None) -> OpDecl:
+          fold: Callable[[Sequence[float]], float] | None = None, saves: Saves = ()) -> OpDecl:
     return OpDecl(name, doc, (_DROP_PATH, _MERGE, *extra), _join_shape(name), arity=None,
-                  is_join=True, fold=fold)
+                  is_join=True, fold=fold, saves=saves)
 
 
 _ELEMENTWISE = "Element-wise; shape unchanged."
@@ -1409,7 +1432,7 @@ OPS: dict[str, OpDecl] = {
     for op in (
         OpDecl("input", "The model's input tensor.",
                (Attr("vocab", _OPT_INT, None, "token ids are below this (`tokens[vocab]`)",
-                     POSITIVE),), _input_shape, arity=0, source=True),
+                     POSITIVE),), _input_shape, arity=0, source=True, saves=()),
         OpDecl(
             "param",
             "A learned tensor (a parameter, or a buffer such as BN statistics) that ops read "
@@ -1423,7 +1446,7 @@ OPS: dict[str, OpDecl] = {
              Attr("fill", _FLOAT, 0.0, "a `constant`'s value, a `normal`'s mean"),
              Attr("scale", _FLOAT, 1.0, "a `normal`'s standard deviation, a `uniform`'s "
                   "width")),
-            _input_shape, arity=0, source=True, stored=True,
+            _input_shape, arity=0, source=True, stored=True, saves=(),
         ),
         OpDecl(
             "conv",
@@ -1444,7 +1467,7 @@ OPS: dict[str, OpDecl] = {
                 _GENERATED,
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
-            concrete=_concrete_pad("conv"),
+            concrete=_concrete_pad("conv"), saves=("inputs", "weights"),
         ),
         OpDecl(
             "conv_transpose",
@@ -1464,7 +1487,7 @@ OPS: dict[str, OpDecl] = {
                 Attr("dilation", _PER_AXIS, 1, "kernel dilation", check=_SIZES),
             ),
             _conv_t_shape, params=_conv_t_params, macs=_conv_t_macs, weights=_weight_bias,
-            concrete=_stride_is_window,
+            concrete=_stride_is_window, saves=("inputs", "weights"),
         ),
         OpDecl(
             "upsample",
@@ -1477,7 +1500,7 @@ OPS: dict[str, OpDecl] = {
              Attr("align_corners", _BOOL, False, "linear modes: corner pixels aligned"),
              Attr("size", (int, tuple, type(None)), None, "the output's sizes (none: by "
                   "scale)", check=_SIZES)),
-            _upsample_shape,
+            _upsample_shape, saves=(),
         ),
         OpDecl("pad", "Constant padding of one axis after the batch axis (channels by default): "
                "`before` and `after` positions of `value` (ResNet's parameter-free "
@@ -1487,24 +1510,25 @@ OPS: dict[str, OpDecl] = {
                 Attr("after", _INT, 0, "positions added after", NON_NEGATIVE),
                 Attr("axis", _AXIS, 1, f"the axis: {_AXIS_DOC}"),
                 Attr("value", _FLOAT, 0.0, "the padding value", FINITE)),
-               _pad_shape, concrete=_named_axes("axis")),
+               _pad_shape, concrete=_named_axes("axis"), saves=()),
         OpDecl("unsqueeze", "A new axis of size 1 at `axis` (counted in the output): "
                "`unsqueeze(-1)` makes [N, C] into [N, C, 1]. Any dtype (a mask too).",
                (Attr("axis", _INT, REQUIRED, "where the new axis goes (-1: last)"),),
-               _unsqueeze_shape, reads=ANY_DTYPE, writes=ANY_DTYPE),
+               _unsqueeze_shape, reads=ANY_DTYPE, writes=ANY_DTYPE, saves=("alias",)),
         OpDecl("squeeze", "Removes `axis`, which must have size 1. Any dtype.",
                (Attr("axis", _AXIS, REQUIRED, f"the axis: {_AXIS_DOC}"),), _squeeze_shape,
-               concrete=_named_axes("axis"), reads=ANY_DTYPE, writes=ANY_DTYPE),
+               concrete=_named_axes("axis"), reads=ANY_DTYPE, writes=ANY_DTYPE,
+               saves=("alias",)),
         OpDecl("pad_mask", "Where token ids are the padding id `pad`: a mask (bool) of their "
                "shape, true at padded positions, for attention's key-padding mask.",
                (Attr("pad", _INT, 0, "the padding token's id", NON_NEGATIVE),), _same,
-               reads="i64", writes="bool"),
+               reads="i64", writes="bool", saves=()),
         OpDecl("masked_fill", "Its first input where the mask (its second, broadcast to it) is "
                "false, `value` where it is true (-inf: a masked attention score).",
                (Attr("value", _FLOAT, -math.inf, "the value put where the mask is true"),),
-               _masked_fill_shape, arity=2, reads=("f32", "bool")),
+               _masked_fill_shape, arity=2, reads=("f32", "bool"), saves=(1,)),
         OpDecl("pixel_shuffle", "[N, C r^2, H, W] -> [N, C, H r, W r] (sub-pixel convolution).",
-               (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape),
+               (Attr("r", _INT, 2, "the factor", POSITIVE),), _pixel_shuffle_shape, saves=()),
         OpDecl(
             "bn",
             "Batch normalisation of the channel axis (C, wherever it is: [N, C, H, W], "
@@ -1533,17 +1557,18 @@ OPS: dict[str, OpDecl] = {
         ACTIVATIONS["sigmoid"],
         ACTIVATIONS["tanh"],
         OpDecl("identity", "Passes its input through; creates no node.", (), _same,
-               passthrough=True),
+               passthrough=True, saves=("alias",)),
         OpDecl("softmax", "Softmax over `axis` (none: the last, which must not be a spatial "
                "axis).",
                (Attr("axis", (int, str, type(None)), None, f"the axis (none: the last): "
                      f"{_AXIS_DOC}"),), _softmax_shape,
-               concrete=_last_axis),
+               concrete=_last_axis, saves=("output",)),
         ACTIVATIONS["gelu"],
         ACTIVATIONS["clip"],
         ACTIVATIONS["leaky_relu"],
         OpDecl("dropout", "Dropout while training; identity in eval.",
-               (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same),
+               (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same,
+               saves=lambda _, a: ("mask",) if a["p"] else ("alias",)),
         OpDecl("stochastic_depth", "Stochastic depth (Huang et al. 2016), for a residual "
                "branch: while training, each sample's input is zeroed with probability `p` "
                "and kept scaled by 1 / (1 - p) (timm's DropPath; torchvision's "
@@ -1551,13 +1576,14 @@ OPS: dict[str, OpDecl] = {
                "whole batch.",
                (Attr("p", _FLOAT, 0.0, "drop probability", PROBABILITY),
                 Attr("mode", (str,), "row", "`\"row\"` (per sample) or `\"batch\"`")),
-               _stochastic_depth_shape),
+               _stochastic_depth_shape, saves=lambda _, a: () if a["p"] else ("alias",)),
         OpDecl(
             "maxpool",
             "Max pooling over 1, 2 or 3 spatial or time axes; `stride` none means `k`; "
             "`ceil` lets windows overhang the edge.",
             (*_POOL_ATTRS, Attr("dilation", _PER_AXIS, 1, "window dilation", check=_SIZES)),
             _pool_shape("maxpool"), concrete=_pool_concrete("maxpool"),
+            saves=("inputs", "indices"),
         ),
         OpDecl(
             "avgpool",
@@ -1569,12 +1595,13 @@ OPS: dict[str, OpDecl] = {
             _pool_shape("avgpool"), concrete=_pool_concrete("avgpool"),
         ),
         OpDecl("gap", "Global average pooling over every spatial or time axis: [N, C, H, W] "
-               "-> [N, C] (and [N, C, L], [N, C, D, H, W], [N, T, C]).", (), _gap_shape),
-        OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape),
+               "-> [N, C] (and [N, C, L], [N, C, D, H, W], [N, T, C]).", (), _gap_shape, saves=()),
+        OpDecl("flatten", "[N, ...] -> [N, product].", (), _flatten_shape, saves=("alias",)),
         _reduce("reduce_mean", "The mean over one axis (a number or a role: `reduce_mean(\"T\")` "
                 "pools a sequence over time), the axis removed unless `keep`."),
         _reduce("reduce_sum", "The sum over one axis, as `reduce_mean`."),
-        _reduce("reduce_max", "The maximum over one axis, as `reduce_mean`."),
+        _reduce("reduce_max", "The maximum over one axis, as `reduce_mean`.",
+                saves=("inputs", "output")),
         OpDecl(
             "linear",
             "Fully connected layer over one axis of any rank: the last (a channel or "
@@ -1583,7 +1610,7 @@ OPS: dict[str, OpDecl] = {
              Attr("axis", (int, str, type(None)), None, f"the axis it maps (none: the last): "
                   f"{_AXIS_DOC}")),
             _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
-            concrete=_named_axes("axis"),
+            concrete=_named_axes("axis"), saves=("inputs", "weights"),
         ),
         OpDecl(
             "embedding",
@@ -1595,10 +1622,10 @@ OPS: dict[str, OpDecl] = {
         _join("mean", "Element-wise mean of its inputs (FractalNet's join).",
               fold=lambda xs: sum(xs) / len(xs)),
         _join("sum", "Element-wise sum of its inputs (`a + b` on wires).", fold=sum),
-        _join("max", "Element-wise maximum of its inputs.", fold=max),
+        _join("max", "Element-wise maximum of its inputs.", fold=max, saves=("inputs",)),
         OpDecl("concat", "Concatenation along `axis` (channels by default).",
                (_MERGE, Attr("axis", _AXIS, 1, f"axis to join along: {_AXIS_DOC}")),
-               _concat_shape, arity=None, is_join=True, concrete=_concat_concrete),
+               _concat_shape, arity=None, is_join=True, concrete=_concat_concrete, saves=()),
         OpDecl("mul", "Element-wise product (`a * b` on wires, `mul(f, g)` on blocks), with "
                "broadcasting.", (), _join_shape("mul"), arity=2, combines=True),
         OpDecl("div", "Element-wise quotient (`a / b` on wires), with broadcasting.", (),
@@ -1607,23 +1634,24 @@ OPS: dict[str, OpDecl] = {
                "the others: [..., n, k] @ [..., k, m] -> [..., n, m].", (), _matmul_shape,
                arity=2, macs=_matmul_macs),
         OpDecl("causal_mask", "Scores [..., T, T] with each query's future keys (column > row) "
-               "at -inf, for causal attention.", (), _causal_shape),
+               "at -inf, for causal attention.", (), _causal_shape, saves=()),
         OpDecl("sub", "Element-wise difference (`a - b` on wires), with broadcasting.", (),
-               _join_shape("sub"), arity=2),
+               _join_shape("sub"), arity=2, saves=()),
         OpDecl("affine", "`scale * x + shift`: what `x * 0.5`, `1 - x` or `-x` make on a wire.",
                (Attr("scale", _FLOAT, 1.0, "factor", FINITE),
-                Attr("shift", _FLOAT, 0.0, "added after scaling", FINITE)), _same),
+                Attr("shift", _FLOAT, 0.0, "added after scaling", FINITE)), _same, saves=()),
         OpDecl("hard_sigmoid", "`max(0, min(1, (slope * x + 1) / 2))` (HM-RNN's boundary "
                "detector; a larger slope is closer to a step). The slope is a buffer that "
                "starts at `slope`, so training can anneal it without recompiling.",
                (Attr("slope", _FLOAT, 1.0, "initial slope of the linear part",
                      POSITIVE_FINITE),), _same,
-               params=_slope_param, weights=_slope_weight),
+               params=_slope_param, weights=_slope_weight, saves=("temp",)),
         OpDecl("step", "Straight-through step: 1 where x > 0.5, else 0; its gradient is "
-               "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same),
+               "the identity (Bengio et al. 2013), so what feeds it still learns.", (), _same,
+               saves=()),
         OpDecl("zeros", "A [N, size] tensor of zeros, N from its input: a zero initial state.",
                (Attr("size", _INT, REQUIRED, "features", POSITIVE),), _zeros_shape,
-               initial_state=True),
+               initial_state=True, saves=()),
         OpDecl("scan", "Applies its body (a cell) at every step of a sequence [N, T, D]: the "
                "body reads the step's input and the states (inputs 2.. give their initial "
                "values) and returns the step's output and the new states; the node's value "
@@ -1631,28 +1659,28 @@ OPS: dict[str, OpDecl] = {
                "`item` nodes read.",
                (Attr("reverse", _BOOL, False, "run from the last step to the first"),),
                _input_shape, arity=None,
-               body=BodyRule(_scan_body_inputs, _scan_output, _scan_finals)),
+               body=BodyRule(_scan_body_inputs, _scan_output, _scan_finals), saves=()),
         OpDecl("item", "Output `index` of a node with several (0: a scan's step outputs, "
                "1..: its states' final values).",
                (Attr("index", _INT, REQUIRED, "which output", NON_NEGATIVE),), _item_shape,
-               projects=True),
+               projects=True, saves=("alias",)),
         OpDecl("slice", "Positions [start, stop) of a feature axis (negative: from the end).",
                (Attr("axis", _AXIS, -1, f"the axis: {_AXIS_DOC}"),
                 Attr("start", _INT, 0, "first position"),
                 Attr("stop", _OPT_INT, None, "one past the last position (none: the end)")),
-               _slice_shape, fixes=_slice_fixes, concrete=_named_axes("axis")),
+               _slice_shape, fixes=_slice_fixes, concrete=_named_axes("axis"), saves=("alias",)),
         OpDecl("reshape", "The axes after the batch (and time) axis take the sizes `shape`, "
                "in row-major order; one size may be -1, inferred. `roles` names the new axes' "
                "roles (`\"TC\"`: a sequence), else they read as a `tensor[...]` type's.",
                (Attr("shape", (tuple,), REQUIRED, "the new sizes, a list such as [4, -1]"),
                 Attr("roles", (str, type(None)), None, "the new axes' roles, one letter each "
                      "(none: as a `tensor[...]` of that many sizes)")),
-               _reshape_shape, fixes=_reshape_fixes),
+               _reshape_shape, fixes=_reshape_fixes, saves=("alias",)),
         OpDecl("permute", "The axes after the batch (and time) axis in the order `order` "
                "(0 is the first of them): `permute([1, 0])` swaps the two.",
                (Attr("order", (tuple,), REQUIRED, "the new order of the axes, a list such as "
                      "[1, 0, 2]"),),
-               _permute_shape),
+               _permute_shape, saves=("alias",)),
     )
 }
 

@@ -79,6 +79,14 @@ def binomial(spec: ParamSpec, rng: Any) -> np.ndarray:
     return np.broadcast_to(kernel, spec.shape).astype(np.float32)
 
 
+def _saves(inputs: Sequence[Shape], attrs: Attrs) -> tuple[str | Shape, ...]:
+    """What backward keeps (the memory estimate's): the padded copy the filter reads, and
+    the input where reflected padding's backward reads it."""
+    x, grow = _image(inputs), int(attrs["k"]) - 1  # type: ignore[arg-type]
+    padded = (x[0], x[1], int(x[2]) + grow, int(x[3]) + grow)
+    return ("inputs", padded) if attrs["pad"] == "reflect" else (padded,)
+
+
 def _torch_args(call: OpCall) -> dict[str, Any]:
     return {"channels": int(call.inputs[0][1]), "k": call.attrs["k"],
             "stride": call.attrs["stride"], "pad": call.attrs["pad"]}
@@ -110,5 +118,6 @@ blurpool = op(
     initializers={"binomial": binomial},
     torch=TorchLowering(module="ssnc_blurpool.torch_module:BlurPool2d", args=_torch_args),
     onnx=OnnxLowering(emit=_onnx),
+    saves=_saves,
 )
 """The op: `blurpool(stride = 2, k = 3, pad = "reflect")`."""
