@@ -1,11 +1,12 @@
-"""The graph IR: one frozen record per op instance, a scope tree of rule instances, and a
-networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
+"""The graph IR: one frozen record per op instance, a scope tree of rule instances, and (built
+when asked for) a networkx MultiDiGraph whose edges mirror each node's ordered inputs."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -74,10 +75,17 @@ class Node:
     input_columns: tuple[int | None, ...] = ()
 
     def evolve(self, **changes: Any) -> Node:
-        """A copy with some fields changed (records are immutable)."""
+        """A copy with some fields changed (records are immutable). Copies the fields
+        directly: passes evolve every node, and `dataclasses.replace` re-runs `__init__`."""
         if "attrs" in changes:
             changes["attrs"] = MappingProxyType(dict(changes["attrs"]))
-        return replace(self, **changes)
+        unknown = changes.keys() - _NODE_FIELDS
+        if unknown:
+            raise TypeError(f"Node has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(Node)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     @property
     def is_source(self) -> bool:
@@ -101,6 +109,9 @@ class Node:
         return ParamSpec(str(a["role"]), tuple(int(d) for d in self.shape or ()), str(a["init"]),
                          int(a["fan_in"]), bool(a["trainable"]),  # type: ignore[arg-type]
                          float(a["fill"]), float(a["scale"]))  # type: ignore[arg-type]
+
+
+_NODE_FIELDS = frozenset(f.name for f in fields(Node))
 
 
 def op_call(node: Node, inputs: Sequence[Node]) -> OpCall:
@@ -204,30 +215,46 @@ class Graph:
     None where nothing was removed. Any derived graph drops it."""
     warnings: tuple[Diagnostic, ...] = ()
     """What the passes reported without stopping (W codes); a derived graph drops them."""
-    nx: nx.MultiDiGraph = field(init=False, repr=False)
+    _nx: nx.MultiDiGraph | None = field(default=None, init=False, repr=False)
     _order: list[Node] | None = field(default=None, init=False, repr=False)
+    _consumers: dict[str, list[tuple[str, int]]] | None = field(default=None, init=False,
+                                                                repr=False)
     _regions: dict[int, Region] | None = field(default=None, init=False, repr=False)
     _children: dict[int, tuple[int, ...]] | None = field(default=None, init=False, repr=False)
+    _paths: dict[int, tuple[Scope, ...]] | None = field(default=None, init=False, repr=False)
     _fractals: dict[int, Fractal] | None = field(default=None, init=False, repr=False)
     _readers: dict[str, str] | None = field(default=None, init=False, repr=False)
     _all: dict[str, Node] | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        g = nx.MultiDiGraph(model=self.model)
-        for node in self.nodes_by_name.values():
-            g.add_node(node.name, node=node, op=node.op, shape=node.shape)
-        for node in self.nodes_by_name.values():
-            for port, src in enumerate(node.inputs):
-                column = node.input_columns[port] if node.input_columns else None
-                g.add_edge(src, node.name, key=port, column=column)
-            for port, src in enumerate(node.weights, len(node.inputs)):
-                g.add_edge(src, node.name, key=port, weight=True)
-            if node.body is not None:  # what the body reads from here orders the node too
+    @property
+    def nx(self) -> nx.MultiDiGraph:
+        """The networkx view, built when first asked for (the compiler's own passes read
+        `order`, `consumers` and `sources` instead)."""
+        if self._nx is None:
+            g = nx.MultiDiGraph(model=self.model)
+            for node in self.nodes_by_name.values():
+                g.add_node(node.name, node=node, op=node.op, shape=node.shape)
+            for node in self.nodes_by_name.values():
+                for port, src in enumerate(node.inputs):
+                    column = node.input_columns[port] if node.input_columns else None
+                    g.add_edge(src, node.name, key=port, column=column)
+                for port, src in enumerate(node.weights, len(node.inputs)):
+                    g.add_edge(src, node.name, key=port, weight=True)
                 first = len(node.inputs) + len(node.weights)
-                for port, src in enumerate(captures(node.body), first):
-                    if src in self.nodes_by_name:
-                        g.add_edge(src, node.name, key=port, capture=True)
-        self.nx = g
+                for port, src in enumerate(self._captured(node), first):
+                    g.add_edge(src, node.name, key=port, capture=True)
+            self._nx = g
+        return self._nx
+
+    def _captured(self, node: Node) -> list[str]:
+        """What ``node``'s body reads from this graph: it orders the node too."""
+        return [] if node.body is None else [
+            c for c in captures(node.body) if c in self.nodes_by_name]
+
+    def sources(self, node: Node) -> list[str]:
+        """The values ``node`` reads, in port order: its inputs, weights, and what its body
+        reads from this graph (the edges into it)."""
+        return [*node.inputs, *node.weights, *self._captured(node)]
 
     @staticmethod
     def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
@@ -310,26 +337,72 @@ class Graph:
         return len(self.nodes_by_name)
 
     def order(self) -> list[Node]:
-        """Deterministic topological order: ties broken by creation index."""
+        """Deterministic topological order: ties broken by creation index (computed once,
+        in time linear in the edges, times log n for the choice)."""
         if self._order is None:
-            index = {n.name: n.index for n in self.nodes_by_name.values()}
-            names = nx.lexicographical_topological_sort(self.nx, key=lambda n: index[n])
-            self._order = [self.nodes_by_name[n] for n in names]
+            found = self._sorted()
+            if len(found) < len(self.nodes_by_name):
+                raise ValueError(f"the IR of `{self.model}` has a cycle")
+            self._order = found
         return self._order
+
+    def _sorted(self) -> list[Node]:
+        """Kahn's algorithm, the ready node of least creation index first; fewer nodes than
+        the graph has where there is a cycle. Where every node reads only nodes made before
+        it (as elaboration makes them), that is creation order."""
+        made = {n.name: n.index for n in self.nodes_by_name.values()}
+        if all(made.get(s, -1) < n.index for n in self.nodes_by_name.values()
+               for s in self.sources(n)):
+            return sorted(self.nodes_by_name.values(), key=lambda n: n.index)
+        waiting = {name: 0 for name in self.nodes_by_name}
+        for node in self.nodes_by_name.values():
+            waiting[node.name] = sum(1 for s in self.sources(node) if s in self.nodes_by_name)
+        ready = [(n.index, i, n.name) for i, n in enumerate(self.nodes_by_name.values())
+                 if waiting[n.name] == 0]
+        heapq.heapify(ready)
+        position = {name: i for i, name in enumerate(self.nodes_by_name)}
+        out: list[Node] = []
+        while ready:
+            name = heapq.heappop(ready)[2]
+            out.append(self.nodes_by_name[name])
+            for child, _ in self._consumer_map().get(name, ()):
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(ready, (self.nodes_by_name[child].index, position[child],
+                                           child))
+        return out
+
+    def _consumer_map(self) -> dict[str, list[tuple[str, int]]]:
+        """Every value's (consumer, port) pairs, ordered by the consumer's creation index
+        then port (computed once)."""
+        if self._consumers is None:
+            found: dict[str, list[tuple[str, int]]] = {}
+            for node in sorted(self.nodes_by_name.values(), key=lambda n: n.index):
+                for port, src in enumerate(self.sources(node)):
+                    found.setdefault(src, []).append((node.name, port))
+            self._consumers = found
+        return self._consumers
 
     def consumers(self, name: str) -> list[tuple[str, int]]:
         """(consumer, port) pairs reading node ``name``, in a stable order."""
-        return sorted(((dst, key) for _, dst, key in self.nx.out_edges(name, keys=True)),
-                      key=lambda e: (self.nodes_by_name[e[0]].index, e[1]))
+        return list(self._consumer_map().get(name, ()))
 
     def scope_path(self, scope_id: int) -> list[Scope]:
-        """Scopes from the root down to ``scope_id``."""
-        chain = []
-        current: int | None = scope_id
-        while current is not None:
-            chain.append(self.scopes[current])
-            current = self.scopes[current].parent
-        return chain[::-1]
+        """Scopes from the root down to ``scope_id`` (each scope's path made once, from its
+        parent's)."""
+        if self._paths is None:
+            self._paths = {}
+        found = self._paths.get(scope_id)
+        if found is None:
+            scope = self.scopes[scope_id]
+            found = (*(self._path(scope.parent) if scope.parent is not None else ()), scope)
+            self._paths[scope_id] = found
+        return list(found)
+
+    def _path(self, scope_id: int) -> tuple[Scope, ...]:
+        self.scope_path(scope_id)
+        assert self._paths is not None
+        return self._paths[scope_id]
 
     def fractals(self) -> dict[int, Fractal]:
         """The fractal blocks, by block scope id (read once off the column tags)."""
@@ -407,7 +480,9 @@ class Graph:
         scope of the graph. Backends and passes read scope boundaries here, never rebuild
         them."""
         if self._regions is None:
-            self._regions = _regions(self)
+            from .regions import build_regions  # it reads this module's records
+
+            self._regions = build_regions(self)
         return self._regions[scope_id]
 
     def regions(self) -> list[Region]:
@@ -453,7 +528,7 @@ class Graph:
                 problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
             if name not in self.nodes_by_name:
                 problems.append(f"graph input/output `{name}` does not exist")
-        if not nx.is_directed_acyclic_graph(self.nx):
+        if len(self._sorted()) < len(self.nodes_by_name):
             problems.append("the graph has a cycle: " + " -> ".join(
                 str(e[0]) for e in nx.find_cycle(self.nx)))
         where = within or f"model `{self.model}`"
@@ -581,64 +656,3 @@ def named_after(segment: str, text: str) -> bool:
     number = segment[len(text) + (1 if text[-1:].isdigit() else 0):]
     return (segment.startswith(text) and number.isdigit()
             and numbered_name(text, int(number)) == segment)
-
-
-def _regions(graph: Graph) -> dict[int, Region]:
-    """Regions of every non-transparent scope that holds nodes (the root always)."""
-    home: dict[int, int] = {}  # scope -> nearest non-transparent ancestor-or-self
-    for sid, scope in sorted(graph.scopes.items()):
-        parent = scope.parent
-        home[sid] = home[parent] if scope.transparent and parent is not None else sid
-    direct: dict[int, list[Node]] = {}
-    for node in graph.order():
-        if not node.is_source:
-            direct.setdefault(home[node.scope], []).append(node)
-    kids: dict[int, list[int]] = {}
-    for sid, scope in sorted(graph.scopes.items()):
-        if sid != 0 and home[sid] == sid and scope.parent is not None:
-            kids.setdefault(home[scope.parent], []).append(sid)
-    out: dict[int, Region] = {}
-
-    def build(sid: int) -> Region:
-        children = tuple(r for r in (build(c) for c in kids.get(sid, [])) if r.members)
-        mine = tuple(direct.get(sid, []))
-        members = tuple(sorted(mine + tuple(n for c in children for n in c.members),
-                               key=lambda n: n.index))
-        inside = {n.name for n in members}
-        inputs: dict[str, None] = {}
-        weights: dict[str, None] = {}
-        every = graph.all_nodes()
-        for n in members:
-            inputs.update((i, None) for i in n.inputs if i not in inside)
-            for w in n.weights:  # a generated weight made outside comes in as an input
-                if every[w].is_param:
-                    weights[w] = None
-                elif w not in inside:
-                    inputs[w] = None
-            if n.body is not None:  # a body's reads cross the boundary with its node
-                for _, inner in walk(n.body):
-                    weights.update((w, None) for w in inner.weights if every[w].is_param)
-                inputs.update((c, None) for c in captures(n.body)
-                              if c not in inside and not every[c].is_param)
-        outputs = tuple(graph.read_outside([n.name for n in members]))
-        region = Region(graph.scopes[sid], mine, children, members, tuple(inputs),
-                        tuple(weights), outputs, _common_prefix([n.name for n in members]))
-        out[sid] = region
-        return region
-
-    build(0)
-    return out
-
-
-def _common_prefix(names: list[str]) -> str:
-    if not names:
-        return ""
-    parts = [n.split(".") for n in names]
-    common: list[str] = []
-    for segs in zip(*parts, strict=False):
-        if len(set(segs)) != 1:
-            break
-        common.append(segs[0])
-    if len(common) == min(len(p) for p in parts):
-        common = common[:-1]  # keep at least the last segment of every name
-    return ".".join(common)

@@ -75,13 +75,14 @@ def _walk(region):  # type: ignore[no-untyped-def]
 
 def test_no_module_outside_the_ir_builds_scope_children_or_boundaries() -> None:
     # building a children map (`children[scope.parent]`) or a boundary (inputs read from
-    # outside a set of member names) belongs to compiler/ir.py alone
+    # outside a set of member names) belongs to the IR alone: compiler/ir.py and the
+    # regions it computes, compiler/regions.py
     patterns = [re.compile(r"\[\w+\.parent\]"),
                 re.compile(r"for \w+ in \w+\.inputs if \w+ not in"),
                 re.compile(r"\w+ not in \w+ for \w+, _ in \w+\.consumers")]
     offenders = []
     for path in [*ROOT.glob("backends/*.py"), *ROOT.glob("compiler/**/*.py"), ROOT / "api.py"]:
-        if path.name == "ir.py":
+        if path.name in ("ir.py", "regions.py") and path.parent.name == "compiler":
             continue
         text = path.read_text(encoding="utf-8")
         offenders += [f"{path.name}: {p.pattern}" for p in patterns if p.search(text)]

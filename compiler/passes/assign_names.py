@@ -44,25 +44,29 @@ def assign_names(graph: Graph) -> Graph:
     final: dict[str, list[str]] = {n.name: [] for n in order}
     legacy: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
+    prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
+    at = dict.fromkeys(final, 0)  # each node's final path so far, as its prefix's id
     for level in range(depth):
         # siblings' identities in order of first appearance -> their 1-based numbers
-        groups: dict[tuple[tuple[str, ...], str], dict[object, int]] = defaultdict(dict)
+        groups: dict[tuple[int, str], dict[object, int]] = defaultdict(dict)
         for n in order:
             path = raw[n.name]
             if level < len(path):
                 text, ident, numbered = path[level]
-                idents = groups[(tuple(final[n.name]), text)]
+                idents = groups[(at[n.name], text)]
                 if numbered is True and ident not in idents:
                     idents[ident] = len(idents) + 1
         for n in order:
             path = raw[n.name]
             if level < len(path):
                 text, ident, numbered = path[level]
-                idents = groups[(tuple(final[n.name]), text)]
+                idents = groups[(at[n.name], text)]
                 number = (numbered if numbered is not True else
                           idents[ident] if len(idents) > 1 else None) or None
-                final[n.name].append(numbered_name(text, number))
+                segment = numbered_name(text, number)
+                final[n.name].append(segment)
                 legacy[n.name].append(numbered_name(text, number, legacy=True))
+                at[n.name] = prefix.setdefault((at[n.name], segment), len(prefix) + 1)
 
     names = _unique({old: ".".join(p) for old, p in final.items()}, final)
     _check_input_names(graph, names)
@@ -110,17 +114,15 @@ def _base_ranks(graph: Graph, order: list[Node],
                 structural: dict[int, set[int]]) -> dict[str, tuple[str, int]]:
     """For each node in a fractal column: its base instance's label and 1-based index among
     the instances with that label along the column (`unit4`, `pool1`)."""
-    seen: dict[tuple[int, int, str], list[object]] = {}
+    seen: dict[tuple[int, int, str], dict[object, int]] = {}
     out: dict[str, tuple[str, int]] = {}
     for node in order:
         if node.fractal is None or node.column is None:
             continue
         key = base_key(graph, node, node.fractal, structural[node.fractal])
         label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.op
-        keys = seen.setdefault((node.fractal, node.column, label), [])
-        if key not in keys:
-            keys.append(key)
-        out[node.name] = (label, keys.index(key) + 1)
+        keys = seen.setdefault((node.fractal, node.column, label), {})
+        out[node.name] = (label, keys.setdefault(key, len(keys) + 1))
     return out
 
 
@@ -150,7 +152,8 @@ def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dic
         return [*path, (label, ("node", node.name), rank)]
     base = graph.scopes[int(key[1])]
     path.append((label, ("base", node.column, label, rank), rank))
-    rest = [s for s in graph.scope_path(node.scope) if s.id in _after(graph, node, base.id)]
+    after = _after(graph, node, base.id)
+    rest = [s for s in graph.scope_path(node.scope) if s.id in after]
     path += [(s.rule, ("scope", s.id), True) for s in rest if not s.transparent]
     return [*path, (node.op, ("node", node.name), True)]
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import networkx as nx
-
 from ..ir import Graph, Node, Scope, owned
 from ..ops import OPS
 
@@ -60,13 +58,14 @@ def structural_scopes(graph: Graph, block: int) -> set[int]:
 
 def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
     blocks: list[int] = []
+    depth = _depths(graph)
 
     def visit(sid: int) -> None:
         scope = graph.scopes[sid]
         if sid != 0 and _recurses(graph, scope):
             structural = structural_scopes(graph, sid)
             joins = [n for s in structural for n in nodes_in[s] if OPS[n.op].is_join]
-            if joins and _columns(graph, min(joins, key=lambda n: n.index)):  # one: O(size)
+            if joins and _columns(graph, min(joins, key=lambda n: n.index), depth):
                 blocks.append(sid)
                 return
         for child in graph.scope_children(sid):
@@ -76,36 +75,36 @@ def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
     return blocks
 
 
-def _columns(graph: Graph, join: Node) -> bool:
+def _columns(graph: Graph, join: Node, depth: dict[str, int]) -> bool:
     """Whether ``join`` joins parallel columns: no input is computed from another (a U-Net
     level's concat of a skip and what was computed from it is recursion, not a fractal), and
     the columns differ in depth (a tree's two halves, equally deep, are recursion too)."""
     inputs = set(join.inputs)
     if len(inputs) < 2:
         return True
-    if len({_depth(graph, i) for i in inputs}) == 1:
+    if len({depth[i] for i in inputs}) == 1:
         return False
+    floor = min(depth[i] for i in inputs)  # below it no node is, or leads from, an input
     seen: set[str] = set()
     for start in inputs:
-        stack = [p for p in graph.nx.predecessors(start)]
+        stack = graph.sources(graph[start])
         while stack:
             name = stack.pop()
             if name in inputs:
                 return False
-            if name not in seen:
+            if name not in seen and depth[name] > floor:
                 seen.add(name)
-                stack.extend(graph.nx.predecessors(name))
+                stack.extend(graph.sources(graph[name]))
         seen.clear()
     return True
 
 
-def _depth(graph: Graph, name: str) -> int:
-    """The longest path from a source to ``name``."""
-    sub = graph.nx.subgraph(nx.ancestors(graph.nx, name) | {name})
+def _depths(graph: Graph) -> dict[str, int]:
+    """Each node's longest path from a source, in one sweep of the order."""
     depth: dict[str, int] = {}
-    for node in nx.topological_sort(sub):
-        depth[node] = 1 + max((depth[p] for p in sub.predecessors(node)), default=-1)
-    return depth[name]
+    for node in graph.order():
+        depth[node.name] = 1 + max((depth[p] for p in graph.sources(node)), default=-1)
+    return depth
 
 
 def _recurses(graph: Graph, scope: Scope) -> bool:
@@ -137,6 +136,7 @@ def _member_positions(graph: Graph, members: list[Node], column: dict[str, int |
     """Each member's 1-based position along its column: the instances of the base block, in
     order, one position each."""
     positions: dict[tuple[int, tuple[str, int | str]], int] = {}
+    count: dict[int, int] = defaultdict(int)  # instances met so far along each column
     position: dict[str, int] = {}
     for n in members:
         c = column.get(n.name)
@@ -144,7 +144,8 @@ def _member_positions(graph: Graph, members: list[Node], column: dict[str, int |
             continue
         key = (c, base_key(graph, n, block, structural))
         if key not in positions:
-            positions[key] = 1 + sum(1 for k in positions if k[0] == c)
+            count[c] += 1
+            positions[key] = count[c]
         position[n.name] = positions[key]
     return position
 
