@@ -523,6 +523,10 @@ def compile(
     fold_weights: Annotated[bool, typer.Option(
         "--fold-weights", help="ONNX: compute what depends on weights alone (a static "
         "hypernetwork's kernels) now and store it as weights.")] = False,
+    fold_bn: Annotated[bool, typer.Option(
+        "--fold-bn", help="ONNX: fold BatchNorm into the convolution before it and a mean "
+        "join's 1/N into the weights, drop eval identities (for tract, onnx2torch; ONNX "
+        "Runtime fuses on its own).")] = False,
     precision: Annotated[str | None, typer.Option(
         "--precision", metavar="fp32|fp16|bf16",
         help="ONNX: the weights' and compute's type (default fp32).")] = None,
@@ -542,7 +546,7 @@ def compile(
         given = {"flat": False if functions else None, "opset": opset, "precision": precision,
                  "io_precision": io_precision, "batch": batch, "steps": parse_steps(steps),
                  "symbolic_hw": symbolic_hw or None, "unroll": unroll or None,
-                 "fold_weights": fold_weights or None,
+                 "fold_weights": fold_weights or None, "fold_bn": fold_bn or None,
                  "external_data_threshold": external_data_threshold}
         request = Request(spec, output, seed, column, weights,
                            {k: v for k, v in given.items() if v is not None})

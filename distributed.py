@@ -128,13 +128,9 @@ def _is_unit(built: Any, path: str) -> bool:
 
 
 def _graph_of(module: Any) -> Graph:
-    graph = getattr(module, "ssnc_ir", None)
-    if not isinstance(graph, Graph):
-        raise error(E_OPTION, f"parallelize() takes a module that ssnc generated (from "
-                    f"`Model.to_torch`), not a {type(module).__name__}",
-                    Span.unknown("<parallelize>"),
-                    hint="build it with ssnc.load(spec).model().to_torch()")
-    return graph
+    from .backends.torch.module import generated_ir
+
+    return generated_ir(module, "parallelize")
 
 
 def _device(module: Any) -> Any:

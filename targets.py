@@ -35,7 +35,7 @@ class Target(StrEnum):
 ONNX_FLAGS = {"flat=False": "--functions", "opset": "--opset", "precision": "--precision",
               "io_precision": "--io-precision", "batch": "--batch", "steps": "--steps",
               "symbolic_hw": "--symbolic-hw", "unroll": "--unroll",
-              "fold_weights": "--fold-weights",
+              "fold_weights": "--fold-weights", "fold_bn": "--fold-bn",
               "external_data_threshold": "--external-data-threshold"}
 """The ONNX export's options (`OnnxOptions` fields, and the ONNX writer's threshold) and
 the flags that give them; messages name an option by its flag while a command runs."""

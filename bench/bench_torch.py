@@ -7,6 +7,7 @@ the same layout and weights: eval forward, and training steps under drop-path, a
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -33,6 +34,39 @@ def copy_weights(compiled: torch.nn.Module, baseline: FractalNet) -> None:
             b, c, i = int(parts[1]), int(parts[3]), int(parts[4])
             name = f"stage{b + 1}.fractal.col{c + 1}.unit{i + 1}.{'.'.join(parts[5:])}"
         dst[key].copy_(src[name])
+
+
+def folded_rows(compiled: torch.nn.Module, baseline: torch.nn.Module, x: torch.Tensor,
+                args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    """`ssnc.optimize_for_inference` against the hand-written model (batch 64 and 1,
+    channels-last too), and against the unfolded compiled module for NiN and WRN-40-2."""
+    reps = int(args.reps)
+    fast = ssnc.optimize_for_inference(compiled)
+    last = ssnc.optimize_for_inference(compiled, channels_last=True)
+
+    def forward(net: torch.nn.Module, data: torch.Tensor) -> object:
+        with torch.no_grad():
+            return net(data)
+    one = x[:1]
+    rows = [("eval forward, optimize_for_inference", paired(
+                lambda: forward(fast, x), lambda: forward(baseline, x), reps)),
+            ("eval forward, optimize_for_inference, channels_last", paired(
+                lambda: forward(last, x), lambda: forward(baseline, x), reps)),
+            ("eval forward, optimize_for_inference, batch 1", paired(
+                lambda: forward(fast, one), lambda: forward(baseline, one), reps * 4))]
+    quick = bool(args.quick)
+    for name, params, shape in (
+            ("NiN", {}, (64, 3, 32, 32)),
+            ("WRN-40-2", {"depth": 16, "k": 1} if quick else {}, (64, 3, 32, 32))):
+        spec = "nin_cifar10.ssn" if name == "NiN" else "wrn.ssn"
+        net = ssnc.load(ROOT / "specs" / spec).model(**params).to_torch(0).eval()
+        folded = ssnc.optimize_for_inference(net)
+        data = torch.randn(*shape)
+        rows.append((f"{name} eval forward: optimize_for_inference / unfolded (not "
+                     f"hand-written); {folded.ssnc_folded}", paired(
+                         lambda f=folded, d=data: forward(f, d),
+                         lambda n=net, d=data: forward(n, d), reps)))
+    return rows
 
 
 def per_block(keep: tuple[tuple[bool, ...], ...], blocks: int) -> list[list[list[bool]]]:
@@ -62,6 +96,7 @@ def main() -> None:
 
     rows.append(("eval forward", paired(lambda: forward(compiled), lambda: forward(baseline),
                                         args.reps)))
+    rows += folded_rows(compiled, baseline, x, args)
     compiled.train(), baseline.train()
     opt_c = torch.optim.SGD(compiled.parameters(), lr=1e-4)
     opt_b = torch.optim.SGD(baseline.parameters(), lr=1e-4)

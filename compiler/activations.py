@@ -71,13 +71,13 @@ def _onnx_gelu(e: object, call: OpCall, xs: Sequence[str], ws: Sequence[str],
     add("Mul", [half, plus], [out], n)
 
 
-def _simple(name: str, torch: str, onnx: str) -> OpDecl:
+def _simple(name: str, torch: str, onnx: str, homogeneous: bool = False) -> OpDecl:
     return op(name, _ELEMENTWISE, torch=TorchLowering(expr=torch),
-              onnx=OnnxLowering(op_type=onnx), saves=("output",))
+              onnx=OnnxLowering(op_type=onnx), saves=("output",), homogeneous=homogeneous)
 
 
 ACTIVATIONS: dict[str, OpDecl] = {d.name: d for d in (
-    _simple("relu", "torch.relu({0})", "Relu"),
+    _simple("relu", "torch.relu({0})", "Relu", homogeneous=True),
     _simple("sigmoid", "torch.sigmoid({0})", "Sigmoid"),
     _simple("tanh", "torch.tanh({0})", "Tanh"),
     op("gelu", "GELU, x Φ(x) (erf); `tanh`: PyTorch's tanh approximation.",
@@ -94,6 +94,7 @@ ACTIVATIONS: dict[str, OpDecl] = {d.name: d for d in (
     op("leaky_relu", "x where x > 0, else slope * x.",
        attrs=[Attr("slope", _NUMBER, 0.01, "the negative slope", FINITE)],
        torch=TorchLowering(expr="torch.nn.functional.leaky_relu({0}, {slope})"),
+       homogeneous=True,
        onnx=OnnxLowering(op_type="LeakyRelu",
                          args=lambda call: {"alpha": float(call.attrs["slope"])})),  # type: ignore[arg-type]
 )}

@@ -210,6 +210,21 @@ ArgsRule = Callable[[OpCall], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
+class PerChannel:
+    """An op computing weight · x + bias per output channel (a convolution, a linear), so a
+    per-channel scale and shift after it fold into its weight and bias: the weight's axis of
+    output channels, and the output's axis they make (from the input shape and attributes)."""
+
+    weight_axis: int
+    output_axis: Callable[[Shape, Attrs], int]
+
+
+EvalAffine = Callable[[Attrs, Mapping[str, Any]], tuple[Any, Any]]
+"""An op that is, in eval, a per-channel scale and shift of its input (BatchNorm): the
+numpy scale and shift from its attributes and tensors (by weight port)."""
+
+
+@dataclass(frozen=True)
 class TorchLowering:
     """How an op runs in the generated PyTorch source: exactly one of
 
@@ -310,6 +325,14 @@ class OpDecl:
     saves: SavesRule = ("inputs",)
     """What its PyTorch lowering keeps for backward (see `Saves`); by default its inputs,
     as most ops' do."""
+    eval_identity: bool = False
+    """It passes its input through in eval mode (dropout): an inference module drops it."""
+    per_channel: PerChannel | None = None
+    eval_affine: EvalAffine | None = None
+    homogeneous: bool = False
+    """f(a x) = a f(x) for every a > 0 (ReLU): a scale moves through it."""
+    averages: str | None = None
+    """The join it is 1/N of, over its N inputs (`mean`: `sum`)."""
 
     def saved(self, inputs: Sequence[Shape], attrs: Attrs) -> Saves:
         """What an instance on ``inputs`` with ``attrs`` keeps for backward."""
@@ -354,7 +377,8 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
        reads: str | tuple[str, ...] = "f32", writes: str = "f32",
        torch: TorchLowering | None = None, onnx: OnnxLowering | None = None,
        initializers: Mapping[str, Callable[[ParamSpec, Any], Any]] | None = None,
-       half: bool = True, saves: SavesRule = ("inputs",)) -> OpDecl:
+       half: bool = True, saves: SavesRule = ("inputs",),
+       homogeneous: bool = False) -> OpDecl:
     """Declare an op, as ssnc's own activations are and as a plugin's are: its name (what a
     spec calls), one-line-first documentation, typed attributes (positional in this order),
     arity, shape rule (input shapes, attributes -> output shape; default: the input's; raise
@@ -362,8 +386,9 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
     (``params``: input shapes, attributes -> one `ParamSpec` per port, in order; ``init``
     names an initializer, built-in or one of ``initializers``), multiply-accumulates, input
     and output dtypes, one lowering per backend, and what the PyTorch lowering keeps for
-    backward (``saves``, for the memory estimate: see `Saves`). Nothing here imports a
-    backend."""
+    backward (``saves``, for the memory estimate: see `Saves`), and whether it is positively
+    homogeneous (``homogeneous``: f(a x) = a f(x) for a > 0, which inference folds use).
+    Nothing here imports a backend."""
     if not name.isidentifier() or name in ("true", "false", "none") or keyword.iskeyword(name):
         raise ValueError(f"an op's name is an identifier, not {name!r}")
     names = [a.name for a in attrs]
@@ -405,7 +430,7 @@ def op(name: str, doc: str, *, attrs: Sequence[Attr] = (), shape: ShapeRule | No
                   macs=macs or _no_macs,
                   weights=ported if (fixed or fixed is None) else _no_weights,
                   reads=reads, writes=writes, lowerings=lowerings, initializers=own, half=half,
-                  saves=saves)
+                  saves=saves, homogeneous=homogeneous)
 
 
 def _dotted(text: str) -> bool:
@@ -827,6 +852,22 @@ def linear_axis(x: Shape, attrs: Attrs, what: str = "linear") -> int:
                  'name the axis it maps (`linear(64, axis = "C")`)')
     _known(x, axis, what)
     return axis
+
+
+def _channels_axis(x: Shape, attrs: Attrs) -> int:
+    """A convolution's output channels: axis 1."""
+    return 1
+
+
+def _bn_affine(attrs: Attrs, tensors: Mapping[str, Any]) -> tuple[Any, Any]:
+    """BatchNorm in eval as a scale and shift per channel: gamma / sqrt(var + eps) and
+    beta - mean * that (gamma 1 and beta 0 without `affine`)."""
+    scale = 1.0 / (tensors["running_var"] + float(attrs["eps"])) ** 0.5  # type: ignore[arg-type]
+    shift = -tensors["running_mean"] * scale
+    if "weight" in tensors:
+        scale = scale * tensors["weight"]
+        shift = shift * tensors["weight"] + tensors["bias"]
+    return scale, shift
 
 
 def _linear_shape(inputs: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -1360,9 +1401,10 @@ _MERGE = Attr("merge", _BOOL, True,
 
 
 def _join(name: str, doc: str, extra: tuple[Attr, ...] = (),
-          fold: Callable[[Sequence[float]], float] | None = None, saves: Saves = ()) -> OpDecl:
+          fold: Callable[[Sequence[float]], float] | None = None, saves: Saves = (),
+          averages: str | None = None) -> OpDecl:
     return OpDecl(name, doc, (_DROP_PATH, _MERGE, *extra), _join_shape(name), arity=None,
-                  is_join=True, fold=fold, saves=saves)
+                  is_join=True, fold=fold, saves=saves, averages=averages)
 
 
 _ELEMENTWISE = "Element-wise; shape unchanged."
@@ -1468,6 +1510,7 @@ OPS: dict[str, OpDecl] = {
             ),
             _conv_shape, params=_conv_params, macs=_conv_macs, weights=_weight_bias,
             concrete=_concrete_pad("conv"), saves=("inputs", "weights"),
+            per_channel=PerChannel(0, _channels_axis),
         ),
         OpDecl(
             "conv_transpose",
@@ -1488,6 +1531,7 @@ OPS: dict[str, OpDecl] = {
             ),
             _conv_t_shape, params=_conv_t_params, macs=_conv_t_macs, weights=_weight_bias,
             concrete=_stride_is_window, saves=("inputs", "weights"),
+            per_channel=PerChannel(1, _channels_axis),
         ),
         OpDecl(
             "upsample",
@@ -1538,7 +1582,7 @@ OPS: dict[str, OpDecl] = {
                 Attr("eps", _FLOAT, 1e-5, "added to the variance", POSITIVE_FINITE),
                 Attr("momentum", _FLOAT, 0.1, "running-statistics update rate", UNIT_INTERVAL),
             ),
-            _bn_shape, params=_bn_params, weights=_bn_weights,
+            _bn_shape, params=_bn_params, weights=_bn_weights, eval_affine=_bn_affine,
         ),
         OpDecl(
             "layernorm",
@@ -1568,7 +1612,7 @@ OPS: dict[str, OpDecl] = {
         ACTIVATIONS["leaky_relu"],
         OpDecl("dropout", "Dropout while training; identity in eval.",
                (Attr("p", _FLOAT, 0.5, "drop probability", PROBABILITY),), _same,
-               saves=lambda _, a: ("mask",) if a["p"] else ("alias",)),
+               saves=lambda _, a: ("mask",) if a["p"] else ("alias",), eval_identity=True),
         OpDecl("stochastic_depth", "Stochastic depth (Huang et al. 2016), for a residual "
                "branch: while training, each sample's input is zeroed with probability `p` "
                "and kept scaled by 1 / (1 - p) (timm's DropPath; torchvision's "
@@ -1576,7 +1620,8 @@ OPS: dict[str, OpDecl] = {
                "whole batch.",
                (Attr("p", _FLOAT, 0.0, "drop probability", PROBABILITY),
                 Attr("mode", (str,), "row", "`\"row\"` (per sample) or `\"batch\"`")),
-               _stochastic_depth_shape, saves=lambda _, a: () if a["p"] else ("alias",)),
+               _stochastic_depth_shape, saves=lambda _, a: () if a["p"] else ("alias",),
+               eval_identity=True),
         OpDecl(
             "maxpool",
             "Max pooling over 1, 2 or 3 spatial or time axes; `stride` none means `k`; "
@@ -1611,6 +1656,7 @@ OPS: dict[str, OpDecl] = {
                   f"{_AXIS_DOC}")),
             _linear_shape, params=_linear_params, macs=_linear_macs, weights=_weight_bias,
             concrete=_named_axes("axis"), saves=("inputs", "weights"),
+            per_channel=PerChannel(0, linear_axis),
         ),
         OpDecl(
             "embedding",
@@ -1620,7 +1666,7 @@ OPS: dict[str, OpDecl] = {
             _embedding_shape, params=_embedding_params, weights=_weight, reads="i64",
         ),
         _join("mean", "Element-wise mean of its inputs (FractalNet's join).",
-              fold=lambda xs: sum(xs) / len(xs)),
+              fold=lambda xs: sum(xs) / len(xs), averages="sum"),
         _join("sum", "Element-wise sum of its inputs (`a + b` on wires).", fold=sum),
         _join("max", "Element-wise maximum of its inputs.", fold=max, saves=("inputs",)),
         OpDecl("concat", "Concatenation along `axis` (channels by default).",

@@ -13,7 +13,10 @@ from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("script,section,rows", [
-    ("bench_torch.py", "torch-quick", ("| eval forward |", "| training step, global")),
+    ("bench_torch.py", "torch-quick", ("| eval forward |", "| training step, global",
+                                       "| eval forward, optimize_for_inference |",
+                                       "| WRN-40-2 eval forward: optimize_for_inference")),
+    ("bench_elaborate.py", "elaborate-quick", ("| 6 | ", "Seconds per node at C = 6 over C = 4")),
     ("bench_onnx.py", "onnx-quick", ("| ONNX Runtime latency, batch 1 |", "| compile time")),
     ("bench_rnn.py", "rnn-quick", ("| training step (forward, backward, SGD)",
                                    "| inference, ONNX Runtime vs torch eager",

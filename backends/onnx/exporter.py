@@ -11,6 +11,8 @@ import onnx
 
 from ...base.diagnostics import E_OPTION, error
 from ...base.options import option_span, spell
+from ...compiler.inference import fold_for_inference
+from ...compiler.initializers import initial_state
 from ...compiler.ir import Graph
 from ...compiler.spatial import spatial_axes
 from ...compiler.stats import time_lengths
@@ -27,6 +29,10 @@ def export_model(graph: Graph, options: OnnxOptions, *,
     """``graph`` as an ONNX model in inference form, with ``tensors`` (by state_dict key;
     default: the compiler's initial weights at ``seed``)."""
     options.check()
+    if options.fold_bn:
+        state = dict(tensors) if tensors is not None else initial_state(graph, seed)
+        graph, folded, _ = fold_for_inference(graph, state)
+        tensors = folded
     fixed = {"N": options.batch} if options.batch is not None else {}
     lengths = time_lengths(graph, options.steps) if options.steps is not None else {}
     fixed.update(lengths)

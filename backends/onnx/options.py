@@ -50,6 +50,10 @@ class OnnxOptions:
     """Each time loop written out as its `steps` steps (for runtimes without Scan)."""
     fold_weights: bool = False
     """What depends on weights alone computed now and stored as weights (flat form only)."""
+    fold_bn: bool = False
+    """BatchNorm folded into the convolution or linear before it, a mean join's 1/N into the
+    weights before its ReLUs, eval identities removed (for runtimes that do not fuse them,
+    such as tract and onnx2torch; ONNX Runtime fuses on its own)."""
 
     @classmethod
     def of(cls, where: str = "to_onnx", **given: Any) -> OnnxOptions:

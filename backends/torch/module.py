@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...base.diagnostics import E_OPTION, Span, error
 from ...compiler.initializers import expected_tensors, initial_state
 from ...compiler.ir import Graph
 from ...compiler.stats import example_shape, time_symbols
@@ -69,6 +70,18 @@ def to_torch(graph: Graph, *, seed: int = 0, tensors: dict[str, np.ndarray] | No
     object.__setattr__(module, "ssnc_ir", graph)  # what ssnc.distributed plans from
     return module
 
+
+
+def generated_ir(module: object, caller: str) -> Graph:
+    """The IR a live module was generated from (`Model.to_torch` keeps it); E0601 naming
+    ``caller`` for any other module."""
+    graph = getattr(module, "ssnc_ir", None)
+    if not isinstance(graph, Graph):
+        raise error(E_OPTION, f"{caller}() takes a module that ssnc generated (from "
+                    f"`Model.to_torch`), not a {type(module).__name__}",
+                    Span.unknown(f"<{caller}>"),
+                    hint="build it with ssnc.load(spec).model().to_torch()")
+    return graph
 
 
 def example_inputs(graph: Graph, batch: int = 2, steps: int = 5) -> tuple[torch.Tensor, ...]:
