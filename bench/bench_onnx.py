@@ -32,6 +32,32 @@ def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+NARROW = [16, 32, 32, 64, 64]
+"""Widths for the compile-time rows by depth: at full width, C = 7's weights alone would be
+gigabytes, and compile time follows the structure, not the widths."""
+
+
+def compile_pair(spec: Path, c: int, work: Path, reps: int) -> dict[str, float]:
+    """`ssnc compile --to onnx` (the whole command) against `torch.onnx.export` (dynamo) of
+    the same model at depth ``c``, narrow widths."""
+    sets = ["classes=10", f"C={c}", f"widths={NARROW}".replace(" ", "")]
+    ours, theirs = work / f"ssnc{c}.onnx", work / f"dynamo{c}.onnx"
+    net = ssnc.load(spec).model(classes=10, C=c, widths=NARROW).to_torch(seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+
+    def compile_ssnc() -> None:
+        subprocess.run([str(Path(sys.executable).with_name("ssnc")), "compile", str(spec),
+                        "--to", "onnx", "-o", str(ours),
+                        *[a for s in sets for a in ("--set", s)]], check=True,
+                       capture_output=True)
+
+    def export_dynamo() -> None:
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.onnx.export(net, (x,), str(theirs), dynamo=True, external_data=False,
+                          dynamic_shapes=({0: batch},), input_names=["input"])
+    return paired(compile_ssnc, export_dynamo, reps=reps, warmup=0)
+
+
 def main() -> None:
     args = arguments(__doc__, reps=20)
     spec = ROOT / "specs" / "fractalnet.ssn"
@@ -71,6 +97,9 @@ def main() -> None:
                             args.reps, warmup=3)))
     rows.append(("compile time (ssnc compile --to onnx, whole command, vs the export call)",
                  compile_times))
+    for c, reps in ((3, 2), (4, 1)) if args.quick else ((3, 3), (5, 2), (7, 1)):
+        rows.append((f"compile time at C = {c}, widths {NARROW}",
+                     compile_pair(spec, c, work, reps)))
     lines = [
         "## ONNX backend: ssnc vs torch.onnx.export (dynamo)",
         "",

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, arguments, machine, paired, report
+from common import ROOT, arguments, machine, paired, report, write_section
 from handwritten_fractalnet import FractalNet
 
 import ssnc
@@ -67,6 +67,38 @@ def folded_rows(compiled: torch.nn.Module, baseline: torch.nn.Module, x: torch.T
                          lambda f=folded, d=data: forward(f, d),
                          lambda n=net, d=data: forward(n, d), reps)))
     return rows
+
+
+def local_profile(compiled: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  steps: int = 3) -> list[str]:
+    """Where a training step with local drop-path spends its time: the compiled module's
+    top ops by their own CPU time over ``steps`` steps (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    draw = compiled.ssnc_drop_path
+    draw.global_ratio = 0.0
+    opt = torch.optim.SGD(compiled.parameters(), lr=1e-4)
+
+    def step() -> None:
+        compiled.train()
+        loss = F.cross_entropy(compiled.forward_dropping(x, draw.draw(x.shape[0]).keep), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines = ["### Where a local drop-path training step's time goes", "",
+             f"`torch.profiler` over {steps} steps of the compiled FractalNet above, local "
+             "draws only; each op's own CPU time.", "",
+             "| op | share | calls per step |", "|---|---:|---:|"]
+    for e in events[:10]:
+        lines.append(f"| `{e.key}` | {e.self_cpu_time_total / total:.1%} | "
+                     f"{e.count / steps:.0f} |")
+    return lines
 
 
 def per_block(keep: tuple[tuple[bool, ...], ...], blocks: int) -> list[list[list[bool]]]:
@@ -130,6 +162,7 @@ def main() -> None:
         rows.append((label, paired(lambda run=run: run("compiled"),
                                    lambda run=run: run("baseline"), args.reps)))
 
+    profiled = local_profile(compiled, x, y)
     lines = [
         "## PyTorch backend: compiled FractalNet vs hand-written",
         "",
@@ -141,6 +174,9 @@ def main() -> None:
     ]
     report("torch" + ("-quick" if args.quick else ""), lines,
            ("compiled", "hand-written", "compiled/hand-written"), rows, args.out)
+    write_section("torch-profile" + ("-quick" if args.quick else ""), "\n".join(profiled),
+                  args.out)
+    print("\n".join(profiled))
 
 
 if __name__ == "__main__":

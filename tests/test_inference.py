@@ -95,6 +95,11 @@ def test_fractalnet_folds_every_norm_and_join() -> None:
     _same(net, fast, x)
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    conv.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        fast(x)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)  # the input converted
     assert not any(p.requires_grad for p in fast.parameters())
     net.load_state_dict(net.state_dict())  # the unfolded module is untouched
 
@@ -139,8 +144,11 @@ def test_fold_bn_in_onnx_equals_the_unfolded_export(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("runtime", ["tract", "onnx2torch"])
 def test_fold_bn_models_run_where_nothing_fuses(runtime: str, tmp_path: Path) -> None:
-    """The runtimes `--fold-bn` is for load the folded FractalNet, equal to ONNX Runtime."""
+    """The runtimes `--fold-bn` is for load the folded FractalNet, equal to ONNX Runtime.
+    CI installs tract; onnx2torch is installed by hand (`pip install --no-deps onnx2torch`,
+    its torchvision pulls a CUDA torch), as for bench/compat.py, and checked where it is."""
     from tests.conftest import compat, runner_for
+
 
     path = tmp_path / "f.onnx"
     result = CliRunner().invoke(app, ["compile", str(SPECS / "fractalnet.ssn"), "-o",
@@ -150,5 +158,12 @@ def test_fold_bn_models_run_where_nothing_fuses(runtime: str, tmp_path: Path) ->
     model = ssnc.load(SPECS / "fractalnet.ssn").model(C=2, classes=10, widths=[4, 8, 8, 8, 8])
     x = compat()["feed"](model.ir, batch=2, steps=1)
     want = runner_for("ONNX Runtime")(str(path), x)
-    got = runner_for(runtime)(str(path), x)
+    if runtime == "onnx2torch":  # not a CI runtime: checked where it is installed
+        try:
+            run = compat()["RUNTIMES"][runtime].make()
+        except ImportError:
+            pytest.skip("pip install --no-deps onnx2torch")
+    else:
+        run = runner_for(runtime)
+    got = run(str(path), x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))

@@ -38,7 +38,7 @@ def assign_names(graph: Graph) -> Graph:
         join_rank.update((name, rank) for rank, name in enumerate(fractal.joins, 1))
 
     base_rank = _base_ranks(graph, order, structural)
-    raw = {n.name: _raw_path(graph, n, structural, join_rank, base_rank) for n in order}
+    raw = {n.name: _raw_path(graph, n, join_rank, base_rank) for n in order}
     for name, given in zip(graph.inputs, graph.input_names, strict=False):
         raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
     final: dict[str, list[str]] = {n.name: [] for n in order}
@@ -46,27 +46,25 @@ def assign_names(graph: Graph) -> Graph:
     depth = max(len(p) for p in raw.values())
     prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
     at = dict.fromkeys(final, 0)  # each node's final path so far, as its prefix's id
+    active = [n.name for n in order]
     for level in range(depth):
+        active = [name for name in active if level < len(raw[name])]
         # siblings' identities in order of first appearance -> their 1-based numbers
         groups: dict[tuple[int, str], dict[object, int]] = defaultdict(dict)
-        for n in order:
-            path = raw[n.name]
-            if level < len(path):
-                text, ident, numbered = path[level]
-                idents = groups[(at[n.name], text)]
-                if numbered is True and ident not in idents:
-                    idents[ident] = len(idents) + 1
-        for n in order:
-            path = raw[n.name]
-            if level < len(path):
-                text, ident, numbered = path[level]
-                idents = groups[(at[n.name], text)]
-                number = (numbered if numbered is not True else
-                          idents[ident] if len(idents) > 1 else None) or None
-                segment = numbered_name(text, number)
-                final[n.name].append(segment)
-                legacy[n.name].append(numbered_name(text, number, legacy=True))
-                at[n.name] = prefix.setdefault((at[n.name], segment), len(prefix) + 1)
+        seen = []
+        for name in active:
+            text, ident, numbered = raw[name][level]
+            idents = groups[(at[name], text)]
+            if numbered is True and ident not in idents:
+                idents[ident] = len(idents) + 1
+            seen.append((name, text, ident, numbered, idents))
+        for name, text, ident, numbered, idents in seen:
+            number = (numbered if numbered is not True else
+                      idents[ident] if len(idents) > 1 else None) or None
+            segment = numbered_name(text, number)
+            final[name].append(segment)
+            legacy[name].append(numbered_name(text, number, legacy=True))
+            at[name] = prefix.setdefault((at[name], segment), len(prefix) + 1)
 
     names = _unique({old: ".".join(p) for old, p in final.items()}, final)
     _check_input_names(graph, names)
@@ -110,24 +108,27 @@ def _check_input_names(graph: Graph, names: dict[str, str]) -> None:
                             hint="give the input another name")
 
 
+_Rank = tuple[str, int, tuple[str, int | str]]
+
+
 def _base_ranks(graph: Graph, order: list[Node],
-                structural: dict[int, set[int]]) -> dict[str, tuple[str, int]]:
-    """For each node in a fractal column: its base instance's label and 1-based index among
-    the instances with that label along the column (`unit4`, `pool1`)."""
+                structural: dict[int, set[int]]) -> dict[str, _Rank]:
+    """For each node in a fractal column: its base instance's label, 1-based index among
+    the instances with that label along the column (`unit4`, `pool1`), and key."""
     seen: dict[tuple[int, int, str], dict[object, int]] = {}
-    out: dict[str, tuple[str, int]] = {}
+    out: dict[str, _Rank] = {}
     for node in order:
         if node.fractal is None or node.column is None:
             continue
         key = base_key(graph, node, node.fractal, structural[node.fractal])
         label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.op
         keys = seen.setdefault((node.fractal, node.column, label), {})
-        out[node.name] = (label, keys.setdefault(key, len(keys) + 1))
+        out[node.name] = (label, keys.setdefault(key, len(keys) + 1), key)
     return out
 
 
-def _raw_path(graph: Graph, node: Node, structural: dict[int, set[int]],
-              join_rank: dict[str, int], base_rank: dict[str, tuple[str, int]]) -> list[_Segment]:
+def _raw_path(graph: Graph, node: Node, join_rank: dict[str, int],
+              base_rank: dict[str, _Rank]) -> list[_Segment]:
     chain = graph.scope_path(node.scope)[1:]  # the root is the model itself
     path: list[_Segment] = []
     f = node.fractal
@@ -135,19 +136,18 @@ def _raw_path(graph: Graph, node: Node, structural: dict[int, set[int]],
         if not scope.transparent:
             path.append((scope.rule, ("scope", scope.id), True))
         if scope.id == f:
-            return [*path, *_fractal_tail(graph, node, structural[f], join_rank, base_rank)]
+            return [*path, *_fractal_tail(graph, node, join_rank, base_rank)]
     return [*path, (node.op, ("node", node.name), True)]
 
 
-def _fractal_tail(graph: Graph, node: Node, structural: set[int], join_rank: dict[str, int],
-                  base_rank: dict[str, tuple[str, int]]) -> list[_Segment]:
+def _fractal_tail(graph: Graph, node: Node, join_rank: dict[str, int],
+                  base_rank: dict[str, _Rank]) -> list[_Segment]:
     if node.name in join_rank:
         return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
     if node.column is None or node.position is None:
         return [(node.op, ("node", node.name), True)]
     path: list[_Segment] = [(f"col{node.column}", ("col", node.column), False)]
-    key = base_key(graph, node, node.fractal or 0, structural)
-    label, rank = base_rank[node.name]
+    label, rank, key = base_rank[node.name]
     if key[0] == "node":
         return [*path, (label, ("node", node.name), rank)]
     base = graph.scopes[int(key[1])]
