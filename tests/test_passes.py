@@ -112,6 +112,15 @@ def test_names_ending_in_a_digit_get_a_separator_and_keep_their_old_form() -> No
     assert plain.aliases == {}
 
 
+def test_a_node_named_like_a_scope_is_renamed() -> None:
+    """Two `relu`s number themselves `relu1`, `relu2`, and a rule is called `relu1`: the node
+    becomes `relu1_out`, so the scope's `relu1.conv` and the node are both addressable."""
+    g = run_passes(elaborated("def relu1 = conv(4) >> relu\n"
+                              "model m : tensor[3, 8, 8] = relu >> relu1 >> relu"), PASSES)
+    names = [n.name for n in g if not n.is_param]
+    assert names == ["input", "relu1_out", "relu1.conv", "relu1.relu", "relu2"]
+
+
 def test_infer_shapes_reports_both_ends() -> None:
     with pytest.raises(SsnError) as info:
         infer_shapes(assign_names(elaborated(

@@ -47,6 +47,7 @@ def assign_names(graph: Graph) -> Graph:
     prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
     at = dict.fromkeys(final, 0)  # each node's final path so far, as its prefix's id
     active = [n.name for n in order]
+    differs = False  # whether any name was different before 0.2
     for level in range(depth):
         active = [name for name in active if level < len(raw[name])]
         # siblings' identities in order of first appearance -> their 1-based numbers
@@ -64,26 +65,42 @@ def assign_names(graph: Graph) -> Graph:
             segment = numbered_name(text, number)
             final[name].append(segment)
             legacy[name].append(numbered_name(text, number, legacy=True))
+            differs = differs or legacy[name][-1] != segment
             at[name] = prefix.setdefault((at[name], segment), len(prefix) + 1)
 
-    names = _unique({old: ".".join(p) for old, p in final.items()}, final)
+    scopes = {parent for parent, _ in prefix}  # the prefixes that have a segment after them
+    names = _unique({old: ".".join(p) for old, p in final.items()}, final,
+                    {old for old in final if at[old] in scopes})
     _check_input_names(graph, names)
-    before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
-    for table in (names, before):  # a parameter is named by its first reader and its port
+    params = [n for n in graph.all_nodes().values() if owned(n)]
+    tables = [names]
+    if differs:
+        before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
+        tables.append(before)
+    for table in tables:  # a parameter is named by its first reader and its port
         table.update((n.name, f"{table[graph.first_reader(n.name).name]}.{n.attrs['role']}")
-                     for n in graph.all_nodes().values() if owned(n))
-    aliases = {before[k]: names[k] for k in names if before[k] != names[k]}
+                     for n in params)
+    aliases = {before[k]: names[k] for k in names if before[k] != names[k]} if differs else {}
     renamed = graph.map_nodes(lambda n: n.evolve(
         name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
         weights=tuple(names[w] for w in n.weights)), names)
     return renamed.derive(aliases=aliases)
 
 
-def _unique(names: dict[str, str], final: dict[str, list[str]]) -> dict[str, str]:
+def _unique(names: dict[str, str], final: dict[str, list[str]],
+            clashing: set[str] | None = None) -> dict[str, str]:
     """``names``, with a node named like a scope renamed `NAME_out`, so both stay
-    addressable."""
+    addressable; ``clashing``, where known, names those nodes (none: the common case, and
+    then the scopes' names are not spelled out)."""
+    if clashing is not None and not clashing:
+        return names
     taken = set(names.values())
-    prefixes = {".".join(p[:i]) for p in final.values() for i in range(1, len(p))}
+    prefixes: set[str] = set()
+    for path in final.values():  # every scope's name: each proper prefix of a path
+        joined = path[0] if path else ""
+        for segment in path[1:]:
+            prefixes.add(joined)
+            joined = f"{joined}.{segment}"
     for old, new in names.items():
         if new in prefixes:  # a node named like a scope: keep both addressable
             candidate = new + "_out"
