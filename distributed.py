@@ -15,6 +15,7 @@ from typing import Any
 
 from .base.diagnostics import E_OPTION, Span, error
 from .compiler.ir import Graph, Region
+from .compiler.memory import kept_per_node
 from .compiler.stats import param_count
 from .extras import require_torch
 
@@ -25,12 +26,15 @@ __all__ = ["Pipeline", "Plan", "Regions", "parallelize", "pipeline"]
 class Regions:
     """Which rule instances a plan takes: those of ``rule`` (at any depth), or else those at
     nesting ``depth`` (1: the rule calls in the model's own body; None: any depth), holding
-    at least ``min_params`` trainable parameters; outermost first. A chosen region's inner
-    regions are left to it."""
+    at least ``min_params`` trainable parameters and making at least ``min_activations``
+    bytes per sample that backward keeps (the memory estimate's, float32: what
+    checkpointing a region saves); outermost first. A chosen region's inner regions are
+    left to it."""
 
     depth: int | None = 1
     min_params: int = 0
     rule: str | None = None
+    min_activations: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,13 @@ def _choose(graph: Graph, regions: Regions) -> list[Region]:
     """The regions ``regions`` picks, outermost first, none inside another."""
     out: list[Region] = []
     todo = [(r, 1) for r in graph.region(0).children]
+    kept = kept_per_node(graph) if regions.min_activations else {}
     while todo:
         region, depth = todo.pop(0)
         at = region.scope.rule == regions.rule if regions.rule is not None else (
             regions.depth is None or depth == regions.depth)
-        if at and _params(graph, region) >= regions.min_params and region.prefix:
+        big = sum(kept.get(n.name, 0) for n in region.members) >= regions.min_activations
+        if at and big and _params(graph, region) >= regions.min_params and region.prefix:
             out.append(region)
         elif regions.rule is not None or regions.depth is None or depth < regions.depth:
             todo[:0] = [(c, depth + 1) for c in region.children]
@@ -194,6 +200,9 @@ def _why(region: Region, regions: Regions) -> str:
         "a rule call in the model's body" if regions.depth == 1 else (
             f"at nesting depth {regions.depth}" if regions.depth else "outermost"))
     size = f", at least {regions.min_params:,} parameters" if regions.min_params else ""
+    if regions.min_activations:
+        size += (f", at least {regions.min_activations:,} bytes a sample kept for "
+                 "backward")
     return f"{at}{size}"
 
 

@@ -418,6 +418,14 @@ def kept_for_backward(graph: Graph, batch: int, *, steps: int = DEFAULT_STEPS,
     return sum(found.kept.values())
 
 
+def kept_per_node(graph: Graph, *, steps: int = DEFAULT_STEPS) -> dict[str, int]:
+    """The bytes of one sample's activations that backward keeps, by the node that makes
+    them (float32; a loop's cell's times the steps): what checkpointing a region saves."""
+    sizes = _Sizes(1, steps, "fp32", "cuda")
+    trainable = {name for name, spec in graph.tensors().items() if spec.trainable}
+    return dict(_Replay(graph, sizes, True, trainable, {}).run().kept_by)
+
+
 def _timed(graph: Graph) -> bool:
     return any(isinstance(d, str) and d != "N" for name in graph.inputs
                for d in graph[name].shape or ())

@@ -17,6 +17,7 @@ from tests.conftest import ROOT
                                        "| eval forward, optimize_for_inference |",
                                        "| WRN-40-2 eval forward: optimize_for_inference")),
     ("bench_elaborate.py", "elaborate-quick", ("| 6 | ", "Seconds per node at C = 6 over C = 4")),
+    ("bench_frontend.py", "frontend-quick", ("| seconds per byte |", "| peak memory added |")),
     ("bench_onnx.py", "onnx-quick", ("| ONNX Runtime latency, batch 1 |", "| compile time",
                                      "| compile time at C = 4, widths [16, 32, 32, 64, 64] |")),
     ("bench_rnn.py", "rnn-quick", ("| training step (forward, backward, SGD)",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import ssnc
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SPECS
 
 torch = pytest.importorskip("torch")
 
@@ -81,6 +81,30 @@ def test_parallelize_refuses_what_it_cannot_plan() -> None:
     half = parallelize(net.to(torch.bfloat16).eval(), shard=False)  # its dtype and mode kept
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16} and not half.training
     torch.testing.assert_close(half(x.bfloat16()), net(x.bfloat16()))
+
+
+def test_regions_by_the_activations_backward_keeps() -> None:
+    """`Regions(min_activations=...)` picks the regions whose kept activations (the memory
+    estimate's, per sample) reach the threshold: what checkpointing them saves. FractalNet's
+    stages keep less the deeper they are (the images shrink)."""
+    from ssnc.compiler.memory import kept_per_node
+    from ssnc.distributed import Regions, parallelize
+
+    model = ssnc.load(SPECS / "fractalnet.ssn").model(C=2, classes=10, widths=[4, 8, 8, 8, 8],
+                                                      drops=[0.0] * 5)
+    kept = kept_per_node(model.ir)
+    per_stage = [sum(v for k, v in kept.items() if k.startswith(f"stage{i}.")) for i in
+                 range(1, 6)]
+    assert per_stage == sorted(per_stage, reverse=True) and per_stage[0] > per_stage[1]
+    threshold = (per_stage[1] + per_stage[2]) // 2  # stages 1 and 2 are above it
+    net = model.to_torch(0, drop_mode="off")
+    chosen = parallelize(net, shard=False, checkpoint=True,
+                         regions=Regions(min_activations=threshold))
+    plan = chosen.ssnc_plan
+    assert [c.path for c in plan.choices] == ["stage1", "stage2"]
+    assert f"at least {threshold:,} bytes a sample kept for backward" in str(plan)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(chosen.eval()(x), net.eval()(x))
 
 
 def test_ddp_with_sample_drop_path_needs_no_unused_parameter_search(
