@@ -75,6 +75,7 @@ def _rebuilt(graph: Graph, replace: Mapping[str, Node], drop: set[str],
 
 
 def _without_identities(graph: Graph) -> tuple[Graph, tuple[str, ...]]:
+    """``graph`` without its eval identities (their readers read their inputs)."""
     gone = [n for n in graph.order()
             if OPS[n.op].eval_identity and n.inputs and n.name not in graph.outputs]
     if not gone:
@@ -84,7 +85,8 @@ def _without_identities(graph: Graph) -> tuple[Graph, tuple[str, ...]]:
 
 
 def _fold_norms(graph: Graph, state: Tensors) -> tuple[Graph, tuple[tuple[str, str], ...]]:
-    """Each `bn` whose input is an affine op read by it alone, on that op's channel axis."""
+    """Each eval-affine op (`bn`) whose input is a per-channel op read by it alone, on that
+    op's channel axis, folded into that op's weight and bias (a bias made where needed)."""
     replace: dict[str, Node] = {}
     drop: set[str] = set()
     through: dict[str, str] = {}
@@ -166,8 +168,9 @@ def _bias_node(weight: Node, key: str, size: int) -> Node:
 
 
 def _fold_joins(graph: Graph, state: Tensors) -> tuple[Graph, tuple[str, ...]]:
-    """Each `mean` join whose every input is a ReLU of an affine op, each read by the next
-    alone: 1/N scales those ops' weights and biases and the join becomes a sum."""
+    """Each averaging join (`mean`) whose every input is a homogeneous activation of a
+    per-channel op, each read by the next alone: 1/N scales those ops' weights and biases
+    and the join becomes the sum it averages."""
     replace: dict[str, Node] = {}
     made = []
     for join in graph.order():

@@ -140,10 +140,12 @@ class _Pass:
 
     @property
     def forward_peak(self) -> int:
+        """The most activation bytes alive at once in the forward."""
         return sum(self.forward.values())
 
     @property
     def backward_peak(self) -> int:
+        """The most bytes alive at once in the backward (gradients included)."""
         return sum(self.backward.values())
     kept: dict[str, int] = field(default_factory=dict)
     kept_by: dict[str, int] = field(default_factory=dict)
@@ -153,11 +155,13 @@ class _Pass:
 
 
 def _saved(graph: Graph, node: Node) -> tuple[Any, ...]:
+    """What ``node``'s op declares it keeps for backward, on its inputs' shapes."""
     every = graph.all_nodes()
     return OPS[node.op].saved(tuple(every[i].shape or () for i in node.inputs), node.attrs)
 
 
 def _alias(graph: Graph, node: Node) -> bool:
+    """Whether ``node``'s value is a view of its first input's storage (or no node at all)."""
     return bool(node.inputs) and ("alias" in _saved(graph, node) or OPS[node.op].passthrough)
 
 
@@ -203,9 +207,11 @@ class _Replay:
 
     @staticmethod
     def _reads(node: Node) -> tuple[str, ...]:
+        """Every value ``node`` reads: inputs, weights, and what its body reads around it."""
         return (*node.inputs, *node.weights, *(captures(node.body) if node.body else ()))
 
     def _bytes(self, name: str) -> int:
+        """Bytes of the value ``name`` (0 for one outside this graph's)."""
         every = self.graph.all_nodes()
         return self.sizes.of(every[name]) if name in every else 0
 
@@ -427,6 +433,7 @@ def kept_per_node(graph: Graph, *, steps: int = DEFAULT_STEPS) -> dict[str, int]
 
 
 def _timed(graph: Graph) -> bool:
+    """Whether an input has a time axis of any length (so `steps` applies)."""
     return any(isinstance(d, str) and d != "N" for name in graph.inputs
                for d in graph[name].shape or ())
 
