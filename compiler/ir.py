@@ -354,9 +354,8 @@ class Graph:
         if all(made.get(s, -1) < n.index for n in self.nodes_by_name.values()
                for s in self.sources(n)):
             return sorted(self.nodes_by_name.values(), key=lambda n: n.index)
-        waiting = {name: 0 for name in self.nodes_by_name}
-        for node in self.nodes_by_name.values():
-            waiting[node.name] = sum(1 for s in self.sources(node) if s in self.nodes_by_name)
+        waiting = {n.name: sum(1 for s in self.sources(n) if s in self.nodes_by_name)
+                   for n in self.nodes_by_name.values()}
         ready = [(n.index, i, n.name) for i, n in enumerate(self.nodes_by_name.values())
                  if waiting[n.name] == 0]
         heapq.heapify(ready)

@@ -137,6 +137,15 @@ class _Pass:
     forward: dict[str, int] = field(default_factory=dict)
     """What the forward's peak is made of (`Memory.parts`' names)."""
     backward: dict[str, int] = field(default_factory=dict)
+    """What the backward's peak is made of."""
+    kept: dict[str, int] = field(default_factory=dict)
+    """Bytes kept for backward after the forward, by storage."""
+    kept_by: dict[str, int] = field(default_factory=dict)
+    """Kept bytes by the node that makes them (a loop's cell's, times the steps)."""
+    outer: set[str] = field(default_factory=set)
+    """Values of the graphs around it that it keeps (a loop's sequence, captures)."""
+    kept_total: int = 0
+    """The sum of ``kept``, kept as it grows."""
 
     @property
     def forward_peak(self) -> int:
@@ -147,11 +156,11 @@ class _Pass:
     def backward_peak(self) -> int:
         """The most bytes alive at once in the backward (gradients included)."""
         return sum(self.backward.values())
-    kept: dict[str, int] = field(default_factory=dict)
-    kept_by: dict[str, int] = field(default_factory=dict)
-    """Kept bytes by the node that makes them (a loop's cell's, times the steps)."""
-    outer: set[str] = field(default_factory=set)
-    """Values of the graphs around it that it keeps (a loop's sequence, captures)."""
+
+    def keep(self, storage: str, size: int) -> None:
+        """Record ``storage`` as kept for backward, keeping the total."""
+        self.kept_total += size - self.kept.get(storage, 0)
+        self.kept[storage] = size
 
 
 def _saved(graph: Graph, node: Node) -> tuple[Any, ...]:
@@ -196,6 +205,7 @@ class _Replay:
                 else any(self.grad.get(r, r in trainable) for r in self._reads(node)))
         for out in graph.outputs:
             self.last[self.base.get(out, out)] = len(self.order)
+        self._kept_of: dict[str, dict[str, int]] = {}
         self.steps: dict[str, int] = {}
         self.inner: dict[str, _Pass] = {}
         for node in self.order:
@@ -232,7 +242,14 @@ class _Replay:
 
     def _keeps(self, node: Node) -> dict[str, int]:
         """The storages ``node`` keeps for backward, with their bytes (extra tensors under
-        `node#word`; values around a cell with no bytes, counted by the loop)."""
+        `node#word`; values around a cell with no bytes, counted by the loop); worked out
+        once per node, as forward and backward both ask."""
+        found = self._kept_of.get(node.name)
+        if found is None:
+            found = self._kept_of[node.name] = self._work_out_keeps(node)
+        return found
+
+    def _work_out_keeps(self, node: Node) -> dict[str, int]:
         if not (self.train and self.grad[node.name]):
             return {}
         out = self.sizes.numel(node.shape or ())
@@ -260,26 +277,36 @@ class _Replay:
 
     def run(self) -> _Pass:
         """Replay the forward, then (training) the backward."""
-        result, live = _Pass(), {}
+        result = _Pass()
+        live: dict[str, int] = {}  # values made and still read later (or kept)
+        loose = 0  # the bytes of those that are not kept
+
+        def keep(storage: str, size: int) -> None:
+            nonlocal loose
+            if storage not in result.kept:
+                loose -= live.get(storage, 0)
+            result.keep(storage, size)
         for i, node in enumerate(self.order):
             if node.is_input:
                 continue
             if self.base[node.name] == node.name:
                 live[node.name] = self.sizes.of(node)
-            inner = self._loop_forward(node, result)
-            now = {KEPT: sum(result.kept.values()), LIVE: inner + sum(
-                b for s, b in live.items() if s not in result.kept)}
+                if node.name not in result.kept:  # a cell's state may be kept before made
+                    loose += live[node.name]
+            inner = self._loop_forward(node, result, keep)
+            now = {KEPT: result.kept_total, LIVE: inner + loose}
             if sum(now.values()) > result.forward_peak:
                 result.forward = now
             for storage, size in self._keeps(node).items():
                 if storage in self.base or "#" in storage:
-                    result.kept[storage] = size
+                    keep(storage, size)
                 else:
                     result.outer.add(storage)
             for name in self._reads(node):
                 storage = self.base.get(name, name)
-                if self.last.get(storage) == i and storage not in result.kept:
-                    live.pop(storage, None)
+                if self.last.get(storage) == i and storage not in result.kept \
+                        and storage in live:
+                    loose -= live.pop(storage)
         for storage, size in result.kept.items():  # each at the node that makes it
             if not storage.endswith("#steps"):
                 maker = storage.split("#")[0]
@@ -288,7 +315,8 @@ class _Replay:
             result.backward = self._backward(result)
         return result
 
-    def _loop_forward(self, node: Node, result: _Pass) -> int:
+    def _loop_forward(self, node: Node, result: _Pass,
+                      keep: Callable[[str, int], None]) -> int:
         """A loop's cell, once per step: its kept values join ``result`` (times the steps);
         returns the transient, one step's activations and the step outputs gathered."""
         if node.body is None:
@@ -296,13 +324,13 @@ class _Replay:
         cell, steps = self.inner[node.name], self.steps[node.name]
         per_step = sum(cell.kept.values())
         if per_step:
-            result.kept[node.name + "#steps"] = per_step * steps
+            keep(node.name + "#steps", per_step * steps)
             for name, size in cell.kept_by.items():
                 result.kept_by[name] = result.kept_by.get(name, 0) + size * steps
         for name in cell.outer:
             storage = self._storage(node.inputs[0] if name == SEQUENCE else name)
             if storage in self.base:
-                result.kept[storage] = self._bytes(storage)
+                keep(storage, self._bytes(storage))
             elif storage is not None:
                 result.outer.add(storage)
         return cell.forward_peak + self.sizes.of(node)
@@ -311,7 +339,7 @@ class _Replay:
         """The most bytes alive at once during backward, in reverse order: kept values until
         their last holder's gradient is made, gradients in flight, the outputs the caller
         holds, and the parameters' gradients as they appear."""
-        kept = dict(result.kept)
+        kept, kept_total = dict(result.kept), result.kept_total
         holders: dict[str, int] = {}
         for node in self.order:
             for storage in self._keeps(node):
@@ -319,32 +347,37 @@ class _Replay:
         held = sum(self._bytes(self.base[o]) for o in self.graph.outputs
                    if o in self.base and self.base[o] not in kept)
         grads = {o: self._bytes(o) for o in self.graph.outputs if self.grad.get(o)}
+        flowing = sum(grads.values())
         param_grads, seen = 0, set()
-        peak = {KEPT: sum(kept.values()), LIVE: held, FLOWING: sum(grads.values())}
+        peak = {KEPT: kept_total, LIVE: held, FLOWING: flowing}
         for node in reversed(self.order):
             if node.name not in grads:
                 continue
             flow, through = grads.pop(node.name), _alias(self.graph, node)
+            flowing -= flow
             summed = 0  # a second gradient for an input, made and then added to the first
             for name in node.inputs:
-                if self.grad.get(name):
-                    summed += self._bytes(name) if name in grads and not through else 0
-                    grads.setdefault(name, self._bytes(name))
+                if not self.grad.get(name):
+                    continue
+                if name in grads:
+                    summed += 0 if through else self._bytes(name)
+                else:
+                    grads[name] = self._bytes(name)
+                    flowing += grads[name]
             for name in self._reads(node):
                 if name in self.params and name not in seen:
                     seen.add(name)
                     param_grads += self.params[name]
             cell = self.inner.get(node.name)
-            now = {KEPT: sum(kept.values()), LIVE: held, GRADIENTS: param_grads,
-                   FLOWING: sum(grads.values()) + (0 if through else flow) + summed
+            now = {KEPT: kept_total, LIVE: held, GRADIENTS: param_grads,
+                   FLOWING: flowing + (0 if through else flow) + summed
                    + (cell.backward_peak if cell is not None else 0)}
             if sum(now.values()) > sum(peak.values()):
                 peak = now
-            for storage in self._keeps(node):
-                holders[storage] -= 1
+            for storage in (*self._keeps(node), node.name + "#steps"):
+                holders[storage] = holders.get(storage, 1) - 1
                 if holders[storage] == 0:
-                    kept.pop(storage, None)
-            kept.pop(node.name + "#steps", None)
+                    kept_total -= kept.pop(storage, 0)
         return peak
 
 
@@ -441,6 +474,8 @@ def _timed(graph: Graph) -> bool:
 def _rows(graph: Graph, sizes: _Sizes, train: _Pass, max_depth: int | None,
           states: int) -> list[MemoryRow]:
     """The summary's scopes with their bytes; a loop's cell counted once per step."""
+    if max_depth == 0:  # no rows asked for (a global draw's column)
+        return []
     times: dict[str, int] = {}
     for _, node in walk(graph):
         if node.body is not None:
