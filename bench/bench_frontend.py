@@ -22,7 +22,7 @@ text = open(path, encoding="utf-8").read()
 if kind == "ssnc":
     from ssnc.compiler.guard import guarded
     from ssnc.grammar.parser import parse
-    guarded(lambda: parse("def warm = relu\n", "warm.ssn"))  # the parser's tables, once
+    guarded(lambda: parse("def warm = relu\n", "warm.ssn"))  # imports, once
     run = lambda: guarded(lambda: parse(text, "bench.ssn"))
 else:
     import ast
@@ -82,8 +82,8 @@ def main() -> None:
              f"`python bench/bench_frontend.py{' --quick' if args.quick else ''}` — a "
              f"generated spec of {len(spec):,} bytes ({spec.count(chr(10)):,} rules with "
              f"defaults, conditionals, comprehensions and calls) and the same definitions as "
-             f"a {len(python):,}-byte Python file; each parse in a fresh process (ssnc's after its "
-             f"parser tables are built by a first tiny parse), median of {args.reps}, "
+             f"a {len(python):,}-byte Python file; each parse in a fresh process (ssnc's after a "
+             f"first tiny parse has imported the parser), median of {args.reps}, "
              f"alternating. {machine()}", "",
              "| measurement | ssnc | ast.parse | ratio ssnc/ast.parse |",
              "|---|---:|---:|---:|",

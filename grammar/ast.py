@@ -5,7 +5,8 @@ Class names follow the grammar's rules (``if_expr`` -> ``If``, ``list_comp`` -> 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -255,6 +256,27 @@ class Program(Node):
 for _cls in list(globals().values()):
     if isinstance(_cls, type) and issubclass(_cls, BaseModel) and _cls is not BaseModel:
         _cls.model_rebuild()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def maker(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """A constructor of ``cls`` from all its field values, in field order, that skips
+    validation: for the parser, whose values have the fields' types by construction. What it
+    makes equals ``cls(**values)`` and costs half as much (the fields-set is shared)."""
+    fields_set = set(cls.model_fields)
+    new, setattr_ = object.__new__, object.__setattr__
+
+    def make(values: dict[str, Any]) -> M:
+        obj = new(cls)
+        setattr_(obj, "__dict__", values)
+        setattr_(obj, "__pydantic_fields_set__", fields_set)
+        setattr_(obj, "__pydantic_extra__", None)
+        setattr_(obj, "__pydantic_private__", None)
+        return obj
+
+    return make
 
 
 def strip_spans(node: Any) -> Any:

@@ -24,7 +24,8 @@ from lark import Token, Tree
 from ..base.diagnostics import E_INTERNAL, Note, Span, error, normalize_line_ends
 from . import ast
 from .doc import FRESH, LINE, Align, Doc, Fill, Group, Nest, render
-from .parser import lambda_params, parse
+from .literals import lambda_params
+from .parser import parse
 
 WIDTH = 100
 """The line width the layout aims for (comments and long names may exceed it)."""

@@ -1,5 +1,6 @@
-"""Text to AST: the lark LALR parser, a transformer that only builds nodes, and syntax errors
-turned into diagnostics (lark's own exceptions never reach the user)."""
+"""Text to AST: the descent parser's fast path, and behind it the lark LALR parser (the
+grammar's reference) with a transformer that only builds nodes, for what the fast path leaves
+to it: syntax errors, turned into diagnostics (lark's own exceptions never reach the user)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from ..base.diagnostics import (
     position,
     source_lines,
 )
-from . import ast
+from . import ast, descent
+from .literals import lambda_head, number, unquote
 
 # Friendly names for terminals in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -103,7 +105,7 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def import_stmt(self, meta: Meta, c: list[Any]) -> ast.Import:
-        return ast.Import(span=self._span(meta), path=_unquote(c[0]))
+        return ast.Import(span=self._span(meta), path=unquote(str(c[0])))
 
     @v_args(meta=True)
     def def_stmt(self, meta: Meta, c: list[Any]) -> ast.Def:
@@ -141,13 +143,12 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def lambda_expr(self, meta: Meta, c: list[Any]) -> ast.Lambda:
-        params = lambda_params(str(c[0]))
-        starred = [i for i, p in enumerate(params) if p.startswith("*")]
-        if starred and starred != [len(params) - 1]:
+        head = lambda_head(str(c[0]))
+        if head is None:
             raise error(E_SYNTAX, "only the last parameter of `=>` can collect the rest (`*`)",
                         self._span(meta))
-        return ast.Lambda(span=self._span(meta), params=tuple(p.lstrip("*") for p in params),
-                          rest=bool(starred), body=c[1])
+        params, rest = head
+        return ast.Lambda(span=self._span(meta), params=params, rest=rest, body=c[1])
 
     @v_args(meta=True)
     def if_expr(self, meta: Meta, c: list[Any]) -> ast.If:
@@ -218,12 +219,11 @@ class ToAst(Transformer[Token, Any]):
     @v_args(meta=True)
     def number(self, meta: Meta, c: list[Any]) -> ast.Number:
         text = str(c[0])
-        is_float = any(ch in text for ch in ".eE")
-        if not is_float and (len(text.lstrip("0")) > len(str(MAX_INT)) or int(text) > MAX_INT):
+        value = number(text)
+        if value is None:
             raise error(E_VALUE_LIMIT, f"the integer {excerpt(text)} is too large "
                         f"({len(text):,} digits)", self._span(meta),
                         hint=f"integers in a spec are at most 2**63 - 1 = {MAX_INT:,}")
-        value: int | float = float(text) if is_float else int(text)
         return ast.Number(span=self._span(meta), value=value)
 
     def value(self, c: list[Any]) -> ast.Expr:
@@ -231,7 +231,7 @@ class ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def string(self, meta: Meta, c: list[Any]) -> ast.String:
-        return ast.String(span=self._span(meta), value=_unquote(c[0]))
+        return ast.String(span=self._span(meta), value=unquote(str(c[0])))
 
     @v_args(meta=True)
     def name(self, meta: Meta, c: list[Any]) -> ast.Name:
@@ -275,17 +275,6 @@ class ToAst(Transformer[Token, Any]):
         return tuple(str(x) for x in c if x is not None), True
 
 
-def lambda_params(head: str) -> tuple[str, ...]:
-    """The parameters of a `(x, *rest) =>` head, as written (`*` kept)."""
-    inner = head[head.index("(") + 1 : head.rindex(")")]
-    return tuple(p.strip() for p in inner.split(",") if p.strip())
-
-
-def _unquote(tok: Token | str) -> str:
-    body = str(tok)[1:-1]
-    return body.replace('\\"', '"').replace("\\\\", "\\")
-
-
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse a whole .ssn file; raises SsnSyntaxError with a positioned diagnostic. The
     last few parses of texts up to 256 KB are kept (the AST is frozen): a language server
@@ -306,6 +295,9 @@ def _parse_kept(text: str, file: str) -> ast.Program:
 def _build(text: str, file: str, start: str) -> Any:
     text = normalize_line_ends(text)  # the lexer and every position count `\n` alone
     _check_brackets(text, file)
+    built = descent.parse(text, file, start)  # the fast path; lark decides what it leaves
+    if built is not None:
+        return built
     tree = _parse_tree(text, file, start)
     _check_nesting(tree, file)
     try:
