@@ -212,8 +212,9 @@ class NodeBuilder:
         index = self.made  # across body graphs too, so names never collide
         self.made += 1
         name = f"#{index}"
-        full = {**attrs, **{k: v for k, v in op.defaults().items() if k not in attrs}}
-        self.nodes.append(make_node(name=name, op=op.name, attrs=full if op.source else attrs,
+        if op.source:  # a parameter or an input records every attribute
+            attrs = {**attrs, **{k: v for k, v in op.defaults().items() if k not in attrs}}
+        self.nodes.append(make_node(name=name, op=op.name, attrs=attrs,
                                     inputs=tuple(inputs), scope=self.current, span=span,
                                     index=index, **extra))
         return name

@@ -6,7 +6,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -79,9 +80,9 @@ class Node:
         directly: passes evolve every node, and `dataclasses.replace` re-runs `__init__`."""
         if "attrs" in changes:
             changes["attrs"] = MappingProxyType(dict(changes["attrs"]))
-        unknown = changes.keys() - _NODE_FIELDS
-        if unknown:
-            raise TypeError(f"Node has no field {sorted(unknown)[0]!r}")
+        if not _NODE_FIELDS.issuperset(changes):
+            unknown = sorted(changes.keys() - _NODE_FIELDS)
+            raise TypeError(f"Node has no field {unknown[0]!r}")
         new = object.__new__(Node)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)
@@ -112,6 +113,9 @@ class Node:
 
 
 _NODE_FIELDS = frozenset(f.name for f in fields(Node))
+_REQUIRED = frozenset(f.name for f in fields(Node) if f.default is MISSING)
+_PROTOTYPE = Node(name="", op="", attrs=MappingProxyType({}), inputs=(), scope=0,
+                  span=Span.unknown(), index=0)
 
 
 def op_call(node: Node, inputs: Sequence[Node]) -> OpCall:
@@ -127,9 +131,17 @@ def _tuple_valued(node: Node) -> bool:
 
 
 def make_node(**fields: Any) -> Node:
-    """Build a node, freezing its attribute mapping."""
+    """Build a node, freezing its attribute mapping. Fills the record directly, as `evolve`
+    does (elaboration makes every node here, and the dataclass `__init__` costs twice as
+    much); `Node(...)` itself makes the same record."""
     fields["attrs"] = MappingProxyType(dict(fields.get("attrs", {})))
-    return Node(**fields)
+    if not fields.keys() >= _REQUIRED or not fields.keys() <= _NODE_FIELDS:
+        return Node(**fields)  # its own error for a field missing or unknown
+    new = object.__new__(Node)
+    record = new.__dict__
+    record.update(_PROTOTYPE.__dict__)  # so the records share the class's key table
+    record.update(fields)
+    return new
 
 
 @dataclass(frozen=True)
@@ -251,10 +263,12 @@ class Graph:
         return [] if node.body is None else [
             c for c in captures(node.body) if c in self.nodes_by_name]
 
-    def sources(self, node: Node) -> list[str]:
+    def sources(self, node: Node) -> tuple[str, ...]:
         """The values ``node`` reads, in port order: its inputs, weights, and what its body
         reads from this graph (the edges into it)."""
-        return [*node.inputs, *node.weights, *self._captured(node)]
+        if node.body is None:
+            return node.inputs + node.weights
+        return (*node.inputs, *node.weights, *self._captured(node))
 
     @staticmethod
     def build(model: str, nodes: Iterable[Node], scopes: Mapping[int, Scope],
@@ -274,7 +288,9 @@ class Graph:
 
     def derive(self, *, nodes: Iterable[Node] | None = None, **changes: Any) -> Graph:
         """This graph with some fields changed (``nodes`` as records, in creation order): the
-        one way to make a changed graph. Caches and the networkx view start afresh."""
+        one way to make a changed graph. Caches and the networkx view start afresh, except
+        the order and the consumers where every node reads what it read (a pass that only
+        annotates nodes, as tagging and typing do)."""
         if nodes is not None:
             changes["nodes_by_name"] = {n.name: n for n in nodes}
         for key in ("inputs", "outputs", "output_names"):
@@ -282,7 +298,25 @@ class Graph:
                 changes[key] = tuple(changes[key])
         changes.setdefault("full", None)
         changes.setdefault("warnings", ())
-        return replace(self, **changes)
+        made = replace(self, **changes)
+        if nodes is not None and self._order is not None and self._same_edges(made):
+            made._order = [made.nodes_by_name[n.name] for n in self._order]
+            made._consumers = self._consumers
+        return made
+
+    def _same_edges(self, other: Graph) -> bool:
+        """Whether ``other`` has this graph's nodes, by name and creation index, each
+        reading the same values (no bodies, whose captures would need a look inside)."""
+        if len(other.nodes_by_name) != len(self.nodes_by_name):
+            return False
+        mine = self.nodes_by_name.get
+        for name, node in other.nodes_by_name.items():
+            old = mine(name)
+            if (old is None or old.index != node.index or old.inputs != node.inputs
+                    or old.weights != node.weights or old.body is not None
+                    or node.body is not None):
+                return False
+        return True
 
     def with_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> Graph:
         """A new graph with these nodes, same scopes and inputs."""
@@ -351,9 +385,9 @@ class Graph:
         the graph has where there is a cycle. Where every node reads only nodes made before
         it (as elaboration makes them), that is creation order."""
         made = {n.name: n.index for n in self.nodes_by_name.values()}
-        if all(made.get(s, -1) < n.index for n in self.nodes_by_name.values()
-               for s in self.sources(n)):
-            return sorted(self.nodes_by_name.values(), key=lambda n: n.index)
+        get, sources = made.get, self.sources
+        if all(get(s, -1) < n.index for n in self.nodes_by_name.values() for s in sources(n)):
+            return sorted(self.nodes_by_name.values(), key=attrgetter("index"))
         waiting = {n.name: sum(1 for s in self.sources(n) if s in self.nodes_by_name)
                    for n in self.nodes_by_name.values()}
         ready = [(n.index, i, n.name) for i, n in enumerate(self.nodes_by_name.values())
@@ -376,9 +410,14 @@ class Graph:
         then port (computed once)."""
         if self._consumers is None:
             found: dict[str, list[tuple[str, int]]] = {}
-            for node in sorted(self.nodes_by_name.values(), key=lambda n: n.index):
+            for node in sorted(self.nodes_by_name.values(), key=attrgetter("index")):
+                name = node.name
                 for port, src in enumerate(self.sources(node)):
-                    found.setdefault(src, []).append((node.name, port))
+                    readers = found.get(src)
+                    if readers is None:
+                        found[src] = [(name, port)]
+                    else:
+                        readers.append((name, port))
             self._consumers = found
         return self._consumers
 
@@ -527,7 +566,9 @@ class Graph:
                 problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
             if name not in self.nodes_by_name:
                 problems.append(f"graph input/output `{name}` does not exist")
-        if len(self._sorted()) < len(self.nodes_by_name):
+        try:
+            self.order()
+        except ValueError:
             problems.append("the graph has a cycle: " + " -> ".join(
                 str(e[0]) for e in nx.find_cycle(self.nx)))
         where = within or f"model `{self.model}`"
@@ -549,13 +590,14 @@ class Graph:
         op = OPS.get(node.op)
         if op is None:
             return [f"{node.name}: unknown op `{node.op}`"]
+        names = self.nodes_by_name
         if op.arity is not None and len(node.inputs) != op.arity:
             problems.append(f"{node.name}: {node.op} takes {op.arity} inputs, "
                             f"has {len(node.inputs)}")
         if op.arity is None and not node.inputs:
             problems.append(f"{node.name}: {node.op} has no inputs")
         for src in node.inputs:
-            if src not in self.nodes_by_name and src not in outer:
+            if src not in names and src not in outer:
                 problems.append(f"{node.name}: input `{src}` does not exist")
         if (op.body is None) != (node.body is None):
             problems.append(f"{node.name}: {node.op} " + (
@@ -563,25 +605,26 @@ class Graph:
         if node.input_columns and len(node.input_columns) != len(node.inputs):
             problems.append(f"{node.name}: input_columns does not match inputs")
         for w in node.weights:
-            if w not in self.nodes_by_name and w not in outer:
+            if w not in names and w not in outer:
                 problems.append(f"{node.name}: weight `{w}` does not exist")
-        if node.is_param:
-            ports = self.consumers(node.name)
+        if op.stored:  # a parameter
+            ports = self._consumer_map().get(node.name, ())
             if not ports or (owned(node) and any(
-                    port < len(self.nodes_by_name[dst].inputs) for dst, port in ports)):
+                    port < len(names[dst].inputs) for dst, port in ports)):
                 problems.append(f"{node.name}: a parameter must be read, and (unless a "
                                 "`param` value) only on weight ports")
-        if node.shape is not None and not node.is_param:
-            want = OPS[node.op].weights(node.attrs)
+        if node.shape is not None and not op.stored:
+            want = op.weights(node.attrs)
             if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):
                 problems.append(f"{node.name}: weights {node.weights} do not match the "
                                 f"ports {want}")
             for p, w in zip(node.params, node.weights, strict=False):
-                got = self.nodes_by_name.get(w)
+                got = names.get(w)
                 if got is not None and got.shape != p.shape:
                     problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
                                     f"needs {p.shape}")
-        problems += self._tuple_problems(node)
+        if op.tuple_valued or op.projects:
+            problems += self._tuple_problems(node)
         if node.shape is not None and any(isinstance(d, int) and d <= 0
                                           for d in node.shape):
             problems.append(f"{node.name}: empty shape {node.shape}")

@@ -7,6 +7,7 @@ import keyword
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from .axes import (
@@ -541,17 +542,26 @@ def sliding_axes(x: Shape, what: str) -> tuple[int, tuple[int, ...]]:
     """The channel axis of ``x`` and the 1 to 3 spatial or time axes a convolution or a
     pool slides over: [N, C, ...] (channels first) or [N, ..., C] (channels last, as a
     sequence [N, T, C] is)."""
-    roles = roles_of(x)
-    sliding = tuple(i for i, r in enumerate(roles) if r in SLIDING)
-    channels = [i for i, r in enumerate(roles) if r == CHANNEL]
-    if (roles[:1] != BATCH or len(channels) != 1 or not 1 <= len(sliding) <= 3
-            or len(roles) != 2 + len(sliding) or channels[0] not in (1, len(roles) - 1)):
+    found = _sliding(roles_of(x))
+    if found is None:
         raise ShapeMismatch(
             f"{what} reads a batch axis, a channel axis and 1 to 3 spatial or time axes "
             f"([N, C, L]{{NCL}}, [N, C, H, W]{{NCHW}}, [N, C, D, H, W]{{NCDHW}}, "
             f"[N, T, C]{{NTC}}), got {fmt_shape(x)}", inputs=(0,),
-            hint="`permute` the axes into such a layout" if len(roles) > 2
+            hint="`permute` the axes into such a layout" if len(x) > 2
             else "a flat [N, C] has nothing to slide over")
+    return found
+
+
+@cache
+def _sliding(roles: str) -> tuple[int, tuple[int, ...]] | None:
+    """`sliding_axes` by roles alone (None: not a layout a sliding op reads), worked out
+    once per layout: a convolution asks for it a dozen times."""
+    sliding = tuple(i for i, r in enumerate(roles) if r in SLIDING)
+    channels = [i for i, r in enumerate(roles) if r == CHANNEL]
+    if (roles[:1] != BATCH or len(channels) != 1 or not 1 <= len(sliding) <= 3
+            or len(roles) != 2 + len(sliding) or channels[0] not in (1, len(roles) - 1)):
+        return None
     return channels[0], sliding
 
 

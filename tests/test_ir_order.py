@@ -62,3 +62,46 @@ def test_elaboration_builds_no_networkx_view() -> None:
     model = ssnc.load(SPECS / "fractalnet.ssn").model(C=3, classes=10)
     assert model.ir._nx is None
     assert model.graph.number_of_nodes() == len(model.ir)  # built when asked for
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags(), st.data())
+def test_a_derived_graph_keeps_the_order_only_while_edges_stay(graph: Graph,
+                                                               data: st.DataObject) -> None:
+    """A pass that only annotates nodes keeps the order it was given; one that moves an
+    edge gets a fresh one, equal to what a graph built from scratch computes."""
+    graph.order()
+    tagged = graph.derive(nodes=[n.evolve(column=1) for n in graph.nodes_by_name.values()])
+    assert tagged._order is not None  # carried over
+    assert [n.column for n in tagged.order()] == [1] * len(graph)
+    assert ([n.name for n in tagged.order()]
+            == [n.name for n in Graph.build("m", tagged.nodes_by_name.values(), graph.scopes,
+                                            (), ()).order()])
+    names = list(graph.nodes_by_name)
+    first = min(graph.nodes_by_name.values(), key=lambda n: n.index).name
+    moved = data.draw(st.sampled_from(names))
+    rewired = graph.derive(nodes=[n.evolve(inputs=()) if n.name == moved else n
+                                  for n in graph.nodes_by_name.values()])
+    if graph[moved].inputs:
+        assert rewired._order is None  # computed afresh
+    assert rewired._consumer_map().get(first, []) == [
+        (c, p) for c, p in graph._consumer_map().get(first, []) if c != moved]
+
+
+def test_made_nodes_share_the_key_table_of_the_records() -> None:
+    """make_node fills records as the dataclass does: a node's fields cost one shared key
+    table, not a dict of their own each (elaboration makes tens of thousands)."""
+    import sys
+    from types import MappingProxyType
+
+    from ssnc.compiler.ir import Node
+
+    made = make_node(name="a", op="relu", attrs={}, inputs=("x",), scope=0,
+                     span=Span.unknown(), index=1)
+    plain = Node(name="a", op="relu", attrs=MappingProxyType({}), inputs=("x",), scope=0,
+                 span=Span.unknown(), index=1)
+    assert made == plain
+    assert sys.getsizeof(made.__dict__) == sys.getsizeof(plain.__dict__)
+    assert sys.getsizeof(made.evolve(shape=(1,)).__dict__) == sys.getsizeof(plain.__dict__)
+    with pytest.raises(TypeError):
+        make_node(name="a", op="relu", attrs={}, inputs=(), scope=0, span=Span.unknown())

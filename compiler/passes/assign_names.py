@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from ...base.diagnostics import E_DUPLICATE, Note, error
 from ..ir import Graph, Node, numbered_name, owned, walk
-from .tag_columns import base_key, structural_scopes
+from .tag_columns import BaseMemo, base_key, structural_scopes
 
 # A raw segment: (text, identity, numbering). Identities tell apart siblings with one text;
 # numbering is True (numbered among siblings that share the text, when there are several),
@@ -42,12 +42,11 @@ def assign_names(graph: Graph) -> Graph:
     for name, given in zip(graph.inputs, graph.input_names, strict=False):
         raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
     final: dict[str, list[str]] = {n.name: [] for n in order}
-    legacy: dict[str, list[str]] = {n.name: [] for n in order}
     depth = max(len(p) for p in raw.values())
     prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
     at = dict.fromkeys(final, 0)  # each node's final path so far, as its prefix's id
     active = [n.name for n in order]
-    differs = False  # whether any name was different before 0.2
+    before: dict[str, dict[int, str]] = {}  # segments that were different before 0.2
     for level in range(depth):
         active = [name for name in active if level < len(raw[name])]
         # siblings' identities in order of first appearance -> their 1-based numbers
@@ -62,10 +61,10 @@ def assign_names(graph: Graph) -> Graph:
         for name, text, ident, numbered, idents in seen:
             number = (numbered if numbered is not True else
                       idents[ident] if len(idents) > 1 else None) or None
-            segment = numbered_name(text, number)
+            segment = text if number is None else numbered_name(text, number)
             final[name].append(segment)
-            legacy[name].append(numbered_name(text, number, legacy=True))
-            differs = differs or legacy[name][-1] != segment
+            if number is not None and text[-1:].isdigit():
+                before.setdefault(name, {})[level] = numbered_name(text, number, legacy=True)
             at[name] = prefix.setdefault((at[name], segment), len(prefix) + 1)
 
     scopes = {parent for parent, _ in prefix}  # the prefixes that have a segment after them
@@ -74,13 +73,17 @@ def assign_names(graph: Graph) -> Graph:
     _check_input_names(graph, names)
     params = [n for n in graph.all_nodes().values() if owned(n)]
     tables = [names]
+    differs = bool(before)  # whether any name was different before 0.2
     if differs:
-        before = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
-        tables.append(before)
+        legacy = {old: [before.get(old, {}).get(level, segment)
+                        for level, segment in enumerate(path)] for old, path in final.items()}
+        old_names = _unique({old: ".".join(p) for old, p in legacy.items()}, legacy)
+        tables.append(old_names)
     for table in tables:  # a parameter is named by its first reader and its port
         table.update((n.name, f"{table[graph.first_reader(n.name).name]}.{n.attrs['role']}")
                      for n in params)
-    aliases = {before[k]: names[k] for k in names if before[k] != names[k]} if differs else {}
+    aliases = ({old_names[k]: names[k] for k in names if old_names[k] != names[k]}
+               if differs else {})
     renamed = graph.map_nodes(lambda n: n.evolve(
         name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
         weights=tuple(names[w] for w in n.weights)), names)
@@ -134,10 +137,11 @@ def _base_ranks(graph: Graph, order: list[Node],
     the instances with that label along the column (`unit4`, `pool1`), and key."""
     seen: dict[tuple[int, int, str], dict[object, int]] = {}
     out: dict[str, _Rank] = {}
+    memo: BaseMemo = {}
     for node in order:
         if node.fractal is None or node.column is None:
             continue
-        key = base_key(graph, node, node.fractal, structural[node.fractal])
+        key = base_key(graph, node, node.fractal, structural[node.fractal], memo)
         label = graph.scopes[int(key[1])].rule if key[0] == "scope" else node.op
         keys = seen.setdefault((node.fractal, node.column, label), {})
         out[node.name] = (label, keys.setdefault(key, len(keys) + 1), key)

@@ -87,7 +87,7 @@ def _columns(graph: Graph, join: Node, depth: dict[str, int]) -> bool:
     floor = min(depth[i] for i in inputs)  # below it no node is, or leads from, an input
     seen: set[str] = set()
     for start in inputs:
-        stack = graph.sources(graph[start])
+        stack = list(graph.sources(graph[start]))
         while stack:
             name = stack.pop()
             if name in inputs:
@@ -138,11 +138,12 @@ def _member_positions(graph: Graph, members: list[Node], column: dict[str, int |
     positions: dict[tuple[int, tuple[str, int | str]], int] = {}
     count: dict[int, int] = defaultdict(int)  # instances met so far along each column
     position: dict[str, int] = {}
+    memo: BaseMemo = {}
     for n in members:
         c = column.get(n.name)
         if c is None:
             continue
-        key = (c, base_key(graph, n, block, structural))
+        key = (c, base_key(graph, n, block, structural, memo))
         if key not in positions:
             count[c] += 1
             positions[key] = count[c]
@@ -195,17 +196,33 @@ def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
     return out
 
 
-def base_key(graph: Graph, node: Node, block: int,
-             structural: set[int]) -> tuple[str, int | str]:
+BaseMemo = dict[tuple[int, int], int | None]
+
+
+def base_key(graph: Graph, node: Node, block: int, structural: set[int],
+             memo: BaseMemo | None = None) -> tuple[str, int | str]:
     """The base instance a node belongs to: the first non-structural scope below the last
-    structural one on its path, or the node itself when a structural scope made it."""
-    chain = [s.id for s in graph.scope_path(node.scope)]
+    structural one on its path, or the node itself when a structural scope made it.
+    ``memo`` keeps the answer for each scope (the nodes of one scope share it)."""
+    key = (node.scope, block)
+    if memo is not None and key in memo:
+        base = memo[key]
+    else:
+        base = _base_scope(graph, node.scope, block, structural)
+        if memo is not None:
+            memo[key] = base
+    return ("node", node.name) if base is None else ("scope", base)
+
+
+def _base_scope(graph: Graph, scope: int, block: int, structural: set[int]) -> int | None:
+    """`base_key`'s scope, for the nodes of ``scope`` (None: each node is its own base)."""
+    chain = [s.id for s in graph.scope_path(scope)]
     chain = chain[chain.index(block):]
     last = max(i for i, s in enumerate(chain) if s in structural or s == block)
     if last + 1 >= len(chain):
-        return ("node", node.name)
+        return None
     base = chain[last + 1]
     if graph.scopes[base].transparent and last + 2 < len(chain) \
             and graph.scope_children(base) == (chain[last + 2],):
         base = chain[last + 2]  # a rule call passed as the base: named by its rule
-    return ("scope", base)
+    return base
