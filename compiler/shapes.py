@@ -19,7 +19,17 @@ from ..base.diagnostics import (
 )
 from .axes import Axes, roles_of
 from .ir import Graph, Node, Scope, owned
-from .ops import ANY_DTYPE, DTYPE_WORDS, OPS, OpDecl, ParamSpec, Shape, ShapeMismatch, fmt_shape
+from .ops import (
+    ANY_DTYPE,
+    DTYPE_WORDS,
+    OPS,
+    AttrValue,
+    OpDecl,
+    ParamSpec,
+    Shape,
+    ShapeMismatch,
+    fmt_shape,
+)
 from .plugins import plugin_fault
 
 FirstReader = Callable[[str], Node]
@@ -80,9 +90,7 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
         else:
             shape = op.shape(shapes, node.attrs)  # type: ignore[arg-type]
         params = op.params(shapes, node.attrs)  # type: ignore[arg-type]
-        attrs = dict(node.attrs)
-        if op.concrete is not None:
-            attrs.update(op.concrete(shapes, attrs))  # type: ignore[arg-type]
+        attrs = _concrete(op, shapes, node.attrs)  # type: ignore[arg-type]
     except ShapeMismatch as exc:
         raise error(E_SHAPE, exc.message, node.span,
                     notes=_producers(inputs, exc.inputs), hint=exc.hint) from None
@@ -112,8 +120,22 @@ def type_node(node: Node, done: dict[str, Node], first_reader: FirstReader,
                         notes=[Note(f"first used here, on {fmt_shape(first_shape)}",
                                     owner.span)],
                         hint="a shared block must see the same input shape at every use")
+    changes = {} if attrs is node.attrs else {"attrs": attrs}  # unchanged: shared as it is
     done[node.name] = node.evolve(shape=shape, dtype=dtype, params=params, body=body,
-                                  outputs=several, attrs=attrs)
+                                  outputs=several, **changes)
+
+
+def _concrete(op: OpDecl, shapes: list[Shape], attrs: Mapping[str, AttrValue]
+              ) -> Mapping[str, AttrValue]:
+    """``attrs`` with no default left to work out (`OpDecl.concrete`); the same mapping
+    where that changes nothing, so that the node keeps it rather than a copy."""
+    if op.concrete is None:
+        return attrs
+    concrete = op.concrete(shapes, attrs)
+    if all(k in attrs and type(attrs[k]) is type(v) and attrs[k] == v
+           for k, v in concrete.items()):
+        return attrs
+    return {**attrs, **concrete}
 
 
 def _check_dtypes(node: Node, op: OpDecl, inputs: list[Node]) -> None:

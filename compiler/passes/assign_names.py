@@ -15,8 +15,6 @@ where it is named by its parameter (`fractal.col3.base2.conv` for `fractal(3, co
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from ...base.diagnostics import E_DUPLICATE, Note, error
 from ..ir import Graph, Node, numbered_name, owned, walk
 from .tag_columns import BaseMemo, base_key, structural_scopes
@@ -41,32 +39,7 @@ def assign_names(graph: Graph) -> Graph:
     raw = {n.name: _raw_path(graph, n, join_rank, base_rank) for n in order}
     for name, given in zip(graph.inputs, graph.input_names, strict=False):
         raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
-    final: dict[str, list[str]] = {n.name: [] for n in order}
-    depth = max(len(p) for p in raw.values())
-    prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
-    at = dict.fromkeys(final, 0)  # each node's final path so far, as its prefix's id
-    active = [n.name for n in order]
-    before: dict[str, dict[int, str]] = {}  # segments that were different before 0.2
-    for level in range(depth):
-        active = [name for name in active if level < len(raw[name])]
-        # siblings' identities in order of first appearance -> their 1-based numbers
-        groups: dict[tuple[int, str], dict[object, int]] = defaultdict(dict)
-        seen = []
-        for name in active:
-            text, ident, numbered = raw[name][level]
-            idents = groups[(at[name], text)]
-            if numbered is True and ident not in idents:
-                idents[ident] = len(idents) + 1
-            seen.append((name, text, ident, numbered, idents))
-        for name, text, ident, numbered, idents in seen:
-            number = (numbered if numbered is not True else
-                      idents[ident] if len(idents) > 1 else None) or None
-            segment = text if number is None else numbered_name(text, number)
-            final[name].append(segment)
-            if number is not None and text[-1:].isdigit():
-                before.setdefault(name, {})[level] = numbered_name(text, number, legacy=True)
-            at[name] = prefix.setdefault((at[name], segment), len(prefix) + 1)
-
+    final, at, prefix, before = _segments(raw)
     scopes = {parent for parent, _ in prefix}  # the prefixes that have a segment after them
     names = _unique({old: ".".join(p) for old, p in final.items()}, final,
                     {old for old in final if at[old] in scopes})
@@ -84,10 +57,48 @@ def assign_names(graph: Graph) -> Graph:
                      for n in params)
     aliases = ({old_names[k]: names[k] for k in names if old_names[k] != names[k]}
                if differs else {})
+    rename = names.__getitem__
     renamed = graph.map_nodes(lambda n: n.evolve(
-        name=names[n.name], inputs=tuple(names[i] for i in n.inputs),
-        weights=tuple(names[w] for w in n.weights)), names)
+        name=names[n.name], inputs=tuple(map(rename, n.inputs)),
+        weights=tuple(map(rename, n.weights))), names)
     return renamed.derive(aliases=aliases)
+
+
+def _segments(raw: dict[str, list[_Segment]]) -> tuple[
+        dict[str, list[str]], dict[str, int], dict[tuple[int, str], int],
+        dict[str, dict[int, str]]]:
+    """Each node's final segments, level by level: a segment is numbered among the siblings
+    under one prefix that share its text. Also each node's path as a prefix id, the
+    prefixes ((parent's id, segment) -> id) and the segments that differed before 0.2."""
+    keys = list(raw)  # the nodes by position: lists, not dicts keyed by name, in the loop
+    paths = list(raw.values())
+    final: list[list[str]] = [[] for _ in keys]
+    at = [0] * len(keys)  # each node's final path so far, as its prefix's id
+    prefix: dict[tuple[int, str], int] = {}  # (parent's prefix, segment) -> a prefix's id
+    before: dict[str, dict[int, str]] = {}
+    active = list(range(len(keys)))
+    for level in range(max(map(len, paths), default=0)):
+        active = [i for i in active if level < len(paths[i])]
+        # siblings' identities in order of first appearance -> their 1-based numbers
+        groups: dict[tuple[int, str], dict[object, int]] = {}
+        seen = []
+        for i in active:
+            text, ident, numbered = paths[i][level]
+            idents = groups.get((at[i], text))
+            if idents is None:
+                idents = groups[(at[i], text)] = {}
+            if numbered is True and ident not in idents:
+                idents[ident] = len(idents) + 1
+            seen.append((i, text, ident, numbered, idents))
+        for i, text, ident, numbered, idents in seen:
+            number = (numbered if numbered is not True else
+                      idents[ident] if len(idents) > 1 else None) or None
+            segment = text if number is None else numbered_name(text, number)
+            final[i].append(segment)
+            if number is not None and text[-1:].isdigit():
+                before.setdefault(keys[i], {})[level] = numbered_name(text, number, legacy=True)
+            at[i] = prefix.setdefault((at[i], segment), len(prefix) + 1)
+    return dict(zip(keys, final, strict=True)), dict(zip(keys, at, strict=True)), prefix, before
 
 
 def _unique(names: dict[str, str], final: dict[str, list[str]],

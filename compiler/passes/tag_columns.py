@@ -26,9 +26,16 @@ def tag_columns(graph: Graph) -> Graph:
     for node in graph.order():
         nodes_in[node.scope].append(node)
 
+    blocks = _fractal_blocks(graph, nodes_in)
+    block_of = {sid: block for block in blocks for sid in graph.subtree(block)}
+    members: dict[int, list[Node]] = {block: [] for block in blocks}
+    for node in graph.order():  # one sweep: a `param` value is in the column that reads it
+        block = block_of.get(node.scope)
+        if block is not None and (not node.is_source or (node.is_param and not owned(node))):
+            members[block].append(node)
     updates: dict[str, Node] = {}
-    for block in _fractal_blocks(graph, nodes_in):
-        updates.update(_tag_block(graph, block))
+    for block in blocks:
+        updates.update(_tag_block(graph, block, members[block]))
     if not updates:
         return graph
     return graph.with_nodes(updates.get(n.name, n) for n in graph.nodes_by_name.values())
@@ -151,11 +158,9 @@ def _member_positions(graph: Graph, members: list[Node], column: dict[str, int |
     return position
 
 
-def _tag_block(graph: Graph, block: int) -> dict[str, Node]:
-    sub = set(graph.subtree(block))
+def _tag_block(graph: Graph, block: int, members: list[Node]) -> dict[str, Node]:
+    """The tagged ``members`` of fractal ``block`` (its nodes, in order), by name."""
     structural = structural_scopes(graph, block)
-    members = [n for n in graph.order()  # a `param` value is in the column that reads it
-               if n.scope in sub and (not n.is_source or (n.is_param and not owned(n)))]
     inside = {n.name for n in members}
     joins = [n for n in members if OPS[n.op].is_join and n.scope in structural]
     width = max(len(j.inputs) for j in joins)
