@@ -68,10 +68,7 @@ def walk(node: Any) -> list[Any]:
     while stack:
         n = stack.pop()
         out.append(n)
-        for name in type(n).model_fields:
-            value = getattr(n, name)
-            stack += [v for v in (value if isinstance(value, tuple) else (value,))
-                      if isinstance(v, ast.Node)]
+        stack += ast.children(n)
     return out
 
 
@@ -91,10 +88,7 @@ def uses(expr: Any, name: str) -> list[Span]:
             continue
         if isinstance(n, ast.Lambda) and name in n.params:
             continue
-        for field_name in type(n).model_fields:
-            value = getattr(n, field_name)
-            stack += [v for v in (value if isinstance(value, tuple) else (value,))
-                      if isinstance(v, ast.Node)]
+        stack += ast.children(n)
     return sorted(out, key=lambda sp: (sp.line, sp.col))
 
 

@@ -4,7 +4,7 @@ All problems in the file are collected and reported together."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..base.diagnostics import (
     E_DUPLICATE,
@@ -214,15 +214,10 @@ def _wants_number(parent: ast.Expr, child: ast.Expr, number: bool) -> bool:
     return number and isinstance(parent, ast.BinOp | ast.Neg)
 
 
-def _children(expr: ast.Expr) -> Iterator[ast.Expr]:
-    for field in type(expr).model_fields:
-        value = getattr(expr, field)
-        items = value if isinstance(value, tuple) else (value,)
-        for v in items:
-            if isinstance(v, ast.Keyword):
-                yield v.value
-            elif isinstance(v, ast.Node) and not isinstance(v, ast.Param):
-                yield v  # type: ignore[misc]
+def _children(expr: ast.Expr) -> list[ast.Expr]:
+    """The expressions directly inside ``expr`` (a keyword argument's value, a clause)."""
+    return [v.value if isinstance(v, ast.Keyword) else v  # type: ignore[misc]
+            for v in ast.children(expr) if not isinstance(v, ast.Param)]
 
 
 def _calls(expr: ast.Expr, name: str) -> list[ast.Expr]:

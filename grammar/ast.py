@@ -6,7 +6,8 @@ Class names follow the grammar's rules (``if_expr`` -> ``If``, ``list_comp`` -> 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, Union
+from functools import cache
+from typing import Any, Literal, TypeVar, Union, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -277,6 +278,31 @@ def maker(cls: type[M]) -> Callable[[dict[str, Any]], M]:
         return obj
 
     return make
+
+
+def children(node: Node) -> list[Node]:
+    """The AST nodes directly inside ``node`` (expressions, parameters, keywords, clauses,
+    types, items), in field order: what every walk over the tree reads."""
+    out: list[Node] = []
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, tuple):
+            out += value
+        elif value is not None:
+            out.append(value)
+    return out
+
+
+@cache
+def _child_fields(cls: type[Node]) -> tuple[str, ...]:
+    """The fields of ``cls`` that can hold nodes (not its spans, names or numbers)."""
+    return tuple(name for name, f in cls.model_fields.items() if _holds_nodes(f.annotation))
+
+
+def _holds_nodes(annotation: Any) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, Node)
+    return any(_holds_nodes(a) for a in get_args(annotation))
 
 
 def strip_spans(node: Any) -> Any:

@@ -233,3 +233,29 @@ def test_expression_soup_elaborates_or_diagnoses(tokens: list[str]) -> None:
     else:
         model.ir.verify()
         assert all(n.shape is not None for n in model.ir)
+
+
+def test_children_are_every_node_a_field_holds() -> None:
+    """`ast.children` reads only the fields that can hold nodes; it finds what a walk over
+    every field finds, on every shipped spec (all node kinds)."""
+    from pydantic import BaseModel
+
+    from tests.conftest import SPECS
+
+    def every_field(node: ast.Node) -> list[ast.Node]:
+        out: list[ast.Node] = []
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            out += [v for v in (value if isinstance(value, tuple) else (value,))
+                    if isinstance(v, ast.Node)]
+        return out
+
+    kinds: set[type[BaseModel]] = set()
+    for path in sorted(SPECS.glob("*.ssn")):
+        stack: list[ast.Node] = [parse(path.read_text(), path.name)]
+        while stack:
+            node = stack.pop()
+            kinds.add(type(node))
+            assert ast.children(node) == every_field(node), (path.name, type(node))
+            stack += ast.children(node)
+    assert {ast.Call, ast.Lambda, ast.ListComp, ast.CompFor, ast.Model, ast.Param} <= kinds
