@@ -11,11 +11,12 @@ diagnostic for it is the one users see."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from ..base.diagnostics import MAX_NESTING, Span
+from ..base.diagnostics import MAX_NESTING, Span, SsnError
 from . import ast
-from .literals import lambda_head, number, unquote
+from .literals import lambda_head, number, too_large, unquote
 
 # The terminals of ssn.lark (tests/test_descent.py checks that they are the grammar's), one
 # alternation tried left to right at each position: a lambda head before `(`, `×3` before `×`.
@@ -45,21 +46,64 @@ Parsed = tuple[Any, int, int, int]  # node, first and last token of its containe
 
 
 class _LeftToLarkError(Exception):
-    """The text is not one this parser accepts; lark decides."""
+    """The text is not one this parser accepts; lark decides. ``at``: the token where this
+    parser stopped (None: no one token to blame)."""
+
+    def __init__(self, at: int | None = None):
+        super().__init__(at)
+        self.at = at
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """Where the descent parser stopped in a text it leaves to lark: the token's position
+    (line, col, and offsets of its start and end) and the offset of the item it is in,
+    so that lark can be asked about that item alone (`parser._error_near`)."""
+
+    line: int
+    col: int
+    start: int
+    end: int
+    item: int
+    eof: bool  # stopped at the end of the text
 
 
 def parse(text: str, file: str, start: str) -> Any:
     """The AST lark's path would build for ``text`` (normalised line ends, brackets checked),
-    or None where this parser leaves the text to lark."""
+    or, where this parser leaves the text to lark, where it stopped (`Stuck`) or None. An
+    integer too large raises lark's path's diagnostic, once the whole text has parsed (a
+    syntax error, anywhere, comes first there: then lark reports it)."""
     toks = tokens(text)
     if toks is None:
         return None
     parser = _Parser(toks, file)
     try:
         node, depth = parser.program() if start == "start" else parser.value()
-    except (_LeftToLarkError, RecursionError):
+    except _LeftToLarkError as exc:
+        if exc.at is None:
+            return None
+        # an item's first token is read in the state after the items before it: lark is
+        # given the item before too (the state after one item is that after any number)
+        item = parser.before if exc.at == parser.item and parser.before >= 0 else parser.item
+        return _stuck(text, toks, exc.at, item)
+    except RecursionError:
         return None
-    return node if depth <= MAX_NESTING else None
+    if depth > MAX_NESTING:
+        return None
+    if parser.fault is not None:
+        raise parser.fault.with_sources({file: text})
+    return node
+
+
+def _stuck(text: str, toks: list[Token], at: int, item: int) -> Stuck:
+    """Token ``at`` and the start of token ``item`` as a `Stuck` (offsets from lines)."""
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    kind, value, line, col = toks[at][:4]
+    offset = starts[line - 1] + col - 1 if kind != "$END" else len(text)
+    first = toks[item]
+    return Stuck(line, col, offset, offset + len(value),
+                 starts[first[2] - 1] + first[3] - 1 if first[0] != "$END" else len(text),
+                 kind == "$END")
 
 
 def tokens(text: str) -> list[Token] | None:
@@ -116,6 +160,9 @@ class _Parser:
         self.t = toks
         self.i = 0
         self.file = file
+        self.fault: SsnError | None = None  # the first integer too large, as ToAst's
+        self.item = 0  # the token where the item being parsed starts
+        self.before = -1  # and where the one before it started (-1: none)
 
     # -------------------------------------------------------------- helpers
 
@@ -129,7 +176,7 @@ class _Parser:
         """The index of the next token, which must be ``kind``."""
         i = self.i
         if self.t[i][0] != kind:
-            raise _LeftToLarkError
+            raise _LeftToLarkError(i)
         self.i = i + 1
         return i
 
@@ -147,6 +194,7 @@ class _Parser:
         first = last = -1
         while t[self.i][0] != "$END":
             kind, s = t[self.i][0], self.i
+            self.before, self.item = (self.item if items else -1), s
             item: ast.Item
             if kind == "def":
                 item, d = self.definition()
@@ -158,7 +206,7 @@ class _Parser:
                 item, d = _MAKE["Import"]({"span": self.span(s, path),
                                            "path": unquote(t[path][1])}), 1
             else:
-                raise _LeftToLarkError
+                raise _LeftToLarkError(s)
             first = s if first < 0 else first
             last, depth = self.i - 1, max(depth, d)
             items.append(item)
@@ -266,7 +314,7 @@ class _Parser:
         if kind == "LAMBDA":
             head = lambda_head(t[s][1])
             if head is None:
-                raise _LeftToLarkError
+                raise _LeftToLarkError  # not a syntax error: lark's transformer says
             self.i += 1
             body, _, ce, d = self.expr()
             node = _MAKE["Lambda"]({"span": self.span(s, ce), "params": head[0], "body": body,
@@ -410,8 +458,9 @@ class _Parser:
             return _MAKE["Name"]({"span": self.span(s, s), "id": text}), s, s, 1
         if kind == "NUMBER":
             value = number(text)
-            if value is None:
-                raise _LeftToLarkError
+            if value is None:  # reported once the text has parsed, where ToAst would
+                self.fault = self.fault or too_large(text, self.span(s, s))
+                value = 0
             return _MAKE["Number"]({"span": self.span(s, s), "value": value}), s, s, 1
         if kind == "(":
             return self.parenthesised(s)
@@ -424,7 +473,7 @@ class _Parser:
             return node, s, s, 1
         if kind == "none":
             return _MAKE["NoneLit"]({"span": self.span(s, s)}), s, s, 1
-        raise _LeftToLarkError
+        raise _LeftToLarkError(s)
 
     def parenthesised(self, s: int) -> Parsed:
         """`( expr )` (the expression, its container the parentheses) or a tuple."""

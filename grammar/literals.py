@@ -3,7 +3,7 @@ transformer and the descent parser read the same text the same way."""
 
 from __future__ import annotations
 
-from ..base.diagnostics import MAX_INT
+from ..base.diagnostics import E_VALUE_LIMIT, MAX_INT, Span, SsnError, error, excerpt
 
 
 def number(text: str) -> int | float | None:
@@ -13,6 +13,13 @@ def number(text: str) -> int | float | None:
     if len(text.lstrip("0")) > len(str(MAX_INT)) or int(text) > MAX_INT:
         return None
     return int(text)
+
+
+def too_large(text: str, span: Span) -> SsnError:
+    """The diagnostic for an integer literal above MAX_INT, at its token."""
+    return error(E_VALUE_LIMIT, f"the integer {excerpt(text)} is too large "
+                 f"({len(text):,} digits)", span,
+                 hint=f"integers in a spec are at most 2**63 - 1 = {MAX_INT:,}")
 
 
 def unquote(text: str) -> str:

@@ -16,8 +16,6 @@ from lark.tree import Meta
 from ..base.diagnostics import (
     E_NESTING,
     E_SYNTAX,
-    E_VALUE_LIMIT,
-    MAX_INT,
     MAX_NESTING,
     Span,
     SsnError,
@@ -28,7 +26,7 @@ from ..base.diagnostics import (
     source_lines,
 )
 from . import ast, descent
-from .literals import lambda_head, number, unquote
+from .literals import lambda_head, number, too_large, unquote
 
 # Friendly names for terminals in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -221,9 +219,7 @@ class ToAst(Transformer[Token, Any]):
         text = str(c[0])
         value = number(text)
         if value is None:
-            raise error(E_VALUE_LIMIT, f"the integer {excerpt(text)} is too large "
-                        f"({len(text):,} digits)", self._span(meta),
-                        hint=f"integers in a spec are at most 2**63 - 1 = {MAX_INT:,}")
+            raise too_large(text, self._span(meta))
         return ast.Number(span=self._span(meta), value=value)
 
     def value(self, c: list[Any]) -> ast.Expr:
@@ -296,7 +292,11 @@ def _build(text: str, file: str, start: str) -> Any:
     text = normalize_line_ends(text)  # the lexer and every position count `\n` alone
     _check_brackets(text, file)
     built = descent.parse(text, file, start)  # the fast path; lark decides what it leaves
-    if built is not None:
+    if isinstance(built, descent.Stuck):
+        near = _error_near(text, file, start, built)
+        if near is not None:
+            raise near
+    elif built is not None:
         return built
     tree = _parse_tree(text, file, start)
     _check_nesting(tree, file)
@@ -313,6 +313,24 @@ def _parse_tree(text: str, file: str, start: str) -> lark.Tree[Token]:
         return _parser().parse(text, start=start)
     except lark.UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
+
+
+def _error_near(text: str, file: str, start: str, stuck: descent.Stuck) -> SsnError | None:
+    """Lark's syntax error where the descent parser stopped, found by lark parsing only the
+    item it stopped in, up to that token (what comes before it blanked, so positions and
+    the parser's state at an item's start are the same): a large file's error costs its
+    item, not the file. None where lark does not stop at that token too (lark reads the
+    text otherwise, as a keyword for a name): then the whole text is lark's."""
+    lines = text.count("\n", 0, stuck.item)
+    blank = "\n" * lines + " " * (stuck.item - text.rfind("\n", 0, stuck.item) - 1)
+    try:
+        _parser().parse(blank + text[stuck.item:stuck.end], start=start)
+    except lark.UnexpectedInput as exc:
+        at_end = isinstance(exc, lark.UnexpectedToken) and exc.token.type == "$END"
+        if at_end == stuck.eof and (at_end or (exc.line, exc.column)
+                                    == (stuck.line, stuck.col)):
+            return _syntax_error(exc, text, file)
+    return None
 
 
 _BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[\[\]()]')

@@ -18,7 +18,7 @@ from ssnc.base.diagnostics import MAX_NESTING, SsnError
 from ssnc.compiler.guard import guarded
 from ssnc.grammar import ast, descent
 from ssnc.grammar.format import format_text
-from ssnc.grammar.parser import _parse_tree, _parser, parse, parse_expr
+from ssnc.grammar.parser import _error_near, _parse_tree, _parser, parse, parse_expr
 from tests.ast_text import format_expr
 from tests.test_parser import TOKENS, _exprs
 
@@ -130,9 +130,16 @@ def test_token_soup_parses_as_lark_parses_it(tokens: list[str], start: str) -> N
     text = " ".join(tokens)
     ours = descent.parse(text, "t.ssn", start)
     theirs = _lark(text, start)
-    if ours is not None:
+    if isinstance(ours, descent.Stuck):  # lark, on the item alone, says what lark says
+        near = _error_near(text, "t.ssn", start, ours)
+        if near is not None:
+            assert isinstance(theirs, SsnError), text
+            assert near.render() == theirs.render(), text
+            return
+    elif ours is not None:
         assert ours == theirs, text
-    elif not isinstance(theirs, Exception):
+        return
+    if not isinstance(theirs, Exception):
         tree = _parse_tree(text, "t.ssn", start)
         names = {str(t) for t in tree.scan_values(lambda v: isinstance(v, lark.Token))
                  if t.type == "NAME"}
@@ -143,20 +150,51 @@ def test_token_soup_parses_as_lark_parses_it(tokens: list[str], start: str) -> N
 
 @pytest.mark.parametrize("text", [
     "def f = a >> >> b",  # a syntax error
-    "def f = 99999999999999999999",  # too large an integer
+    "def f = 99999999999999999999 >> >>",  # too large an integer, then a syntax error
     "def f = (*a, b) => a",  # `*` not on the last parameter
     "def in = 1",  # a keyword as a name: lark's contextual lexer reads it as one
     "def f = $",  # no token
 ])
 def test_what_it_leaves_to_lark(text: str) -> None:
-    assert descent.parse(text, "t.ssn", "start") is None
+    left = descent.parse(text, "t.ssn", "start")
+    assert left is None or isinstance(left, descent.Stuck)
+
+
+@pytest.mark.parametrize("text", [
+    "def f = 99999999999999999999",
+    "def f(a = 2) = [1, 99999999999999999999, 88888888888888888888]",
+    "model m : tensor[3] = (x) => conv(1)(x) * 123456789012345678901234567890",
+])
+def test_an_integer_too_large_is_lark_paths_diagnostic(text: str) -> None:
+    """Raised once the whole text has parsed, at the first such integer, as ToAst does."""
+    with pytest.raises(SsnError) as ours:
+        descent.parse(text, "t.ssn", "start")
+    theirs = _lark(text)
+    assert isinstance(theirs, lark.exceptions.VisitError)
+    assert ours.value.render() == theirs.orig_exc.with_sources({"t.ssn": text}).render()
 
 
 def test_too_deep_goes_to_lark_and_its_diagnostic() -> None:
     deep = "def f = " + "- " * (MAX_NESTING + 5) + "1\n"
-    assert descent.parse(deep, "t.ssn", "start") is None
+    assert guarded(lambda: descent.parse(deep, "t.ssn", "start")) is None
     with pytest.raises(SsnError) as info:
         parse(deep, "deep.ssn")
     assert "nests more than" in info.value.render()
     at_limit = "- " * (MAX_NESTING - 3) + "1"  # neg trees, a number and the `value` root
     assert isinstance(guarded(lambda: parse_expr(at_limit)), ast.Neg)
+
+
+@pytest.mark.parametrize("text", [
+    "def a = relu\n" * 40 + "def f = conv(8) >> >> relu\n" + "def b = relu\n" * 40,
+    "def a = relu\ndef b = (conv(8)\ndef c = relu\n",
+    "def a = relu\n)\n",
+    "def a = relu\ndef b = [1, 2",  # at the end of the file
+    "def in = 1\ndef f = >> relu",  # a keyword lark reads as a name, then an error
+    "model m : tensor[3] = conv(8)\nmodel n : tensor[3] = conv(8) >",
+])
+def test_a_syntax_error_is_lark_s_found_from_its_item_alone(text: str) -> None:
+    with pytest.raises(SsnError) as ours:
+        parse(text, "t.ssn")
+    theirs = _lark(text)
+    assert isinstance(theirs, SsnError)
+    assert ours.value.render() == theirs.render()
