@@ -3,8 +3,9 @@ ssn.lark that build the AST directly, with the spans lark's propagated positions
 
 It accepts a subset of what lark accepts (every program written as the language means, not
 the curiosities of lark's contextual lexer, such as a keyword used as a name where only a
-name can stand) and gives up on anything else: then `parse` asks lark, the grammar's
-reference, which reports the diagnostic or builds the tree. Giving up is never an error.
+name can stand) and gives up on anything else, saying where it stopped: then `parse` asks
+lark, the grammar's reference, which reports the diagnostic (from the item where this parser
+stopped, where lark stops there too) or builds the tree. Giving up is never an error.
 Each node's lark tree depth is counted too, so that too deep a text also goes to lark, whose
 diagnostic for it is the one users see."""
 
@@ -57,12 +58,11 @@ class _LeftToLarkError(Exception):
 @dataclass(frozen=True)
 class Stuck:
     """Where the descent parser stopped in a text it leaves to lark: the token's position
-    (line, col, and offsets of its start and end) and the offset of the item it is in,
-    so that lark can be asked about that item alone (`parser._error_near`)."""
+    (line, col, and the offset of its end) and the offset of the item it is in, so that lark
+    can be asked about that item alone (`parser._error_near`)."""
 
     line: int
     col: int
-    start: int
     end: int
     item: int
     eof: bool  # stopped at the end of the text
@@ -101,7 +101,7 @@ def _stuck(text: str, toks: list[Token], at: int, item: int) -> Stuck:
     kind, value, line, col = toks[at][:4]
     offset = starts[line - 1] + col - 1 if kind != "$END" else len(text)
     first = toks[item]
-    return Stuck(line, col, offset, offset + len(value),
+    return Stuck(line, col, offset + len(value),
                  starts[first[2] - 1] + first[3] - 1 if first[0] != "$END" else len(text),
                  kind == "$END")
 
