@@ -1,7 +1,8 @@
 """The GPU measurements, in one script for a machine borrowed for minutes: forward latency of
 torch eager and torch.compile (fp32, and bf16 and fp16 autocast) at batch 1 and 64 for
 `fractalnet`, `nin_cifar10` and `hmrnn_charlm`, each checked against the fp32 result; the
-training step of the compiled FractalNet C=3 (bf16 autocast, batch 128) against the
+eval forward of `ssnc.optimize_for_inference` (FractalNet C=3, fp32) against the hand-written
+model; the training step of the compiled FractalNet C=3 (bf16 autocast, batch 128) against the
 hand-written one in each drop-path mode, and with every stage checkpointed against without
 (peak memory and time, one rank); ONNX Runtime CUDA and TensorRT rows where they are
 importable, with the ratios the goals name (ORT CUDA fp16 against torch eager fp16, TensorRT
@@ -193,6 +194,35 @@ def training_rows(table: Table, args: argparse.Namespace, device: str) -> None:
                   f"ssnc {ours * 1e3:.2f} ms / hand-written {theirs * 1e3:.2f} ms, batch {batch}")
 
 
+def inference_rows(table: Table, args: argparse.Namespace, device: str) -> None:
+    """Issue 33's inference goal where it can be met: FractalNet C=3's eval forward, folded
+    (`ssnc.optimize_for_inference`, and channels-last), against the hand-written eager model
+    with the same weights, fp32, batch 1 and 64 (as bench_torch measures it on the CPU)."""
+    widths = [4, 4, 8, 8, 8] if args.dry_run else [64, 128, 256, 512, 512]
+    compiled = ssnc.load(ROOT / "specs" / "fractalnet.ssn").model(
+        classes=10, C=3, widths=widths).to_torch(seed=0).eval()
+    baseline = FractalNet(10, 3, tuple(widths)).eval()
+    copy_weights(compiled, baseline)
+    baseline.to(device)
+    folds = {"optimize_for_inference": ssnc.optimize_for_inference(compiled).to(device),
+             "optimize_for_inference, channels-last": ssnc.optimize_for_inference(
+                 compiled, channels_last=True).to(device)}
+    for batch in (1, 4) if args.dry_run else (1, 64):
+        x = torch.randn(batch, 3, 32, 32, device=device)
+
+        def run(net: torch.nn.Module, x: torch.Tensor = x) -> torch.Tensor:
+            with torch.no_grad():
+                return net(x)
+        want = run(baseline)
+        theirs = latency(lambda: run(baseline), device, args.reps)
+        for kind, net in folds.items():
+            err = float((run(net) - want).abs().max()) / max(float(want.abs().max()), 1e-12)
+            ours = latency(lambda net=net: run(net), device, args.reps)
+            table.row(f"FractalNet C=3 eval forward, batch {batch}, fp32, {kind} / hand-written",
+                      f"{ours / theirs:.2f}", f"ssnc {ours * 1e3:.3f} ms / hand-written "
+                      f"{theirs * 1e3:.3f} ms; max |Δ| {err:.1e} of the largest logit")
+
+
 def checkpoint_rows(table: Table, args: argparse.Namespace, device: str) -> None:
     """One rank: a FractalNet C=3 training step with every stage checkpointed
     (`ssnc.distributed.parallelize(shard=False, checkpoint=True)`) against without: peak
@@ -288,6 +318,7 @@ def main() -> None:
         f"Python {platform.python_version()}, ssnc {ssnc.__version__}; median of {args.reps} "
         "runs after two warm-ups. fp32 is IEEE float32 (TF32 off in cuDNN and cuBLAS)."])
     forward_rows(table, args, device, start)
+    inference_rows(table, args, device)
     training_rows(table, args, device)
     checkpoint_rows(table, args, device)
     runtime_rows(table, args)
