@@ -15,7 +15,7 @@ import networkx as nx
 
 from ..base.diagnostics import E_INTERNAL, Diagnostic, Note, Span, error
 from .literals import ParamValue
-from .ops import OPS, AttrValue, OpCall, ParamSpec, Shape
+from .ops import OPS, AttrValue, OpCall, OpDecl, ParamSpec, Shape
 
 
 @dataclass(frozen=True)
@@ -529,18 +529,18 @@ class Graph:
         assert self._regions is not None
         return [self._regions[sid] for sid in sorted(self._regions)]
 
-    def _tuple_problems(self, node: Node) -> list[str]:
+    def _tuple_problems(self, node: Node, op: OpDecl) -> list[str]:
         """A tuple-valued node is read only by `item`s in its scope, an `item` only reads one
         (a tuple never crosses a region's boundary), at an index it has."""
         problems = []
-        if OPS[node.op].tuple_valued:
+        if op.tuple_valued:
             for dst, _ in self.consumers(node.name):
                 reader = self.nodes_by_name[dst]
                 reads = OPS.get(reader.op)
                 if reads is None or not reads.projects or reader.scope != node.scope:
                     problems.append(f"{node.name}: tuple-valued, read by `{dst}`, not by an "
                                     "`item` in its scope")
-        if OPS[node.op].projects:
+        if op.projects:
             src = self.nodes_by_name.get(node.inputs[0]) if node.inputs else None
             if src is not None and not _tuple_valued(src):
                 problems.append(f"{node.name}: reads `{src.name}`, which is not tuple-valued")
@@ -623,8 +623,7 @@ class Graph:
                 if got is not None and got.shape != p.shape:
                     problems.append(f"{node.name}: weight `{w}` is {got.shape}, the op "
                                     f"needs {p.shape}")
-        if op.tuple_valued or op.projects:
-            problems += self._tuple_problems(node)
+        problems += self._tuple_problems(node, op)
         if node.shape is not None and any(isinstance(d, int) and d <= 0
                                           for d in node.shape):
             problems.append(f"{node.name}: empty shape {node.shape}")

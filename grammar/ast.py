@@ -259,17 +259,17 @@ for _cls in list(globals().values()):
         _cls.model_rebuild()
 
 
-M = TypeVar("M", bound=BaseModel)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
-def maker(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+def maker(cls: type[_Model]) -> Callable[[dict[str, Any]], _Model]:
     """A constructor of ``cls`` from all its field values, in field order, that skips
     validation: for the parser, whose values have the fields' types by construction. What it
     makes equals ``cls(**values)`` and costs half as much (the fields-set is shared)."""
     fields_set = set(cls.model_fields)
     new, setattr_ = object.__new__, object.__setattr__
 
-    def make(values: dict[str, Any]) -> M:
+    def make(values: dict[str, Any]) -> _Model:
         obj = new(cls)
         setattr_(obj, "__dict__", values)
         setattr_(obj, "__pydantic_fields_set__", fields_set)
