@@ -125,21 +125,23 @@ class Program:
         ``progress(phase, done, total)`` hears how far a big model has got."""
         try:
             decl = self._pick(name)
-            elab = Elaborator(self._main.env, limits)
-            elab.builder.progress = progress
 
-            def elaborate() -> Graph:
+            def elaborate() -> tuple[Graph, int]:
+                # the elaborator goes with this frame, inside the guard: its records are
+                # freed before the collector's first look at what the phase made
+                elab = Elaborator(self._main.env, limits)
+                elab.builder.progress = progress
                 values = {k: _from_python(k, v, (spans or {}).get(k))
                           for k, v in params.items()}
-                return run_passes(elab.elaborate_model(decl, values, spans),
-                                  progress=progress)
+                return (run_passes(elab.elaborate_model(decl, values, spans),
+                                   progress=progress), elab.steps)
 
-            graph = guarded(elaborate, self.file)
+            graph, steps = guarded(elaborate, self.file)
         except SsnError as exc:
             raise exc.with_sources(self.sources) from None
         for diag in graph.warnings:
             warnings.warn(SsnWarning(diag, self.sources), stacklevel=2)
-        return Model(graph, self, elab.steps)
+        return Model(graph, self, steps)
 
     def _pick(self, name: str | None) -> ast.Model:
         if name is None:

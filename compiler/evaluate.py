@@ -8,6 +8,7 @@ linear in its depth; applying a block to wires hands it to compiler/instantiate.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,20 @@ REPORT_STEPS = 5_000
 """Evaluation steps between two reports to ``progress`` (a few milliseconds' work)."""
 
 
+def _weak_eval(evaluator: Evaluator) -> Callable[[ast.Expr, Env], Value]:
+    """``evaluator.eval`` for its instantiator, held weakly: a bound method would make the
+    pair a cycle, and the nodes the instantiator made would wait for the cyclic collector
+    instead of going when the evaluator does."""
+    ref = weakref.ref(evaluator)
+
+    def evaluate(expr: ast.Expr, env: Env) -> Value:
+        target = ref()
+        if target is None:
+            raise RuntimeError("an instantiator outlived its evaluator")
+        return target.eval(expr, env)
+    return evaluate
+
+
 class Evaluator:
     """Evaluates expressions of one program. One instance per model elaboration; applying a
     block to wires is the instantiator's job (``inst``), which asks back only for the value
@@ -67,7 +82,7 @@ class Evaluator:
 
     def __init__(self, globals_env: Env, limits: Limits | None = None):
         self.limits = limits or Limits()
-        self.inst = Instantiator(self.eval, self.limits)
+        self.inst = Instantiator(_weak_eval(self), self.limits)
         self.globals = globals_env
         self.memo: dict[Any, Value] = {}
         self.depth = 0

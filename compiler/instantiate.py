@@ -449,30 +449,7 @@ class Instantiator:
         ``steps``, the instantiation steps instead (an `identity` counts too). ``sizes``
         collects each rule's instance sizes (a recursion's, level by level), each with
         where that instance is called."""
-        memo: dict[int, int] = {}
-
-        def size(b: Block) -> int:
-            got = memo.get(id(b))
-            if got is not None:
-                return got
-            if isinstance(b, PrimBlock):
-                n = 0 if b.op.passthrough and not steps else 1
-            elif isinstance(b, SeqBlock):
-                n = sum(size(p) for p in b.parts)
-            elif isinstance(b, ParBlock):
-                n = 1 + sum(size(p) for p in b.branches)
-            elif isinstance(b, ScopeBlock | SharedBlock | GroupBlock):
-                n = size(b.inner)
-            elif isinstance(b, ScanBlock):  # the loop node, its initial states, its body
-                n = 2 * (1 + len(b.states)) + size(b.cell)
-            else:
-                n = 1
-            memo[id(b)] = n
-            if sizes is not None and isinstance(b, ScopeBlock):
-                sizes.setdefault(b.rule, {}).setdefault(n, b.span)
-            return n
-
-        return size(block)
+        return _size(block, {}, steps, sizes)
 
     def growth(self, block: Block) -> tuple[str, Span | None, list[Note]]:
         """What to change when ``block`` is too large: the recursive rule that grows most,
@@ -535,3 +512,28 @@ def flatten_wires(args: tuple[Value, ...]) -> tuple[Wire, ...]:
     for a in args:
         out.extend(as_wires(a))
     return tuple(out)
+
+
+def _size(b: Block, memo: dict[int, int], steps: bool,
+          sizes: dict[str, dict[int, Span]] | None) -> int:
+    """`Instantiator.estimate` of ``b``, each shared block counted once in ``memo`` (a
+    function of the module, not a recursive closure: that would be a reference cycle)."""
+    got = memo.get(id(b))
+    if got is not None:
+        return got
+    if isinstance(b, PrimBlock):
+        n = 0 if b.op.passthrough and not steps else 1
+    elif isinstance(b, SeqBlock):
+        n = sum(_size(p, memo, steps, sizes) for p in b.parts)
+    elif isinstance(b, ParBlock):
+        n = 1 + sum(_size(p, memo, steps, sizes) for p in b.branches)
+    elif isinstance(b, ScopeBlock | SharedBlock | GroupBlock):
+        n = _size(b.inner, memo, steps, sizes)
+    elif isinstance(b, ScanBlock):  # the loop node, its initial states, its body
+        n = 2 * (1 + len(b.states)) + _size(b.cell, memo, steps, sizes)
+    else:
+        n = 1
+    memo[id(b)] = n
+    if sizes is not None and isinstance(b, ScopeBlock):
+        sizes.setdefault(b.rule, {}).setdefault(n, b.span)
+    return n

@@ -67,18 +67,16 @@ def _fractal_blocks(graph: Graph, nodes_in: dict[int, list[Node]]) -> list[int]:
     blocks: list[int] = []
     depth = _depths(graph)
 
-    def visit(sid: int) -> None:
-        scope = graph.scopes[sid]
-        if sid != 0 and _recurses(graph, scope):
+    todo = [0]  # scopes in preorder (a stack, not a recursive closure: that is a cycle
+    while todo:  # holding the graph until the collector runs)
+        sid = todo.pop()
+        if sid != 0 and _recurses(graph, graph.scopes[sid]):
             structural = structural_scopes(graph, sid)
             joins = [n for s in structural for n in nodes_in[s] if OPS[n.op].is_join]
             if joins and _columns(graph, min(joins, key=lambda n: n.index), depth):
                 blocks.append(sid)
-                return
-        for child in graph.scope_children(sid):
-            visit(child)
-
-    visit(0)
+                continue
+        todo.extend(reversed(graph.scope_children(sid)))
     return blocks
 
 
