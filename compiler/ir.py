@@ -14,6 +14,7 @@ from typing import Any
 import networkx as nx
 
 from ..base.diagnostics import E_INTERNAL, Diagnostic, Note, Span, error
+from .frozen import freeze_attrs
 from .literals import ParamValue
 from .ops import OPS, AttrValue, OpCall, OpDecl, ParamSpec, Shape
 
@@ -79,7 +80,7 @@ class Node:
         """A copy with some fields changed (records are immutable). Copies the fields
         directly: passes evolve every node, and `dataclasses.replace` re-runs `__init__`."""
         if "attrs" in changes:
-            changes["attrs"] = MappingProxyType(dict(changes["attrs"]))
+            changes["attrs"] = freeze_attrs(changes["attrs"])
         if not _NODE_FIELDS.issuperset(changes):
             unknown = sorted(changes.keys() - _NODE_FIELDS)
             raise TypeError(f"Node has no field {unknown[0]!r}")
@@ -134,7 +135,7 @@ def make_node(**fields: Any) -> Node:
     """Build a node, freezing its attribute mapping. Fills the record directly, as `evolve`
     does (elaboration makes every node here, and the dataclass `__init__` costs twice as
     much); `Node(...)` itself makes the same record."""
-    fields["attrs"] = MappingProxyType(dict(fields.get("attrs", {})))
+    fields["attrs"] = freeze_attrs(fields.get("attrs", {}))
     if not fields.keys() >= _REQUIRED or not fields.keys() <= _NODE_FIELDS:
         return Node(**fields)  # its own error for a field missing or unknown
     new = object.__new__(Node)
@@ -425,22 +426,18 @@ class Graph:
         """(consumer, port) pairs reading node ``name``, in a stable order."""
         return list(self._consumer_map().get(name, ()))
 
-    def scope_path(self, scope_id: int) -> list[Scope]:
+    def scope_path(self, scope_id: int) -> tuple[Scope, ...]:
         """Scopes from the root down to ``scope_id`` (each scope's path made once, from its
-        parent's)."""
+        parent's, and shared by every caller)."""
         if self._paths is None:
             self._paths = {}
         found = self._paths.get(scope_id)
         if found is None:
             scope = self.scopes[scope_id]
-            found = (*(self._path(scope.parent) if scope.parent is not None else ()), scope)
+            found = (*(self.scope_path(scope.parent) if scope.parent is not None else ()),
+                     scope)
             self._paths[scope_id] = found
-        return list(found)
-
-    def _path(self, scope_id: int) -> tuple[Scope, ...]:
-        self.scope_path(scope_id)
-        assert self._paths is not None
-        return self._paths[scope_id]
+        return found
 
     def fractals(self) -> dict[int, Fractal]:
         """The fractal blocks, by block scope id (read once off the column tags)."""

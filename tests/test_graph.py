@@ -213,3 +213,22 @@ def test_golden_pictures_of_a_fractal(golden, depth: int | None  # type: ignore[
                 '"fractal.col1.unit1.conv"; }') in dot  # the units ending at depth 4
     golden(GOLDEN / "pictures" / f"{name}.dot", dot)
     golden(GOLDEN / "pictures" / f"{name}.mmd", to_mermaid(m.ir, depth))
+
+
+def test_nodes_with_equal_attributes_share_one_frozen_mapping() -> None:
+    """A big model holds a few dozen attribute mappings, not one per node; values equal in
+    Python but not in meaning (`1`, `1.0`, `True`; `0.0`, `-0.0`) stay apart."""
+    from ssnc.compiler.frozen import freeze_attrs
+
+    model = ssnc.load(SPECS / "fractalnet.ssn").model(C=4, classes=10)
+    nodes = list(model.ir.nodes_by_name.values())
+    assert len({id(n.attrs) for n in nodes}) < len(nodes) // 20
+    assert freeze_attrs({"k": (3, 3), "s": "x"}) is freeze_attrs({"k": (3, 3), "s": "x"})
+    kinds = [freeze_attrs({"v": v}) for v in (1, 1.0, True, 0.0, -0.0)]
+    assert len({id(k) for k in kinds}) == 5
+    assert [type(k["v"]) for k in kinds] == [int, float, bool, float, float]
+    assert str(kinds[4]["v"]) == "-0.0"
+    unhashable = freeze_attrs({"v": [1, 2]})
+    assert unhashable == {"v": [1, 2]} and unhashable is not freeze_attrs({"v": [1, 2]})
+    with pytest.raises(TypeError):
+        kinds[0]["v"] = 2  # type: ignore[index]

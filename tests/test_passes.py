@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ssnc
 from ssnc.base.diagnostics import SsnError
@@ -214,3 +218,42 @@ def test_a_phase_s_cyclic_garbage_stays_young() -> None:
     found = guarded(phase)
     gc.collect(1)
     assert found() is None
+
+
+_TEXTS = st.sampled_from(["a", "b", "a1", "col1"])
+_SEGMENT = st.tuples(_TEXTS, st.tuples(st.sampled_from(["scope", "node"]),
+                                       st.integers(0, 3)),
+                     st.sampled_from([True, True, False, 1, 2]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_SEGMENT, min_size=1, max_size=4), max_size=12))
+def test_naming_by_tree_matches_naming_level_by_level(paths: list[list[Any]]) -> None:
+    """The raw paths' tree, each shared prefix named once, names every node as the walk over
+    every node does (or declines: where two raw prefixes get one name)."""
+    from ssnc.compiler.passes.assign_names import _segments_by_level, _segments_by_tree
+
+    raw = {f"#{i}": path for i, path in enumerate(paths)}
+    level = _segments_by_level(raw)
+    tree = _segments_by_tree(raw)
+    if tree is None:
+        return
+
+    def clashing(result: Any) -> set[str]:  # nodes whose final path another one extends
+        final, at, prefix, _ = result
+        return {old for old in final if at[old] in {parent for parent, _ in prefix}}
+
+    assert tree[0] == level[0] and tree[3] == level[3]
+    assert clashing(tree) == clashing(level)
+
+
+def test_naming_by_tree_declines_where_two_raw_prefixes_get_one_name() -> None:
+    """`a` numbered among a single identity stays `a`, as does an `a` never numbered: under
+    one name their children are one set of siblings, which only the level walk numbers."""
+    from ssnc.compiler.passes.assign_names import _segments, _segments_by_tree
+
+    raw: dict[str, list[Any]] = {
+        "#0": [("a", ("scope", 1), True), ("c", ("node", 0), True)],
+        "#1": [("a", ("scope", 2), False), ("c", ("node", 1), True)]}
+    assert _segments_by_tree(raw) is None
+    assert _segments(raw)[0] == {"#0": ["a", "c1"], "#1": ["a", "c2"]}

@@ -36,7 +36,8 @@ def assign_names(graph: Graph) -> Graph:
         join_rank.update((name, rank) for rank, name in enumerate(fractal.joins, 1))
 
     base_rank = _base_ranks(graph, order, structural)
-    raw = {n.name: _raw_path(graph, n, join_rank, base_rank) for n in order}
+    prefixes: _Prefixes = {}
+    raw = {n.name: _raw_path(graph, n, join_rank, base_rank, prefixes) for n in order}
     for name, given in zip(graph.inputs, graph.input_names, strict=False):
         raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
     final, at, prefix, before = _segments(raw)
@@ -70,6 +71,61 @@ def _segments(raw: dict[str, list[_Segment]]) -> tuple[
     """Each node's final segments, level by level: a segment is numbered among the siblings
     under one prefix that share its text. Also each node's path as a prefix id, the
     prefixes ((parent's id, segment) -> id) and the segments that differed before 0.2."""
+    return _segments_by_tree(raw) or _segments_by_level(raw)
+
+
+def _segments_by_tree(raw: dict[str, list[_Segment]]) -> tuple[
+        dict[str, list[str]], dict[str, int], dict[tuple[int, str], int],
+        dict[str, dict[int, str]]] | None:
+    """`_segments` over the tree of raw paths, each distinct prefix worked out once (nodes
+    share their scopes' prefixes); None where two raw prefixes would get one final name,
+    which merges their subtrees, as only the level-by-level walk handles."""
+    # raw prefix id -> its children by raw segment (and the numbering's type: True == 1)
+    kids: list[dict[tuple[_Segment, type], int]] = [{}]
+    leaf: list[int] = []
+    for path in raw.values():
+        at = 0
+        for step in path:
+            key = (step, type(step[2]))
+            child = kids[at].get(key)
+            if child is None:
+                child = kids[at][key] = len(kids)
+                kids.append({})
+            at = child
+        leaf.append(at)
+    full: list[list[str]] = [[] for _ in kids]  # each prefix's final segments
+    legacy: list[dict[int, str] | None] = [None] * len(kids)
+    prefix: dict[tuple[int, str], int] = {}
+    for parent, children in enumerate(kids):  # a parent's id is below its children's
+        idents: dict[str, dict[object, int]] = {}  # text -> identities, first seen first
+        for (text, ident, numbered), _ in children:
+            group = idents.setdefault(text, {})
+            if numbered is True and ident not in group:
+                group[ident] = len(group) + 1
+        level = len(full[parent])
+        for ((text, ident, numbered), _), child in children.items():
+            group = idents[text]
+            number = (numbered if numbered is not True else
+                      group[ident] if len(group) > 1 else None) or None
+            segment = text if number is None else numbered_name(text, number)
+            if prefix.setdefault((parent, segment), child) != child:
+                return None  # two raw prefixes, one name
+            full[child] = [*full[parent], segment]
+            legacy[child] = legacy[parent]
+            if number is not None and text[-1:].isdigit():
+                legacy[child] = {**(legacy[parent] or {}),
+                                 level: numbered_name(text, number, legacy=True)}
+    keys = list(raw)
+    before = {k: old for k, i in zip(keys, leaf, strict=True)
+              if (old := legacy[i]) is not None}
+    return ({k: full[i] for k, i in zip(keys, leaf, strict=True)},
+            dict(zip(keys, leaf, strict=True)), prefix, before)
+
+
+def _segments_by_level(raw: dict[str, list[_Segment]]) -> tuple[
+        dict[str, list[str]], dict[str, int], dict[tuple[int, str], int],
+        dict[str, dict[int, str]]]:
+    """`_segments`, level by level over every node: what the tree cannot do."""
     keys = list(raw)  # the nodes by position: lists, not dicts keyed by name, in the loop
     paths = list(raw.values())
     final: list[list[str]] = [[] for _ in keys]
@@ -159,21 +215,33 @@ def _base_ranks(graph: Graph, order: list[Node],
     return out
 
 
+_Prefixes = dict[tuple[int, int | None], tuple[tuple[_Segment, ...], bool]]
+
+
 def _raw_path(graph: Graph, node: Node, join_rank: dict[str, int],
-              base_rank: dict[str, _Rank]) -> list[_Segment]:
-    chain = graph.scope_path(node.scope)[1:]  # the root is the model itself
-    path: list[_Segment] = []
-    f = node.fractal
-    for scope in chain:
-        if not scope.transparent:
-            path.append((scope.rule, ("scope", scope.id), True))
-        if scope.id == f:
-            return [*path, *_fractal_tail(graph, node, join_rank, base_rank)]
-    return [*path, (node.op, ("node", node.name), True)]
+              base_rank: dict[str, _Rank], prefixes: _Prefixes) -> list[_Segment]:
+    """``node``'s raw segments: its scopes' (down to its fractal, if it is in one), then its
+    fractal tail or its op. The scopes' part is worked out once per scope."""
+    key = (node.scope, node.fractal)
+    found = prefixes.get(key)
+    if found is None:
+        path: list[_Segment] = []
+        reached = False
+        for scope in graph.scope_path(node.scope)[1:]:  # the root is the model itself
+            if not scope.transparent:
+                path.append((scope.rule, ("scope", scope.id), True))
+            if scope.id == node.fractal:
+                reached = True
+                break
+        found = prefixes[key] = (tuple(path), reached)
+    head, reached = found
+    if reached:
+        return [*head, *_fractal_tail(graph, node, join_rank, base_rank, prefixes)]
+    return [*head, (node.op, ("node", node.name), True)]
 
 
 def _fractal_tail(graph: Graph, node: Node, join_rank: dict[str, int],
-                  base_rank: dict[str, _Rank]) -> list[_Segment]:
+                  base_rank: dict[str, _Rank], prefixes: _Prefixes) -> list[_Segment]:
     if node.name in join_rank:
         return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
     if node.column is None or node.position is None:
@@ -182,15 +250,12 @@ def _fractal_tail(graph: Graph, node: Node, join_rank: dict[str, int],
     label, rank, key = base_rank[node.name]
     if key[0] == "node":
         return [*path, (label, ("node", node.name), rank)]
-    base = graph.scopes[int(key[1])]
+    base = int(key[1])
     path.append((label, ("base", node.column, label, rank), rank))
-    after = _after(graph, node, base.id)
-    rest = [s for s in graph.scope_path(node.scope) if s.id in after]
-    path += [(s.rule, ("scope", s.id), True) for s in rest if not s.transparent]
-    return [*path, (node.op, ("node", node.name), True)]
-
-
-def _after(graph: Graph, node: Node, base: int) -> set[int]:
-    ids = [s.id for s in graph.scope_path(node.scope)]
-    return set(ids[ids.index(base) + 1:])
-
+    rest = prefixes.get((node.scope, -1 - base))  # the scopes below the base (a key no
+    if rest is None:  # scope's fractal takes), once for each scope
+        chain = graph.scope_path(node.scope)
+        below = chain[[s.id for s in chain].index(base) + 1:]
+        rest = prefixes[(node.scope, -1 - base)] = (tuple(
+            (s.rule, ("scope", s.id), True) for s in below if not s.transparent), True)
+    return [*path, *rest[0], (node.op, ("node", node.name), True)]
