@@ -556,8 +556,15 @@ class Graph:
         problems: list[str] = []
         for clash in sorted(outer & set(self.nodes_by_name))[:5]:
             problems.append(f"{clash}: named like a node of an enclosing graph")
+        data: set[str] = set()  # values read on a data port; on any other port
+        other: set[str] = set()
         for node in self.nodes_by_name.values():
-            problems += self._node_problems(node, outer)
+            data.update(node.inputs)
+            other.update(node.weights)
+            if node.body is not None:
+                other.update(self._captured(node))
+        for node in self.nodes_by_name.values():
+            problems += self._node_problems(node, outer, data, other)
         for name in (*self.inputs, *self.outputs):
             if name in self.nodes_by_name and _tuple_valued(self.nodes_by_name[name]):
                 problems.append(f"{name}: a tuple-valued node is not an output (its `item`s are)")
@@ -580,9 +587,11 @@ class Graph:
                                  f"{where}, the body of `{node.name}`")
 
 
-    def _node_problems(self, node: Node, outer: frozenset[str]) -> list[str]:
+    def _node_problems(self, node: Node, outer: frozenset[str], data: AbstractSet[str],
+                       other: AbstractSet[str]) -> list[str]:
         """What is wrong with one node: its op, arity, inputs and weights, body, parameter
-        ports, weight shapes, tuple use and size."""
+        ports (``data``: the values read on data ports, ``other``: on the rest), weight
+        shapes, tuple use and size."""
         problems: list[str] = []
         op = OPS.get(node.op)
         if op is None:
@@ -604,12 +613,10 @@ class Graph:
         for w in node.weights:
             if w not in names and w not in outer:
                 problems.append(f"{node.name}: weight `{w}` does not exist")
-        if op.stored:  # a parameter
-            ports = self._consumer_map().get(node.name, ())
-            if not ports or (owned(node) and any(
-                    port < len(names[dst].inputs) for dst, port in ports)):
-                problems.append(f"{node.name}: a parameter must be read, and (unless a "
-                                "`param` value) only on weight ports")
+        if op.stored and ((node.name not in data and node.name not in other)
+                          or (owned(node) and node.name in data)):  # a parameter
+            problems.append(f"{node.name}: a parameter must be read, and (unless a "
+                            "`param` value) only on weight ports")
         if node.shape is not None and not op.stored:
             want = op.weights(node.attrs)
             if tuple(p.name for p in node.params) != want or len(node.weights) != len(want):

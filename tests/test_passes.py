@@ -167,8 +167,10 @@ def test_weights_are_parameter_nodes_on_weight_ports() -> None:
             g.with_nodes(nodes).verify()
         return info.value.render()
 
-    assert "weight `gone` does not exist" in broken(
-        [n.evolve(weights=("gone", n.weights[1])) if n is convs[0] else n for n in g])
+    unread = broken([n.evolve(weights=("gone", n.weights[1])) if n is convs[0] else n
+                     for n in g])
+    assert "weight `gone` does not exist" in unread
+    assert f"{convs[0].weights[0]}: a parameter must be read" in unread  # nothing reads it
     assert "do not match the ports" in broken(
         [n.evolve(weights=n.weights[:1]) if n is convs[0] else n for n in g])
     assert "needs (4, 3, 3, 3)" in broken(

@@ -107,8 +107,9 @@ def _columns(graph: Graph, join: Node, depth: dict[str, int]) -> bool:
 def _depths(graph: Graph) -> dict[str, int]:
     """Each node's longest path from a source, in one sweep of the order."""
     depth: dict[str, int] = {}
+    of, sources = depth.__getitem__, graph.sources
     for node in graph.order():
-        depth[node.name] = 1 + max((depth[p] for p in graph.sources(node)), default=-1)
+        depth[node.name] = 1 + max(map(of, sources(node)), default=-1)
     return depth
 
 
