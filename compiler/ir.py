@@ -556,13 +556,8 @@ class Graph:
         problems: list[str] = []
         for clash in sorted(outer & set(self.nodes_by_name))[:5]:
             problems.append(f"{clash}: named like a node of an enclosing graph")
-        data: set[str] = set()  # values read on a data port; on any other port
-        other: set[str] = set()
-        for node in self.nodes_by_name.values():
-            data.update(node.inputs)
-            other.update(node.weights)
-            if node.body is not None:
-                other.update(self._captured(node))
+        data = {i for n in self.nodes_by_name.values() for i in n.inputs}  # read on data ports
+        other = {s for n in self.nodes_by_name.values() for s in self.sources(n)[len(n.inputs):]}
         for node in self.nodes_by_name.values():
             problems += self._node_problems(node, outer, data, other)
         for name in (*self.inputs, *self.outputs):
