@@ -15,6 +15,8 @@ where it is named by its parameter (`fractal.col3.base2.conv` for `fractal(3, co
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ...base.diagnostics import E_DUPLICATE, Note, error
 from ..ir import Graph, Node, numbered_name, owned, walk
 from .tag_columns import BaseMemo, base_key, structural_scopes
@@ -36,8 +38,8 @@ def assign_names(graph: Graph) -> Graph:
         join_rank.update((name, rank) for rank, name in enumerate(fractal.joins, 1))
 
     base_rank = _base_ranks(graph, order, structural)
-    prefixes: _Prefixes = {}
-    raw = {n.name: _raw_path(graph, n, join_rank, base_rank, prefixes) for n in order}
+    memo = _Scopes()
+    raw = {n.name: _raw_path(graph, n, join_rank, base_rank, memo) for n in order}
     for name, given in zip(graph.inputs, graph.input_names, strict=False):
         raw[name] = [(given, ("node", name), False)]  # an input keeps the spec's name
     final, at, prefix, before = _segments(raw)
@@ -215,15 +217,23 @@ def _base_ranks(graph: Graph, order: list[Node],
     return out
 
 
-_Prefixes = dict[tuple[int, int | None], tuple[tuple[_Segment, ...], bool]]
+@dataclass
+class _Scopes:
+    """The scopes' part of raw paths, worked out once per scope: down to a fractal
+    ((scope, fractal) -> segments, and whether the fractal was reached), and below a base
+    instance ((scope, base) -> segments)."""
+
+    heads: dict[tuple[int, int | None], tuple[tuple[_Segment, ...], bool]] = field(
+        default_factory=dict)
+    below: dict[tuple[int, int], tuple[_Segment, ...]] = field(default_factory=dict)
 
 
 def _raw_path(graph: Graph, node: Node, join_rank: dict[str, int],
-              base_rank: dict[str, _Rank], prefixes: _Prefixes) -> list[_Segment]:
+              base_rank: dict[str, _Rank], scopes: _Scopes) -> list[_Segment]:
     """``node``'s raw segments: its scopes' (down to its fractal, if it is in one), then its
     fractal tail or its op. The scopes' part is worked out once per scope."""
     key = (node.scope, node.fractal)
-    found = prefixes.get(key)
+    found = scopes.heads.get(key)
     if found is None:
         path: list[_Segment] = []
         reached = False
@@ -233,15 +243,15 @@ def _raw_path(graph: Graph, node: Node, join_rank: dict[str, int],
             if scope.id == node.fractal:
                 reached = True
                 break
-        found = prefixes[key] = (tuple(path), reached)
+        found = scopes.heads[key] = (tuple(path), reached)
     head, reached = found
     if reached:
-        return [*head, *_fractal_tail(graph, node, join_rank, base_rank, prefixes)]
+        return [*head, *_fractal_tail(graph, node, join_rank, base_rank, scopes)]
     return [*head, (node.op, ("node", node.name), True)]
 
 
 def _fractal_tail(graph: Graph, node: Node, join_rank: dict[str, int],
-                  base_rank: dict[str, _Rank], prefixes: _Prefixes) -> list[_Segment]:
+                  base_rank: dict[str, _Rank], scopes: _Scopes) -> list[_Segment]:
     if node.name in join_rank:
         return [(f"join{join_rank[node.name]}", ("node", node.name), False)]
     if node.column is None or node.position is None:
@@ -252,10 +262,10 @@ def _fractal_tail(graph: Graph, node: Node, join_rank: dict[str, int],
         return [*path, (label, ("node", node.name), rank)]
     base = int(key[1])
     path.append((label, ("base", node.column, label, rank), rank))
-    rest = prefixes.get((node.scope, -1 - base))  # the scopes below the base (a key no
-    if rest is None:  # scope's fractal takes), once for each scope
+    rest = scopes.below.get((node.scope, base))
+    if rest is None:
         chain = graph.scope_path(node.scope)
         below = chain[[s.id for s in chain].index(base) + 1:]
-        rest = prefixes[(node.scope, -1 - base)] = (tuple(
-            (s.rule, ("scope", s.id), True) for s in below if not s.transparent), True)
-    return [*path, *rest[0], (node.op, ("node", node.name), True)]
+        rest = scopes.below[(node.scope, base)] = tuple(
+            (s.rule, ("scope", s.id), True) for s in below if not s.transparent)
+    return [*path, *rest, (node.op, ("node", node.name), True)]
